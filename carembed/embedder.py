@@ -1,0 +1,164 @@
+"""Batched embedding of images, files and folders with a loaded model.
+
+``Embedder.embed`` takes images, paths or bytes and returns an (N, D) float32 array of unit
+vectors. ``Embedder.embed_files`` decodes and resizes in DataLoader workers and yields batches
+with the files that could not be used listed beside them, so one bad file never stops a run.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+from carembed.images import ImageError, ImageLimits, ImageSource, load_image
+from carembed.model import CarEmbeddingModel
+from carembed.preprocess import Preprocessing
+
+logger = logging.getLogger(__name__)
+
+
+def prepare(
+    source: ImageSource | Image.Image, preprocessing: Preprocessing, limits: ImageLimits
+) -> np.ndarray:
+    """Load (unless already an image) and preprocess one image to a (3, S, S) array."""
+    if isinstance(source, Image.Image):
+        image = source.convert("RGB") if source.mode != "RGB" else source
+    else:
+        image = load_image(source, limits, draft_size=preprocessing.draft_size)
+    return preprocessing.to_array(image)
+
+
+@dataclass
+class FileBatch:
+    """Vectors for the files at ``indices`` (positions in the input list), and the failures."""
+
+    indices: list[int]
+    vectors: np.ndarray
+    failures: list[tuple[int, str]] = field(default_factory=list)
+
+
+_Item = tuple[int, np.ndarray | None, str | None]
+
+
+class _FileDataset(Dataset[_Item]):
+    def __init__(self, paths: Sequence[Path], preprocessing: Preprocessing, limits: ImageLimits):
+        self.paths = paths
+        self.preprocessing = preprocessing
+        self.limits = limits
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> _Item:
+        try:
+            return index, prepare(self.paths[index], self.preprocessing, self.limits), None
+        except ImageError as exc:
+            return index, None, f"{exc.reason}: {exc}"
+        except OSError as exc:  # missing or unreadable file
+            return index, None, f"unreadable: {exc}"
+
+
+def _collate(items: list[_Item]) -> tuple[list[int], np.ndarray | None, list[tuple[int, str]]]:
+    good = [(i, a) for i, a, _ in items if a is not None]
+    failures = [(i, err) for i, a, err in items if a is None and err is not None]
+    arrays = np.stack([a for _, a in good]) if good else None
+    return [i for i, _ in good], arrays, failures
+
+
+class Embedder:
+    """A model ready for inference on CPU or GPU: ``torch.inference_mode``, batched."""
+
+    def __init__(
+        self,
+        model: CarEmbeddingModel,
+        *,
+        device: str | torch.device = "cpu",
+        batch_size: int = 32,
+        threads: int | None = None,
+        channels_last: bool = True,
+        limits: ImageLimits | None = None,
+    ) -> None:
+        if threads:
+            torch.set_num_threads(threads)
+        self.device = torch.device(device)
+        self.channels_last = channels_last
+        memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.model = model.to(self.device).to(memory_format=memory_format).eval()
+        self.batch_size = batch_size
+        self.limits = limits or ImageLimits()
+        self.version = model.version()
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        return self.model.preprocessing
+
+    @property
+    def dim(self) -> int:
+        return self.model.config.embedding_dim
+
+    def embed_arrays(self, batch: np.ndarray) -> np.ndarray:
+        """Preprocessed (N, 3, S, S) float32 arrays -> (N, D) unit vectors, batch by batch."""
+        out = np.empty((len(batch), self.dim), dtype=np.float32)
+        with torch.inference_mode():
+            for start in range(0, len(batch), self.batch_size):
+                chunk = torch.from_numpy(
+                    np.ascontiguousarray(batch[start : start + self.batch_size])
+                )
+                chunk = chunk.to(self.device)
+                if self.channels_last:
+                    chunk = chunk.contiguous(memory_format=torch.channels_last)
+                out[start : start + len(chunk)] = self.model(chunk).float().cpu().numpy()
+        return out
+
+    def prepare(self, source: ImageSource | Image.Image) -> np.ndarray:
+        return prepare(source, self.preprocessing, self.limits)
+
+    def embed(self, sources: Sequence[ImageSource | Image.Image]) -> np.ndarray:
+        """Images, paths or bytes -> (N, D); raises ImageError on the first unusable image."""
+        if not sources:
+            return np.empty((0, self.dim), dtype=np.float32)
+        return self.embed_arrays(np.stack([self.prepare(s) for s in sources]))
+
+    def embed_files(self, paths: Sequence[Path], num_workers: int = 0) -> Iterator[FileBatch]:
+        """Embed files batch by batch; decoding and resizing run in ``num_workers`` processes."""
+        loader = DataLoader(
+            _FileDataset(paths, self.preprocessing, self.limits),
+            batch_size=self.batch_size,
+            num_workers=num_workers,
+            collate_fn=_collate,
+            persistent_workers=False,
+        )
+        for indices, arrays, failures in loader:
+            vectors = (
+                self.embed_arrays(arrays)
+                if arrays is not None
+                else np.empty((0, self.dim), dtype=np.float32)
+            )
+            yield FileBatch(indices=indices, vectors=vectors, failures=failures)
+
+    def embed_all(
+        self, paths: Sequence[Path], num_workers: int = 0, progress: str | None = None
+    ) -> tuple[np.ndarray, list[int], list[tuple[int, str]]]:
+        """Every file at once: (vectors, indices of the files they belong to, failures)."""
+        from tqdm import tqdm
+
+        vectors: list[np.ndarray] = []
+        indices: list[int] = []
+        failures: list[tuple[int, str]] = []
+        with tqdm(total=len(paths), desc=progress, unit="img", disable=progress is None) as bar:
+            for batch in self.embed_files(paths, num_workers=num_workers):
+                vectors.append(batch.vectors)
+                indices.extend(batch.indices)
+                failures.extend(batch.failures)
+                bar.update(len(batch.indices) + len(batch.failures))
+        for index, reason in failures:
+            logger.warning("skipped %s: %s", paths[index], reason)
+        stacked = np.concatenate(vectors) if vectors else np.empty((0, self.dim), np.float32)
+        return stacked, indices, failures

@@ -1,0 +1,134 @@
+"""The one image loader used by training, indexing and serving.
+
+Every image enters through :func:`load_image`: its pixel count is checked from the header
+before any pixel is decoded, JPEGs are decoded at a reduced size when the model needs fewer
+pixels (draft mode), EXIF orientation is applied and every mode ends as 8-bit RGB.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+DEFAULT_MAX_PIXELS = 40_000_000
+DEFAULT_MIN_SIDE = 32
+
+ImageSource = str | Path | bytes | BinaryIO
+
+
+class ImageError(ValueError):
+    """An image that cannot be used; ``reason`` is a stable machine-readable code."""
+
+    reason = "invalid-image"
+
+
+class UnreadableImageError(ImageError):
+    """Not an image, an unknown format, or a truncated or corrupt file."""
+
+    reason = "unreadable"
+
+
+class ImageTooLargeError(ImageError):
+    """More pixels than allowed (a decompression bomb, or simply too big)."""
+
+    reason = "too-many-pixels"
+
+
+class ImageTooSmallError(ImageError):
+    """A side shorter than the minimum: nothing useful can be seen in it."""
+
+    reason = "too-small"
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    min_side: int = DEFAULT_MIN_SIDE
+
+
+def _open(source: ImageSource) -> Image.Image:
+    if isinstance(source, bytes):
+        source = io.BytesIO(source)
+    try:
+        with warnings.catch_warnings():
+            # Pillow's own bomb check warns or raises by its global limit; ours is explicit below.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return Image.open(source)
+    except FileNotFoundError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLargeError(f"image refused before decoding: {exc}") from exc
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise UnreadableImageError(f"not a readable image: {exc}") from exc
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    mode = img.mode
+    if mode == "RGB":
+        return img
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        # 16-bit (or 32-bit integer) greyscale: scale the full 16-bit range to 8 bits.
+        # Pillow's own convert() would clip everything above 255 to white.
+        arr = np.asarray(img, dtype=np.float64)
+        scaled = np.clip(arr / 257.0, 0, 255).round().astype(np.uint8)
+        return Image.fromarray(scaled, mode="L").convert("RGB")
+    if mode == "F":
+        arr = np.asarray(img, dtype=np.float64)
+        lo, hi = float(arr.min()), float(arr.max())
+        unit = np.zeros_like(arr) if hi <= lo else (arr - lo) / (hi - lo)
+        return Image.fromarray((unit * 255.0).round().astype(np.uint8), mode="L").convert("RGB")
+    if mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+        mode = img.mode
+    if mode in ("RGBA", "LA", "La", "RGBa", "PA"):
+        # Transparent parts become white, as a browser shows them on a page.
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def load_image(
+    source: ImageSource,
+    limits: ImageLimits | None = None,
+    draft_size: tuple[int, int] | None = None,
+) -> Image.Image:
+    """Open, check, decode and convert one image to RGB.
+
+    ``draft_size``: the smallest (width, height) the caller needs; JPEGs are then decoded
+    at the smallest scale (1/2, 1/4, 1/8) that still covers it, which is several times faster.
+    Raises :class:`ImageError` subclasses for unusable images and ``FileNotFoundError``
+    for a missing file.
+    """
+    limits = limits or ImageLimits()
+    img = _open(source)
+    try:
+        width, height = img.size
+        if width * height > limits.max_pixels:
+            raise ImageTooLargeError(
+                f"image is {width}x{height} ({width * height} pixels), "
+                f"more than the limit of {limits.max_pixels}"
+            )
+        if min(width, height) < limits.min_side:
+            raise ImageTooSmallError(
+                f"image is {width}x{height}; each side must be at least {limits.min_side} px"
+            )
+        if draft_size is not None and img.format == "JPEG":
+            # EXIF rotation may swap the sides: ask for the larger side in both directions.
+            side = max(draft_size)
+            img.draft("RGB", (side, side))
+        try:
+            img.load()
+        except (OSError, ValueError, SyntaxError) as exc:
+            raise UnreadableImageError(f"image could not be decoded: {exc}") from exc
+        img = ImageOps.exif_transpose(img) or img
+        return _to_rgb(img)
+    except BaseException:
+        img.close()
+        raise

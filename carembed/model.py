@@ -1,0 +1,128 @@
+"""The car embedding model: backbone -> pooling -> head -> L2-normalised float32 vector."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from carembed.backbones import DEFAULT_BACKBONE, get_backbone
+from carembed.heads import HeadConfig, HeadKind, Pool, PoolingKind, build_head
+from carembed.preprocess import Preprocessing
+
+FORMAT_VERSION = 1
+
+
+class BackboneConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    weights_source: str
+    weights_sha256: str
+    pooling: PoolingKind = "avg"
+    in_artifact: bool = Field(
+        False,
+        description="the backbone's weights are stored in model.safetensors "
+        "(fine-tuned, or built from a local weights file)",
+    )
+
+
+class ModelConfig(BaseModel):
+    """Everything needed to rebuild the model and feed it, as stored in ``config.json``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    format_version: int = FORMAT_VERSION
+    backbone: BackboneConfig
+    head: HeadConfig
+    embedding_dim: int
+    preprocessing: Preprocessing
+    training: dict[str, Any] = Field(default_factory=dict)
+
+    def canonical_json(self) -> str:
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+
+
+class CarEmbeddingModel(nn.Module):
+    """images (N, 3, S, S), normalised per ``config.preprocessing`` -> (N, D) unit vectors."""
+
+    config: ModelConfig
+
+    def __init__(self, config: ModelConfig, backbone: nn.Module) -> None:
+        super().__init__()
+        self.config = config
+        self.backbone = backbone
+        self.pool = Pool(config.backbone.pooling)
+        self.head = build_head(config.head)
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """Pooled backbone features, before the head."""
+        return self.pool(self.backbone(images))  # type: ignore[no-any-return]
+
+    def embed_features(self, features: torch.Tensor) -> torch.Tensor:
+        """Head + L2 normalisation on pooled features (training on cached features uses this)."""
+        return F.normalize(self.head(features).float(), p=2.0, dim=1)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.embed_features(self.features(images))
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        return self.config.preprocessing
+
+    def artifact_state(self) -> dict[str, torch.Tensor]:
+        """The tensors ``model.safetensors`` holds: head, pooling, and the backbone if stored."""
+        state = self.state_dict()
+        keep = ("head.", "pool.") + (("backbone.",) if self.config.backbone.in_artifact else ())
+        return {k: v.detach().cpu().contiguous() for k, v in state.items() if k.startswith(keep)}
+
+    def version(self) -> str:
+        """A stable id of config + weights: the same model always gets the same version."""
+        digest = hashlib.sha256(self.config.canonical_json().encode())
+        for name, tensor in sorted(self.artifact_state().items()):
+            digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+            digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+        backbone = self.config.backbone.name.replace("_", "")
+        return f"{backbone}-{self.config.head.kind}-{digest.hexdigest()[:12]}"
+
+    def with_config(self, **changes: Any) -> None:
+        """Replace fields of the config (e.g. training metadata before export)."""
+        self.config = self.config.model_copy(update=changes)
+
+
+def build_model(
+    backbone: str = DEFAULT_BACKBONE,
+    *,
+    head: HeadKind = "identity",
+    embedding_dim: int | None = None,
+    hidden_dim: int = 0,
+    dropout: float = 0.0,
+    pooling: PoolingKind = "avg",
+    weights_path: Path | None = None,
+    preprocessing: Preprocessing | None = None,
+) -> CarEmbeddingModel:
+    """A new model: pretrained backbone plus a fresh head (identity by default)."""
+    spec = get_backbone(backbone)
+    built = spec.build(weights_path)
+    out_dim = embedding_dim or spec.dim
+    config = ModelConfig(
+        backbone=BackboneConfig(
+            name=spec.name,
+            weights_source=built.weights.source,
+            weights_sha256=built.weights.sha256,
+            pooling=pooling,
+            in_artifact=weights_path is not None,
+        ),
+        head=HeadConfig(
+            kind=head, in_dim=spec.dim, out_dim=out_dim, hidden_dim=hidden_dim, dropout=dropout
+        ),
+        embedding_dim=out_dim,
+        preprocessing=preprocessing or spec.preprocessing,
+    )
+    return CarEmbeddingModel(config, built.module).eval()

@@ -1,0 +1,1 @@
+"""The ``carsearch`` command: one entry point for the model, training, indexing and serving."""

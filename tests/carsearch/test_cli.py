@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from carembed.artifact import save_model
+from carembed.model import build_model
+from carsearch.cli import main
+from tests.conftest import scene
+
+
+def test_model_info_of_a_saved_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    model = build_model(head="linear", embedding_dim=96)
+    version = save_model(model, tmp_path)
+    assert main(["model", "info", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert version in out and "linear 1280 -> 96" in out and "224x224 squash" in out
+
+
+def test_embed_prints_dim_norms_version_and_nearest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    paths = []
+    for name, img in [("a", scene(1)), ("b", scene(2)), ("a2", scene(1).rotate(3))]:
+        paths.append(tmp_path / f"{name}.png")
+        img.save(paths[-1])
+    assert main(["embed", *map(str, paths)]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "dim 1280" in out
+        and "norms min 1.0000" in out
+        and "model version efficientnetlite0-identity-" in out
+    )
+    assert f"{paths[0]} -> {paths[2]}" in out and f"{paths[2]} -> {paths[0]}" in out
+
+
+def test_embed_bad_file_and_bad_model_exit_2(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"nope")
+    assert main(["embed", str(bad)]) == 2
+    assert main(["model", "info", str(tmp_path)]) == 2

@@ -1,0 +1,63 @@
+"""Shared fixtures: generated car-like images (no dataset needed) and one default model."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from carembed.embedder import Embedder
+from carembed.model import CarEmbeddingModel, build_model
+
+
+def scene(seed: int, size: tuple[int, int] = (160, 96)) -> Image.Image:
+    """A distinct synthetic picture: coloured background, shapes placed by the seed."""
+    rng = np.random.default_rng(seed)
+    img = Image.new("RGB", size, tuple(int(c) for c in rng.integers(0, 256, 3)))
+    draw = ImageDraw.Draw(img)
+    for _ in range(6):
+        x0, y0 = int(rng.integers(0, size[0] - 20)), int(rng.integers(0, size[1] - 20))
+        x1, y1 = x0 + int(rng.integers(10, 60)), y0 + int(rng.integers(10, 40))
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        if rng.random() < 0.5:
+            draw.ellipse((x0, y0, x1, y1), fill=colour)
+        else:
+            draw.rectangle((x0, y0, x1, y1), fill=colour)
+    return img
+
+
+@pytest.fixture(scope="session")
+def default_model() -> CarEmbeddingModel:
+    return build_model()
+
+
+@pytest.fixture(scope="session")
+def embedder(default_model: CarEmbeddingModel) -> Embedder:
+    return Embedder(default_model, batch_size=8)
+
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Any attempt to open a network connection fails, as on an offline machine."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise OSError("network access blocked by the test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    yield
+
+
+@pytest.fixture
+def image_files(tmp_path: Path) -> list[Path]:
+    paths = []
+    for seed in range(4):
+        path = tmp_path / f"img{seed}.jpg"
+        scene(seed).save(path, quality=92)
+        paths.append(path)
+    return paths

@@ -1,0 +1,1 @@
+"""Offline training and evaluation of the car similarity model (PyTorch Lightning)."""
