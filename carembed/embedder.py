@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from carembed.images import ImageError, ImageLimits, ImageSource, load_image
+from carembed.images import ImageError, ImageLimits, ImageSource, load_image_with_size
 from carembed.model import CarEmbeddingModel
 from carembed.preprocess import Preprocessing
 
@@ -26,25 +26,28 @@ logger = logging.getLogger(__name__)
 
 def prepare(
     source: ImageSource | Image.Image, preprocessing: Preprocessing, limits: ImageLimits
-) -> np.ndarray:
-    """Load (unless already an image) and preprocess one image to a (3, S, S) array."""
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """Load (unless already an image) and preprocess one image: (3, S, S) array, full size."""
     if isinstance(source, Image.Image):
-        image = source.convert("RGB") if source.mode != "RGB" else source
+        image, size = (source.convert("RGB") if source.mode != "RGB" else source), source.size
     else:
-        image = load_image(source, limits, draft_size=preprocessing.draft_size)
-    return preprocessing.to_array(image)
+        image, size = load_image_with_size(source, limits, draft_size=preprocessing.draft_size)
+    return preprocessing.to_array(image), size
 
 
 @dataclass
 class FileBatch:
-    """Vectors for the files at ``indices`` (positions in the input list), and the failures."""
+    """Vectors for the files at ``indices`` (positions in the input list), their full sizes
+    (width, height), and the files that could not be used with the reason."""
 
     indices: list[int]
     vectors: np.ndarray
+    sizes: list[tuple[int, int]] = field(default_factory=list)
     failures: list[tuple[int, str]] = field(default_factory=list)
 
 
-_Item = tuple[int, np.ndarray | None, str | None]
+_Prepared = tuple[np.ndarray, tuple[int, int]]
+_Item = tuple[int, _Prepared | None, str | None]
 
 
 class _FileDataset(Dataset[_Item]):
@@ -65,11 +68,15 @@ class _FileDataset(Dataset[_Item]):
             return index, None, f"unreadable: {exc}"
 
 
-def _collate(items: list[_Item]) -> tuple[list[int], np.ndarray | None, list[tuple[int, str]]]:
-    good = [(i, a) for i, a, _ in items if a is not None]
-    failures = [(i, err) for i, a, err in items if a is None and err is not None]
-    arrays = np.stack([a for _, a in good]) if good else None
-    return [i for i, _ in good], arrays, failures
+_Collated = tuple[list[int], np.ndarray, list[tuple[int, int]], list[tuple[int, str]]]
+
+
+def _collate(items: list[_Item]) -> _Collated:
+    """Stacks the good items' arrays; lists their indices and sizes, and the failures."""
+    good = [(i, p) for i, p, _ in items if p is not None]
+    failures = [(i, err) for i, p, err in items if p is None and err is not None]
+    arrays = np.stack([p[0] for _, p in good]) if good else np.empty((0, 3, 1, 1), np.float32)
+    return [i for i, _ in good], arrays, [p[1] for _, p in good], failures
 
 
 class Embedder:
@@ -118,7 +125,7 @@ class Embedder:
         return out
 
     def prepare(self, source: ImageSource | Image.Image) -> np.ndarray:
-        return prepare(source, self.preprocessing, self.limits)
+        return prepare(source, self.preprocessing, self.limits)[0]
 
     def embed(self, sources: Sequence[ImageSource | Image.Image]) -> np.ndarray:
         """Images, paths or bytes -> (N, D); raises ImageError on the first unusable image."""
@@ -135,13 +142,11 @@ class Embedder:
             collate_fn=_collate,
             persistent_workers=False,
         )
-        for indices, arrays, failures in loader:
+        for indices, arrays, sizes, failures in loader:
             vectors = (
-                self.embed_arrays(arrays)
-                if arrays is not None
-                else np.empty((0, self.dim), dtype=np.float32)
+                self.embed_arrays(arrays) if len(arrays) else np.empty((0, self.dim), np.float32)
             )
-            yield FileBatch(indices=indices, vectors=vectors, failures=failures)
+            yield FileBatch(indices, vectors, sizes, failures)
 
     def embed_all(
         self, paths: Sequence[Path], num_workers: int = 0, progress: str | None = None

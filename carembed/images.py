@@ -94,12 +94,24 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+_SWAPS_SIDES = frozenset({5, 6, 7, 8})  # EXIF orientations that rotate by 90 degrees
+
+
 def load_image(
     source: ImageSource,
     limits: ImageLimits | None = None,
     draft_size: tuple[int, int] | None = None,
 ) -> Image.Image:
-    """Open, check, decode and convert one image to RGB.
+    """Open, check, decode and convert one image to RGB (see :func:`load_image_with_size`)."""
+    return load_image_with_size(source, limits, draft_size)[0]
+
+
+def load_image_with_size(
+    source: ImageSource,
+    limits: ImageLimits | None = None,
+    draft_size: tuple[int, int] | None = None,
+) -> tuple[Image.Image, tuple[int, int]]:
+    """Open, check, decode and convert one image to RGB; also its full (width, height) as shown.
 
     ``draft_size``: the smallest (width, height) the caller needs; JPEGs are then decoded
     at the smallest scale (1/2, 1/4, 1/8) that still covers it, which is several times faster.
@@ -127,8 +139,10 @@ def load_image(
             img.load()
         except (OSError, ValueError, SyntaxError) as exc:
             raise UnreadableImageError(f"image could not be decoded: {exc}") from exc
+        if img.getexif().get(0x0112) in _SWAPS_SIDES:
+            width, height = height, width
         img = ImageOps.exif_transpose(img) or img
-        return _to_rgb(img)
+        return _to_rgb(img), (width, height)
     except BaseException:
         img.close()
         raise

@@ -8,6 +8,10 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from carembed.store import QdrantSettings
 
 logger = logging.getLogger("carsearch")
 
@@ -76,6 +80,84 @@ def _embed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _qdrant_settings(args: argparse.Namespace) -> QdrantSettings:
+    from carembed.store import QdrantSettings
+
+    overrides = {
+        key: value
+        for key, value in {
+            "qdrant_url": args.qdrant_url,
+            "qdrant_path": args.qdrant_path,
+            "alias": args.alias,
+        }.items()
+        if value is not None
+    }
+    return QdrantSettings(**overrides)
+
+
+def _index(args: argparse.Namespace) -> int:
+    from carembed.artifact import load_or_default
+    from carembed.embedder import Embedder
+    from carembed.store import StoreError, open_client
+    from indexer.build import IndexBuildError, build_full, rollback, update_incremental
+    from indexer.errors_report import write_skipped
+
+    settings = _qdrant_settings(args)
+    try:
+        client = open_client(settings)
+    except StoreError as exc:
+        logger.error("%s", exc)
+        return 2
+    try:
+        if args.action == "rollback":
+            emit(f"alias {settings.alias} -> {rollback(client, settings.alias)}")
+            return 0
+        if args.gallery is None:
+            logger.error("--gallery PATH is required to build the index")
+            return 2
+        embedder = Embedder(
+            load_or_default(args.model, device=args.device),
+            device=args.device,
+            threads=args.threads,
+            batch_size=args.batch_size,
+        )
+        run = update_incremental if args.incremental else build_full
+        kwargs = {} if args.incremental else {"max_failure_share": args.max_failure_share}
+        report = run(
+            client, embedder, args.gallery, settings.alias, num_workers=args.workers, **kwargs
+        )
+    except IndexBuildError as exc:
+        logger.error("%s", exc)
+        return 1
+    finally:
+        client.close()
+    if report.skipped:
+        write_skipped(args.report, report.skipped)
+        logger.warning("%d files skipped, listed in %s", len(report.skipped), args.report)
+    emit(
+        f"collection {report.collection}: indexed {report.indexed}, unchanged {report.unchanged}, "
+        f"deleted {report.deleted}, skipped {len(report.skipped)}, duplicates {report.duplicates}, "
+        f"points {report.total_points}, {report.seconds:.1f} s"
+    )
+    if args.incremental and report.failure_share > args.max_failure_share:
+        logger.error("too many files failed: %.1f%%", 100 * report.failure_share)
+        return 1
+    return 0
+
+
+def _add_qdrant_args(parser: argparse.ArgumentParser) -> None:
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "--qdrant-path", type=Path, default=None, help="embedded store folder (default data/qdrant)"
+    )
+    where.add_argument(
+        "--qdrant-url",
+        default=None,
+        help="Qdrant server URL; API key from CARSEARCH_QDRANT_API_KEY",
+    )
+    parser.add_argument("--alias", default=None, help="collection alias (default cars)")
+
+
 def _add_model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
@@ -105,6 +187,31 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(embed)
     embed.set_defaults(handler=_embed)
 
+    index = commands.add_parser("index", help="embed a gallery into Qdrant; rollback")
+    index.add_argument("action", nargs="?", choices=["build", "rollback"], default="build")
+    index.add_argument("--gallery", type=Path, help="folder, manifest or Stanford Cars layout")
+    index.add_argument(
+        "--incremental",
+        action="store_true",
+        help="update the live collection in place instead of a full build",
+    )
+    index.add_argument("--workers", type=int, default=1, help="decode/resize processes")
+    index.add_argument("--batch-size", type=int, default=32)
+    index.add_argument(
+        "--max-failure-share",
+        type=float,
+        default=0.05,
+        help="exit non-zero when more than this share of files fails",
+    )
+    index.add_argument(
+        "--report",
+        type=Path,
+        default=Path("data/index-skipped.jsonl"),
+        help="JSON lines of skipped files (path, reason)",
+    )
+    _add_model_args(index)
+    _add_qdrant_args(index)
+    index.set_defaults(handler=_index)
     return parser
 
 

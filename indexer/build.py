@@ -1,0 +1,315 @@
+"""Building the car index: full builds into a new versioned collection behind an alias,
+incremental updates of the live collection, and rollback.
+
+A full build writes a new collection (named from the alias, model version and time), verifies
+the point count, then moves the alias in one atomic alias operation; the collection it replaces
+stays behind the ``<alias>__previous`` alias for rollback, and older ones are deleted. An
+interrupted build of the same model version is resumed: point ids come from image contents,
+so a re-run writes only what is missing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from carembed.embedder import Embedder
+from carembed.store import (
+    PREVIOUS_SUFFIX,
+    collection_name,
+    create_collection,
+    parse_collection_name,
+    resolve_alias,
+)
+from indexer.gallery import GalleryItem, scan_gallery
+
+if TYPE_CHECKING:
+    from qdrant_client import QdrantClient
+
+logger = logging.getLogger(__name__)
+
+BatchHook = Callable[[int], None]
+
+
+class IndexBuildError(RuntimeError):
+    """The index could not be built or changed; the live collection is untouched."""
+
+
+@dataclass
+class IndexReport:
+    collection: str
+    indexed: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    duplicates: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (relative path, reason)
+    total_points: int = 0
+    seconds: float = 0.0
+
+    @property
+    def failure_share(self) -> float:
+        attempted = self.indexed + self.unchanged + len(self.skipped)
+        return len(self.skipped) / attempted if attempted else 0.0
+
+
+def payload_for(item: GalleryItem, size: tuple[int, int], model_version: str) -> dict[str, Any]:
+    record = item.record
+    return {
+        **record.extra,
+        "make": record.make,
+        "model": record.model,
+        "year": record.year,
+        "body": record.body,
+        "class_name": record.class_name,
+        "path": record.relative,
+        "sha256": item.sha256,
+        "width": size[0],
+        "height": size[1],
+        "model_version": model_version,
+        "indexed_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "source": "gallery",
+    }
+
+
+def _existing_points(client: QdrantClient, collection: str) -> dict[str, str | None]:
+    """id -> payload ``source`` of every point in the collection."""
+    points: dict[str, str | None] = {}
+    offset = None
+    while True:
+        batch, offset = client.scroll(
+            collection, limit=1024, offset=offset, with_payload=["source"], with_vectors=False
+        )
+        for point in batch:
+            points[str(point.id)] = (point.payload or {}).get("source")
+        if offset is None:
+            return points
+
+
+def _write(
+    client: QdrantClient,
+    collection: str,
+    embedder: Embedder,
+    items: list[GalleryItem],
+    report: IndexReport,
+    num_workers: int,
+    on_batch: BatchHook | None,
+    progress: bool,
+) -> None:
+    """Embed ``items`` and upsert them batch by batch; unusable files go to ``report.skipped``."""
+    from qdrant_client import models
+    from tqdm import tqdm
+
+    paths = [item.record.path for item in items]
+    with tqdm(total=len(items), unit="img", desc="indexing", disable=not progress) as bar:
+        for number, batch in enumerate(embedder.embed_files(paths, num_workers=num_workers), 1):
+            for index, reason in batch.failures:
+                report.skipped.append((items[index].record.relative, reason))
+            points = [
+                models.PointStruct(
+                    id=items[index].id,
+                    vector=vector.tolist(),
+                    payload=payload_for(items[index], size, embedder.version),
+                )
+                for index, vector, size in zip(
+                    batch.indices, batch.vectors, batch.sizes, strict=True
+                )
+            ]
+            if points:
+                client.upsert(collection, points=points, wait=True)
+            report.indexed += len(points)
+            bar.update(len(batch.indices) + len(batch.failures))
+            if on_batch is not None:
+                on_batch(number)
+
+
+def _delete(client: QdrantClient, collection: str, ids: Iterable[str]) -> int:
+    from qdrant_client import models
+
+    ids = list(ids)
+    for start in range(0, len(ids), 1024):
+        chunk: list[Any] = list(ids[start : start + 1024])
+        client.delete(collection, points_selector=models.PointIdsList(points=chunk), wait=True)
+    return len(ids)
+
+
+def _sync(
+    client: QdrantClient,
+    collection: str,
+    embedder: Embedder,
+    gallery: Path,
+    *,
+    num_workers: int,
+    on_batch: BatchHook | None,
+    progress: bool,
+) -> tuple[IndexReport, set[str]]:
+    """Make ``collection`` hold exactly the gallery's usable images (uploads are kept).
+    Returns the report and the ids that should be there."""
+    start = time.perf_counter()
+    scan = scan_gallery(gallery)
+    report = IndexReport(collection, duplicates=len(scan.duplicates), skipped=list(scan.unreadable))
+    existing = _existing_points(client, collection)
+    wanted = {item.id for item in scan.items}
+    todo = [item for item in scan.items if item.id not in existing]
+    report.unchanged = len(scan.items) - len(todo)
+    _write(client, collection, embedder, todo, report, num_workers, on_batch, progress)
+    skipped_paths = {path for path, _ in report.skipped}
+    wanted -= {item.id for item in todo if item.record.relative in skipped_paths}
+    gone = [pid for pid, source in existing.items() if pid not in wanted and source == "gallery"]
+    report.deleted = _delete(client, collection, gone)
+    report.total_points = client.count(collection, exact=True).count
+    report.seconds = time.perf_counter() - start
+    return report, wanted
+
+
+def _resumable(client: QdrantClient, alias: str, version: str, keep: set[str]) -> str | None:
+    """The newest unfinished build of this alias and model version, if a run was interrupted."""
+    candidates = []
+    for description in client.get_collections().collections:
+        parsed = parse_collection_name(description.name)
+        if parsed == (alias, version) and description.name not in keep:
+            candidates.append(description.name)
+    return max(candidates) if candidates else None
+
+
+def build_full(
+    client: QdrantClient,
+    embedder: Embedder,
+    gallery: Path,
+    alias: str,
+    *,
+    num_workers: int = 0,
+    max_failure_share: float = 0.05,
+    collection_params: dict[str, Any] | None = None,
+    on_batch: BatchHook | None = None,
+    progress: bool = True,
+) -> IndexReport:
+    """Index the whole gallery into a new collection, then move ``alias`` to it atomically."""
+    from qdrant_client import models
+
+    live = resolve_alias(client, alias)
+    previous = resolve_alias(client, alias + PREVIOUS_SUFFIX)
+    keep = {name for name in (live, previous) if name}
+    target = _resumable(client, alias, embedder.version, keep)
+    if target is None:
+        target = collection_name(alias, embedder.version)
+        create_collection(client, target, embedder.dim, **(collection_params or {}))
+        logger.info("building collection %s", target)
+    else:
+        logger.info("resuming the interrupted build of %s", target)
+    report, wanted = _sync(
+        client,
+        target,
+        embedder,
+        gallery,
+        num_workers=num_workers,
+        on_batch=on_batch,
+        progress=progress,
+    )
+    if report.total_points != len(wanted):
+        raise IndexBuildError(
+            f"{target} holds {report.total_points} points, expected {len(wanted)}; "
+            f"the alias {alias!r} still points to {live}"
+        )
+    if report.failure_share > max_failure_share:
+        raise IndexBuildError(
+            f"{len(report.skipped)} of the gallery's files could not be used "
+            f"({report.failure_share:.1%} > {max_failure_share:.1%}); the alias {alias!r} "
+            f"still points to {live}. The new collection {target} is kept for inspection."
+        )
+    operations: list[Any] = []
+    if live:
+        operations.append(
+            models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=alias))
+        )
+    operations.append(
+        models.CreateAliasOperation(
+            create_alias=models.CreateAlias(collection_name=target, alias_name=alias)
+        )
+    )
+    if live and live != target:
+        if previous:
+            operations.append(
+                models.DeleteAliasOperation(
+                    delete_alias=models.DeleteAlias(alias_name=alias + PREVIOUS_SUFFIX)
+                )
+            )
+        operations.append(
+            models.CreateAliasOperation(
+                create_alias=models.CreateAlias(
+                    collection_name=live, alias_name=alias + PREVIOUS_SUFFIX
+                )
+            )
+        )
+    client.update_collection_aliases(change_aliases_operations=operations)
+    logger.info("alias %s -> %s (previous: %s)", alias, target, live)
+    for description in client.get_collections().collections:
+        parsed = parse_collection_name(description.name)
+        if parsed and parsed[0] == alias and description.name not in (target, live):
+            logger.info("deleting old collection %s", description.name)
+            client.delete_collection(description.name)
+    return report
+
+
+def update_incremental(
+    client: QdrantClient,
+    embedder: Embedder,
+    gallery: Path,
+    alias: str,
+    *,
+    num_workers: int = 0,
+    on_batch: BatchHook | None = None,
+    progress: bool = True,
+) -> IndexReport:
+    """Add new files to the live collection, delete points whose files are gone, skip the rest."""
+    live = resolve_alias(client, alias)
+    if live is None:
+        raise IndexBuildError(f"no collection behind the alias {alias!r}: run a full build first")
+    parsed = parse_collection_name(live)
+    if parsed is None or parsed[1] != embedder.version:
+        raise IndexBuildError(
+            f"the live collection {live} was built with model "
+            f"{parsed[1] if parsed else 'unknown'}, this model is {embedder.version}: "
+            "vectors of two models cannot be mixed; run a full build (without --incremental)"
+        )
+    report, _ = _sync(
+        client,
+        live,
+        embedder,
+        gallery,
+        num_workers=num_workers,
+        on_batch=on_batch,
+        progress=progress,
+    )
+    return report
+
+
+def rollback(client: QdrantClient, alias: str) -> str:
+    """Swap the alias back to the previous collection (and the previous alias to the current)."""
+    from qdrant_client import models
+
+    live = resolve_alias(client, alias)
+    previous = resolve_alias(client, alias + PREVIOUS_SUFFIX)
+    if previous is None or live is None:
+        raise IndexBuildError(f"no previous collection to roll back to for the alias {alias!r}")
+    swap: list[Any] = [
+        models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=alias)),
+        models.DeleteAliasOperation(
+            delete_alias=models.DeleteAlias(alias_name=alias + PREVIOUS_SUFFIX)
+        ),
+        models.CreateAliasOperation(
+            create_alias=models.CreateAlias(collection_name=previous, alias_name=alias)
+        ),
+        models.CreateAliasOperation(
+            create_alias=models.CreateAlias(
+                collection_name=live, alias_name=alias + PREVIOUS_SUFFIX
+            )
+        ),
+    ]
+    client.update_collection_aliases(change_aliases_operations=swap)
+    logger.info("alias %s -> %s (rolled back from %s)", alias, previous, live)
+    return previous

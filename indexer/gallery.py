@@ -1,0 +1,60 @@
+"""A gallery as the indexer sees it: readable records with their content hash and point id."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from carembed.datasets import CarRecord, read_dataset
+from carembed.store import point_id
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class GalleryItem:
+    record: CarRecord
+    sha256: str
+
+    @property
+    def id(self) -> str:
+        return point_id(self.sha256)
+
+
+@dataclass
+class GalleryScan:
+    root: Path
+    items: list[GalleryItem]  # one per distinct content
+    duplicates: list[tuple[str, str]]  # (path, path of the first file with the same bytes)
+    unreadable: list[tuple[str, str]]  # (path, reason): files that could not even be read
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def scan_gallery(path: Path) -> GalleryScan:
+    """Read the gallery's layout and hash every file; the same bytes twice count once."""
+    dataset = read_dataset(path)
+    seen: dict[str, GalleryItem] = {}
+    duplicates: list[tuple[str, str]] = []
+    unreadable: list[tuple[str, str]] = []
+    for record in dataset.records:
+        try:
+            sha = _sha256(record.path)
+        except OSError as exc:
+            unreadable.append((record.relative, f"unreadable: {exc.strerror or exc}"))
+            continue
+        if sha in seen:
+            duplicates.append((record.relative, seen[sha].record.relative))
+            continue
+        seen[sha] = GalleryItem(record, sha)
+    if duplicates:
+        logger.info("%d duplicate files (same bytes as another) indexed once", len(duplicates))
+    return GalleryScan(dataset.root, list(seen.values()), duplicates, unreadable)
