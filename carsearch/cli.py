@@ -145,6 +145,32 @@ def _index(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from app.main import create_app
+    from app.settings import AppSettings
+
+    overrides: dict[str, object] = {
+        key: value
+        for key, value in {
+            "model_dir": args.model,
+            "gallery": args.gallery,
+            "qdrant_url": args.qdrant_url,
+            "qdrant_path": args.qdrant_path,
+            "alias": args.alias,
+            "device": args.device,
+            "threads": args.threads,
+        }.items()
+        if value is not None
+    }
+    settings = AppSettings(**overrides)  # type: ignore[arg-type]
+    if settings.gallery is not None and not settings.embedded:
+        logger.info("--gallery with a Qdrant server: indexing it from this process as well")
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+    return 0
+
+
 def _add_qdrant_args(parser: argparse.ArgumentParser) -> None:
     where = parser.add_mutually_exclusive_group()
     where.add_argument(
@@ -212,6 +238,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(index)
     _add_qdrant_args(index)
     index.set_defaults(handler=_index)
+
+    serve = commands.add_parser("serve", help="run the search service (web page + JSON API)")
+    serve.add_argument(
+        "--gallery",
+        type=Path,
+        default=None,
+        help="index this gallery in the background (incremental)",
+    )
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    _add_model_args(serve)
+    serve.set_defaults(device=None)
+    _add_qdrant_args(serve)
+    serve.set_defaults(handler=_serve)
     return parser
 
 

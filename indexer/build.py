@@ -33,7 +33,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-BatchHook = Callable[[int], None]
+BatchHook = Callable[[int, int], None]
+"""Called after each written batch with (files done, files to do)."""
 
 
 class IndexBuildError(RuntimeError):
@@ -106,7 +107,8 @@ def _write(
 
     paths = [item.record.path for item in items]
     with tqdm(total=len(items), unit="img", desc="indexing", disable=not progress) as bar:
-        for number, batch in enumerate(embedder.embed_files(paths, num_workers=num_workers), 1):
+        done = 0
+        for batch in embedder.embed_files(paths, num_workers=num_workers):
             for index, reason in batch.failures:
                 report.skipped.append((items[index].record.relative, reason))
             points = [
@@ -123,8 +125,9 @@ def _write(
                 client.upsert(collection, points=points, wait=True)
             report.indexed += len(points)
             bar.update(len(batch.indices) + len(batch.failures))
+            done += len(batch.indices) + len(batch.failures)
             if on_batch is not None:
-                on_batch(number)
+                on_batch(done, len(items))
 
 
 def _delete(client: QdrantClient, collection: str, ids: Iterable[str]) -> int:
@@ -253,6 +256,25 @@ def build_full(
             logger.info("deleting old collection %s", description.name)
             client.delete_collection(description.name)
     return report
+
+
+def ensure_live(client: QdrantClient, alias: str, embedder: Embedder) -> str:
+    """The live collection; a new empty one behind the alias if there is none yet (so that a
+    first index can be searched while it fills)."""
+    from qdrant_client import models
+
+    live = resolve_alias(client, alias)
+    if live is None:
+        live = collection_name(alias, embedder.version)
+        create_collection(client, live, embedder.dim)
+        client.update_collection_aliases(
+            change_aliases_operations=[
+                models.CreateAliasOperation(
+                    create_alias=models.CreateAlias(collection_name=live, alias_name=alias)
+                )
+            ]
+        )
+    return live
 
 
 def update_incremental(

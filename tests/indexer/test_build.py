@@ -92,9 +92,9 @@ def test_interrupted_build_leaves_alias_and_resumes_to_the_right_count(
     other = Embedder(build_model("mobilenet_v2", pooling="gem"), batch_size=2)
     calls: list[int] = []
 
-    def crash_after_two(batch: int) -> None:
-        calls.append(batch)
-        if batch == 2:
+    def crash_after_two(done: int, total: int) -> None:
+        calls.append(done)
+        if len(calls) == 2:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
@@ -102,6 +102,7 @@ def test_interrupted_build_leaves_alias_and_resumes_to_the_right_count(
     assert resolve_alias(client, ALIAS) == live  # still serving the old collection
     assert client.count(ALIAS, exact=True).count == 9
     report = build_full(client, other, gallery, ALIAS, progress=False)
+    assert calls == [2, 4]
     assert report.unchanged == 4 and report.indexed == 5  # two batches of two were kept
     assert client.count(ALIAS, exact=True).count == 9
     assert resolve_alias(client, ALIAS) == report.collection != live

@@ -1,0 +1,1 @@
+"""The FastAPI search service: photo upload search, more-like-this, a web page and metrics."""

@@ -1,0 +1,451 @@
+"""The JSON API under ``/api/v1``."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import io
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, UploadFile
+from fastapi.responses import FileResponse
+from PIL import Image
+from pydantic import BaseModel, Field
+
+from app.problems import Problem, unavailable
+from app.services import Services
+from carembed.images import ImageError, ImageTooLargeError, UnreadableImageError, load_image
+from carembed.store import point_id
+
+router = APIRouter(prefix="/api/v1")
+
+
+def get_services(request: Request) -> Services:
+    services: Services | None = getattr(request.app.state, "services", None)
+    if services is None:
+        raise unavailable("the model is not loaded yet")
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+_EXAMPLE_URL = "/api/v1/cars/0b5e2d8a-6c1f-5a43-9d53-1f0c2a7e9b44/image?size="
+
+
+class Hit(BaseModel):
+    id: str
+    score: float
+    make: str | None = None
+    model: str | None = None
+    year: int | None = None
+    body: str | None = None
+    class_name: str | None = None
+    image_url: str
+    thumb_url: str
+
+
+class Timings(BaseModel):
+    decode_ms: float = 0.0
+    embed_ms: float = 0.0
+    search_ms: float = 0.0
+
+
+class SearchResponse(BaseModel):
+    hits: list[Hit]
+    timings: Timings
+    model_version: str
+
+    model_config = {
+        "json_schema_extra": {
+            "examples": [
+                {
+                    "hits": [
+                        {
+                            "id": "0b5e2d8a-6c1f-5a43-9d53-1f0c2a7e9b44",
+                            "score": 0.91,
+                            "make": "Audi",
+                            "model": "TTS Coupe",
+                            "year": 2012,
+                            "body": "Coupe",
+                            "class_name": "Audi TTS Coupe 2012",
+                            "image_url": _EXAMPLE_URL + "full",
+                            "thumb_url": _EXAMPLE_URL + "thumb",
+                        }
+                    ],
+                    "timings": {"decode_ms": 6.1, "embed_ms": 41.0, "search_ms": 3.2},
+                    "model_version": "efficientnetlite0-identity-3f2a9c1b7d0e",
+                }
+            ]
+        }
+    }
+
+
+class Car(BaseModel):
+    id: str
+    make: str | None = None
+    model: str | None = None
+    year: int | None = None
+    body: str | None = None
+    class_name: str | None = None
+    width: int | None = None
+    height: int | None = None
+    source: str | None = None
+    model_version: str | None = None
+    indexed_at: str | None = None
+    image_url: str
+
+
+class SearchParams(BaseModel):
+    limit: int = Field(10, ge=1, le=100)
+    offset: int = Field(0, ge=0, le=10_000)
+    score_threshold: float | None = Field(None, ge=-1.0, le=1.0)
+    make: str | None = Field(None, max_length=100)
+    model: str | None = Field(None, max_length=100)
+    body: str | None = Field(None, max_length=100)
+    year_min: int | None = Field(None, ge=1800, le=2200)
+    year_max: int | None = Field(None, ge=1800, le=2200)
+
+
+def _query_params(
+    limit: Annotated[int, Query(ge=1, le=100)] = 10,
+    offset: Annotated[int, Query(ge=0, le=10_000)] = 0,
+    score_threshold: Annotated[float | None, Query(ge=-1.0, le=1.0)] = None,
+    make: Annotated[str | None, Query(max_length=100)] = None,
+    model: Annotated[str | None, Query(max_length=100)] = None,
+    body: Annotated[str | None, Query(max_length=100)] = None,
+    year_min: Annotated[int | None, Query(ge=1800, le=2200)] = None,
+    year_max: Annotated[int | None, Query(ge=1800, le=2200)] = None,
+) -> SearchParams:
+    return SearchParams(
+        limit=limit,
+        offset=offset,
+        score_threshold=score_threshold,
+        make=make,
+        model=model,
+        body=body,
+        year_min=year_min,
+        year_max=year_max,
+    )
+
+
+def _form_params(
+    limit: Annotated[int, Form(ge=1, le=100)] = 10,
+    offset: Annotated[int, Form(ge=0, le=10_000)] = 0,
+    score_threshold: Annotated[float | None, Form(ge=-1.0, le=1.0)] = None,
+    make: Annotated[str | None, Form(max_length=100)] = None,
+    model: Annotated[str | None, Form(max_length=100)] = None,
+    body: Annotated[str | None, Form(max_length=100)] = None,
+    year_min: Annotated[int | None, Form(ge=1800, le=2200)] = None,
+    year_max: Annotated[int | None, Form(ge=1800, le=2200)] = None,
+) -> SearchParams:
+    return SearchParams(
+        limit=limit,
+        offset=offset,
+        score_threshold=score_threshold,
+        make=make,
+        model=model,
+        body=body,
+        year_min=year_min,
+        year_max=year_max,
+    )
+
+
+def _filter(params: SearchParams, exclude_id: str | None = None) -> Any:
+    from qdrant_client import models
+
+    must: list[Any] = [
+        models.FieldCondition(key=key, match=models.MatchValue(value=value))
+        for key, value in (("make", params.make), ("model", params.model), ("body", params.body))
+        if value
+    ]
+    if params.year_min is not None or params.year_max is not None:
+        must.append(
+            models.FieldCondition(
+                key="year", range=models.Range(gte=params.year_min, lte=params.year_max)
+            )
+        )
+    must_not: list[Any] = [models.HasIdCondition(has_id=[exclude_id])] if exclude_id else []
+    return models.Filter(must=must, must_not=must_not) if must or must_not else None
+
+
+async def _store(services: Services, call: Any, *args: Any, **kwargs: Any) -> Any:
+    """Run a Qdrant call off the event loop; a store that is down becomes a 503."""
+    try:
+        return await asyncio.to_thread(call, *args, **kwargs)
+    except Problem:
+        raise
+    except Exception as exc:
+        if "not found" in str(exc).lower() and "collection" in str(exc).lower():
+            raise unavailable("the index is not built yet") from exc
+        raise unavailable("the vector store is not reachable") from exc
+
+
+def _hit(point: Any) -> Hit:
+    payload = point.payload or {}
+    pid = str(point.id)
+    return Hit(
+        id=pid,
+        score=float(point.score),
+        make=payload.get("make"),
+        model=payload.get("model"),
+        year=payload.get("year"),
+        body=payload.get("body"),
+        class_name=payload.get("class_name"),
+        image_url=f"/api/v1/cars/{pid}/image?size=full",
+        thumb_url=f"/api/v1/cars/{pid}/image?size=thumb",
+    )
+
+
+async def _read_upload(upload: UploadFile, limit: int) -> bytes:
+    data = bytearray()
+    while chunk := await upload.read(1 << 16):
+        data += chunk
+        if len(data) > limit:
+            raise Problem(413, "too-large", "Upload too large", f"the limit is {limit} bytes")
+    return bytes(data)
+
+
+async def _prepare(services: Services, data: bytes) -> np.ndarray:
+    try:
+        return await asyncio.to_thread(services.embedder.prepare, data)
+    except ImageTooLargeError as exc:
+        raise Problem(422, "too-many-pixels", "Image has too many pixels", str(exc)) from exc
+    except UnreadableImageError as exc:
+        raise Problem(
+            415,
+            "unreadable-image",
+            "Not a readable image",
+            "the upload is not an image this service can decode",
+        ) from exc
+    except ImageError as exc:
+        raise Problem(422, exc.reason, "Unusable image", str(exc)) from exc
+
+
+async def _search(
+    services: Services, vector: list[float] | str, params: SearchParams, exclude: str | None
+) -> list[Hit]:
+    started = time.perf_counter()
+    result = await _store(
+        services,
+        services.client.query_points,
+        services.settings.alias,
+        query=vector,
+        query_filter=_filter(params, exclude),
+        limit=params.limit,
+        offset=params.offset,
+        score_threshold=params.score_threshold,
+        with_payload=True,
+    )
+    services.metrics.stage.labels("search").observe(time.perf_counter() - started)
+    return [_hit(p) for p in result.points]
+
+
+@router.post("/search", response_model=SearchResponse, summary="Find cars like the photo")
+async def search(
+    services: ServicesDep,
+    image: Annotated[UploadFile, File(description="a photo of a car (JPEG, PNG, WebP...)")],
+    params: Annotated[SearchParams, Depends(_form_params)],
+) -> SearchResponse:
+    timings = Timings()
+    t0 = time.perf_counter()
+    array = await _prepare(services, await _read_upload(image, services.settings.max_upload_bytes))
+    t1 = time.perf_counter()
+    vector = await services.batcher.embed(array)
+    t2 = time.perf_counter()
+    hits = await _search(services, vector.tolist(), params, None)
+    t3 = time.perf_counter()
+    timings = Timings(
+        decode_ms=(t1 - t0) * 1e3, embed_ms=(t2 - t1) * 1e3, search_ms=(t3 - t2) * 1e3
+    )
+    services.metrics.stage.labels("decode").observe(t1 - t0)
+    services.metrics.stage.labels("embed").observe(t2 - t1)
+    return SearchResponse(hits=hits, timings=timings, model_version=services.embedder.version)
+
+
+async def _point(services: Services, car_id: str, with_vector: bool = False) -> Any:
+    points = await _store(
+        services,
+        services.client.retrieve,
+        services.settings.alias,
+        ids=[car_id],
+        with_payload=True,
+        with_vectors=with_vector,
+    )
+    if not points:
+        raise Problem(404, "not-found", "No such car", f"no car with id {car_id}")
+    return points[0]
+
+
+def _check_id(car_id: str) -> str:
+    import uuid
+
+    try:
+        return str(uuid.UUID(car_id))
+    except ValueError as exc:
+        raise Problem(404, "not-found", "No such car", "car ids are UUIDs") from exc
+
+
+@router.get("/cars/{car_id}/similar", response_model=SearchResponse, summary="More like this car")
+async def similar(
+    services: ServicesDep,
+    car_id: str,
+    params: Annotated[SearchParams, Depends(_query_params)],
+) -> SearchResponse:
+    car_id = _check_id(car_id)
+    point = await _point(services, car_id, with_vector=True)
+    t0 = time.perf_counter()
+    hits = await _search(services, list(point.vector), params, car_id)
+    timings = Timings(search_ms=(time.perf_counter() - t0) * 1e3)
+    return SearchResponse(hits=hits, timings=timings, model_version=services.embedder.version)
+
+
+def _car(point: Any) -> Car:
+    payload = point.payload or {}
+    fields = {k: payload.get(k) for k in Car.model_fields if k not in ("id", "image_url")}
+    return Car(id=str(point.id), image_url=f"/api/v1/cars/{point.id}/image?size=full", **fields)
+
+
+@router.get("/cars/{car_id}", response_model=Car, summary="One car's metadata")
+async def get_car(services: ServicesDep, car_id: str) -> Car:
+    return _car(await _point(services, _check_id(car_id)))
+
+
+def _image_file(services: Services, payload: dict[str, Any]) -> Path:
+    """The file of a car, from its stored payload; never a path a user typed."""
+    if payload.get("source") == "upload":
+        root = services.uploads_dir
+    elif services.settings.gallery is not None:
+        root = services.settings.gallery
+    else:
+        raise Problem(
+            404,
+            "image-unavailable",
+            "Image not available",
+            "this service was started without the gallery folder",
+        )
+    root = root.resolve()
+    path = (root / str(payload.get("path", ""))).resolve()
+    if not path.is_relative_to(root) or not path.is_file():
+        raise Problem(404, "image-unavailable", "Image not available")
+    return path
+
+
+def _thumbnail(source: Path, target: Path, size: int) -> None:
+    img = load_image(source)
+    img.thumbnail((size, size))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".tmp")
+    img.save(tmp, "JPEG", quality=85)
+    tmp.replace(target)
+
+
+@router.get(
+    "/cars/{car_id}/image", summary="A car's photo or thumbnail", response_class=FileResponse
+)
+async def car_image(
+    services: ServicesDep, car_id: str, size: Literal["thumb", "full"] = "thumb"
+) -> FileResponse:
+    car_id = _check_id(car_id)
+    path = _image_file(services, (await _point(services, car_id)).payload or {})
+    if size == "full":
+        return FileResponse(path)
+    thumb = services.thumbs_dir / f"{car_id}.jpg"
+    if not thumb.is_file():
+        try:
+            await asyncio.to_thread(_thumbnail, path, thumb, services.settings.thumb_size)
+        except ImageError as exc:
+            raise Problem(404, "image-unavailable", "Image not available") from exc
+    return FileResponse(
+        thumb, media_type="image/jpeg", headers={"Cache-Control": "public, max-age=86400"}
+    )
+
+
+def require_key(services: ServicesDep, x_api_key: Annotated[str | None, Header()] = None) -> None:
+    expected = services.settings.api_key
+    if expected is None:
+        raise Problem(
+            403,
+            "writes-disabled",
+            "Writes are disabled",
+            "no API key is configured on this service (CARSEARCH_API_KEY)",
+        )
+    if x_api_key is None or not hmac.compare_digest(
+        x_api_key.encode(), expected.get_secret_value().encode()
+    ):
+        raise Problem(403, "bad-api-key", "Missing or wrong API key", "send X-API-Key")
+
+
+@router.post(
+    "/cars",
+    response_model=Car,
+    status_code=201,
+    summary="Add a car",
+    dependencies=[Depends(require_key)],
+)
+async def add_car(
+    services: ServicesDep,
+    image: Annotated[UploadFile, File()],
+    make: Annotated[str | None, Form(max_length=100)] = None,
+    model: Annotated[str | None, Form(max_length=100)] = None,
+    year: Annotated[int | None, Form(ge=1800, le=2200)] = None,
+    body: Annotated[str | None, Form(max_length=100)] = None,
+    class_name: Annotated[str | None, Form(max_length=200)] = None,
+) -> Car:
+    from qdrant_client import models
+
+    data = await _read_upload(image, services.settings.max_upload_bytes)
+    array = await _prepare(services, data)
+    vector = await services.batcher.embed(array)
+    sha = hashlib.sha256(data).hexdigest()
+    with Image.open(io.BytesIO(data)) as probe:
+        width, height = probe.size
+        suffix = "." + (probe.format or "img").lower()
+    services.uploads_dir.mkdir(parents=True, exist_ok=True)
+    (services.uploads_dir / f"{sha}{suffix}").write_bytes(data)
+    name = class_name or " ".join(str(p) for p in (make, model, year) if p) or None
+    payload = {
+        "make": make,
+        "model": model,
+        "year": year,
+        "body": body,
+        "class_name": name,
+        "path": f"{sha}{suffix}",
+        "sha256": sha,
+        "width": width,
+        "height": height,
+        "model_version": services.embedder.version,
+        "source": "upload",
+        "indexed_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    pid = point_id(sha)
+    await _store(
+        services,
+        services.client.upsert,
+        services.settings.alias,
+        points=[models.PointStruct(id=pid, vector=vector.tolist(), payload=payload)],
+        wait=True,
+    )
+    return _car(models.Record(id=pid, payload=payload))
+
+
+@router.delete(
+    "/cars/{car_id}", status_code=204, summary="Delete a car", dependencies=[Depends(require_key)]
+)
+async def delete_car(services: ServicesDep, car_id: str) -> None:
+    from qdrant_client import models
+
+    car_id = _check_id(car_id)
+    await _point(services, car_id)
+    await _store(
+        services,
+        services.client.delete,
+        services.settings.alias,
+        points_selector=models.PointIdsList(points=[car_id]),
+        wait=True,
+    )

@@ -1,0 +1,187 @@
+"""The FastAPI application: ``create_app(settings)``; nothing happens at import time."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app import api, problems
+from app.services import Services, build_services, start_gallery_indexing
+from app.settings import AppSettings
+
+logger = logging.getLogger(__name__)
+STATIC = Path(__file__).parent / "static"
+
+
+class BodyLimit:
+    """Refuses a request body over ``limit`` bytes while it arrives: by Content-Length at once,
+    else when the streamed bytes pass the limit (then the app sees a disconnect)."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers", []))
+        length = headers.get(b"content-length")
+        slack = 64 * 1024  # multipart framing around the file
+        if length is not None and length.isdigit() and int(length) > self.limit + slack:
+            await self._refuse(send)
+            return
+        received, exceeded, started = 0, False, False
+
+        async def limited_receive() -> Message:
+            nonlocal received, exceeded
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit + slack:
+                    exceeded = True
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if exceeded and not started:
+                return  # the 413 below answers instead
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except Exception:
+            if not exceeded:
+                raise
+        if exceeded and not started:
+            await self._refuse(send)
+
+    async def _refuse(self, send: Send) -> None:
+        response = problems.problem_response(
+            413, "too-large", "Upload too large", f"the limit is {self.limit} bytes"
+        )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [(k.encode(), v.encode()) for k, v in response.headers.items()],
+            }
+        )
+        await send({"type": "http.response.body", "body": response.body})
+
+
+def create_app(settings: AppSettings | None = None) -> FastAPI:
+    settings = settings or AppSettings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = await asyncio.to_thread(build_services, settings)
+        services.batcher.start()
+        app.state.services = services
+        indexing = await start_gallery_indexing(services)
+        try:
+            yield
+        finally:
+            app.state.services = None
+            if indexing is not None and not indexing.done():
+                logger.info("waiting for the gallery indexer to finish its batch")
+            await services.batcher.stop()
+            if indexing is not None:
+                with contextlib.suppress(Exception):
+                    await indexing
+            services.client.close()
+
+    app = FastAPI(
+        title="carsearch",
+        version="0.1.0",
+        description="Similar-car image search: upload a photo, get the most similar cars.",
+        lifespan=lifespan,
+    )
+    problems.install(app)
+    app.include_router(api.router)
+
+    @app.middleware("http")
+    async def record_metrics(request: Request, call_next: Any) -> Response:
+        services: Services | None = getattr(request.app.state, "services", None)
+        if services is None:
+            return await call_next(request)  # type: ignore[no-any-return]
+        metrics = services.metrics
+        metrics.in_flight.inc()
+        started = time.perf_counter()
+        status = 500
+        try:
+            response: Response = await call_next(request)
+            status = response.status_code
+            return response
+        finally:
+            metrics.in_flight.dec()
+            route = request.scope.get("route")
+            path = getattr(route, "path", "unmatched")
+            metrics.requests.labels(path, request.method, str(status)).inc()
+            metrics.latency.labels(path, request.method).observe(time.perf_counter() - started)
+
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_credentials=True,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["X-API-Key", "Content-Type"],
+        )
+    app.add_middleware(BodyLimit, limit=settings.max_upload_bytes)
+
+    @app.get("/healthz", summary="The process is alive")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", summary="Model loaded, store reachable, alias resolves")
+    async def readyz(request: Request) -> JSONResponse:
+        services: Services | None = getattr(request.app.state, "services", None)
+        if services is None:
+            return problems.problem_response(503, "unavailable", "Model not loaded", "", 5)
+        body: dict[str, Any] = {
+            "model_loaded": True,
+            "model_version": services.embedder.version,
+            "indexing": services.indexing.snapshot(),
+        }
+        try:
+            collection = await asyncio.to_thread(services.live_collection)
+            body["store_reachable"] = True
+            body["collection"] = collection
+            body["points"] = (
+                (await asyncio.to_thread(services.client.count, collection, exact=True)).count
+                if collection
+                else 0
+            )
+        except Exception:
+            body |= {"store_reachable": False, "collection": None, "points": None}
+        ready = body["store_reachable"] and body["collection"] is not None
+        body["ready"] = ready
+        headers = None if ready else {"Retry-After": "5"}
+        return JSONResponse(body, status_code=200 if ready else 503, headers=headers)
+
+    @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    async def metrics(request: Request) -> Response:
+        services: Services | None = getattr(request.app.state, "services", None)
+        data = generate_latest(services.metrics.registry) if services else b""
+        return Response(data, media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app

@@ -1,0 +1,33 @@
+"""Typed settings of the service; every field can be set as ``CARSEARCH_<FIELD>``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from carembed.store import QdrantSettings
+
+
+class AppSettings(QdrantSettings):
+    model_config = SettingsConfigDict(env_prefix="CARSEARCH_", extra="ignore")
+
+    model_dir: Path | None = Field(None, description="servable model folder; unset: default model")
+    gallery: Path | None = Field(None, description="indexed in the background (embedded store)")
+    data_dir: Path = Field(Path("data"), description="uploads and thumbnails")
+    api_key: SecretStr | None = Field(None, description="needed to add or delete cars")
+    device: str = "cpu"
+    threads: int | None = None
+    max_upload_bytes: int = Field(10 * 1024 * 1024, gt=0)
+    max_pixels: int = Field(40_000_000, gt=0)
+    max_batch: int = Field(16, ge=1, le=256, description="micro-batching: images per forward")
+    max_wait_ms: float = Field(5.0, ge=0, description="micro-batching: wait for more requests")
+    cors_origins: list[str] = Field(default_factory=list)
+    thumb_size: int = Field(256, ge=32, le=1024)
+
+    @model_validator(mode="after")
+    def _no_wildcard_cors(self) -> AppSettings:
+        if "*" in self.cors_origins:
+            raise ValueError("CORS with credentials never allows '*': list the origins")
+        return self
