@@ -148,7 +148,17 @@ def _index_gallery(services: Services) -> None:
 
 
 async def start_gallery_indexing(services: Services) -> asyncio.Future[None] | None:
+    """Index ``--gallery`` in a worker thread; with none, make sure an (empty) collection
+    exists so that cars added through the API have somewhere to go."""
     if services.settings.gallery is None:
+        from indexer.build import ensure_live
+
+        try:
+            await asyncio.to_thread(
+                ensure_live, services.client, services.settings.alias, services.embedder
+            )
+        except Exception:
+            logger.warning("the vector store is not reachable yet: searches answer 503")
         return None
     loop = asyncio.get_running_loop()
     return loop.run_in_executor(None, _index_gallery, services)
