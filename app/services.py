@@ -86,6 +86,8 @@ def build_services(settings: AppSettings) -> Services:
         threads=settings.threads,
         batch_size=settings.max_batch,
         limits=ImageLimits(max_pixels=settings.max_pixels),
+        engine=settings.engine,
+        onnx_dir=settings.data_dir / "onnx",
     )
     size = embedder.preprocessing.size
     embedder.embed_arrays(np.zeros((1, 3, size, size), np.float32))  # warm-up forward

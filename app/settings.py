@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
@@ -18,6 +19,9 @@ class AppSettings(QdrantSettings):
     data_dir: Path = Field(Path("data"), description="uploads and thumbnails")
     api_key: SecretStr | None = Field(None, description="needed to add or delete cars")
     device: str = "cpu"
+    engine: Literal["auto", "torch", "onnx"] = Field(
+        "auto", description="auto: ONNX Runtime on CPU, PyTorch on a GPU"
+    )
     threads: int | None = None
     max_upload_bytes: int = Field(10 * 1024 * 1024, gt=0)
     max_pixels: int = Field(40_000_000, gt=0)

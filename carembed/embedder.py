@@ -11,17 +11,21 @@ import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+from carembed.engines import Engine, EngineName, OnnxEngine, TorchEngine
 from carembed.images import ImageError, ImageLimits, ImageSource, load_image_with_size
 from carembed.model import CarEmbeddingModel
 from carembed.preprocess import Preprocessing
 
 logger = logging.getLogger(__name__)
+
+EngineChoice = Literal["auto", "torch", "onnx"]
 
 
 def prepare(
@@ -50,7 +54,9 @@ _Prepared = tuple[np.ndarray, tuple[int, int]]
 _Item = tuple[int, _Prepared | None, str | None]
 
 
-class _FileDataset(Dataset[_Item]):
+class ImageFileDataset(Dataset[_Item]):
+    """(index, (array, full size) or None, failure reason or None) for each file."""
+
     def __init__(self, paths: Sequence[Path], preprocessing: Preprocessing, limits: ImageLimits):
         self.paths = paths
         self.preprocessing = preprocessing
@@ -79,8 +85,15 @@ def _collate(items: list[_Item]) -> _Collated:
     return [i for i, _ in good], arrays, [p[1] for _, p in good], failures
 
 
+def resolve_engine(engine: EngineChoice, device: str | torch.device) -> EngineName:
+    """``auto``: ONNX Runtime on CPU, PyTorch on a GPU."""
+    if engine != "auto":
+        return engine
+    return "onnx" if torch.device(device).type == "cpu" else "torch"
+
+
 class Embedder:
-    """A model ready for inference on CPU or GPU: ``torch.inference_mode``, batched."""
+    """A model ready for inference on CPU or GPU, batched, with the engine of choice."""
 
     def __init__(
         self,
@@ -91,16 +104,24 @@ class Embedder:
         threads: int | None = None,
         channels_last: bool = True,
         limits: ImageLimits | None = None,
+        engine: EngineChoice = "torch",
+        onnx_dir: Path = Path("data/onnx"),
     ) -> None:
         if threads:
             torch.set_num_threads(threads)
         self.device = torch.device(device)
-        self.channels_last = channels_last
-        memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.model = model.to(self.device).to(memory_format=memory_format).eval()
+        self.model = model.eval()
         self.batch_size = batch_size
         self.limits = limits or ImageLimits()
         self.version = model.version()
+        self.engine_name = resolve_engine(engine, self.device)
+        self.engine: Engine
+        if self.engine_name == "onnx":
+            if self.device.type != "cpu":
+                raise ValueError("the onnx engine runs on the CPU; use --engine torch on a GPU")
+            self.engine = OnnxEngine(model, self.version, onnx_dir, threads)
+        else:
+            self.engine = TorchEngine(model, self.device, channels_last)
 
     @property
     def preprocessing(self) -> Preprocessing:
@@ -113,15 +134,9 @@ class Embedder:
     def embed_arrays(self, batch: np.ndarray) -> np.ndarray:
         """Preprocessed (N, 3, S, S) float32 arrays -> (N, D) unit vectors, batch by batch."""
         out = np.empty((len(batch), self.dim), dtype=np.float32)
-        with torch.inference_mode():
-            for start in range(0, len(batch), self.batch_size):
-                chunk = torch.from_numpy(
-                    np.ascontiguousarray(batch[start : start + self.batch_size])
-                )
-                chunk = chunk.to(self.device)
-                if self.channels_last:
-                    chunk = chunk.contiguous(memory_format=torch.channels_last)
-                out[start : start + len(chunk)] = self.model(chunk).float().cpu().numpy()
+        for start in range(0, len(batch), self.batch_size):
+            chunk = batch[start : start + self.batch_size]
+            out[start : start + len(chunk)] = self.engine(chunk)
         return out
 
     def prepare(self, source: ImageSource | Image.Image) -> np.ndarray:
@@ -136,7 +151,7 @@ class Embedder:
     def embed_files(self, paths: Sequence[Path], num_workers: int = 0) -> Iterator[FileBatch]:
         """Embed files batch by batch; decoding and resizing run in ``num_workers`` processes."""
         loader = DataLoader(
-            _FileDataset(paths, self.preprocessing, self.limits),
+            ImageFileDataset(paths, self.preprocessing, self.limits),
             batch_size=self.batch_size,
             num_workers=num_workers,
             collate_fn=_collate,

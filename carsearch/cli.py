@@ -4,6 +4,7 @@ so ``carsearch serve`` and ``carsearch index`` never load Lightning or ``trainin
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from collections.abc import Sequence
@@ -56,7 +57,10 @@ def _embed(args: argparse.Namespace) -> int:
     from carembed.images import ImageError
 
     embedder = Embedder(
-        load_or_default(args.model, device=args.device), device=args.device, threads=args.threads
+        load_or_default(args.model, device=args.device),
+        device=args.device,
+        threads=args.threads,
+        engine=args.engine or "auto",
     )
     try:
         vectors = embedder.embed(args.images)
@@ -120,6 +124,7 @@ def _index(args: argparse.Namespace) -> int:
             device=args.device,
             threads=args.threads,
             batch_size=args.batch_size,
+            engine=args.engine or "auto",
         )
         run = update_incremental if args.incremental else build_full
         kwargs = {} if args.incremental else {"max_failure_share": args.max_failure_share}
@@ -145,6 +150,72 @@ def _index(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from training.train import TrainConfig, train
+
+    fields = {
+        "data": args.data,
+        "out": args.out,
+        "recipe": args.recipe,
+        "backbone": args.backbone,
+        "loss": args.loss,
+        "head": args.head,
+        "hidden_dim": args.hidden_dim,
+        "embedding_dim": args.embedding_dim,
+        "pooling": args.pooling,
+        "trainable_blocks": args.trainable_blocks,
+        "max_epochs": args.epochs,
+        "patience": args.patience,
+        "refit": not args.no_refit,
+        "lr": args.lr,
+        "backbone_lr": args.backbone_lr,
+        "classes_per_batch": args.classes_per_batch,
+        "per_class": args.per_class,
+        "seed": args.seed,
+        "deterministic": args.deterministic,
+        "accelerator": args.accelerator,
+        "devices": args.devices,
+        "workers": args.workers,
+        "cache_dir": args.cache_dir,
+        "work_dir": args.work_dir,
+    }
+    config = TrainConfig(**{k: v for k, v in fields.items() if v is not None})
+    model, metadata = train(config)
+    emit(f"model {model.version()} saved to {config.out}")
+    emit(json.dumps(metadata["metrics"], indent=2))
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from training.evaluate import evaluate
+
+    report = evaluate(
+        args.model,
+        args.data,
+        args.split,
+        args.out,
+        compare_zero_shot=not args.no_zero_shot,
+        workers=args.workers,
+        device=args.device,
+        engine=args.engine or "auto",
+    )
+    rows = [("model", report)] + (
+        [("zero-shot", report["zero_shot"])] if "zero_shot" in report else []
+    )
+    emit(f"{'':10} {'R-Prec':>7} {'MAP@R':>7} {'R@1':>7} {'R@2':>7} {'R@4':>7} {'R@8':>7}")
+    for name, m in rows:
+        emit(
+            f"{name:10} {m['r_precision']:7.4f} {m['map_at_r']:7.4f} {m['recall_at_1']:7.4f} "
+            f"{m['recall_at_2']:7.4f} {m['recall_at_4']:7.4f} {m['recall_at_8']:7.4f}"
+        )
+    emit(f"report: {args.out / 'report.json'}")
+    return 0
+
+
+def _devices(value: str) -> int | str:
+    return int(value) if value.isdigit() else value
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -161,6 +232,7 @@ def _serve(args: argparse.Namespace) -> int:
             "alias": args.alias,
             "device": args.device,
             "threads": args.threads,
+            "engine": args.engine,
         }.items()
         if value is not None
     }
@@ -192,7 +264,13 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
         help="servable model folder (default: the default zero-shot model)",
     )
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    parser.add_argument("--threads", type=int, default=None, help="intra-op threads")
+    parser.add_argument(
+        "--engine",
+        choices=["auto", "torch", "onnx"],
+        default=None,
+        help="auto (default): ONNX Runtime on CPU, PyTorch on a GPU",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -238,6 +316,71 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(index)
     _add_qdrant_args(index)
     index.set_defaults(handler=_index)
+
+    tr = commands.add_parser("train", help="fine-tune the car similarity model (Lightning)")
+    tr.add_argument(
+        "--data",
+        type=Path,
+        required=True,
+        help="folder with manifest.csv, a manifest, an ImageFolder or Stanford layout",
+    )
+    tr.add_argument("--out", type=Path, required=True, help="servable model folder to write")
+    tr.add_argument(
+        "--recipe",
+        choices=["frozen", "partial", "full"],
+        default=None,
+        help="frozen: head on cached features; partial (default): last blocks + "
+        "head on cached maps; full: backbone from images with augmentation",
+    )
+    tr.add_argument("--backbone", default=None)
+    tr.add_argument(
+        "--loss",
+        default=None,
+        choices=[
+            "multi_similarity",
+            "triplet_batch_hard",
+            "triplet_semi_hard",
+            "triplet_batch_all",
+            "proxy_anchor",
+        ],
+    )
+    tr.add_argument("--head", choices=["identity", "linear", "skip", "mlp"], default=None)
+    tr.add_argument("--hidden-dim", type=int, default=None)
+    tr.add_argument("--embedding-dim", type=int, default=None)
+    tr.add_argument("--pooling", choices=["avg", "gem"], default=None)
+    tr.add_argument("--trainable-blocks", type=int, default=None)
+    tr.add_argument("--epochs", type=int, default=None, help="most epochs (early stopping)")
+    tr.add_argument("--patience", type=int, default=None)
+    tr.add_argument(
+        "--no-refit",
+        action="store_true",
+        help="export the best checkpoint instead of refitting on all classes",
+    )
+    tr.add_argument("--lr", type=float, default=None)
+    tr.add_argument("--backbone-lr", type=float, default=None)
+    tr.add_argument("--classes-per-batch", type=int, default=None, help="P of P x K batches")
+    tr.add_argument("--per-class", type=int, default=None, help="K of P x K batches")
+    tr.add_argument("--seed", type=int, default=None)
+    tr.add_argument("--deterministic", action="store_true", default=None)
+    tr.add_argument("--accelerator", default=None, help="auto, cpu, gpu")
+    tr.add_argument("--devices", type=_devices, default=None, help="auto or a count")
+    tr.add_argument("--workers", type=int, default=None)
+    tr.add_argument("--cache-dir", type=Path, default=None)
+    tr.add_argument("--work-dir", type=Path, default=None, help="logs and checkpoints")
+    tr.set_defaults(handler=_train)
+
+    ev = commands.add_parser("evaluate", help="retrieval metrics of a model on unseen classes")
+    ev.add_argument("--data", type=Path, required=True)
+    ev.add_argument("--split", default="val")
+    ev.add_argument("--out", type=Path, required=True, help="folder for report.json and plots")
+    ev.add_argument(
+        "--no-zero-shot",
+        action="store_true",
+        help="skip the zero-shot comparison when --model is given",
+    )
+    ev.add_argument("--workers", type=int, default=1)
+    _add_model_args(ev)
+    ev.set_defaults(handler=_evaluate)
 
     serve = commands.add_parser("serve", help="run the search service (web page + JSON API)")
     serve.add_argument(

@@ -42,12 +42,14 @@ class EfficientNetLiteFeatures(nn.Module):
         self.head = nn.Sequential(net._conv_head, net._bn1, net._swish)
         self._drop_connect_rate: float = net._global_params.drop_connect_rate or 0.0
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stem(x)
+    def run_blocks(self, x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
         count = len(self.blocks)
-        for idx, block in enumerate(self.blocks):
-            x = block(x, drop_connect_rate=self._drop_connect_rate * idx / count)
-        return self.head(x)  # type: ignore[no-any-return]
+        for idx in range(start, stop):
+            x = self.blocks[idx](x, drop_connect_rate=self._drop_connect_rate * idx / count)
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.run_blocks(self.stem(x), 0, len(self.blocks)))  # type: ignore[no-any-return]
 
 
 def _full_network(name: str) -> nn.Module:

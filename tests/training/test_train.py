@@ -1,0 +1,154 @@
+"""Training end to end on generated classes (no dataset needed)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from carembed.artifact import load_model
+from carembed.datasets import read_dataset
+from carembed.embedder import Embedder
+from carembed.model import build_model
+from tests.training.conftest import make_shapes_dataset
+from training.evaluate import evaluate
+from training.features import cached_features
+from training.train import TrainConfig, train
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_shapes_dataset(tmp_path_factory.mktemp("shapes"))
+
+
+def _config(shapes: Path, tmp: Path, **changes: object) -> TrainConfig:
+    base: dict[str, object] = {
+        "data": shapes,
+        "out": tmp / "model",
+        "backbone": "mobilenet_v2",
+        "recipe": "frozen",
+        "max_epochs": 12,
+        "patience": 4,
+        "classes_per_batch": 8,
+        "per_class": 4,
+        "select_fraction": 0.3,
+        "workers": 0,
+        "cache_dir": tmp / "cache",
+        "work_dir": tmp / "runs",
+        "accelerator": "cpu",
+        "devices": 1,
+        "lr": 3e-3,
+    }
+    return TrainConfig(**(base | changes))  # type: ignore[arg-type]
+
+
+def test_frozen_training_beats_the_untrained_head_on_unseen_classes(
+    shapes: Path, tmp_path: Path
+) -> None:
+    config = _config(shapes, tmp_path)
+    model, metadata = train(config)
+    assert metadata["metrics"]["selection_r_precision"] > metadata["metrics"]["selection_zero_shot"]
+    # The held-out "val" classes were never read by training; evaluate against zero-shot.
+    report = evaluate(config.out, shapes, "val", tmp_path / "eval", workers=0)
+    assert report["r_precision"] > report["zero_shot"]["r_precision"] + 0.02
+    saved = json.loads((tmp_path / "eval" / "report.json").read_text())
+    assert saved["r_precision"] == report["r_precision"] and "recall_at_1" in saved
+    assert (tmp_path / "eval" / "recall_at_k.png").stat().st_size > 1000
+    assert (tmp_path / "eval" / "examples.png").stat().st_size > 1000
+    # Export -> load -> the same embeddings; no checkpoint inside the servable folder.
+    assert sorted(os.listdir(config.out)) == ["config.json", "model.safetensors"]
+    images = [p.path for p in read_dataset(shapes).split("val").records[:5]]
+    np.testing.assert_allclose(
+        Embedder(load_model(config.out)).embed(images), Embedder(model).embed(images), atol=1e-5
+    )
+    training = json.loads((config.out / "config.json").read_text())["training"]
+    assert training["recipe"] == "frozen" and len(training["class_names"]) == 10
+    assert any((tmp_path / "runs").rglob("*.ckpt")) and any(
+        (tmp_path / "runs").rglob("metrics.csv")
+    )
+
+
+def test_partial_recipe_trains_and_exports_the_last_blocks(shapes: Path, tmp_path: Path) -> None:
+    config = _config(
+        shapes,
+        tmp_path,
+        recipe="partial",
+        trainable_blocks=1,
+        max_epochs=2,
+        loss="triplet_batch_hard",
+        refit=False,
+    )
+    model, _ = train(config)
+    loaded = load_model(config.out)
+    assert loaded.config.backbone.in_artifact
+    pretrained = build_model("mobilenet_v2").backbone.state_dict()
+    tuned = loaded.backbone.state_dict()
+    changed = [k for k in tuned if not torch.equal(tuned[k], pretrained[k])]
+    assert changed and all(k.startswith("18.") for k in changed)  # only the last block moved
+    images = [p.path for p in read_dataset(shapes).split("val").records[:3]]
+    np.testing.assert_allclose(
+        Embedder(loaded).embed(images), Embedder(model).embed(images), atol=1e-5
+    )
+
+
+@pytest.mark.parametrize("loss", ["proxy_anchor", "triplet_semi_hard", "triplet_batch_all"])
+def test_other_losses_run(shapes: Path, tmp_path: Path, loss: str) -> None:
+    _, metadata = train(_config(shapes, tmp_path, loss=loss, max_epochs=1, refit=False))
+    assert metadata["hyperparameters"]["loss"] == loss
+
+
+def test_feature_cache_hit_miss_and_invalidation(shapes: Path, tmp_path: Path) -> None:
+    model = build_model("mobilenet_v2")
+    extractor = torch.nn.Sequential(model.backbone, model.pool)
+    records = read_dataset(shapes).records[:6]
+    key: dict[str, object] = {"backbone": "mobilenet_v2", "cut": "pooled"}
+    first, hit = cached_features(
+        extractor, records, model.preprocessing, key, tmp_path, num_workers=0
+    )
+    assert not hit and first.plain.shape == (6, 1280)
+    second, hit = cached_features(
+        extractor, records, model.preprocessing, key, tmp_path, num_workers=0
+    )
+    assert hit and torch.equal(first.plain, second.plain)
+    # The mirrored view really is the features of the mirrored image.
+    from PIL import Image
+
+    with torch.inference_mode():
+        mirrored = (
+            Image.open(records[0].path).convert("RGB").transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        )
+        direct = extractor(torch.from_numpy(model.preprocessing.to_array(mirrored))[None])
+    torch.testing.assert_close(first.mirrored[0].float(), direct[0], atol=2e-2, rtol=1e-2)
+    os.utime(records[2].path, ns=(1, 1))  # a changed file invalidates
+    _, hit = cached_features(extractor, records, model.preprocessing, key, tmp_path, num_workers=0)
+    assert not hit
+    _, hit = cached_features(
+        extractor, records, model.preprocessing, key | {"cut": "other"}, tmp_path, num_workers=0
+    )
+    assert not hit
+
+
+def test_bad_image_is_skipped_and_reported(shapes: Path, tmp_path: Path) -> None:
+    model = build_model("mobilenet_v2")
+    extractor = torch.nn.Sequential(model.backbone, model.pool)
+    bad = shapes / "class00" / "broken.png"
+    bad.write_bytes(b"\x89PNG broken")
+    try:
+        dataset = read_dataset(shapes)
+        from carembed.datasets import CarRecord
+
+        records = [
+            *dataset.records[:3],
+            CarRecord(path=bad, relative="class00/broken.png", class_name="Shape00 Sedan 2012"),
+        ]
+        features, _ = cached_features(
+            extractor, records, model.preprocessing, {}, tmp_path, num_workers=0
+        )
+        assert features.kept == [0, 1, 2]
+        assert features.failures[0][0] == 3 and features.failures[0][1].startswith("unreadable")
+    finally:
+        bad.unlink()

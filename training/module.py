@@ -1,0 +1,87 @@
+"""The LightningModule: trains a backbone tail (possibly empty) + pooling + head with a
+metric-learning loss, and scores each validation epoch by exact retrieval R-Precision."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from training.backbone_split import tail_modules
+from training.losses import LossName, MetricLoss
+from training.metrics import retrieval_metrics
+
+
+class RetrievalModule(L.LightningModule):
+    def __init__(
+        self,
+        tail: nn.Module,
+        pool: nn.Module,
+        head: nn.Module,
+        *,
+        loss: LossName,
+        num_classes: int,
+        embedding_dim: int,
+        lr: float = 1e-3,
+        backbone_lr: float = 1e-4,
+        weight_decay: float = 1e-4,
+        margin: float = 0.2,
+        freeze_bn: bool = True,
+    ) -> None:
+        super().__init__()
+        self.tail, self.pool, self.head = tail, pool, head
+        self.criterion = MetricLoss(loss, num_classes, embedding_dim, margin)
+        self.lr, self.backbone_lr, self.weight_decay = lr, backbone_lr, weight_decay
+        self.freeze_bn = freeze_bn
+        self._val_embeddings: list[torch.Tensor] = []
+        self._val_labels: list[torch.Tensor] = []
+        self.save_hyperparameters(ignore=["tail", "pool", "head"])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.head(self.pool(self.tail(x))).float(), dim=1)
+
+    def on_train_epoch_start(self) -> None:
+        if self.freeze_bn:  # few images per class: keep the pretrained BN statistics
+            for module in self.tail.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], _: int) -> torch.Tensor:
+        x, y = batch
+        loss: torch.Tensor = self.criterion(self(x), y)
+        self.log("train_loss", loss, prog_bar=True, on_epoch=True, on_step=False)
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], _: int) -> None:
+        x, y = batch
+        self._val_embeddings.append(self(x).detach().cpu())
+        self._val_labels.append(y.detach().cpu())
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._val_embeddings:
+            return
+        emb = torch.cat(self._val_embeddings).numpy().astype(np.float32)
+        labels = torch.cat(self._val_labels).numpy()
+        self._val_embeddings.clear()
+        self._val_labels.clear()
+        metrics = retrieval_metrics(emb, labels)
+        self.log("val_r_precision", metrics["r_precision"], prog_bar=True)
+        self.log("val_recall_at_1", metrics["recall_at_1"])
+        self.log("val_map_at_r", metrics["map_at_r"])
+
+    def configure_optimizers(self) -> Any:
+        tail_params = [
+            p for m in tail_modules(self.tail) for p in m.parameters() if p.requires_grad
+        ]
+        groups = [
+            {"params": [*self.head.parameters(), *self.pool.parameters()], "lr": self.lr},
+            {"params": list(self.criterion.parameters()), "lr": self.lr * 10},
+        ]
+        if tail_params:
+            groups.append({"params": tail_params, "lr": self.backbone_lr})
+        groups = [g for g in groups if g["params"]]
+        return torch.optim.AdamW(groups, weight_decay=self.weight_decay)

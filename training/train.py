@@ -1,0 +1,321 @@
+"""``carsearch train``: fine-tune on the training classes, choose the epoch count on held-out
+training classes, refit on all of them, and export the servable model folder.
+
+The evaluation classes (the ``val`` split) are never read here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+from torch.utils.data import Dataset
+
+from carembed.artifact import save_model
+from carembed.datasets import CarDataset, read_dataset
+from carembed.heads import HeadKind, PoolingKind
+from carembed.model import CarEmbeddingModel, build_model
+from training.backbone_split import split_backbone
+from training.data import (
+    FeatureSet,
+    ImageSet,
+    RetrievalData,
+    class_disjoint_split,
+    holdout_classes,
+    labels_of,
+)
+from training.features import CachedFeatures, cached_features
+from training.losses import LossName
+from training.module import RetrievalModule
+
+logger = logging.getLogger(__name__)
+
+Recipe = Literal["frozen", "partial", "full"]
+
+
+class TrainConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    data: Path
+    out: Path
+    recipe: Recipe = "partial"
+    backbone: str = "efficientnet_lite0"
+    loss: LossName = "multi_similarity"
+    head: HeadKind = "skip"
+    hidden_dim: int = Field(512, ge=0)
+    embedding_dim: int | None = None
+    dropout: float = Field(0.1, ge=0, lt=1)
+    pooling: PoolingKind = "avg"
+    trainable_blocks: int = Field(
+        2, ge=0, description="partial/full: last blocks trained; full 0 = all"
+    )
+    max_epochs: int = Field(30, ge=1)
+    patience: int = Field(5, ge=1)
+    refit: bool = True
+    lr: float = 1e-3
+    backbone_lr: float = 1e-4
+    weight_decay: float = 1e-4
+    margin: float = 0.2
+    classes_per_batch: int = Field(32, ge=2)
+    per_class: int = Field(8, ge=2)
+    select_fraction: float = Field(0.2, gt=0, lt=1)
+    eval_split: str = "val"
+    seed: int = 0
+    deterministic: bool = False
+    accelerator: str = "auto"
+    devices: int | str = "auto"
+    workers: int = 1
+    cache_dir: Path = Path("data/cache")
+    work_dir: Path = Path("runs")
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).parent,
+            timeout=5,
+        )
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _dataset_fingerprint(dataset: CarDataset) -> str:
+    digest = hashlib.sha256()
+    for r in dataset.records:
+        digest.update(f"{r.relative}\0{r.class_name}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+class _Views:
+    """What the module trains on: the tail/pool/head modules and the datasets per class set."""
+
+    def __init__(self, config: TrainConfig, model: CarEmbeddingModel, train: CarDataset) -> None:
+        self.config = config
+        self.model = model
+        self.classes = train.class_names
+        self.tail: nn.Module
+        self.pool: nn.Module
+        if config.recipe == "frozen":
+            extractor: nn.Module = nn.Sequential(model.backbone, model.pool)
+            self.tail, self.pool = nn.Identity(), nn.Identity()
+        elif config.recipe == "partial":
+            extractor, self.tail = split_backbone(model.backbone, config.trainable_blocks)
+            self.pool = model.pool
+        else:
+            extractor = nn.Identity()
+            self.tail, self.pool = model.backbone, model.pool
+            if config.trainable_blocks:
+                prefix, _ = split_backbone(model.backbone, config.trainable_blocks)
+                for p in prefix.parameters():
+                    p.requires_grad_(False)
+        self.records = train.records
+        self.features: CachedFeatures | None = None
+        self.cache_hit = False
+        if config.recipe != "full":
+            key: dict[str, object] = {
+                "backbone": config.backbone,
+                "weights": model.config.backbone.weights_sha256,
+                "cut": f"{config.recipe}:{config.trainable_blocks}:{config.pooling}",
+            }
+            self.features, self.cache_hit = cached_features(
+                extractor,
+                train.records,
+                model.preprocessing,
+                key,
+                config.cache_dir,
+                num_workers=config.workers,
+            )
+            self.records = [train.records[i] for i in self.features.kept]
+        self.labels = labels_of(self.records, self.classes)
+
+    def subset(self, class_names: set[str], augment: bool) -> tuple[Dataset[Any], np.ndarray]:
+        idx = np.array([i for i, r in enumerate(self.records) if r.class_name in class_names])
+        labels = self.labels[idx]
+        if self.features is not None:
+            t = torch.from_numpy(idx)
+            return FeatureSet(
+                self.features.plain[t], self.features.mirrored[t], labels, augment
+            ), labels
+        records = [self.records[i] for i in idx]
+        return ImageSet(records, labels, self.model.preprocessing, augment), labels
+
+
+def _module(config: TrainConfig, views: _Views, model: CarEmbeddingModel) -> RetrievalModule:
+    return RetrievalModule(
+        views.tail,
+        views.pool,
+        model.head,
+        loss=config.loss,
+        num_classes=len(views.classes),
+        embedding_dim=model.config.embedding_dim,
+        lr=config.lr,
+        backbone_lr=config.backbone_lr,
+        weight_decay=config.weight_decay,
+        margin=config.margin,
+    )
+
+
+def _trainer(config: TrainConfig, run_dir: Path, epochs: int, validate: bool) -> L.Trainer:
+    callbacks: list[Any] = []
+    if validate:
+        callbacks = [
+            EarlyStopping("val_r_precision", mode="max", patience=config.patience),
+            ModelCheckpoint(
+                run_dir / "checkpoints",
+                monitor="val_r_precision",
+                mode="max",
+                save_top_k=1,
+                filename="best-{epoch}",
+            ),
+        ]
+    gpu = config.accelerator in ("gpu", "cuda") or (
+        config.accelerator == "auto" and torch.cuda.is_available()
+    )
+    devices = config.devices
+    multi = isinstance(devices, int) and devices > 1
+    return L.Trainer(
+        max_epochs=epochs,
+        accelerator=config.accelerator,
+        devices=devices,
+        strategy="ddp" if multi else "auto",
+        precision="bf16-mixed" if gpu and config.recipe != "frozen" else "32-true",
+        deterministic=config.deterministic,
+        callbacks=callbacks,
+        logger=CSVLogger(run_dir, name="logs"),
+        enable_checkpointing=validate,
+        limit_val_batches=1.0 if validate else 0,
+        num_sanity_val_steps=0,
+        log_every_n_steps=10,
+        enable_model_summary=False,
+    )
+
+
+def _score(module: RetrievalModule, dataset: Dataset[Any]) -> float:
+    """R-Precision of the module as it is (before training: the untrained head)."""
+    from torch.utils.data import DataLoader
+
+    from training.metrics import retrieval_metrics
+
+    module.eval()
+    embeddings, labels = [], []
+    with torch.inference_mode():
+        for x, y in DataLoader(dataset, batch_size=256):
+            embeddings.append(module(x))
+            labels.append(y)
+    return retrieval_metrics(torch.cat(embeddings).numpy(), torch.cat(labels).numpy())[
+        "r_precision"
+    ]
+
+
+def _fresh(config: TrainConfig) -> CarEmbeddingModel:
+    return build_model(
+        config.backbone,
+        head=config.head,
+        embedding_dim=config.embedding_dim,
+        hidden_dim=config.hidden_dim,
+        dropout=config.dropout,
+        pooling=config.pooling,
+    )
+
+
+def train(config: TrainConfig) -> tuple[CarEmbeddingModel, dict[str, Any]]:
+    """Runs the whole recipe, exports to ``config.out``; returns the model and its metadata."""
+    started = time.perf_counter()
+    L.seed_everything(config.seed, workers=True)
+    dataset = read_dataset(config.data)
+    train_set, _ = class_disjoint_split(dataset, config.eval_split, seed=config.seed)
+    fit_part, select_part = holdout_classes(train_set, config.select_fraction, config.seed)
+    logger.info(
+        "training classes %d (fit %d, selection %d), images %d",
+        len(train_set.class_names),
+        len(fit_part.class_names),
+        len(select_part.class_names),
+        len(train_set.records),
+    )
+    run_dir = config.work_dir / time.strftime("%Y%m%d-%H%M%S")
+
+    model = _fresh(config)
+    views = _Views(config, model, train_set)
+    fit_data, fit_labels = views.subset(set(fit_part.class_names), augment=True)
+    select_data, _ = views.subset(set(select_part.class_names), augment=False)
+    zero_shot = _score(_module(config, views, model), select_data)
+
+    module = _module(config, views, model)
+    trainer = _trainer(config, run_dir, config.max_epochs, validate=True)
+    data = RetrievalData(
+        fit_data,
+        fit_labels,
+        select_data,
+        classes_per_batch=config.classes_per_batch,
+        per_class=config.per_class,
+        num_workers=config.workers if config.recipe == "full" else 0,
+    )
+    trainer.fit(module, data)
+    checkpoint = trainer.checkpoint_callback
+    assert isinstance(checkpoint, ModelCheckpoint) and checkpoint.best_model_path
+    best_score = float(checkpoint.best_model_score or 0.0)
+    best_epoch = int(
+        torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)["epoch"]
+    )
+    logger.info(
+        "selection R-Precision %.4f (zero-shot %.4f) at epoch %d",
+        best_score,
+        zero_shot,
+        best_epoch + 1,
+    )
+
+    if config.refit:
+        model = _fresh(config)
+        views = _Views(config, model, train_set)  # cache hit: same files, same cut
+        all_data, all_labels = views.subset(set(train_set.class_names), augment=True)
+        module = _module(config, views, model)
+        _trainer(config, run_dir, best_epoch + 1, validate=False).fit(
+            module,
+            RetrievalData(
+                all_data,
+                all_labels,
+                None,
+                classes_per_batch=config.classes_per_batch,
+                per_class=config.per_class,
+                num_workers=config.workers if config.recipe == "full" else 0,
+            ),
+        )
+    else:
+        state = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
+        module.load_state_dict(state["state_dict"])
+
+    metadata = {
+        "recipe": config.recipe,
+        "dataset_fingerprint": _dataset_fingerprint(train_set),
+        "class_names": train_set.class_names,
+        "metrics": {"selection_r_precision": best_score, "selection_zero_shot": zero_shot},
+        "best_epoch": best_epoch + 1,
+        "refit": config.refit,
+        "hyperparameters": json.loads(config.model_dump_json(exclude={"data", "out"})),
+        "git_commit": _git_commit(),
+        "seconds": round(time.perf_counter() - started, 1),
+        "feature_cache_hit": views.cache_hit,
+    }
+    backbone = model.config.backbone.model_copy(update={"in_artifact": config.recipe != "frozen"})
+    model.with_config(backbone=backbone, training=metadata)
+    model = model.cpu().eval()
+    version = save_model(model, config.out)
+    logger.info("exported %s to %s (%.0f s)", version, config.out, metadata["seconds"])
+    return model, metadata
