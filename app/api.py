@@ -240,6 +240,7 @@ async def _search(
         limit=params.limit,
         offset=params.offset,
         score_threshold=params.score_threshold,
+        search_params=services.settings.search_params(),
         with_payload=True,
     )
     services.metrics.stage.labels("search").observe(time.perf_counter() - started)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from carembed.store import QdrantSettings
@@ -29,6 +29,11 @@ class AppSettings(QdrantSettings):
     max_wait_ms: float = Field(5.0, ge=0, description="micro-batching: wait for more requests")
     cors_origins: list[str] = Field(default_factory=list)
     thumb_size: int = Field(256, ge=32, le=1024)
+
+    @field_validator("model_dir", "gallery", "api_key", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
 
     @model_validator(mode="after")
     def _no_wildcard_cors(self) -> AppSettings:

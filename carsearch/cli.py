@@ -105,6 +105,7 @@ def _index(args: argparse.Namespace) -> int:
     from carembed.store import StoreError, open_client
     from indexer.build import IndexBuildError, build_full, rollback, update_incremental
     from indexer.errors_report import write_skipped
+    from indexer.snapshot import snapshot
 
     settings = _qdrant_settings(args)
     try:
@@ -116,6 +117,9 @@ def _index(args: argparse.Namespace) -> int:
         if args.action == "rollback":
             emit(f"alias {settings.alias} -> {rollback(client, settings.alias)}")
             return 0
+        if args.action == "snapshot":
+            emit(f"snapshot written to {snapshot(client, settings, args.out)}")
+            return 0
         if args.gallery is None:
             logger.error("--gallery PATH is required to build the index")
             return 2
@@ -126,11 +130,20 @@ def _index(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             engine=args.engine or "auto",
         )
-        run = update_incremental if args.incremental else build_full
-        kwargs = {} if args.incremental else {"max_failure_share": args.max_failure_share}
-        report = run(
-            client, embedder, args.gallery, settings.alias, num_workers=args.workers, **kwargs
-        )
+        if args.incremental:
+            report = update_incremental(
+                client, embedder, args.gallery, settings.alias, num_workers=args.workers
+            )
+        else:
+            report = build_full(
+                client,
+                embedder,
+                args.gallery,
+                settings.alias,
+                num_workers=args.workers,
+                max_failure_share=args.max_failure_share,
+                collection_params=settings.collection_params(),
+            )
     except IndexBuildError as exc:
         logger.error("%s", exc)
         return 1
@@ -292,7 +305,20 @@ def build_parser() -> argparse.ArgumentParser:
     embed.set_defaults(handler=_embed)
 
     index = commands.add_parser("index", help="embed a gallery into Qdrant; rollback")
-    index.add_argument("action", nargs="?", choices=["build", "rollback"], default="build")
+    index.add_argument(
+        "action",
+        nargs="?",
+        choices=["build", "rollback", "snapshot"],
+        default="build",
+        help="build (default), rollback to the previous collection, or snapshot "
+        "the live collection (server) into --out",
+    )
+    index.add_argument(
+        "--out",
+        type=Path,
+        default=Path("data/snapshots"),
+        help="snapshot: folder for the downloaded file",
+    )
     index.add_argument("--gallery", type=Path, help="folder, manifest or Stanford Cars layout")
     index.add_argument(
         "--incremental",

@@ -140,6 +140,18 @@ def _delete(client: QdrantClient, collection: str, ids: Iterable[str]) -> int:
     return len(ids)
 
 
+def _copy(client: QdrantClient, source: str, target: str, ids: list[str]) -> None:
+    """Copy points (vector and payload) between collections of the same model version."""
+    from qdrant_client import models
+
+    for start in range(0, len(ids), 256):
+        records = client.retrieve(
+            source, ids=ids[start : start + 256], with_payload=True, with_vectors=True
+        )
+        points = [models.PointStruct(id=r.id, vector=r.vector, payload=r.payload) for r in records]
+        client.upsert(target, points=points, wait=True)
+
+
 def _sync(
     client: QdrantClient,
     collection: str,
@@ -149,15 +161,24 @@ def _sync(
     num_workers: int,
     on_batch: BatchHook | None,
     progress: bool,
+    reuse_from: str | None = None,
 ) -> tuple[IndexReport, set[str]]:
     """Make ``collection`` hold exactly the gallery's usable images (uploads are kept).
-    Returns the report and the ids that should be there."""
+    Vectors of unchanged images are copied from ``reuse_from`` (a collection of the same model
+    version) instead of being embedded again. Returns the report and the ids that should be
+    there."""
     start = time.perf_counter()
     scan = scan_gallery(gallery)
     report = IndexReport(collection, duplicates=len(scan.duplicates), skipped=list(scan.unreadable))
     existing = _existing_points(client, collection)
     wanted = {item.id for item in scan.items}
     todo = [item for item in scan.items if item.id not in existing]
+    if reuse_from is not None:
+        reusable = _existing_points(client, reuse_from)
+        copied = [item.id for item in todo if reusable.get(item.id) == "gallery"]
+        _copy(client, reuse_from, collection, copied)
+        copied_ids = set(copied)
+        todo = [item for item in todo if item.id not in copied_ids]
     report.unchanged = len(scan.items) - len(todo)
     _write(client, collection, embedder, todo, report, num_workers, on_batch, progress)
     skipped_paths = {path for path, _ in report.skipped}
@@ -204,6 +225,8 @@ def build_full(
         logger.info("building collection %s", target)
     else:
         logger.info("resuming the interrupted build of %s", target)
+    live_parsed = parse_collection_name(live) if live else None
+    reuse = live if live_parsed is not None and live_parsed[1] == embedder.version else None
     report, wanted = _sync(
         client,
         target,
@@ -212,6 +235,7 @@ def build_full(
         num_workers=num_workers,
         on_batch=on_batch,
         progress=progress,
+        reuse_from=reuse,
     )
     if report.total_points != len(wanted):
         raise IndexBuildError(

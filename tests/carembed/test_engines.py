@@ -30,8 +30,13 @@ def test_onnx_matches_torch(backbone: str, head: str, tmp_path: Path) -> None:
     import torch
 
     torch.manual_seed(0)
-    model = build_model(backbone, head=head, hidden_dim=64 if head != "linear" else 0,
-                        embedding_dim=128 if head in ("linear", "mlp") else None, pooling="gem")
+    model = build_model(
+        backbone,
+        head=head,
+        hidden_dim=64 if head != "linear" else 0,
+        embedding_dim=128 if head in ("linear", "mlp") else None,
+        pooling="gem",
+    )
     if head == "skip":  # a trained-looking skip head, not the zero-initialised identity
         torch.nn.init.normal_(model.head.out.weight, std=0.05)
     images = _images(3)
@@ -72,8 +77,9 @@ def test_engine_choice() -> None:
     assert resolve_engine("torch", "cpu") == "torch"
 
 
-def test_engine_by_cli_flag_and_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_engine_by_cli_flag_and_setting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     from app.settings import AppSettings
     from carsearch.cli import main
 

@@ -75,7 +75,10 @@ def test_rebuild_keeps_previous_for_rollback_and_deletes_older(
     client: QdrantClient, small_embedder: Embedder, gallery: Path
 ) -> None:
     first = build_full(client, small_embedder, gallery, ALIAS, progress=False).collection
-    second = build_full(client, small_embedder, gallery, ALIAS, progress=False).collection
+    rebuilt = build_full(client, small_embedder, gallery, ALIAS, progress=False)
+    # Same model: the vectors are copied from the live collection, nothing is embedded again.
+    assert (rebuilt.indexed, rebuilt.unchanged, rebuilt.total_points) == (0, 9, 9)
+    second = rebuilt.collection
     assert resolve_alias(client, ALIAS + PREVIOUS_SUFFIX) == first
     third = build_full(client, small_embedder, gallery, ALIAS, progress=False).collection
     names = {c.name for c in client.get_collections().collections}

@@ -1,0 +1,85 @@
+"""Indexing speed into the embedded store against pure embedding of the same images.
+
+    python benchmarks/index.py ../shared/datasets/stanford-cars-dev [--engine onnx]
+
+Prints: images/s and total time of a full build; the time of embedding the same images with
+no store (target: indexing <= 1.2x that); a full re-run with nothing changed and an
+incremental re-run (target: < 10% of the first run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import tempfile
+import time
+from pathlib import Path
+
+from carembed.datasets import read_dataset
+from carembed.embedder import Embedder
+from carembed.model import build_model
+from carembed.store import QdrantSettings, open_client
+from indexer.build import build_full, update_incremental
+
+logger = logging.getLogger("index")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("gallery", type=Path)
+    parser.add_argument("--engine", choices=["torch", "onnx"], default="onnx")
+    parser.add_argument("--workers", type=int, default=1)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+    work = Path(tempfile.mkdtemp(prefix="carsearch-bench-"))
+    embedder = Embedder(build_model(), engine=args.engine, onnx_dir=work / "onnx")
+    paths = [r.path for r in read_dataset(args.gallery).records]
+
+    start = time.perf_counter()
+    embedded = sum(len(b.indices) for b in embedder.embed_files(paths, args.workers))
+    pure = time.perf_counter() - start
+
+    client = open_client(QdrantSettings(qdrant_path=work / "qdrant"))
+    start = time.perf_counter()
+    first = build_full(
+        client, embedder, args.gallery, "cars", num_workers=args.workers, progress=False
+    )
+    index_time = time.perf_counter() - start
+    start = time.perf_counter()
+    rerun = build_full(
+        client, embedder, args.gallery, "cars", num_workers=args.workers, progress=False
+    )
+    rerun_time = time.perf_counter() - start
+    start = time.perf_counter()
+    incremental = update_incremental(
+        client, embedder, args.gallery, "cars", num_workers=args.workers, progress=False
+    )
+    incremental_time = time.perf_counter() - start
+    client.close()
+
+    logger.info("engine %s, %d images", args.engine, len(paths))
+    logger.info("pure embedding: %d images in %.1f s = %.1f img/s", embedded, pure, embedded / pure)
+    logger.info(
+        "full build: %d points in %.1f s = %.1f img/s (%.2fx pure embedding)",
+        first.total_points,
+        index_time,
+        first.indexed / index_time,
+        index_time / pure,
+    )
+    logger.info(
+        "full re-run, nothing changed: %.1f s (%.1f%% of the first), embedded %d",
+        rerun_time,
+        100 * rerun_time / index_time,
+        rerun.indexed,
+    )
+    logger.info(
+        "incremental re-run, nothing changed: %.1f s (%.1f%% of the first), embedded %d",
+        incremental_time,
+        100 * incremental_time / index_time,
+        incremental.indexed,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,182 @@
+"""Service latency, throughput and memory on loopback, with real photos indexed.
+
+    python benchmarks/serve.py ../shared/datasets/stanford-cars-dev [--seconds 20]
+
+1. Indexes the dataset into a temporary embedded store.
+2. Starts `carsearch serve` (a subprocess on 127.0.0.1) with micro-batching on, then off.
+3. Prints p50/p99 latency of single uploads against one bare forward of the same model in this
+   process, QPS at 1, 4 and 16 concurrent clients for both servers, and the server's resident
+   memory after N1 and N2 requests. Every loop is bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from carembed.datasets import read_dataset
+from carembed.embedder import Embedder
+from carembed.model import build_model
+from carembed.store import QdrantSettings, open_client
+from indexer.build import build_full
+
+logger = logging.getLogger("serve")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+class Server:
+    def __init__(self, store: Path, data: Path, max_batch: int) -> None:
+        self.port = _free_port()
+        env = os.environ | {
+            "CARSEARCH_MAX_BATCH": str(max_batch),
+            "CARSEARCH_DATA_DIR": str(data),
+            "CARSEARCH_MAX_WAIT_MS": "5",
+        }
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "carsearch",
+                "serve",
+                "--qdrant-path",
+                str(store),
+                "--port",
+                str(self.port),
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.url = f"http://127.0.0.1:{self.port}"
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.url + "/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        self.stop()
+        raise RuntimeError("the service did not become ready")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+async def _load(
+    url: str, uploads: list[bytes], clients: int, requests: int, seconds: float
+) -> tuple[list[float], float]:
+    """``clients`` concurrent loops, at most ``requests`` in all and ``seconds`` long."""
+    latencies: list[float] = []
+    sent = 0
+    deadline = time.perf_counter() + seconds
+
+    async def worker(http: httpx.AsyncClient) -> None:
+        nonlocal sent
+        while sent < requests and time.perf_counter() < deadline:
+            data = uploads[sent % len(uploads)]
+            sent += 1
+            start = time.perf_counter()
+            r = await http.post(
+                url + "/api/v1/search", files={"image": ("q.jpg", data)}, data={"limit": "10"}
+            )
+            r.raise_for_status()
+            latencies.append(time.perf_counter() - start)
+
+    start = time.perf_counter()
+    async with httpx.AsyncClient(timeout=60) as http:
+        await asyncio.gather(*[worker(http) for _ in range(clients)])
+    return latencies, len(latencies) / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("data", type=Path)
+    parser.add_argument("--seconds", type=float, default=20, help="per QPS measurement")
+    parser.add_argument("--memory-requests", type=int, nargs=2, default=(1000, 10000))
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+    work = Path(tempfile.mkdtemp(prefix="carsearch-serve-"))
+    records = read_dataset(args.data).records
+    uploads = [r.path.read_bytes() for r in records[:200]]
+    embedder = Embedder(build_model(), engine="onnx", onnx_dir=work / "data" / "onnx")
+    client = open_client(QdrantSettings(qdrant_path=work / "qdrant"))
+    build_full(client, embedder, args.data, "cars", num_workers=1, progress=False)
+    client.close()
+
+    one = np.stack([embedder.prepare(records[0].path)])
+    embedder.embed_arrays(one)
+    forwards = []
+    for _ in range(30):
+        start = time.perf_counter()
+        embedder.embed_arrays(one)
+        forwards.append(time.perf_counter() - start)
+    bare = float(np.median(forwards))
+    logger.info("bare forward (onnx, batch 1, in this process): %.1f ms", 1e3 * bare)
+
+    results: dict[str, dict[int, float]] = {}
+    for label, max_batch in (("on", 16), ("off", 1)):
+        server = Server(work / "qdrant", work / "data", max_batch)
+        try:
+            if label == "on":
+                latencies, _ = asyncio.run(_load(server.url, uploads, 1, 200, args.seconds))
+                p50, p99 = np.percentile(latencies, [50, 99])
+                logger.info(
+                    "single uploads: p50 %.1f ms, p99 %.1f ms; p50 / bare forward = %.2fx",
+                    1e3 * p50,
+                    1e3 * p99,
+                    p50 / bare,
+                )
+            results[label] = {}
+            for clients in (1, 4, 16):
+                _, qps = asyncio.run(_load(server.url, uploads, clients, 100_000, args.seconds))
+                results[label][clients] = qps
+            if label == "on":
+                first, second = args.memory_requests
+                asyncio.run(_load(server.url, uploads, 16, first, 600))
+                rss_first = _rss_mb(server.process.pid)
+                asyncio.run(_load(server.url, uploads, 16, second - first, 900))
+                rss_second = _rss_mb(server.process.pid)
+                logger.info(
+                    "resident memory: %.0f MB after %d requests, %.0f MB after %d",
+                    rss_first,
+                    first,
+                    rss_second,
+                    second,
+                )
+        finally:
+            server.stop()
+    logger.info("| clients | QPS batching on | QPS batching off | on / off |")
+    logger.info("|---|---|---|---|")
+    for clients in (1, 4, 16):
+        on, off = results["on"][clients], results["off"][clients]
+        logger.info("| %d | %.1f | %.1f | %.2fx |", clients, on, off, on / off)
+
+
+if __name__ == "__main__":
+    main()
