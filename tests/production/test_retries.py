@@ -28,7 +28,7 @@ def fake_qdrant() -> Iterator[tuple[str, Script]]:
     script = Script()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - the http.server API
+        def do_GET(self) -> None:
             step = script.plan[script.calls] if script.calls < len(script.plan) else 200
             script.calls += 1
             if step == "slow":
