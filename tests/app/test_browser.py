@@ -89,7 +89,8 @@ def test_search_more_like_this_bad_file_and_add_car(base_url: str, tmp_path: Pat
 
             page.select_option("select[name=body]", "Coupe")
             page.wait_for_function(
-                "[...document.querySelectorAll('.card .score')].every(s => s.textContent.includes('Coupe'))"
+                "[...document.querySelectorAll('.card .score')]"
+                ".every(s => s.textContent.includes('Coupe'))"
             )
             assert page.locator(".card").count() == 6
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -40,10 +41,8 @@ def fake_qdrant() -> Iterator[tuple[str, Script]]:
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            try:
+            with contextlib.suppress(BrokenPipeError):  # the client gave up (timeout test)
                 self.wfile.write(body)
-            except BrokenPipeError:  # the client gave up (timeout test)
-                pass
 
         def log_message(self, *args: object) -> None:
             pass
