@@ -178,12 +178,21 @@ async def _store(services: Services, call: Any, *args: Any, **kwargs: Any) -> An
     """Run a Qdrant call off the event loop; a store that is down becomes a 503."""
     try:
         return await asyncio.to_thread(call, *args, **kwargs)
-    except Problem:
+    except (Problem, LookupError):
         raise
     except Exception as exc:
         if "not found" in str(exc).lower() and "collection" in str(exc).lower():
             raise unavailable("the index is not built yet") from exc
         raise unavailable("the vector store is not reachable") from exc
+
+
+async def _collection(services: Services) -> str:
+    try:
+        return str(await _store(services, services.collection))
+    except LookupError as exc:
+        raise unavailable(
+            f"the index for model {services.embedder.version} is being built"
+        ) from exc
 
 
 def _hit(point: Any) -> Hit:
@@ -234,7 +243,7 @@ async def _search(
     result = await _store(
         services,
         services.client.query_points,
-        services.settings.alias,
+        await _collection(services),
         query=vector,
         query_filter=_filter(params, exclude),
         limit=params.limit,
@@ -273,7 +282,7 @@ async def _point(services: Services, car_id: str, with_vector: bool = False) -> 
     points = await _store(
         services,
         services.client.retrieve,
-        services.settings.alias,
+        await _collection(services),
         ids=[car_id],
         with_payload=True,
         with_vectors=with_vector,
@@ -428,7 +437,7 @@ async def add_car(
     await _store(
         services,
         services.client.upsert,
-        services.settings.alias,
+        await _collection(services),
         points=[models.PointStruct(id=pid, vector=vector.tolist(), payload=payload)],
         wait=True,
     )
@@ -446,7 +455,7 @@ async def delete_car(services: ServicesDep, car_id: str) -> None:
     await _store(
         services,
         services.client.delete,
-        services.settings.alias,
+        await _collection(services),
         points_selector=models.PointIdsList(points=[car_id]),
         wait=True,
     )

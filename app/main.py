@@ -158,8 +158,12 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
             "indexing": services.indexing.snapshot(),
         }
         try:
-            collection = await asyncio.to_thread(services.live_collection)
+            body["live_collection"] = await asyncio.to_thread(services.live_collection)
             body["store_reachable"] = True
+            try:
+                collection: str | None = await asyncio.to_thread(services.collection)
+            except LookupError:
+                collection = None  # no collection of this model version (yet)
             body["collection"] = collection
             body["points"] = (
                 (await asyncio.to_thread(services.client.count, collection, exact=True)).count

@@ -20,12 +20,14 @@ from app.settings import AppSettings
 from carembed.artifact import load_or_default
 from carembed.embedder import Embedder
 from carembed.images import ImageLimits
-from carembed.store import open_client, parse_collection_name, resolve_alias
+from carembed.store import PREVIOUS_SUFFIX, open_client, parse_collection_name, resolve_alias
 
 if TYPE_CHECKING:
     from qdrant_client import QdrantClient
 
 logger = logging.getLogger(__name__)
+
+TARGET_TTL_S = 5.0
 
 
 @dataclass
@@ -60,6 +62,8 @@ class Services:
     metrics: Metrics
     indexing: IndexingProgress = field(default_factory=IndexingProgress)
     started: float = field(default_factory=time.time)
+    _target: str | None = field(default=None, repr=False)
+    _target_at: float = field(default=0.0, repr=False)
 
     @property
     def uploads_dir(self) -> Path:
@@ -76,6 +80,25 @@ class Services:
         live = self.live_collection()
         parsed = parse_collection_name(live) if live else None
         return parsed[1] if parsed else None
+
+    def collection(self) -> str:
+        """The collection whose vectors this model made: the live one, or during a rollout
+        the previous one (the alias may already point to another model's new collection).
+        Looked up at most every few seconds. Raises LookupError when neither matches."""
+        now = time.monotonic()
+        if self._target is not None and now - self._target_at < TARGET_TTL_S:
+            return self._target
+        alias = self.settings.alias
+        candidates = [
+            resolve_alias(self.client, alias),
+            resolve_alias(self.client, alias + PREVIOUS_SUFFIX),
+        ]
+        for name in candidates:
+            parsed = parse_collection_name(name) if name else None
+            if name and (parsed is None or parsed[1] == self.embedder.version):
+                self._target, self._target_at = name, now
+                return name
+        raise LookupError(f"no collection holds vectors of model {self.embedder.version}")
 
 
 def build_services(settings: AppSettings) -> Services:

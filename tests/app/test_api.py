@@ -260,3 +260,28 @@ def test_concurrent_requests_share_forward_passes(served: tuple[TestClient, Path
     passes = next(s.value for s in after.samples if s.name.endswith("_count")) - count_before
     images = next(s.value for s in after.samples if s.name.endswith("_sum")) - sum_before
     assert images == 12 and passes < 12  # some forward passes carried several uploads
+
+
+def test_rollout_old_replica_keeps_serving_its_own_model(tmp_path: Path) -> None:
+    """The indexer switched the alias to a new model's collection: a replica still running the
+    old model searches the previous collection (its own vectors), never the new one."""
+    from carembed.embedder import Embedder
+    from carembed.model import build_model
+    from carembed.store import QdrantSettings, open_client
+    from indexer.build import build_full
+
+    gallery = make_gallery(tmp_path / "gallery")
+    store = QdrantSettings(qdrant_path=tmp_path / "q")
+    old = Embedder(build_model())  # the service's (default) model
+    new = Embedder(build_model(head="linear", embedding_dim=1280))
+    qdrant = open_client(store)
+    old_collection = build_full(qdrant, old, gallery, "cars", progress=False).collection
+    build_full(qdrant, new, gallery, "cars", progress=False)
+    qdrant.close()
+    settings = AppSettings(qdrant_path=tmp_path / "q", data_dir=tmp_path / "d", engine="torch")
+    with TestClient(create_app(settings)) as client:
+        ready = client.get("/readyz").json()
+        assert ready["collection"] == old_collection != ready["live_collection"]
+        data = (gallery / "Audi_TTS_Coupe_2012" / "2.jpg").read_bytes()
+        hits = client.post("/api/v1/search", files={"image": ("q.jpg", data)}).json()["hits"]
+        assert hits[0]["score"] == pytest.approx(1.0, abs=1e-3)
