@@ -1,0 +1,21 @@
+"""The shape of the project: serving and indexing never load training code or Lightning."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def test_app_and_indexer_import_without_training_or_lightning() -> None:
+    code = (
+        "import sys, app.main, app.api, indexer.build, indexer.snapshot, carembed.artifact, "
+        "carembed.engines, carembed.store, carsearch.cli\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('training', 'lightning', 'pytorch_lightning', 'pytorch_metric_learning'))\n"
+        "assert not bad, bad\n"
+        "app.main.create_app()\n"  # building the app touches nothing either
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('training', 'lightning'))\n"
+        "assert not bad, bad\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
