@@ -102,6 +102,8 @@ class Car(BaseModel):
 
 
 class SearchParams(BaseModel):
+    """Paging, score threshold and filters: form fields of a search, query of more-like-this."""
+
     limit: int = Field(10, ge=1, le=100)
     offset: int = Field(0, ge=0, le=10_000)
     score_threshold: float | None = Field(None, ge=-1.0, le=1.0)
@@ -110,50 +112,6 @@ class SearchParams(BaseModel):
     body: str | None = Field(None, max_length=100)
     year_min: int | None = Field(None, ge=1800, le=2200)
     year_max: int | None = Field(None, ge=1800, le=2200)
-
-
-def _query_params(
-    limit: Annotated[int, Query(ge=1, le=100)] = 10,
-    offset: Annotated[int, Query(ge=0, le=10_000)] = 0,
-    score_threshold: Annotated[float | None, Query(ge=-1.0, le=1.0)] = None,
-    make: Annotated[str | None, Query(max_length=100)] = None,
-    model: Annotated[str | None, Query(max_length=100)] = None,
-    body: Annotated[str | None, Query(max_length=100)] = None,
-    year_min: Annotated[int | None, Query(ge=1800, le=2200)] = None,
-    year_max: Annotated[int | None, Query(ge=1800, le=2200)] = None,
-) -> SearchParams:
-    return SearchParams(
-        limit=limit,
-        offset=offset,
-        score_threshold=score_threshold,
-        make=make,
-        model=model,
-        body=body,
-        year_min=year_min,
-        year_max=year_max,
-    )
-
-
-def _form_params(
-    limit: Annotated[int, Form(ge=1, le=100)] = 10,
-    offset: Annotated[int, Form(ge=0, le=10_000)] = 0,
-    score_threshold: Annotated[float | None, Form(ge=-1.0, le=1.0)] = None,
-    make: Annotated[str | None, Form(max_length=100)] = None,
-    model: Annotated[str | None, Form(max_length=100)] = None,
-    body: Annotated[str | None, Form(max_length=100)] = None,
-    year_min: Annotated[int | None, Form(ge=1800, le=2200)] = None,
-    year_max: Annotated[int | None, Form(ge=1800, le=2200)] = None,
-) -> SearchParams:
-    return SearchParams(
-        limit=limit,
-        offset=offset,
-        score_threshold=score_threshold,
-        make=make,
-        model=model,
-        body=body,
-        year_min=year_min,
-        year_max=year_max,
-    )
 
 
 def _filter(params: SearchParams, exclude_id: str | None = None) -> Any:
@@ -260,7 +218,7 @@ async def _search(
 async def search(
     services: ServicesDep,
     image: Annotated[UploadFile, File(description="a photo of a car (JPEG, PNG, WebP...)")],
-    params: Annotated[SearchParams, Depends(_form_params)],
+    params: Annotated[SearchParams, Form()],
 ) -> SearchResponse:
     timings = Timings()
     t0 = time.perf_counter()
@@ -305,7 +263,7 @@ def _check_id(car_id: str) -> str:
 async def similar(
     services: ServicesDep,
     car_id: str,
-    params: Annotated[SearchParams, Depends(_query_params)],
+    params: Annotated[SearchParams, Query()],
 ) -> SearchResponse:
     car_id = _check_id(car_id)
     point = await _point(services, car_id, with_vector=True)
