@@ -3,6 +3,7 @@ in P x K class-balanced batches."""
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Sequence
 from typing import Any
@@ -15,6 +16,8 @@ from torch.utils.data import DataLoader, Dataset
 from carembed.datasets import CarDataset, CarRecord
 from carembed.images import load_image
 from carembed.preprocess import Preprocessing
+
+logger = logging.getLogger(__name__)
 
 
 def class_disjoint_split(
@@ -42,6 +45,21 @@ def holdout_classes(
         raise ValueError(f"{len(classes)} classes are too few to hold out {count}")
     held = set(classes[:count])
     return dataset.without_classes(held), dataset.only_classes(held)
+
+
+def usable_records(records: Sequence[CarRecord]) -> list[CarRecord]:
+    """The records whose image decodes (cheaply: JPEGs at 1/8 scale); the others are logged."""
+    from carembed.images import ImageError
+
+    usable = []
+    for record in records:
+        try:
+            load_image(record.path, draft_size=(32, 32))
+        except (ImageError, OSError) as exc:
+            logger.warning("skipped %s: %s", record.relative, exc)
+            continue
+        usable.append(record)
+    return usable
 
 
 def labels_of(records: Sequence[CarRecord], classes: Sequence[str]) -> np.ndarray:

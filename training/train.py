@@ -35,6 +35,7 @@ from training.data import (
     class_disjoint_split,
     holdout_classes,
     labels_of,
+    usable_records,
 )
 from training.features import CachedFeatures, cached_features
 from training.losses import LossName
@@ -143,6 +144,8 @@ class _Views:
                 num_workers=config.workers,
             )
             self.records = [train.records[i] for i in self.features.kept]
+        else:
+            self.records = usable_records(train.records)
         self.labels = labels_of(self.records, self.classes)
 
     def subset(self, class_names: set[str], augment: bool) -> tuple[Dataset[Any], np.ndarray]:

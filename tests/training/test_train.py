@@ -95,6 +95,32 @@ def test_partial_recipe_trains_and_exports_the_last_blocks(shapes: Path, tmp_pat
     )
 
 
+def test_full_recipe_tiny_run_from_images_skips_a_bad_file(shapes: Path, tmp_path: Path) -> None:
+    bad = shapes / "class01" / "zz-broken.png"
+    bad.write_bytes(b"\x89PNG broken")
+    (shapes / "manifest.csv").write_text(
+        (shapes / "manifest.csv").read_text() + "class01/zz-broken.png,Shape01 Sedan 2012,train\n"
+    )
+    try:
+        config = _config(
+            shapes,
+            tmp_path,
+            recipe="full",
+            trainable_blocks=2,
+            max_epochs=1,
+            refit=False,
+            workers=0,
+            per_class=2,
+            classes_per_batch=4,
+        )
+        _, metadata = train(config)
+    finally:
+        bad.unlink()
+        lines = (shapes / "manifest.csv").read_text().splitlines()
+        (shapes / "manifest.csv").write_text("\n".join(lines[:-1]) + "\n")
+    assert metadata["recipe"] == "full" and load_model(config.out).config.backbone.in_artifact
+
+
 @pytest.mark.parametrize("loss", ["proxy_anchor", "triplet_semi_hard", "triplet_batch_all"])
 def test_other_losses_run(shapes: Path, tmp_path: Path, loss: str) -> None:
     _, metadata = train(_config(shapes, tmp_path, loss=loss, max_epochs=1, refit=False))
