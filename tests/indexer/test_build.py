@@ -161,3 +161,33 @@ def test_cli_index_build_incremental_rollback(gallery: Path, tmp_path: Path) -> 
         assert len(vectors) == 9 and np.allclose(norms, 1.0, atol=1e-4)
     finally:
         client.close()
+
+
+def test_queries_during_rebuilds_never_fail(
+    client: QdrantClient, small_embedder: Embedder, gallery: Path
+) -> None:
+    import threading
+
+    build_full(client, small_embedder, gallery, ALIAS, progress=False)
+    vector = small_embedder.embed([gallery / "BMW_M3_Coupe_2012" / "0.jpg"])[0].tolist()
+    errors: list[BaseException] = []
+    answered: list[int] = []
+    stop = threading.Event()
+
+    def query_loop() -> None:
+        while not stop.is_set():
+            try:
+                answered.append(len(client.query_points(ALIAS, query=vector, limit=3).points))
+            except BaseException as exc:  # any failure at all is what this test looks for
+                errors.append(exc)
+
+    thread = threading.Thread(target=query_loop)
+    thread.start()
+    try:
+        other = Embedder(build_model("mobilenet_v2", pooling="gem"), batch_size=4)
+        for embedder in (other, small_embedder, other):  # three alias moves, old ones deleted
+            build_full(client, embedder, gallery, ALIAS, progress=False)
+    finally:
+        stop.set()
+        thread.join()
+    assert not errors and answered and set(answered) == {3}
