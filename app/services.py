@@ -138,29 +138,23 @@ def _index_gallery(services: Services) -> None:
     def on_batch(done: int, total: int) -> None:
         progress.update(done=done, total=total)
 
+    target = (services.client, services.embedder, settings.gallery, settings.alias)
     try:
         live_version = services.live_model_version()
         if live_version is not None and live_version != services.embedder.version:
             # Another model's vectors stay searchable until the new collection is complete.
             report = build_full(
-                services.client,
-                services.embedder,
-                settings.gallery,
-                settings.alias,
+                *target,
                 on_batch=on_batch,
                 progress=False,
                 max_failure_share=1.0,
+                collection_params=settings.collection_params(),
             )
         else:
-            ensure_live(services.client, settings.alias, services.embedder)
-            report = update_incremental(
-                services.client,
-                services.embedder,
-                settings.gallery,
-                settings.alias,
-                on_batch=on_batch,
-                progress=False,
+            ensure_live(
+                services.client, settings.alias, services.embedder, settings.collection_params()
             )
+            report = update_incremental(*target, on_batch=on_batch, progress=False)
         progress.update(
             state="done",
             message=f"indexed {report.indexed}, unchanged {report.unchanged}, "
@@ -180,7 +174,11 @@ async def start_gallery_indexing(services: Services) -> asyncio.Future[None] | N
 
         try:
             await asyncio.to_thread(
-                ensure_live, services.client, services.settings.alias, services.embedder
+                ensure_live,
+                services.client,
+                services.settings.alias,
+                services.embedder,
+                services.settings.collection_params(),
             )
         except Exception:
             logger.warning("the vector store is not reachable yet: searches answer 503")

@@ -282,7 +282,12 @@ def build_full(
     return report
 
 
-def ensure_live(client: QdrantClient, alias: str, embedder: Embedder) -> str:
+def ensure_live(
+    client: QdrantClient,
+    alias: str,
+    embedder: Embedder,
+    collection_params: dict[str, Any] | None = None,
+) -> str:
     """The live collection; a new empty one behind the alias if there is none yet (so that a
     first index can be searched while it fills)."""
     from qdrant_client import models
@@ -290,7 +295,7 @@ def ensure_live(client: QdrantClient, alias: str, embedder: Embedder) -> str:
     live = resolve_alias(client, alias)
     if live is None:
         live = collection_name(alias, embedder.version)
-        create_collection(client, live, embedder.dim)
+        create_collection(client, live, embedder.dim, **(collection_params or {}))
         client.update_collection_aliases(
             change_aliases_operations=[
                 models.CreateAliasOperation(

@@ -22,8 +22,12 @@ def test_index_and_search_on_a_server(tmp_path: Path) -> None:
 
     gallery = make_gallery(tmp_path / "gallery")
     settings = AppSettings(
-        qdrant_url=URL, qdrant_api_key=os.environ.get("QDRANT_API_KEY"), alias="cars-test-app",
-        gallery=gallery, data_dir=tmp_path / "d", engine="torch",
+        qdrant_url=URL,
+        qdrant_api_key=os.environ.get("QDRANT_API_KEY"),
+        alias="cars-test-app",
+        gallery=gallery,
+        data_dir=tmp_path / "d",
+        engine="torch",
     )
     with TestClient(create_app(settings)) as client:
         deadline = time.monotonic() + 120
@@ -31,6 +35,7 @@ def test_index_and_search_on_a_server(tmp_path: Path) -> None:
             assert time.monotonic() < deadline
             time.sleep(0.5)
         data = (gallery / "BMW_M3_Coupe_2012" / "1.jpg").read_bytes()
-        hits = client.post("/api/v1/search", files={"image": ("q.jpg", data)},
-                           data={"make": "BMW"}).json()["hits"]
+        hits = client.post(
+            "/api/v1/search", files={"image": ("q.jpg", data)}, data={"make": "BMW"}
+        ).json()["hits"]
         assert hits[0]["score"] == pytest.approx(1.0, abs=1e-3) and len(hits) == 3
