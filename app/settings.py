@@ -19,7 +19,7 @@ class AppSettings(QdrantSettings):
     data_dir: Path = Field(Path("data"), description="uploads and thumbnails")
     api_key: SecretStr | None = Field(None, description="needed to add or delete cars")
     device: str = "cpu"
-    engine: Literal["auto", "torch", "onnx"] = Field(
+    engine: Literal["auto", "torch", "onnx", "onnx-int8"] = Field(
         "auto", description="auto: ONNX Runtime on CPU, PyTorch on a GPU"
     )
     threads: int | None = None

@@ -25,7 +25,7 @@ from carembed.preprocess import Preprocessing
 
 logger = logging.getLogger(__name__)
 
-EngineChoice = Literal["auto", "torch", "onnx"]
+EngineChoice = Literal["auto", "torch", "onnx", "onnx-int8"]
 
 
 def prepare(
@@ -116,10 +116,12 @@ class Embedder:
         self.version = model.version()
         self.engine_name = resolve_engine(engine, self.device)
         self.engine: Engine
-        if self.engine_name == "onnx":
+        if self.engine_name in ("onnx", "onnx-int8"):
             if self.device.type != "cpu":
-                raise ValueError("the onnx engine runs on the CPU; use --engine torch on a GPU")
-            self.engine = OnnxEngine(model, self.version, onnx_dir, threads)
+                raise ValueError("the onnx engines run on the CPU; use --engine torch on a GPU")
+            self.engine = OnnxEngine(
+                model, self.version, onnx_dir, threads, int8=self.engine_name == "onnx-int8"
+            )
         else:
             self.engine = TorchEngine(model, self.device, channels_last)
 

@@ -23,7 +23,7 @@ from carembed.model import CarEmbeddingModel
 
 logger = logging.getLogger(__name__)
 
-EngineName = Literal["torch", "onnx"]
+EngineName = Literal["torch", "onnx", "onnx-int8"]
 VERSION_KEY = "carsearch_model_version"
 
 
@@ -83,7 +83,12 @@ class OnnxEngine:
     """ONNX Runtime, CPU execution provider; one session per engine (per process)."""
 
     def __init__(
-        self, model: CarEmbeddingModel, version: str, onnx_dir: Path, threads: int | None
+        self,
+        model: CarEmbeddingModel,
+        version: str,
+        onnx_dir: Path,
+        threads: int | None,
+        int8: bool = False,
     ) -> None:
         import onnxruntime as ort
 
@@ -93,6 +98,18 @@ class OnnxEngine:
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if int8:
+            from carembed.quantize import int8_path
+
+            self.path = int8_path(self.path)
+            self.session = self._open(options, version)
+            if self.session is None:
+                raise RuntimeError(
+                    f"no int8 graph of model {version} at {self.path}: run "
+                    "`carsearch model quantize` (it keeps one only when it is faster and "
+                    "as accurate)"
+                )
+            return
         session = self._open(options, version)
         if session is None:
             logger.info("building the ONNX graph of %s at %s", version, self.path)

@@ -49,6 +49,23 @@ def _model_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _model_quantize(args: argparse.Namespace) -> int:
+    from training.quantization import quantize_and_check
+
+    report = quantize_and_check(
+        args.dir, args.data, args.split, args.onnx_dir, max_drop=args.max_drop
+    )
+    emit(f"{'graph':6} {'img/s':>8} {'R-Precision':>12}")
+    emit(f"{'fp32':6} {report.fp32_img_s:8.1f} {report.fp32_r_precision:12.4f}")
+    emit(f"{'int8':6} {report.int8_img_s:8.1f} {report.int8_r_precision:12.4f}")
+    verdict = "kept: use --engine onnx-int8" if report.kept else "not kept"
+    emit(
+        f"speed-up {report.int8_img_s / report.fp32_img_s:.2f}x, "
+        f"R-Precision drop {report.drop:+.4f}: {verdict}"
+    )
+    return 0
+
+
 def _embed(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -280,7 +297,7 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="intra-op threads")
     parser.add_argument(
         "--engine",
-        choices=["auto", "torch", "onnx"],
+        choices=["auto", "torch", "onnx", "onnx-int8"],
         default=None,
         help="auto (default): ONNX Runtime on CPU, PyTorch on a GPU",
     )
@@ -298,6 +315,15 @@ def build_parser() -> argparse.ArgumentParser:
         "dir", type=Path, nargs="?", default=None, help="model folder (default: the default model)"
     )
     info.set_defaults(handler=_model_info)
+    quantize = model_commands.add_parser(
+        "quantize", help="int8 ONNX graph, kept only when faster and as accurate"
+    )
+    quantize.add_argument("dir", type=Path, nargs="?", default=None)
+    quantize.add_argument("--data", type=Path, required=True, help="labelled photos")
+    quantize.add_argument("--split", default="val", help="split scored for the quality check")
+    quantize.add_argument("--onnx-dir", type=Path, default=Path("data/onnx"))
+    quantize.add_argument("--max-drop", type=float, default=0.005)
+    quantize.set_defaults(handler=_model_quantize)
 
     embed = commands.add_parser("embed", help="embed images and show each one's nearest other")
     embed.add_argument("images", nargs="+", type=Path)

@@ -178,3 +178,26 @@ def test_bad_image_is_skipped_and_reported(shapes: Path, tmp_path: Path) -> None
         assert features.failures[0][0] == 3 and features.failures[0][1].startswith("unreadable")
     finally:
         bad.unlink()
+
+
+def test_int8_quantization_is_measured_and_kept_only_when_it_pays(
+    shapes: Path, tmp_path: Path
+) -> None:
+    from carembed.embedder import Embedder
+    from carembed.model import build_model
+    from carembed.quantize import int8_path
+    from training.quantization import quantize_and_check
+
+    with pytest.raises(RuntimeError, match="carsearch model quantize"):
+        Embedder(build_model("mobilenet_v2"), engine="onnx-int8", onnx_dir=tmp_path)
+    model_dir = tmp_path / "m"
+    from carembed.artifact import save_model
+
+    save_model(build_model("mobilenet_v2"), model_dir)
+    report = quantize_and_check(model_dir, shapes, "val", tmp_path / "onnx",
+                                calibration_images=16, max_drop=0.5)
+    assert report.fp32_img_s > 0 and report.int8_img_s > 0
+    assert 0 <= report.int8_r_precision <= 1 and abs(report.drop) < 0.5
+    assert report.kept == (report.int8_img_s > report.fp32_img_s)
+    version = load_model(model_dir).version()
+    assert int8_path(tmp_path / "onnx" / f"{version}.onnx").exists() == report.kept
