@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 
 from app.problems import Problem, unavailable
 from app.services import Services
+from carembed.embedder import prepare
 from carembed.images import ImageError, ImageTooLargeError, UnreadableImageError, load_image
 from carembed.store import point_id
 
@@ -178,9 +179,11 @@ async def _read_upload(upload: UploadFile, limit: int) -> bytes:
     return bytes(data)
 
 
-async def _prepare(services: Services, data: bytes) -> np.ndarray:
+async def _prepare(services: Services, data: bytes) -> tuple[np.ndarray, tuple[int, int]]:
+    """The model's input array and the photo's (width, height) as shown (EXIF applied)."""
+    embedder = services.embedder
     try:
-        return await asyncio.to_thread(services.embedder.prepare, data)
+        return await asyncio.to_thread(prepare, data, embedder.preprocessing, embedder.limits)
     except ImageTooLargeError as exc:
         raise Problem(422, "too-many-pixels", "Image has too many pixels", str(exc)) from exc
     except UnreadableImageError as exc:
@@ -222,7 +225,9 @@ async def search(
 ) -> SearchResponse:
     timings = Timings()
     t0 = time.perf_counter()
-    array = await _prepare(services, await _read_upload(image, services.settings.max_upload_bytes))
+    array, _ = await _prepare(
+        services, await _read_upload(image, services.settings.max_upload_bytes)
+    )
     t1 = time.perf_counter()
     vector = await services.batcher.embed(array)
     t2 = time.perf_counter()
@@ -368,11 +373,10 @@ async def add_car(
     from qdrant_client import models
 
     data = await _read_upload(image, services.settings.max_upload_bytes)
-    array = await _prepare(services, data)
+    array, (width, height) = await _prepare(services, data)
     vector = await services.batcher.embed(array)
     sha = hashlib.sha256(data).hexdigest()
-    with Image.open(io.BytesIO(data)) as probe:
-        width, height = probe.size
+    with Image.open(io.BytesIO(data)) as probe:  # already decoded once: only its format
         suffix = "." + (probe.format or "img").lower()
     services.uploads_dir.mkdir(parents=True, exist_ok=True)
     (services.uploads_dir / f"{sha}{suffix}").write_bytes(data)

@@ -194,8 +194,9 @@ def test_int8_quantization_is_measured_and_kept_only_when_it_pays(
     from carembed.artifact import save_model
 
     save_model(build_model("mobilenet_v2"), model_dir)
-    report = quantize_and_check(model_dir, shapes, "val", tmp_path / "onnx",
-                                calibration_images=16, max_drop=0.5)
+    report = quantize_and_check(
+        model_dir, shapes, "val", tmp_path / "onnx", calibration_images=16, max_drop=0.5
+    )
     assert report.fp32_img_s > 0 and report.int8_img_s > 0
     assert 0 <= report.int8_r_precision <= 1 and abs(report.drop) < 0.5
     assert report.kept == (report.int8_img_s > report.fp32_img_s)
