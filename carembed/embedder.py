@@ -74,7 +74,7 @@ class ImageFileDataset(Dataset[_Item]):
             return index, None, f"unreadable: {exc}"
 
 
-_Collated = tuple[list[int], np.ndarray, list[tuple[int, int]], list[tuple[int, str]]]
+_Collated = tuple[list[int], torch.Tensor, list[tuple[int, int]], list[tuple[int, str]]]
 
 
 def _collate(items: list[_Item]) -> _Collated:
@@ -82,7 +82,8 @@ def _collate(items: list[_Item]) -> _Collated:
     good = [(i, p) for i, p, _ in items if p is not None]
     failures = [(i, err) for i, p, err in items if p is None and err is not None]
     arrays = np.stack([p[0] for _, p in good]) if good else np.empty((0, 3, 1, 1), np.float32)
-    return [i for i, _ in good], arrays, [p[1] for _, p in good], failures
+    # A tensor crosses from a worker process through shared memory, an array by pickling.
+    return [i for i, _ in good], torch.from_numpy(arrays), [p[1] for _, p in good], failures
 
 
 def resolve_engine(engine: EngineChoice, device: str | torch.device) -> EngineName:
@@ -159,7 +160,8 @@ class Embedder:
             collate_fn=_collate,
             persistent_workers=False,
         )
-        for indices, arrays, sizes, failures in loader:
+        for indices, tensor, sizes, failures in loader:
+            arrays = tensor.numpy()
             vectors = (
                 self.embed_arrays(arrays) if len(arrays) else np.empty((0, self.dim), np.float32)
             )

@@ -98,6 +98,8 @@ class OnnxEngine:
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Idle threads sleep instead of spinning: decoding processes share these cores.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if int8:
             from carembed.quantize import int8_path
 
