@@ -13,10 +13,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from carembed.embedder import Embedder
 from carembed.store import (
@@ -26,12 +27,14 @@ from carembed.store import (
     parse_collection_name,
     resolve_alias,
 )
-from indexer.gallery import GalleryItem, scan_gallery
+from indexer.gallery import GalleryItem, GalleryScan, scan_gallery
 
 if TYPE_CHECKING:
     from qdrant_client import QdrantClient
 
 logger = logging.getLogger(__name__)
+
+SKIPPED_KEY = "carsearch_skipped_sha256"
 
 BatchHook = Callable[[int, int], None]
 """Called after each written batch with (files done, files to do)."""
@@ -77,18 +80,62 @@ def payload_for(item: GalleryItem, size: tuple[int, int], model_version: str) ->
     }
 
 
-def _existing_points(client: QdrantClient, collection: str) -> dict[str, str | None]:
-    """id -> payload ``source`` of every point in the collection."""
-    points: dict[str, str | None] = {}
+class _Stored(NamedTuple):
+    source: str | None  # "gallery" or "upload"
+    path: str | None
+
+
+def _existing_points(client: QdrantClient, collection: str) -> dict[str, _Stored]:
+    """id -> (payload ``source``, ``path``) of every point in the collection."""
+    points: dict[str, _Stored] = {}
     offset = None
     while True:
         batch, offset = client.scroll(
-            collection, limit=1024, offset=offset, with_payload=["source"], with_vectors=False
+            collection,
+            limit=1024,
+            offset=offset,
+            with_payload=["source", "path"],
+            with_vectors=False,
         )
         for point in batch:
-            points[str(point.id)] = (point.payload or {}).get("source")
+            payload = point.payload or {}
+            points[str(point.id)] = _Stored(payload.get("source"), payload.get("path"))
         if offset is None:
             return points
+
+
+def _record_skipped(client: QdrantClient, collection: str, shas: set[str]) -> None:
+    """Remember which gallery files could not be used, so that a re-run knows nothing changed."""
+    try:
+        client.update_collection(collection, metadata={SKIPPED_KEY: sorted(shas)})
+    except Exception as exc:  # an older server without collection metadata: only a shortcut lost
+        logger.info("collection metadata not stored (%s)", type(exc).__name__)
+
+
+def _unchanged(client: QdrantClient, live: str, scan: GalleryScan) -> list[GalleryItem] | None:
+    """If ``live`` holds exactly this gallery (the same files at the same paths, the unusable
+    ones as recorded when it was built): those unusable items. Else None."""
+    try:
+        metadata = client.get_collection(live).config.metadata or {}
+    except Exception:
+        return None
+    if SKIPPED_KEY not in metadata:
+        return None
+    recorded = set(metadata[SKIPPED_KEY])
+    wanted = {(i.id, i.record.relative) for i in scan.items if i.sha256 not in recorded}
+    stored = {
+        (pid, p.path) for pid, p in _existing_points(client, live).items() if p.source == "gallery"
+    }
+    return [i for i in scan.items if i.sha256 in recorded] if wanted == stored else None
+
+
+def _check_failures(report: IndexReport, max_share: float, alias: str, live: str | None) -> None:
+    if report.failure_share > max_share:
+        raise IndexBuildError(
+            f"{len(report.skipped)} of the gallery's files could not be used "
+            f"({report.failure_share:.1%} > {max_share:.1%}); the alias {alias!r} "
+            f"still points to {live}."
+        )
 
 
 def _write(
@@ -101,13 +148,36 @@ def _write(
     on_batch: BatchHook | None,
     progress: bool,
 ) -> None:
-    """Embed ``items`` and upsert them batch by batch; unusable files go to ``report.skipped``."""
+    """Embed ``items`` and upsert them batch by batch; unusable files go to ``report.skipped``.
+
+    A batch is written in a writer thread while the next one is embedded; each batch is
+    confirmed (``on_batch``) once its write has completed, so an interrupted run has written
+    every batch it reported.
+    """
     from qdrant_client import models
     from tqdm import tqdm
 
     paths = [item.record.path for item in items]
-    with tqdm(total=len(items), unit="img", desc="indexing", disable=not progress) as bar:
-        done = 0
+    done = 0
+
+    def upsert(points: list[models.PointStruct], files: int) -> int:
+        if points:
+            client.upsert(collection, points=points, wait=True)
+        return files
+
+    def confirm(write: Future[int]) -> None:
+        nonlocal done
+        files = write.result()
+        done += files
+        bar.update(files)
+        if on_batch is not None:
+            on_batch(done, len(items))
+
+    with (
+        tqdm(total=len(items), unit="img", desc="indexing", disable=not progress) as bar,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="upsert") as writer,
+    ):
+        pending: Future[int] | None = None
         for batch in embedder.embed_files(paths, num_workers=num_workers):
             for index, reason in batch.failures:
                 report.skipped.append((items[index].record.relative, reason))
@@ -121,13 +191,12 @@ def _write(
                     batch.indices, batch.vectors, batch.sizes, strict=True
                 )
             ]
-            if points:
-                client.upsert(collection, points=points, wait=True)
             report.indexed += len(points)
-            bar.update(len(batch.indices) + len(batch.failures))
-            done += len(batch.indices) + len(batch.failures)
-            if on_batch is not None:
-                on_batch(done, len(items))
+            if pending is not None:
+                confirm(pending)
+            pending = writer.submit(upsert, points, len(batch.indices) + len(batch.failures))
+        if pending is not None:
+            confirm(pending)
 
 
 def _delete(client: QdrantClient, collection: str, ids: Iterable[str]) -> int:
@@ -156,7 +225,7 @@ def _sync(
     client: QdrantClient,
     collection: str,
     embedder: Embedder,
-    gallery: Path,
+    scan: GalleryScan,
     *,
     num_workers: int,
     on_batch: BatchHook | None,
@@ -168,14 +237,17 @@ def _sync(
     version) instead of being embedded again. Returns the report and the ids that should be
     there."""
     start = time.perf_counter()
-    scan = scan_gallery(gallery)
     report = IndexReport(collection, duplicates=len(scan.duplicates), skipped=list(scan.unreadable))
     existing = _existing_points(client, collection)
     wanted = {item.id for item in scan.items}
     todo = [item for item in scan.items if item.id not in existing]
     if reuse_from is not None:
         reusable = _existing_points(client, reuse_from)
-        copied = [item.id for item in todo if reusable.get(item.id) == "gallery"]
+        copied = [
+            item.id
+            for item in todo
+            if item.id in reusable and reusable[item.id].source == "gallery"
+        ]
         _copy(client, reuse_from, collection, copied)
         copied_ids = set(copied)
         todo = [item for item in todo if item.id not in copied_ids]
@@ -183,7 +255,8 @@ def _sync(
     _write(client, collection, embedder, todo, report, num_workers, on_batch, progress)
     skipped_paths = {path for path, _ in report.skipped}
     wanted -= {item.id for item in todo if item.record.relative in skipped_paths}
-    gone = [pid for pid, source in existing.items() if pid not in wanted and source == "gallery"]
+    _record_skipped(client, collection, {i.sha256 for i in scan.items if i.id not in wanted})
+    gone = [pid for pid, p in existing.items() if pid not in wanted and p.source == "gallery"]
     report.deleted = _delete(client, collection, gone)
     report.total_points = client.count(collection, exact=True).count
     report.seconds = time.perf_counter() - start
@@ -215,8 +288,26 @@ def build_full(
     """Index the whole gallery into a new collection, then move ``alias`` to it atomically."""
     from qdrant_client import models
 
+    started = time.perf_counter()
+    scan = scan_gallery(gallery)
     live = resolve_alias(client, alias)
     previous = resolve_alias(client, alias + PREVIOUS_SUFFIX)
+    live_parsed = parse_collection_name(live) if live else None
+    reuse = live if live_parsed is not None and live_parsed[1] == embedder.version else None
+    unusable = _unchanged(client, reuse, scan) if reuse is not None else None
+    if reuse is not None and unusable is not None:
+        logger.info("nothing changed since %s was built: it stays live", reuse)
+        skipped = [(i.record.relative, "unusable (recorded when it was indexed)") for i in unusable]
+        report = IndexReport(
+            reuse,
+            unchanged=len(scan.items) - len(unusable),
+            duplicates=len(scan.duplicates),
+            skipped=list(scan.unreadable) + skipped,
+            total_points=client.count(reuse, exact=True).count,
+            seconds=time.perf_counter() - started,
+        )
+        _check_failures(report, max_failure_share, alias, live)
+        return report
     keep = {name for name in (live, previous) if name}
     target = _resumable(client, alias, embedder.version, keep)
     if target is None:
@@ -225,13 +316,11 @@ def build_full(
         logger.info("building collection %s", target)
     else:
         logger.info("resuming the interrupted build of %s", target)
-    live_parsed = parse_collection_name(live) if live else None
-    reuse = live if live_parsed is not None and live_parsed[1] == embedder.version else None
     report, wanted = _sync(
         client,
         target,
         embedder,
-        gallery,
+        scan,
         num_workers=num_workers,
         on_batch=on_batch,
         progress=progress,
@@ -242,12 +331,7 @@ def build_full(
             f"{target} holds {report.total_points} points, expected {len(wanted)}; "
             f"the alias {alias!r} still points to {live}"
         )
-    if report.failure_share > max_failure_share:
-        raise IndexBuildError(
-            f"{len(report.skipped)} of the gallery's files could not be used "
-            f"({report.failure_share:.1%} > {max_failure_share:.1%}); the alias {alias!r} "
-            f"still points to {live}. The new collection {target} is kept for inspection."
-        )
+    _check_failures(report, max_failure_share, alias, live)
     operations: list[Any] = []
     if live:
         operations.append(
@@ -331,7 +415,7 @@ def update_incremental(
         client,
         live,
         embedder,
-        gallery,
+        scan_gallery(gallery),
         num_workers=num_workers,
         on_batch=on_batch,
         progress=progress,

@@ -75,11 +75,16 @@ def test_rebuild_keeps_previous_for_rollback_and_deletes_older(
     client: QdrantClient, small_embedder: Embedder, gallery: Path
 ) -> None:
     first = build_full(client, small_embedder, gallery, ALIAS, progress=False).collection
+    unchanged = build_full(client, small_embedder, gallery, ALIAS, progress=False)
+    # Same model, same files: the live collection stays, nothing is written.
+    assert unchanged.collection == first and unchanged.indexed == 0
+    scene(4000).save(gallery / "BMW_M3_Coupe_2012" / "more.jpg")
     rebuilt = build_full(client, small_embedder, gallery, ALIAS, progress=False)
-    # Same model: the vectors are copied from the live collection, nothing is embedded again.
-    assert (rebuilt.indexed, rebuilt.unchanged, rebuilt.total_points) == (0, 9, 9)
+    # Same model: unchanged images' vectors are copied from the live collection.
+    assert (rebuilt.indexed, rebuilt.unchanged, rebuilt.total_points) == (1, 9, 10)
     second = rebuilt.collection
-    assert resolve_alias(client, ALIAS + PREVIOUS_SUFFIX) == first
+    assert second != first and resolve_alias(client, ALIAS + PREVIOUS_SUFFIX) == first
+    scene(4001).save(gallery / "BMW_M3_Coupe_2012" / "more2.jpg")
     third = build_full(client, small_embedder, gallery, ALIAS, progress=False).collection
     names = {c.name for c in client.get_collections().collections}
     assert first not in names and {second, third} <= names
@@ -152,13 +157,16 @@ def test_cli_index_build_incremental_rollback(gallery: Path, tmp_path: Path) -> 
     assert main(["index", "rollback", *common]) == 1  # one build: nothing to roll back to
     assert main([*args, "--max-failure-share", "0.01", *common]) == 1
     assert main([*args, "--incremental", "--max-failure-share", "0.2", *common]) == 0
-    assert main([*args, "--max-failure-share", "0.2", *common]) == 0
+    assert main([*args, "--max-failure-share", "0.2", *common]) == 0  # unchanged: stays
+    assert main(["index", "rollback", *common]) == 1
+    scene(77).save(gallery / "Tesla_Model_S_Sedan_2012" / "new.jpg")
+    assert main([*args, "--max-failure-share", "0.2", *common]) == 0  # a new collection
     assert main(["index", "rollback", *common]) == 0
     client = open_client(QdrantSettings(qdrant_path=tmp_path / "q"))
     try:
         vectors = client.scroll(ALIAS, limit=100, with_vectors=True)[0]
         norms = [np.linalg.norm(p.vector) for p in vectors]
-        assert len(vectors) == 9 and np.allclose(norms, 1.0, atol=1e-4)
+        assert len(vectors) == 9 and np.allclose(norms, 1.0, atol=1e-4)  # rolled back
     finally:
         client.close()
 
