@@ -25,11 +25,13 @@ class MicroBatcher:
         max_batch: int,
         max_wait_ms: float,
         observe: Callable[[int], None] | None = None,
+        others_in_flight: Callable[[], bool] | None = None,
     ) -> None:
         self._forward = forward
         self._max_batch = max_batch
         self._max_wait = max_wait_ms / 1000.0
         self._observe = observe
+        self._others = others_in_flight
         self._queue: asyncio.Queue[_Item] = asyncio.Queue()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="forward")
         self._task: asyncio.Task[None] | None = None
@@ -46,6 +48,7 @@ class MicroBatcher:
 
     async def embed(self, array: np.ndarray) -> np.ndarray:
         """One preprocessed image (3, S, S) -> its unit vector."""
+
         future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
         await self._queue.put((array, future))
         return await future
@@ -53,7 +56,9 @@ class MicroBatcher:
     async def _collect(self) -> list[_Item]:
         batch = [await self._queue.get()]
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._max_wait
+        # Alone in the service: nobody to wait for, answer at once.
+        alone = self._others is not None and not self._others()
+        deadline = loop.time() + (0.0 if alone else self._max_wait)
         while len(batch) < self._max_batch:
             remaining = deadline - loop.time()
             try:

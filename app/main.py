@@ -120,6 +120,7 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
             return await call_next(request)  # type: ignore[no-any-return]
         metrics = services.metrics
         metrics.in_flight.inc()
+        metrics.active += 1
         started = time.perf_counter()
         status = 500
         try:
@@ -128,6 +129,7 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
             return response
         finally:
             metrics.in_flight.dec()
+            metrics.active -= 1
             route = request.scope.get("route")
             path = getattr(route, "path", "unmatched")
             metrics.requests.labels(path, request.method, str(status)).inc()

@@ -120,6 +120,7 @@ def build_services(settings: AppSettings) -> Services:
         settings.max_batch,
         settings.max_wait_ms,
         observe=metrics.batch_size.observe,
+        others_in_flight=lambda: metrics.active > 1,
     )
     client = open_client(settings)
     logger.info(

@@ -26,7 +26,7 @@ class AppSettings(QdrantSettings):
     max_upload_bytes: int = Field(10 * 1024 * 1024, gt=0)
     max_pixels: int = Field(40_000_000, gt=0)
     max_batch: int = Field(16, ge=1, le=256, description="micro-batching: images per forward")
-    max_wait_ms: float = Field(5.0, ge=0, description="micro-batching: wait for more requests")
+    max_wait_ms: float = Field(2.0, ge=0, description="micro-batching: wait for more requests")
     cors_origins: list[str] = Field(default_factory=list)
     thumb_size: int = Field(256, ge=32, le=1024)
 

@@ -40,15 +40,29 @@ def main() -> None:
     embedded = sum(len(b.indices) for b in embedder.embed_files(paths, args.workers))
     pure = time.perf_counter() - start
 
-    client = open_client(QdrantSettings(qdrant_path=work / "qdrant"))
+    settings = QdrantSettings(qdrant_path=work / "qdrant")
+    client = open_client(settings)
     start = time.perf_counter()
+    params = settings.collection_params()
     first = build_full(
-        client, embedder, args.gallery, "cars", num_workers=args.workers, progress=False
+        client,
+        embedder,
+        args.gallery,
+        "cars",
+        num_workers=args.workers,
+        progress=False,
+        collection_params=params,
     )
     index_time = time.perf_counter() - start
     start = time.perf_counter()
     rerun = build_full(
-        client, embedder, args.gallery, "cars", num_workers=args.workers, progress=False
+        client,
+        embedder,
+        args.gallery,
+        "cars",
+        num_workers=args.workers,
+        progress=False,
+        collection_params=params,
     )
     rerun_time = time.perf_counter() - start
     start = time.perf_counter()

@@ -53,7 +53,7 @@ class Server:
         env = os.environ | {
             "CARSEARCH_MAX_BATCH": str(max_batch),
             "CARSEARCH_DATA_DIR": str(data),
-            "CARSEARCH_MAX_WAIT_MS": "5",
+            "CARSEARCH_MAX_WAIT_MS": "2",
         }
         self.process = subprocess.Popen(
             [
@@ -120,13 +120,23 @@ def main() -> None:
     parser.add_argument("--memory-requests", type=int, nargs=2, default=(1000, 10000))
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
     work = Path(tempfile.mkdtemp(prefix="carsearch-serve-"))
     records = read_dataset(args.data).records
     uploads = [r.path.read_bytes() for r in records[:200]]
     embedder = Embedder(build_model(), engine="onnx", onnx_dir=work / "data" / "onnx")
-    client = open_client(QdrantSettings(qdrant_path=work / "qdrant"))
-    build_full(client, embedder, args.data, "cars", num_workers=1, progress=False)
+    settings = QdrantSettings(qdrant_path=work / "qdrant")
+    client = open_client(settings)
+    build_full(
+        client,
+        embedder,
+        args.data,
+        "cars",
+        num_workers=1,
+        progress=False,
+        collection_params=settings.collection_params(),
+    )
     client.close()
 
     one = np.stack([embedder.prepare(records[0].path)])

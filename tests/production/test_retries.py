@@ -127,3 +127,6 @@ def test_collection_and_search_settings() -> None:
     search = settings.search_params()
     assert search.hnsw_ef == 128 and search.quantization.rescore is True
     assert QdrantSettings().search_params() is None
+    # Unit vectors: dot equals cosine; the embedded store's dot is the fast one.
+    assert QdrantSettings().collection_params()["distance"] == "dot"
+    assert QdrantSettings(qdrant_url="http://q:6333").collection_params()["distance"] == "cosine"
