@@ -107,7 +107,7 @@ def build_services(settings: AppSettings) -> Services:
         model,
         device=settings.device,
         threads=settings.threads,
-        batch_size=settings.max_batch,
+        batch_size=settings.batch_limit,
         limits=ImageLimits(max_pixels=settings.max_pixels),
         engine=settings.engine,
         onnx_dir=settings.data_dir / "onnx",
@@ -117,7 +117,7 @@ def build_services(settings: AppSettings) -> Services:
     metrics = Metrics()
     batcher = MicroBatcher(
         embedder.embed_arrays,
-        settings.max_batch,
+        settings.batch_limit,
         settings.max_wait_ms,
         observe=metrics.batch_size.observe,
         others_in_flight=lambda: metrics.active > 1,

@@ -25,7 +25,13 @@ class AppSettings(QdrantSettings):
     threads: int | None = None
     max_upload_bytes: int = Field(10 * 1024 * 1024, gt=0)
     max_pixels: int = Field(40_000_000, gt=0)
-    max_batch: int = Field(16, ge=1, le=256, description="micro-batching: images per forward")
+    max_batch: int = Field(
+        0,
+        ge=0,
+        le=256,
+        description="micro-batching: most images per forward; 0 = auto: 16 on a GPU, 1 on the "
+        "CPU, where ONNX Runtime keeps the cores busy at batch 1 (benchmarks/serve.py)",
+    )
     max_wait_ms: float = Field(2.0, ge=0, description="micro-batching: wait for more requests")
     cors_origins: list[str] = Field(default_factory=list)
     thumb_size: int = Field(256, ge=32, le=1024)
@@ -34,6 +40,12 @@ class AppSettings(QdrantSettings):
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
+
+    @property
+    def batch_limit(self) -> int:
+        if self.max_batch:
+            return self.max_batch
+        return 1 if self.device == "cpu" else 16
 
     @model_validator(mode="after")
     def _no_wildcard_cors(self) -> AppSettings:
