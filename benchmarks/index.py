@@ -13,7 +13,9 @@ import argparse
 import logging
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 from carembed.datasets import read_dataset
 from carembed.embedder import Embedder
@@ -22,6 +24,13 @@ from carembed.store import QdrantSettings, open_client
 from indexer.build import build_full, update_incremental
 
 logger = logging.getLogger("index")
+T = TypeVar("T")
+
+
+def timed(call: Callable[[], T]) -> tuple[T, float]:
+    start = time.perf_counter()
+    result = call()
+    return result, time.perf_counter() - start
 
 
 def main() -> None:
@@ -36,40 +45,27 @@ def main() -> None:
     embedder = Embedder(build_model(), engine=args.engine, onnx_dir=work / "onnx")
     paths = [r.path for r in read_dataset(args.gallery).records]
 
-    start = time.perf_counter()
-    embedded = sum(len(b.indices) for b in embedder.embed_files(paths, args.workers))
-    pure = time.perf_counter() - start
+    embedded, pure = timed(
+        lambda: sum(len(b.indices) for b in embedder.embed_files(paths, args.workers))
+    )
 
     settings = QdrantSettings(qdrant_path=work / "qdrant")
     client = open_client(settings)
-    start = time.perf_counter()
     params = settings.collection_params()
-    first = build_full(
-        client,
-        embedder,
-        args.gallery,
-        "cars",
-        num_workers=args.workers,
-        progress=False,
-        collection_params=params,
+    common: dict[str, Any] = {"num_workers": args.workers, "progress": False}
+    first, index_time = timed(
+        lambda: build_full(
+            client, embedder, args.gallery, "cars", collection_params=params, **common
+        )
     )
-    index_time = time.perf_counter() - start
-    start = time.perf_counter()
-    rerun = build_full(
-        client,
-        embedder,
-        args.gallery,
-        "cars",
-        num_workers=args.workers,
-        progress=False,
-        collection_params=params,
+    rerun, rerun_time = timed(
+        lambda: build_full(
+            client, embedder, args.gallery, "cars", collection_params=params, **common
+        )
     )
-    rerun_time = time.perf_counter() - start
-    start = time.perf_counter()
-    incremental = update_incremental(
-        client, embedder, args.gallery, "cars", num_workers=args.workers, progress=False
+    incremental, incremental_time = timed(
+        lambda: update_incremental(client, embedder, args.gallery, "cars", **common)
     )
-    incremental_time = time.perf_counter() - start
     client.close()
 
     logger.info("engine %s, %d images", args.engine, len(paths))

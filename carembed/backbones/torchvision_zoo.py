@@ -16,7 +16,12 @@ import torch
 from torch import nn
 
 from carembed.backbones.spec import BackboneSpec, BuiltBackbone, WeightsInfo
-from carembed.backbones.weights import BackboneError, file_sha256, read_state_dict
+from carembed.backbones.weights import (
+    BackboneError,
+    file_sha256,
+    locate_weights,
+    read_state_dict,
+)
 from carembed.preprocess import Preprocessing
 
 logger = logging.getLogger(__name__)
@@ -85,11 +90,9 @@ def spec_for(name: str) -> BackboneSpec | None:
         _, dim = _strip_classifier(name, models.get_model(name, weights=None))
 
     def build(weights_path: Path | None) -> BuiltBackbone:
-        if weights_path is None:
-            path = _cached_or_downloaded(name, weights)
-            source = f"torchvision:{weights}"
-        else:
-            path, source = weights_path, f"file:{weights_path.name}"
+        path, source = locate_weights(
+            weights_path, lambda: _cached_or_downloaded(name, weights), f"torchvision:{weights}"
+        )
         model = models.get_model(name, weights=None)
         model.load_state_dict(read_state_dict(path), strict=True)
         module, _ = _strip_classifier(name, model)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 
@@ -68,3 +69,12 @@ def package_file(distribution: str, relative: str) -> Path:
     if not path.is_file():
         raise BackboneError(f"{distribution} is installed but {relative} is missing from it")
     return path
+
+
+def locate_weights(
+    weights_path: Path | None, default: Callable[[], Path], default_source: str
+) -> tuple[Path, str]:
+    """(file, source description): a local file when one is given, else the default."""
+    if weights_path is not None:
+        return weights_path, f"file:{weights_path.name}"
+    return default(), default_source
