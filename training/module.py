@@ -30,13 +30,11 @@ class RetrievalModule(L.LightningModule):
         backbone_lr: float = 1e-4,
         weight_decay: float = 1e-4,
         margin: float = 0.2,
-        freeze_bn: bool = True,
     ) -> None:
         super().__init__()
         self.tail, self.pool, self.head = tail, pool, head
         self.criterion = MetricLoss(loss, num_classes, embedding_dim, margin)
         self.lr, self.backbone_lr, self.weight_decay = lr, backbone_lr, weight_decay
-        self.freeze_bn = freeze_bn
         self._val_embeddings: list[torch.Tensor] = []
         self._val_labels: list[torch.Tensor] = []
         self.save_hyperparameters(ignore=["tail", "pool", "head"])
@@ -45,10 +43,11 @@ class RetrievalModule(L.LightningModule):
         return F.normalize(self.head(self.pool(self.tail(x))).float(), dim=1)
 
     def on_train_epoch_start(self) -> None:
-        if self.freeze_bn:  # few images per class: keep the pretrained BN statistics
-            for module in self.tail.modules():
-                if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                    module.eval()
+        # Lightning keeps whatever mode modules are in (the zero-shot scoring left them in eval).
+        # Few images per class: the backbone keeps its pretrained batch-norm statistics and runs
+        # without stochastic depth; only the head's dropout (if any) is active.
+        self.train()
+        self.tail.eval()
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], _: int) -> torch.Tensor:
         x, y = batch

@@ -57,7 +57,7 @@ class TrainConfig(BaseModel):
     head: HeadKind = "skip"
     hidden_dim: int = Field(512, ge=0)
     embedding_dim: int | None = None
-    dropout: float = Field(0.1, ge=0, lt=1)
+    dropout: float = Field(0.0, ge=0, lt=1)
     pooling: PoolingKind = "avg"
     trainable_blocks: int = Field(
         2, ge=0, description="partial/full: last blocks trained; full 0 = all"
