@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 from torch.utils.data import Dataset
 
@@ -58,9 +58,11 @@ class TrainConfig(BaseModel):
     hidden_dim: int = Field(512, ge=0)
     embedding_dim: int | None = None
     dropout: float = Field(0.0, ge=0, lt=1)
-    pooling: PoolingKind = "avg"
+    pooling: PoolingKind | None = Field(
+        None, description="None: average for the frozen recipe, GeM when blocks are trained"
+    )
     trainable_blocks: int = Field(
-        2, ge=0, description="partial/full: last blocks trained; full 0 = all"
+        3, ge=0, description="partial/full: last blocks trained; full 0 = all"
     )
     max_epochs: int = Field(30, ge=1)
     patience: int = Field(5, ge=1)
@@ -80,6 +82,16 @@ class TrainConfig(BaseModel):
     workers: int = 1
     cache_dir: Path = Path("data/cache")
     work_dir: Path = Path("runs")
+
+    @model_validator(mode="after")
+    def _default_pooling(self) -> TrainConfig:
+        if self.pooling is None:
+            self.pooling = "avg" if self.recipe == "frozen" else "gem"
+        return self
+
+    @property
+    def pool(self) -> PoolingKind:
+        return self.pooling or "avg"
 
 
 def _git_commit() -> str | None:
@@ -133,7 +145,7 @@ class _Views:
             key: dict[str, object] = {
                 "backbone": config.backbone,
                 "weights": model.config.backbone.weights_sha256,
-                "cut": f"{config.recipe}:{config.trainable_blocks}:{config.pooling}",
+                "cut": f"{config.recipe}:{config.trainable_blocks}:{config.pool}",
             }
             self.features, self.cache_hit = cached_features(
                 extractor,
@@ -161,7 +173,8 @@ class _Views:
 
 
 def _module(config: TrainConfig, views: _Views, model: CarEmbeddingModel) -> RetrievalModule:
-    return RetrievalModule(
+    """A fresh LightningModule over the shared modules, in training mode."""
+    module = RetrievalModule(
         views.tail,
         views.pool,
         model.head,
@@ -173,6 +186,7 @@ def _module(config: TrainConfig, views: _Views, model: CarEmbeddingModel) -> Ret
         weight_decay=config.weight_decay,
         margin=config.margin,
     )
+    return module.train()
 
 
 def _trainer(config: TrainConfig, run_dir: Path, epochs: int, validate: bool) -> L.Trainer:
@@ -234,7 +248,7 @@ def _fresh(config: TrainConfig) -> CarEmbeddingModel:
         embedding_dim=config.embedding_dim,
         hidden_dim=config.hidden_dim,
         dropout=config.dropout,
-        pooling=config.pooling,
+        pooling=config.pool,
     )
 
 
