@@ -87,7 +87,8 @@ def _collate(items: list[_Item]) -> _Collated:
 
 
 def resolve_engine(engine: EngineChoice, device: str | torch.device) -> EngineName:
-    """``auto``: ONNX Runtime on CPU, PyTorch on a GPU."""
+    """``auto``: ONNX Runtime on CPU (its int8 graph when ``carsearch model quantize`` kept
+    one), PyTorch on a GPU."""
     if engine != "auto":
         return engine
     return "onnx" if torch.device(device).type == "cpu" else "torch"
@@ -116,6 +117,12 @@ class Embedder:
         self.limits = limits or ImageLimits()
         self.version = model.version()
         self.engine_name = resolve_engine(engine, self.device)
+        if engine == "auto" and self.engine_name == "onnx":
+            from carembed.quantize import int8_path
+
+            # An int8 graph is only ever kept after it measured faster and as accurate.
+            if int8_path(Path(onnx_dir) / f"{self.version}.onnx").is_file():
+                self.engine_name = "onnx-int8"
         self.engine: Engine
         if self.engine_name in ("onnx", "onnx-int8"):
             if self.device.type != "cpu":

@@ -202,3 +202,5 @@ def test_int8_quantization_is_measured_and_kept_only_when_it_pays(
     assert report.kept == (report.int8_img_s > report.fp32_img_s)
     version = load_model(model_dir).version()
     assert int8_path(tmp_path / "onnx" / f"{version}.onnx").exists() == report.kept
+    auto = Embedder(load_model(model_dir), engine="auto", onnx_dir=tmp_path / "onnx")
+    assert auto.engine_name == ("onnx-int8" if report.kept else "onnx")
