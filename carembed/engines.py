@@ -47,12 +47,14 @@ class TorchEngine:
             return self.model(x).float().cpu().numpy()  # type: ignore[no-any-return]
 
 
-def export_onnx(model: CarEmbeddingModel, path: Path, version: str) -> None:
-    """Write the whole embedding graph to ``path`` (atomically), tagged with ``version``."""
+def export_module(
+    module: torch.nn.Module, size: int, path: Path, output: str, metadata: dict[str, str]
+) -> None:
+    """Write ``module`` (images (N, 3, size, size) -> ``output``) as an ONNX graph with a
+    dynamic batch axis to ``path``, atomically, with ``metadata`` in it."""
     import onnx
 
-    size = model.preprocessing.size
-    cpu_model = model.to("cpu").to(memory_format=torch.contiguous_format).eval()
+    cpu_module = module.to("cpu").to(memory_format=torch.contiguous_format).eval()
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=".export-", suffix=".onnx", dir=path.parent)
     os.close(fd)
@@ -61,22 +63,42 @@ def export_onnx(model: CarEmbeddingModel, path: Path, version: str) -> None:
         with warnings.catch_warnings(), torch.inference_mode():
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                cpu_model,
+                cpu_module,
                 (torch.zeros(2, 3, size, size),),
                 str(tmp),
                 input_names=["images"],
-                output_names=["embeddings"],
-                dynamic_axes={"images": {0: "batch"}, "embeddings": {0: "batch"}},
+                output_names=[output],
+                dynamic_axes={"images": {0: "batch"}, output: {0: "batch"}},
                 opset_version=17,
                 dynamo=False,
             )
         graph = onnx.load(str(tmp))
-        entry = graph.metadata_props.add()
-        entry.key, entry.value = VERSION_KEY, version
+        for key, value in metadata.items():
+            entry = graph.metadata_props.add()
+            entry.key, entry.value = key, value
         onnx.save(graph, str(tmp))
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def export_onnx(model: CarEmbeddingModel, path: Path, version: str) -> None:
+    """Write the whole embedding graph to ``path``, tagged with the model ``version``."""
+    export_module(model, model.preprocessing.size, path, "embeddings", {VERSION_KEY: version})
+
+
+def session_options(threads: int | None) -> Any:
+    """ONNX Runtime CPU options: ``threads`` intra-op threads, sequential, full optimisation."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # Idle threads sleep instead of spinning: decoding processes share these cores.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
 
 
 class OnnxEngine:
@@ -90,16 +112,8 @@ class OnnxEngine:
         threads: int | None,
         int8: bool = False,
     ) -> None:
-        import onnxruntime as ort
-
         self.path = Path(onnx_dir) / f"{version}.onnx"
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or torch.get_num_threads()
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # Idle threads sleep instead of spinning: decoding processes share these cores.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options = session_options(threads)
         if int8:
             from carembed.quantize import int8_path
 

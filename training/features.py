@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,6 +56,43 @@ def fingerprint(
     return digest.hexdigest()
 
 
+def _forward(
+    extractor: nn.Module, size: int, device: torch.device
+) -> Callable[[np.ndarray], torch.Tensor]:
+    """The extractor as a function of a batch: ONNX Runtime on the CPU (3-4x eager PyTorch
+    here), PyTorch on a GPU or when the export fails."""
+    if device.type == "cpu":
+        try:
+            import onnxruntime as ort
+
+            from carembed.engines import export_module, session_options
+
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / "extractor.onnx"
+                export_module(extractor, size, path, "features", {})
+                session = ort.InferenceSession(
+                    str(path), session_options(None), providers=["CPUExecutionProvider"]
+                )
+
+            def run_onnx(batch: np.ndarray) -> torch.Tensor:
+                (out,) = session.run(["features"], {"images": np.ascontiguousarray(batch)})
+                return torch.from_numpy(np.asarray(out, dtype=np.float32))
+
+            return run_onnx
+        except Exception as exc:  # an exotic module: fall back to eager PyTorch
+            logger.warning("ONNX export of the feature extractor failed (%s): using PyTorch", exc)
+    # channels_last roughly doubles CPU convolution throughput in eager PyTorch.
+    module = extractor.to(device).to(memory_format=torch.channels_last).eval()
+
+    def run_torch(batch: np.ndarray) -> torch.Tensor:
+        x = torch.from_numpy(np.ascontiguousarray(batch)).to(device)
+        with torch.inference_mode():
+            out: torch.Tensor = module(x.contiguous(memory_format=torch.channels_last))
+        return out.float().cpu()
+
+    return run_torch
+
+
 def _compute(
     extractor: nn.Module,
     records: list[CarRecord],
@@ -68,8 +107,7 @@ def _compute(
     mirrored: list[torch.Tensor] = []
     kept: list[int] = []
     failures: list[tuple[int, str]] = []
-    # channels_last roughly doubles CPU convolution throughput here.
-    extractor = extractor.to(device).to(memory_format=torch.channels_last).eval()
+    forward = _forward(extractor, preprocessing.size, device)
     with torch.inference_mode(), tqdm(total=len(records), unit="img", desc="features") as bar:
         for items in loader:
             good = [(i, prepared[0]) for i, prepared, _ in items if prepared is not None]
@@ -78,9 +116,7 @@ def _compute(
             if not good:
                 continue
             arrays = np.stack([a for _, a in good])
-            both = torch.from_numpy(np.concatenate([arrays, arrays[..., ::-1].copy()])).to(device)
-            both = both.contiguous(memory_format=torch.channels_last)
-            out = extractor(both).float().cpu()
+            out = forward(np.concatenate([arrays, arrays[..., ::-1]]))
             plain.append(out[: len(good)].to(torch.float16))
             mirrored.append(out[len(good) :].to(torch.float16))
             kept.extend(i for i, _ in good)
