@@ -248,10 +248,16 @@ def _sync(
             for item in todo
             if item.id in reusable and reusable[item.id].source == "gallery"
         ]
-        _copy(client, reuse_from, collection, copied)
+        # Cars added through the API have no gallery file: same model, so their vectors move too.
+        uploads = [
+            pid for pid, p in reusable.items() if p.source == "upload" and pid not in existing
+        ]
+        _copy(client, reuse_from, collection, copied + uploads)
+        wanted.update(uploads)
         copied_ids = set(copied)
         todo = [item for item in todo if item.id not in copied_ids]
     report.unchanged = len(scan.items) - len(todo)
+    wanted.update(pid for pid, p in existing.items() if p.source == "upload")  # kept as they are
     _write(client, collection, embedder, todo, report, num_workers, on_batch, progress)
     skipped_paths = {path for path, _ in report.skipped}
     wanted -= {item.id for item in todo if item.record.relative in skipped_paths}

@@ -199,3 +199,23 @@ def test_queries_during_rebuilds_never_fail(
         stop.set()
         thread.join()
     assert not errors and answered and set(answered) == {3}
+
+
+def test_cars_added_through_the_api_survive_a_rebuild_with_the_same_model(
+    client: QdrantClient, small_embedder: Embedder, gallery: Path
+) -> None:
+    from qdrant_client import models
+
+    build_full(client, small_embedder, gallery, ALIAS, progress=False)
+    vector = small_embedder.embed([scene(9999)])[0].tolist()
+    upload_id = "7d3c1a52-0b7e-4c55-9a0e-1f2a3b4c5d6e"
+    client.upsert(
+        ALIAS,
+        points=[models.PointStruct(id=upload_id, vector=vector, payload={"source": "upload"})],
+    )
+    scene(4002).save(gallery / "Audi_TTS_Coupe_2012" / "extra.jpg")
+    report = build_full(client, small_embedder, gallery, ALIAS, progress=False)
+    assert report.total_points == 11  # 10 gallery photos + the uploaded car
+    assert client.retrieve(ALIAS, ids=[upload_id])[0].payload == {"source": "upload"}
+    again = update_incremental(client, small_embedder, gallery, ALIAS, progress=False)
+    assert (again.deleted, again.total_points) == (0, 11)
