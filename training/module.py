@@ -40,6 +40,8 @@ class RetrievalModule(L.LightningModule):
         self.save_hyperparameters(ignore=["tail", "pool", "head"])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 4:  # images or cached feature maps: channels_last convolutions are ~2x faster
+            x = x.contiguous(memory_format=torch.channels_last)
         return F.normalize(self.head(self.pool(self.tail(x))).float(), dim=1)
 
     def on_train_epoch_start(self) -> None:

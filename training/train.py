@@ -186,7 +186,7 @@ def _module(config: TrainConfig, views: _Views, model: CarEmbeddingModel) -> Ret
         weight_decay=config.weight_decay,
         margin=config.margin,
     )
-    return module.train()
+    return module.to(memory_format=torch.channels_last).train()
 
 
 def _trainer(config: TrainConfig, run_dir: Path, epochs: int, validate: bool) -> L.Trainer:
