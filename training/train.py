@@ -241,6 +241,19 @@ def _score(module: RetrievalModule, dataset: Dataset[Any]) -> float:
     ]
 
 
+def _data(
+    config: TrainConfig, train: Dataset[Any], labels: np.ndarray, val: Dataset[Any] | None
+) -> RetrievalData:
+    return RetrievalData(
+        train,
+        labels,
+        val,
+        classes_per_batch=config.classes_per_batch,
+        per_class=config.per_class,
+        num_workers=config.workers if config.recipe == "full" else 0,  # cached tensors: none
+    )
+
+
 def _fresh(config: TrainConfig) -> CarEmbeddingModel:
     return build_model(
         config.backbone,
@@ -276,21 +289,12 @@ def train(config: TrainConfig) -> tuple[CarEmbeddingModel, dict[str, Any]]:
 
     module = _module(config, views, model)
     trainer = _trainer(config, run_dir, config.max_epochs, validate=True)
-    data = RetrievalData(
-        fit_data,
-        fit_labels,
-        select_data,
-        classes_per_batch=config.classes_per_batch,
-        per_class=config.per_class,
-        num_workers=config.workers if config.recipe == "full" else 0,
-    )
-    trainer.fit(module, data)
+    trainer.fit(module, _data(config, fit_data, fit_labels, select_data))
     checkpoint = trainer.checkpoint_callback
     assert isinstance(checkpoint, ModelCheckpoint) and checkpoint.best_model_path
     best_score = float(checkpoint.best_model_score or 0.0)
-    best_epoch = int(
-        torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)["epoch"]
-    )
+    best = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
+    best_epoch = int(best["epoch"])
     logger.info(
         "selection R-Precision %.4f (zero-shot %.4f) at epoch %d",
         best_score,
@@ -304,19 +308,10 @@ def train(config: TrainConfig) -> tuple[CarEmbeddingModel, dict[str, Any]]:
         all_data, all_labels = views.subset(set(train_set.class_names), augment=True)
         module = _module(config, views, model)
         _trainer(config, run_dir, best_epoch + 1, validate=False).fit(
-            module,
-            RetrievalData(
-                all_data,
-                all_labels,
-                None,
-                classes_per_batch=config.classes_per_batch,
-                per_class=config.per_class,
-                num_workers=config.workers if config.recipe == "full" else 0,
-            ),
+            module, _data(config, all_data, all_labels, None)
         )
     else:
-        state = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
-        module.load_state_dict(state["state_dict"])
+        module.load_state_dict(best["state_dict"])
 
     metadata = {
         "recipe": config.recipe,
