@@ -9,7 +9,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from carembed.store import QdrantSettings
@@ -101,19 +101,17 @@ def _embed(args: argparse.Namespace) -> int:
     return 0
 
 
+def given(**options: Any) -> dict[str, Any]:
+    """The options the user set: unset (None) ones leave the settings' defaults in place."""
+    return {key: value for key, value in options.items() if value is not None}
+
+
 def _qdrant_settings(args: argparse.Namespace) -> QdrantSettings:
     from carembed.store import QdrantSettings
 
-    overrides = {
-        key: value
-        for key, value in {
-            "qdrant_url": args.qdrant_url,
-            "qdrant_path": args.qdrant_path,
-            "alias": args.alias,
-        }.items()
-        if value is not None
-    }
-    return QdrantSettings(**overrides)
+    return QdrantSettings(
+        **given(qdrant_url=args.qdrant_url, qdrant_path=args.qdrant_path, alias=args.alias)
+    )
 
 
 def _index(args: argparse.Namespace) -> int:
@@ -209,7 +207,7 @@ def _train(args: argparse.Namespace) -> int:
         "cache_dir": args.cache_dir,
         "work_dir": args.work_dir,
     }
-    config = TrainConfig(**{k: v for k, v in fields.items() if v is not None})
+    config = TrainConfig(**given(**fields))
     model, metadata = train(config)
     emit(f"model {model.version()} saved to {config.out}")
     emit(json.dumps(metadata["metrics"], indent=2))
@@ -252,21 +250,18 @@ def _serve(args: argparse.Namespace) -> int:
     from app.main import create_app
     from app.settings import AppSettings
 
-    overrides: dict[str, object] = {
-        key: value
-        for key, value in {
-            "model_dir": args.model,
-            "gallery": args.gallery,
-            "qdrant_url": args.qdrant_url,
-            "qdrant_path": args.qdrant_path,
-            "alias": args.alias,
-            "device": args.device,
-            "threads": args.threads,
-            "engine": args.engine,
-        }.items()
-        if value is not None
-    }
-    settings = AppSettings(**overrides)  # type: ignore[arg-type]
+    settings = AppSettings(
+        **given(
+            model_dir=args.model,
+            gallery=args.gallery,
+            qdrant_url=args.qdrant_url,
+            qdrant_path=args.qdrant_path,
+            alias=args.alias,
+            device=args.device,
+            threads=args.threads,
+            engine=args.engine,
+        )
+    )
     if settings.gallery is not None and not settings.embedded:
         logger.info("--gallery with a Qdrant server: indexing it from this process as well")
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from carembed.datasets import CarRecord, read_dataset
+from carembed.hashing import sha256_file
 from carembed.store import point_id
 
 logger = logging.getLogger(__name__)
@@ -31,14 +31,6 @@ class GalleryScan:
     unreadable: list[tuple[str, str]]  # (path, reason): files that could not even be read
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def scan_gallery(path: Path) -> GalleryScan:
     """Read the gallery's layout and hash every file; the same bytes twice count once."""
     dataset = read_dataset(path)
@@ -47,7 +39,7 @@ def scan_gallery(path: Path) -> GalleryScan:
     unreadable: list[tuple[str, str]] = []
     for record in dataset.records:
         try:
-            sha = _sha256(record.path)
+            sha = sha256_file(record.path)
         except OSError as exc:
             unreadable.append((record.relative, f"unreadable: {exc.strerror or exc}"))
             continue

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
+
+from carembed.hashing import sha256_file
 
 StateDict = dict[str, torch.Tensor]
 
@@ -19,11 +20,7 @@ class BackboneError(RuntimeError):
 
 @lru_cache(maxsize=32)
 def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return sha256_file(Path(path))
 
 
 def file_sha256(path: Path) -> str:
