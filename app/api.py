@@ -7,7 +7,6 @@ import hashlib
 import hmac
 import io
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -21,7 +20,9 @@ from app.schemas import Car, Hit, SearchParams, SearchResponse, Timings
 from app.services import Services
 from carembed.embedder import prepare
 from carembed.images import ImageError, ImageTooLargeError, UnreadableImageError, load_image
-from carembed.store import point_id
+from indexer.engine import CollectionMissing
+from indexer.index import IndexNotReady
+from indexer.payload import CarFields, CarFilter, CarPayload, StoredCar, upload_payload
 
 router = APIRouter(prefix="/api/v1")
 
@@ -36,58 +37,40 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def _filter(params: SearchParams, exclude_id: str | None = None) -> Any:
-    from qdrant_client import models
-
-    must: list[Any] = [
-        models.FieldCondition(key=key, match=models.MatchValue(value=value))
-        for key, value in (("make", params.make), ("model", params.model), ("body", params.body))
-        if value
-    ]
-    if params.year_min is not None or params.year_max is not None:
-        must.append(
-            models.FieldCondition(
-                key="year", range=models.Range(gte=params.year_min, lte=params.year_max)
-            )
-        )
-    must_not: list[Any] = [models.HasIdCondition(has_id=[exclude_id])] if exclude_id else []
-    return models.Filter(must=must, must_not=must_not) if must or must_not else None
+def _filter(params: SearchParams, exclude_id: str | None = None) -> CarFilter:
+    return CarFilter(
+        make=params.make,
+        model=params.model,
+        body=params.body,
+        year_min=params.year_min,
+        year_max=params.year_max,
+        exclude_ids=frozenset({exclude_id} if exclude_id else ()),
+    )
 
 
-async def _store(services: Services, call: Any, *args: Any, **kwargs: Any) -> Any:
-    """Run a Qdrant call off the event loop; a store that is down becomes a 503."""
+async def _store(call: Any, *args: Any, **kwargs: Any) -> Any:
+    """Run a call of the index off the event loop; a store that is down becomes a 503."""
     try:
         return await asyncio.to_thread(call, *args, **kwargs)
-    except (Problem, LookupError):
+    except Problem:
         raise
+    except (IndexNotReady, CollectionMissing) as exc:
+        raise unavailable("the index for this model is being built") from exc
     except Exception as exc:
-        if "not found" in str(exc).lower() and "collection" in str(exc).lower():
-            raise unavailable("the index is not built yet") from exc
         raise unavailable("the vector store is not reachable") from exc
 
 
 async def _collection(services: Services) -> str:
-    try:
-        return str(await _store(services, services.collection))
-    except LookupError as exc:
-        raise unavailable(
-            f"the index for model {services.embedder.version} is being built"
-        ) from exc
+    return str(await _store(services.serving_collection))
 
 
-def _hit(point: Any) -> Hit:
-    payload = point.payload or {}
-    pid = str(point.id)
+def _hit(car: StoredCar) -> Hit:
     return Hit(
-        id=pid,
-        score=float(point.score),
-        make=payload.get("make"),
-        model=payload.get("model"),
-        year=payload.get("year"),
-        body=payload.get("body"),
-        class_name=payload.get("class_name"),
-        image_url=f"/api/v1/cars/{pid}/image?size=full",
-        thumb_url=f"/api/v1/cars/{pid}/image?size=thumb",
+        id=car.id,
+        score=car.score or 0.0,
+        image_url=f"/api/v1/cars/{car.id}/image?size=full",
+        thumb_url=f"/api/v1/cars/{car.id}/image?size=thumb",
+        **car.payload.car_fields(),
     )
 
 
@@ -119,23 +102,20 @@ async def _prepare(services: Services, data: bytes) -> tuple[np.ndarray, tuple[i
 
 
 async def _search(
-    services: Services, vector: list[float] | str, params: SearchParams, exclude: str | None
+    services: Services, vector: Any, params: SearchParams, exclude: str | None
 ) -> list[Hit]:
     started = time.perf_counter()
-    result = await _store(
-        services,
-        services.client.query_points,
+    cars = await _store(
+        services.index.search,
         await _collection(services),
-        query=vector,
-        query_filter=_filter(params, exclude),
-        limit=params.limit,
-        offset=params.offset,
-        score_threshold=params.score_threshold,
-        search_params=services.settings.search_params(),
-        with_payload=True,
+        vector,
+        _filter(params, exclude),
+        params.limit,
+        params.offset,
+        params.score_threshold,
     )
     services.metrics.stage.labels("search").observe(time.perf_counter() - started)
-    return [_hit(p) for p in result.points]
+    return [_hit(car) for car in cars]
 
 
 @router.post("/search", response_model=SearchResponse, summary="Find cars like the photo")
@@ -152,7 +132,7 @@ async def search(
     t1 = time.perf_counter()
     vector = await services.batcher.embed(array)
     t2 = time.perf_counter()
-    hits = await _search(services, vector.tolist(), params, None)
+    hits = await _search(services, vector, params, None)
     t3 = time.perf_counter()
     timings = Timings(
         decode_ms=(t1 - t0) * 1e3, embed_ms=(t2 - t1) * 1e3, search_ms=(t3 - t2) * 1e3
@@ -162,18 +142,13 @@ async def search(
     return SearchResponse(hits=hits, timings=timings, model_version=services.embedder.version)
 
 
-async def _point(services: Services, car_id: str, with_vector: bool = False) -> Any:
-    points = await _store(
-        services,
-        services.client.retrieve,
-        await _collection(services),
-        ids=[car_id],
-        with_payload=True,
-        with_vectors=with_vector,
+async def _point(services: Services, car_id: str, with_vector: bool = False) -> StoredCar:
+    car: StoredCar | None = await _store(
+        services.index.get, await _collection(services), car_id, with_vector
     )
-    if not points:
+    if car is None:
         raise Problem(404, "not-found", "No such car", f"no car with id {car_id}")
-    return points[0]
+    return car
 
 
 def _check_id(car_id: str) -> str:
@@ -194,15 +169,23 @@ async def similar(
     car_id = _check_id(car_id)
     point = await _point(services, car_id, with_vector=True)
     t0 = time.perf_counter()
-    hits = await _search(services, list(point.vector), params, car_id)
+    hits = await _search(services, point.vector, params, car_id)
     timings = Timings(search_ms=(time.perf_counter() - t0) * 1e3)
     return SearchResponse(hits=hits, timings=timings, model_version=services.embedder.version)
 
 
-def _car(point: Any) -> Car:
-    payload = point.payload or {}
-    fields = {k: payload.get(k) for k in Car.model_fields if k not in ("id", "image_url")}
-    return Car(id=str(point.id), image_url=f"/api/v1/cars/{point.id}/image?size=full", **fields)
+def _car(car: StoredCar) -> Car:
+    payload = car.payload
+    return Car(
+        id=car.id,
+        image_url=f"/api/v1/cars/{car.id}/image?size=full",
+        width=payload.width,
+        height=payload.height,
+        source=payload.source,
+        model_version=payload.model_version,
+        indexed_at=payload.indexed_at,
+        **payload.car_fields(),
+    )
 
 
 @router.get("/cars/{car_id}", response_model=Car, summary="One car's metadata")
@@ -210,9 +193,9 @@ async def get_car(services: ServicesDep, car_id: str) -> Car:
     return _car(await _point(services, _check_id(car_id)))
 
 
-def _image_file(services: Services, payload: dict[str, Any]) -> Path:
+def _image_file(services: Services, payload: CarPayload) -> Path:
     """The file of a car, from its stored payload; never a path a user typed."""
-    if payload.get("source") == "upload":
+    if payload.source == "upload":
         root = services.uploads_dir
     elif services.settings.gallery is not None:
         root = services.settings.gallery
@@ -224,7 +207,7 @@ def _image_file(services: Services, payload: dict[str, Any]) -> Path:
             "this service was started without the gallery folder",
         )
     root = root.resolve()
-    path = (root / str(payload.get("path", ""))).resolve()
+    path = (root / (payload.path or "")).resolve()
     if not path.is_relative_to(root) or not path.is_file():
         raise Problem(404, "image-unavailable", "Image not available")
     return path
@@ -246,7 +229,7 @@ async def car_image(
     services: ServicesDep, car_id: str, size: Literal["thumb", "full"] = "thumb"
 ) -> FileResponse:
     car_id = _check_id(car_id)
-    path = _image_file(services, (await _point(services, car_id)).payload or {})
+    path = _image_file(services, (await _point(services, car_id)).payload)
     if size == "full":
         return FileResponse(path)
     thumb = services.thumbs_dir / f"{car_id}.jpg"
@@ -291,54 +274,24 @@ async def add_car(
     body: Annotated[str | None, Form(max_length=100)] = None,
     class_name: Annotated[str | None, Form(max_length=200)] = None,
 ) -> Car:
-    from qdrant_client import models
-
     data = await _read_upload(image, services.settings.max_upload_bytes)
-    array, (width, height) = await _prepare(services, data)
+    array, size = await _prepare(services, data)
     vector = await services.batcher.embed(array)
     sha = hashlib.sha256(data).hexdigest()
     with Image.open(io.BytesIO(data)) as probe:  # already decoded once: only its format
-        suffix = "." + (probe.format or "img").lower()
+        filename = f"{sha}.{(probe.format or 'img').lower()}"
     services.uploads_dir.mkdir(parents=True, exist_ok=True)
-    (services.uploads_dir / f"{sha}{suffix}").write_bytes(data)
-    name = class_name or " ".join(str(p) for p in (make, model, year) if p) or None
-    payload = {
-        "make": make,
-        "model": model,
-        "year": year,
-        "body": body,
-        "class_name": name,
-        "path": f"{sha}{suffix}",
-        "sha256": sha,
-        "width": width,
-        "height": height,
-        "model_version": services.embedder.version,
-        "source": "upload",
-        "indexed_at": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
-    pid = point_id(sha)
-    await _store(
-        services,
-        services.client.upsert,
-        await _collection(services),
-        points=[models.PointStruct(id=pid, vector=vector.tolist(), payload=payload)],
-        wait=True,
-    )
-    return _car(models.Record(id=pid, payload=payload))
+    (services.uploads_dir / filename).write_bytes(data)
+    car = CarFields(make=make, model=model, year=year, body=body, class_name=class_name)
+    payload = upload_payload(car, sha, filename, size, services.embedder.version)
+    added = await _store(services.index.add, await _collection(services), vector, payload)
+    return _car(added)
 
 
 @router.delete(
     "/cars/{car_id}", status_code=204, summary="Delete a car", dependencies=[Depends(require_key)]
 )
 async def delete_car(services: ServicesDep, car_id: str) -> None:
-    from qdrant_client import models
-
     car_id = _check_id(car_id)
     await _point(services, car_id)
-    await _store(
-        services,
-        services.client.delete,
-        await _collection(services),
-        points_selector=models.PointIdsList(points=[car_id]),
-        wait=True,
-    )
+    await _store(services.index.remove, await _collection(services), car_id)

@@ -20,6 +20,7 @@ from app import api, problems
 from app.body_limit import BodyLimit
 from app.services import Services, build_services, start_gallery_indexing
 from app.settings import AppSettings
+from indexer.index import IndexNotReady
 
 logger = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
@@ -44,7 +45,7 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
             if indexing is not None:
                 with contextlib.suppress(Exception):
                     await indexing
-            services.client.close()
+            services.index.close()
 
     app = FastAPI(
         title="carsearch",
@@ -102,17 +103,16 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
             "indexing": services.indexing.snapshot(),
         }
         try:
-            body["live_collection"] = await asyncio.to_thread(services.live_collection)
+            status = await asyncio.to_thread(services.index.status)
+            body |= {"engine": status.engine, "live_collection": status.live}
             body["store_reachable"] = True
             try:
-                collection: str | None = await asyncio.to_thread(services.collection)
-            except LookupError:
+                collection: str | None = await asyncio.to_thread(services.serving_collection)
+            except IndexNotReady:
                 collection = None  # no collection of this model version (yet)
             body["collection"] = collection
             body["points"] = (
-                (await asyncio.to_thread(services.client.count, collection, exact=True)).count
-                if collection
-                else 0
+                await asyncio.to_thread(services.index.count, collection) if collection else 0
             )
         except Exception:
             body |= {"store_reachable": False, "collection": None, "points": None}

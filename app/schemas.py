@@ -4,17 +4,14 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from indexer.payload import CarFields
+
 _EXAMPLE_URL = "/api/v1/cars/0b5e2d8a-6c1f-5a43-9d53-1f0c2a7e9b44/image?size="
 
 
-class Hit(BaseModel):
+class Hit(CarFields):
     id: str
     score: float
-    make: str | None = None
-    model: str | None = None
-    year: int | None = None
-    body: str | None = None
-    class_name: str | None = None
     image_url: str
     thumb_url: str
 
@@ -55,13 +52,8 @@ class SearchResponse(BaseModel):
     }
 
 
-class Car(BaseModel):
+class Car(CarFields):
     id: str
-    make: str | None = None
-    model: str | None = None
-    year: int | None = None
-    body: str | None = None
-    class_name: str | None = None
     width: int | None = None
     height: int | None = None
     source: str | None = None

@@ -10,7 +10,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -20,14 +20,10 @@ from app.settings import AppSettings
 from carembed.artifact import load_or_default
 from carembed.embedder import Embedder
 from carembed.images import ImageLimits
-from carembed.store import PREVIOUS_SUFFIX, open_client, parse_collection_name, resolve_alias
-
-if TYPE_CHECKING:
-    from qdrant_client import QdrantClient
+from indexer.index import CarIndex
+from indexer.versions import model_version_of
 
 logger = logging.getLogger(__name__)
-
-TARGET_TTL_S = 5.0
 
 
 @dataclass
@@ -57,13 +53,11 @@ class IndexingProgress:
 class Services:
     settings: AppSettings
     embedder: Embedder
-    client: QdrantClient
+    index: CarIndex
     batcher: MicroBatcher
     metrics: Metrics
     indexing: IndexingProgress = field(default_factory=IndexingProgress)
     started: float = field(default_factory=time.time)
-    _target: str | None = field(default=None, repr=False)
-    _target_at: float = field(default=0.0, repr=False)
 
     @property
     def uploads_dir(self) -> Path:
@@ -73,32 +67,10 @@ class Services:
     def thumbs_dir(self) -> Path:
         return self.settings.data_dir / "thumbs" / self.embedder.version
 
-    def live_collection(self) -> str | None:
-        return resolve_alias(self.client, self.settings.alias)
-
-    def live_model_version(self) -> str | None:
-        live = self.live_collection()
-        parsed = parse_collection_name(live) if live else None
-        return parsed[1] if parsed else None
-
-    def collection(self) -> str:
-        """The collection whose vectors this model made: the live one, or during a rollout
-        the previous one (the alias may already point to another model's new collection).
-        Looked up at most every few seconds. Raises LookupError when neither matches."""
-        now = time.monotonic()
-        if self._target is not None and now - self._target_at < TARGET_TTL_S:
-            return self._target
-        alias = self.settings.alias
-        candidates = [
-            resolve_alias(self.client, alias),
-            resolve_alias(self.client, alias + PREVIOUS_SUFFIX),
-        ]
-        for name in candidates:
-            parsed = parse_collection_name(name) if name else None
-            if name and (parsed is None or parsed[1] == self.embedder.version):
-                self._target, self._target_at = name, now
-                return name
-        raise LookupError(f"no collection holds vectors of model {self.embedder.version}")
+    def serving_collection(self) -> str:
+        """The collection holding this model's vectors (live, or previous during a rollout);
+        raises IndexNotReady when none does."""
+        return self.index.serving(self.embedder.version)
 
 
 def build_services(settings: AppSettings) -> Services:
@@ -122,16 +94,14 @@ def build_services(settings: AppSettings) -> Services:
         observe=metrics.batch_size.observe,
         others_in_flight=lambda: metrics.active > 1,
     )
-    client = open_client(settings)
+    index = CarIndex.open(settings)
     logger.info(
-        "model %s loaded; store %s", embedder.version, settings.qdrant_url or settings.qdrant_path
+        "model %s loaded; store %s (%s)", embedder.version, settings.location, index.engine.name
     )
-    return Services(settings, embedder, client, batcher, metrics)
+    return Services(settings, embedder, index, batcher, metrics)
 
 
 def _index_gallery(services: Services) -> None:
-    from indexer.build import build_full, ensure_live, update_incremental
-
     settings, progress = services.settings, services.indexing
     assert settings.gallery is not None
     progress.update(state="running", message=f"indexing {settings.gallery}")
@@ -139,23 +109,17 @@ def _index_gallery(services: Services) -> None:
     def on_batch(done: int, total: int) -> None:
         progress.update(done=done, total=total)
 
-    target = (services.client, services.embedder, settings.gallery, settings.alias)
+    index, embedder = services.index, services.embedder
     try:
-        live_version = services.live_model_version()
-        if live_version is not None and live_version != services.embedder.version:
+        live_version = model_version_of(index.state().live)
+        if live_version is not None and live_version != embedder.version:
             # Another model's vectors stay searchable until the new collection is complete.
-            report = build_full(
-                *target,
-                on_batch=on_batch,
-                progress=False,
-                max_failure_share=1.0,
-                collection_params=settings.collection_params(),
+            report = index.build(
+                embedder, settings.gallery, on_batch=on_batch, progress=False, max_failure_share=1.0
             )
         else:
-            ensure_live(
-                services.client, settings.alias, services.embedder, settings.collection_params()
-            )
-            report = update_incremental(*target, on_batch=on_batch, progress=False)
+            index.ensure_live(embedder)
+            report = index.update(embedder, settings.gallery, on_batch=on_batch, progress=False)
         progress.update(
             state="done",
             message=f"indexed {report.indexed}, unchanged {report.unchanged}, "
@@ -171,16 +135,8 @@ async def start_gallery_indexing(services: Services) -> asyncio.Future[None] | N
     """Index ``--gallery`` in a worker thread; with none, make sure an (empty) collection
     exists so that cars added through the API have somewhere to go."""
     if services.settings.gallery is None:
-        from indexer.build import ensure_live
-
         try:
-            await asyncio.to_thread(
-                ensure_live,
-                services.client,
-                services.settings.alias,
-                services.embedder,
-                services.settings.collection_params(),
-            )
+            await asyncio.to_thread(services.index.ensure_live, services.embedder)
         except Exception:
             logger.warning("the vector store is not reachable yet: searches answer 503")
         return None

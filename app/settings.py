@@ -3,25 +3,25 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from carembed.store import QdrantSettings
+from carembed.choices import EngineChoice
+from indexer.settings import StoreSettings
 
 
-class AppSettings(QdrantSettings):
-    model_config = SettingsConfigDict(env_prefix="CARSEARCH_", extra="ignore")
+class AppSettings(StoreSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CARSEARCH_", extra="ignore", env_ignore_empty=True
+    )
 
     model_dir: Path | None = Field(None, description="servable model folder; unset: default model")
     gallery: Path | None = Field(None, description="indexed in the background (embedded store)")
     data_dir: Path = Field(Path("data"), description="uploads and thumbnails")
     api_key: SecretStr | None = Field(None, description="needed to add or delete cars")
     device: str = "cpu"
-    engine: Literal["auto", "torch", "onnx", "onnx-int8"] = Field(
-        "auto", description="auto: ONNX Runtime on CPU, PyTorch on a GPU"
-    )
+    engine: EngineChoice = Field("auto", description="auto: ONNX Runtime on CPU, PyTorch on a GPU")
     threads: int | None = None
     max_upload_bytes: int = Field(10 * 1024 * 1024, gt=0)
     max_pixels: int = Field(40_000_000, gt=0)
@@ -35,11 +35,6 @@ class AppSettings(QdrantSettings):
     max_wait_ms: float = Field(2.0, ge=0, description="micro-batching: wait for more requests")
     cors_origins: list[str] = Field(default_factory=list)
     thumb_size: int = Field(256, ge=32, le=1024)
-
-    @field_validator("model_dir", "gallery", "api_key", mode="before")
-    @classmethod
-    def _empty_is_unset(cls, value: object) -> object:
-        return None if value == "" else value
 
     @property
     def batch_limit(self) -> int:

@@ -1,4 +1,5 @@
-"""Indexing speed into the embedded store against pure embedding of the same images.
+"""Indexing speed into the embedded store (Qdrant Edge, HNSW built before the alias moves)
+against pure embedding of the same images.
 
     python benchmarks/index.py ../shared/datasets/stanford-cars-dev [--engine onnx]
 
@@ -20,8 +21,8 @@ from typing import Any, TypeVar
 from carembed.datasets import read_dataset
 from carembed.embedder import Embedder
 from carembed.model import build_model
-from carembed.store import QdrantSettings, open_client
-from indexer.build import build_full, update_incremental
+from indexer.index import CarIndex
+from indexer.settings import StoreSettings
 
 logger = logging.getLogger("index")
 T = TypeVar("T")
@@ -49,24 +50,12 @@ def main() -> None:
         lambda: sum(len(b.indices) for b in embedder.embed_files(paths, args.workers))
     )
 
-    settings = QdrantSettings(qdrant_path=work / "qdrant")
-    client = open_client(settings)
-    params = settings.collection_params()
+    index = CarIndex.open(StoreSettings(qdrant_path=work / "qdrant"))
     common: dict[str, Any] = {"num_workers": args.workers, "progress": False}
-    first, index_time = timed(
-        lambda: build_full(
-            client, embedder, args.gallery, "cars", collection_params=params, **common
-        )
-    )
-    rerun, rerun_time = timed(
-        lambda: build_full(
-            client, embedder, args.gallery, "cars", collection_params=params, **common
-        )
-    )
-    incremental, incremental_time = timed(
-        lambda: update_incremental(client, embedder, args.gallery, "cars", **common)
-    )
-    client.close()
+    first, index_time = timed(lambda: index.build(embedder, args.gallery, **common))
+    rerun, rerun_time = timed(lambda: index.build(embedder, args.gallery, **common))
+    incremental, incremental_time = timed(lambda: index.update(embedder, args.gallery, **common))
+    index.close()
 
     logger.info("engine %s, %d images", args.engine, len(paths))
     logger.info("pure embedding: %d images in %.1f s = %.1f img/s", embedded, pure, embedded / pure)

@@ -28,8 +28,8 @@ import numpy as np
 from carembed.datasets import read_dataset
 from carembed.embedder import Embedder
 from carembed.model import build_model
-from carembed.store import QdrantSettings, open_client
-from indexer.build import build_full
+from indexer.index import CarIndex
+from indexer.settings import StoreSettings
 
 logger = logging.getLogger("serve")
 
@@ -126,18 +126,9 @@ def main() -> None:
     records = read_dataset(args.data).records
     uploads = [r.path.read_bytes() for r in records[:200]]
     embedder = Embedder(build_model(), engine="onnx", onnx_dir=work / "data" / "onnx")
-    settings = QdrantSettings(qdrant_path=work / "qdrant")
-    client = open_client(settings)
-    build_full(
-        client,
-        embedder,
-        args.data,
-        "cars",
-        num_workers=1,
-        progress=False,
-        collection_params=settings.collection_params(),
-    )
-    client.close()
+    index = CarIndex.open(StoreSettings(qdrant_path=work / "qdrant"))
+    index.build(embedder, args.data, num_workers=1, progress=False)
+    index.close()
 
     one = np.stack([embedder.prepare(records[0].path)])
     embedder.embed_arrays(one)

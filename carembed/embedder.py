@@ -11,21 +11,19 @@ import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+from carembed.choices import EngineChoice
 from carembed.engines import Engine, EngineName, OnnxEngine, TorchEngine
 from carembed.images import ImageError, ImageLimits, ImageSource, load_image_with_size
 from carembed.model import CarEmbeddingModel
 from carembed.preprocess import Preprocessing
 
 logger = logging.getLogger(__name__)
-
-EngineChoice = Literal["auto", "torch", "onnx", "onnx-int8"]
 
 
 def prepare(

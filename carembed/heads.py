@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-PoolingKind = Literal["avg", "gem"]
-HeadKind = Literal["identity", "linear", "skip", "mlp"]
+from carembed.choices import HeadKind, PoolingKind
 
 
 class GeM(nn.Module):

@@ -13,7 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from carembed.backbones import DEFAULT_BACKBONE, get_backbone
-from carembed.heads import HeadConfig, HeadKind, Pool, PoolingKind, build_head
+from carembed.choices import HeadKind, PoolingKind
+from carembed.heads import HeadConfig, Pool, build_head
 from carembed.preprocess import Preprocessing
 
 FORMAT_VERSION = 1

@@ -9,10 +9,13 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
+
+from carembed.choices import EngineChoice, HeadKind, PoolingKind
 
 if TYPE_CHECKING:
-    from carembed.store import QdrantSettings
+    from indexer.index import CarIndex
+    from indexer.settings import StoreSettings
 
 logger = logging.getLogger("carsearch")
 
@@ -106,64 +109,81 @@ def given(**options: Any) -> dict[str, Any]:
     return {key: value for key, value in options.items() if value is not None}
 
 
-def _qdrant_settings(args: argparse.Namespace) -> QdrantSettings:
-    from carembed.store import QdrantSettings
+def _store_settings(args: argparse.Namespace) -> StoreSettings:
+    from indexer.settings import StoreSettings
 
-    return QdrantSettings(
+    return StoreSettings(
         **given(qdrant_url=args.qdrant_url, qdrant_path=args.qdrant_path, alias=args.alias)
     )
 
 
-def _index(args: argparse.Namespace) -> int:
-    from carembed.artifact import load_or_default
-    from carembed.embedder import Embedder
-    from carembed.store import StoreError, open_client
-    from indexer.build import IndexBuildError, build_full, rollback, update_incremental
-    from indexer.errors_report import write_skipped
+def _open_index(args: argparse.Namespace) -> CarIndex:
+    from indexer.index import CarIndex
+
+    return CarIndex.open(_store_settings(args))
+
+
+def _index_status(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    index = _open_index(args)
+    try:
+        status = index.status()
+    finally:
+        index.close()
+    if args.json:
+        emit(json.dumps(asdict(status)))
+        return 0
+    for name, value in asdict(status).items():
+        emit(f"{name.replace('_', ' '):20} {'-' if value is None else value}")
+    return 0
+
+
+def _index_rollback(args: argparse.Namespace) -> int:
+    index = _open_index(args)
+    try:
+        emit(f"alias {index.alias} -> {index.rollback()}")
+    finally:
+        index.close()
+    return 0
+
+
+def _index_snapshot(args: argparse.Namespace) -> int:
     from indexer.snapshot import snapshot
 
-    settings = _qdrant_settings(args)
+    index = _open_index(args)
     try:
-        client = open_client(settings)
-    except StoreError as exc:
-        logger.error("%s", exc)
-        return 2
+        emit(f"snapshot written to {snapshot(index, args.out)}")
+    finally:
+        index.close()
+    return 0
+
+
+def _index_build(args: argparse.Namespace) -> int:
+    from carembed.artifact import load_or_default
+    from carembed.embedder import Embedder
+    from indexer.errors_report import write_skipped
+
+    embedder = Embedder(
+        load_or_default(args.model, device=args.device),
+        device=args.device,
+        threads=args.threads,
+        batch_size=args.batch_size,
+        engine=args.engine or "auto",
+    )
+    index = _open_index(args)
     try:
-        if args.action == "rollback":
-            emit(f"alias {settings.alias} -> {rollback(client, settings.alias)}")
-            return 0
-        if args.action == "snapshot":
-            emit(f"snapshot written to {snapshot(client, settings, args.out)}")
-            return 0
-        if args.gallery is None:
-            logger.error("--gallery PATH is required to build the index")
-            return 2
-        embedder = Embedder(
-            load_or_default(args.model, device=args.device),
-            device=args.device,
-            threads=args.threads,
-            batch_size=args.batch_size,
-            engine=args.engine or "auto",
-        )
         if args.incremental:
-            report = update_incremental(
-                client, embedder, args.gallery, settings.alias, num_workers=args.workers
-            )
+            report = index.update(embedder, args.gallery, num_workers=args.workers)
         else:
-            report = build_full(
-                client,
+            report = index.build(
                 embedder,
                 args.gallery,
-                settings.alias,
                 num_workers=args.workers,
                 max_failure_share=args.max_failure_share,
-                collection_params=settings.collection_params(),
             )
-    except IndexBuildError as exc:
-        logger.error("%s", exc)
-        return 1
     finally:
-        client.close()
+        index.close()
     if report.skipped:
         write_skipped(args.report, report.skipped)
         logger.warning("%d files skipped, listed in %s", len(report.skipped), args.report)
@@ -292,7 +312,7 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="intra-op threads")
     parser.add_argument(
         "--engine",
-        choices=["auto", "torch", "onnx", "onnx-int8"],
+        choices=get_args(EngineChoice),
         default=None,
         help="auto (default): ONNX Runtime on CPU, PyTorch on a GPU",
     )
@@ -325,44 +345,57 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(embed)
     embed.set_defaults(handler=_embed)
 
-    index = commands.add_parser("index", help="embed a gallery into Qdrant; rollback")
-    index.add_argument(
-        "action",
-        nargs="?",
-        choices=["build", "rollback", "snapshot"],
-        default="build",
-        help="build (default), rollback to the previous collection, or snapshot "
-        "the live collection (server) into --out",
+    index = commands.add_parser(
+        "index", help="the car index: build (default), status, rollback, snapshot"
     )
-    index.add_argument(
-        "--out",
-        type=Path,
-        default=Path("data/snapshots"),
-        help="snapshot: folder for the downloaded file",
+    index_commands = index.add_subparsers(dest="index_command", required=True, metavar="ACTION")
+    build = index_commands.add_parser(
+        "build", help="embed a gallery into a new collection (or --incremental: the live one)"
     )
-    index.add_argument("--gallery", type=Path, help="folder, manifest or Stanford Cars layout")
-    index.add_argument(
+    build.add_argument(
+        "--gallery", type=Path, required=True, help="folder, manifest or Stanford Cars layout"
+    )
+    build.add_argument(
         "--incremental",
         action="store_true",
         help="update the live collection in place instead of a full build",
     )
-    index.add_argument("--workers", type=int, default=1, help="decode/resize processes")
-    index.add_argument("--batch-size", type=int, default=32)
-    index.add_argument(
+    build.add_argument("--workers", type=int, default=1, help="decode/resize processes")
+    build.add_argument("--batch-size", type=int, default=32)
+    build.add_argument(
         "--max-failure-share",
         type=float,
         default=0.05,
         help="exit non-zero when more than this share of files fails",
     )
-    index.add_argument(
+    build.add_argument(
         "--report",
         type=Path,
         default=Path("data/index-skipped.jsonl"),
         help="JSON lines of skipped files (path, reason)",
     )
-    _add_model_args(index)
-    _add_qdrant_args(index)
-    index.set_defaults(handler=_index)
+    _add_model_args(build)
+    _add_qdrant_args(build)
+    build.set_defaults(handler=_index_build)
+    status = index_commands.add_parser(
+        "status", help="live and previous collection, model, points, engine"
+    )
+    status.add_argument("--json", action="store_true", help="one JSON object")
+    _add_qdrant_args(status)
+    status.set_defaults(handler=_index_status)
+    back = index_commands.add_parser(
+        "rollback", help="swap the alias back to the previous collection"
+    )
+    _add_qdrant_args(back)
+    back.set_defaults(handler=_index_rollback)
+    snap = index_commands.add_parser(
+        "snapshot", help="snapshot the live collection on the server and download it"
+    )
+    snap.add_argument(
+        "--out", type=Path, default=Path("data/snapshots"), help="folder for the downloaded file"
+    )
+    _add_qdrant_args(snap)
+    snap.set_defaults(handler=_index_snapshot)
 
     tr = commands.add_parser("train", help="fine-tune the car similarity model (Lightning)")
     tr.add_argument(
@@ -391,10 +424,10 @@ def build_parser() -> argparse.ArgumentParser:
             "proxy_anchor",
         ],
     )
-    tr.add_argument("--head", choices=["identity", "linear", "skip", "mlp"], default=None)
+    tr.add_argument("--head", choices=get_args(HeadKind), default=None)
     tr.add_argument("--hidden-dim", type=int, default=None)
     tr.add_argument("--embedding-dim", type=int, default=None)
-    tr.add_argument("--pooling", choices=["avg", "gem"], default=None)
+    tr.add_argument("--pooling", choices=get_args(PoolingKind), default=None)
     tr.add_argument("--trainable-blocks", type=int, default=None)
     tr.add_argument("--epochs", type=int, default=None, help="most epochs (early stopping)")
     tr.add_argument("--patience", type=int, default=None)
@@ -445,8 +478,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+INDEX_ACTIONS = ("build", "status", "rollback", "snapshot")
+
+
+def _with_default_index_action(argv: Sequence[str]) -> list[str]:
+    """``carsearch index --gallery …`` means ``carsearch index build --gallery …``."""
+    args = list(argv)
+    if "index" in args:
+        at = args.index("index") + 1
+        if at == len(args) or args[at] not in (*INDEX_ACTIONS, "-h", "--help"):
+            args.insert(at, "build")
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(
+        _with_default_index_action(sys.argv[1:] if argv is None else argv)
+    )
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -454,9 +502,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     from carembed.artifact import ArtifactError
     from carembed.backbones import BackboneError
     from carembed.datasets import DatasetError
+    from indexer.build import IndexBuildError
+    from indexer.engine import StoreError
 
     try:
         return int(args.handler(args))
-    except (ArtifactError, BackboneError, DatasetError) as exc:
+    except IndexBuildError as exc:
+        logger.error("%s", exc)
+        return 1
+    except (ArtifactError, BackboneError, DatasetError, StoreError) as exc:
         logger.error("%s", exc)
         return 2

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from carembed.datasets import CarRecord, read_dataset
 from carembed.hashing import sha256_file
-from carembed.store import point_id
+from indexer.payload import point_id
 
 logger = logging.getLogger(__name__)
 

@@ -4,30 +4,29 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from carembed.store import QdrantSettings, resolve_alias
 from indexer.build import IndexBuildError
-
-if TYPE_CHECKING:
-    from qdrant_client import QdrantClient
+from indexer.index import CarIndex
+from indexer.server import ServerEngine
 
 logger = logging.getLogger(__name__)
 
 
-def snapshot(client: QdrantClient, settings: QdrantSettings, out: Path) -> Path:
+def snapshot(index: CarIndex, out: Path) -> Path:
     """Create a snapshot of the collection behind the alias and download it into ``out``."""
     import httpx
 
-    if settings.qdrant_url is None:
+    settings, engine = index.settings, index.engine
+    if not isinstance(engine, ServerEngine) or settings.qdrant_url is None:
         raise IndexBuildError(
-            "snapshots need a Qdrant server; the embedded store is a folder: stop the service "
-            f"and copy {settings.qdrant_path}"
+            "snapshots need a Qdrant server; the embedded store is a folder of shards: copy "
+            f"{settings.qdrant_path} (aliases.json and the collections it names) while no "
+            "build runs"
         )
-    live = resolve_alias(client, settings.alias)
+    live = index.state().live
     if live is None:
         raise IndexBuildError(f"no collection behind the alias {settings.alias!r}")
-    description = client.create_snapshot(collection_name=live, wait=True)
+    description = engine.call("snapshot", engine.client.create_snapshot, live, wait=True)
     if description is None:
         raise IndexBuildError(f"the server did not create a snapshot of {live}")
     out.mkdir(parents=True, exist_ok=True)

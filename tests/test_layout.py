@@ -8,8 +8,8 @@ import sys
 
 def test_app_and_indexer_import_without_training_or_lightning() -> None:
     code = (
-        "import sys, app.main, app.api, indexer.build, indexer.snapshot, carembed.artifact, "
-        "carembed.engines, carembed.store, carsearch.cli\n"
+        "import sys, app.main, app.api, indexer.build, indexer.index, indexer.edge, "
+        "indexer.server, indexer.snapshot, carembed.artifact, carembed.engines, carsearch.cli\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
         "('training', 'lightning', 'pytorch_lightning', 'pytorch_metric_learning'))\n"
         "assert not bad, bad\n"
@@ -19,3 +19,14 @@ def test_app_and_indexer_import_without_training_or_lightning() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_the_model_package_knows_no_vector_store() -> None:
+    """``carembed`` is the servable model only: no Qdrant, no ``indexer``."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).parent.parent / "carembed"
+    for path in root.rglob("*.py"):
+        text = path.read_text()
+        assert not re.search(r"^\s*(from|import) (qdrant|indexer|app)", text, re.M), path

@@ -11,8 +11,9 @@ from typing import Any
 import numpy as np
 
 from carembed.artifact import load_or_default
+from carembed.choices import EngineChoice
 from carembed.datasets import CarDataset, read_dataset
-from carembed.embedder import Embedder, EngineChoice
+from carembed.embedder import Embedder
 from training.data import class_disjoint_split
 from training.metrics import retrieval_metrics
 

@@ -24,8 +24,8 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from carembed.artifact import save_model
+from carembed.choices import HeadKind, PoolingKind
 from carembed.datasets import CarDataset, read_dataset
-from carembed.heads import HeadKind, PoolingKind
 from carembed.model import CarEmbeddingModel, build_model
 from training.backbone_split import split_backbone
 from training.data import (

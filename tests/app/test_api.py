@@ -205,17 +205,17 @@ def test_writes_are_forbidden_without_a_configured_key(tmp_path: Path) -> None:
 def test_store_down_is_503_and_recovers(served: tuple[TestClient, Path]) -> None:
     client, _ = served
     services = client.app.state.services  # type: ignore[attr-defined]
-    real = services.client.query_points
+    real = services.index.engine.search
 
     def down(*args: object, **kwargs: object) -> None:
         raise ConnectionError("connection refused by qdrant at 10.0.0.1:6333")
 
-    services.client.query_points = down
+    services.index.engine.search = down
     try:
         r = client.post("/api/v1/search", files={"image": ("q.jpg", _jpeg(scene(3)))})
         assert r.status_code == 503 and "10.0.0.1" not in r.text and r.headers["Retry-After"]
     finally:
-        services.client.query_points = real
+        services.index.engine.search = real
     assert (
         client.post("/api/v1/search", files={"image": ("q.jpg", _jpeg(scene(3)))}).status_code
         == 200
@@ -267,17 +267,16 @@ def test_rollout_old_replica_keeps_serving_its_own_model(tmp_path: Path) -> None
     old model searches the previous collection (its own vectors), never the new one."""
     from carembed.embedder import Embedder
     from carembed.model import build_model
-    from carembed.store import QdrantSettings, open_client
-    from indexer.build import build_full
+    from indexer.index import CarIndex
+    from indexer.settings import StoreSettings
 
     gallery = make_gallery(tmp_path / "gallery")
-    store = QdrantSettings(qdrant_path=tmp_path / "q")
     old = Embedder(build_model())  # the service's (default) model
     new = Embedder(build_model(head="linear", embedding_dim=1280))
-    qdrant = open_client(store)
-    old_collection = build_full(qdrant, old, gallery, "cars", progress=False).collection
-    build_full(qdrant, new, gallery, "cars", progress=False)
-    qdrant.close()
+    index = CarIndex.open(StoreSettings(qdrant_path=tmp_path / "q"))
+    old_collection = index.build(old, gallery, progress=False).collection
+    index.build(new, gallery, progress=False)
+    index.close()
     settings = AppSettings(qdrant_path=tmp_path / "q", data_dir=tmp_path / "d", engine="torch")
     with TestClient(create_app(settings)) as client:
         ready = client.get("/readyz").json()

@@ -5,10 +5,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from qdrant_client import QdrantClient
 
 from carembed.embedder import Embedder
 from carembed.model import build_model
+from indexer.index import CarIndex
+from indexer.settings import StoreSettings
 from tests.conftest import scene
 
 CLASSES = ["Audi_TTS_Coupe_2012", "BMW_M3_Coupe_2012", "Tesla_Model_S_Sedan_2012"]
@@ -33,19 +34,30 @@ def small_embedder() -> Embedder:
     return Embedder(build_model("mobilenet_v2"), batch_size=4)
 
 
-@pytest.fixture(params=["memory", "path", "server"])
-def client(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[QdrantClient]:
-    if request.param == "memory":
-        qdrant = QdrantClient(location=":memory:")
-    elif request.param == "path":
-        qdrant = QdrantClient(path=str(tmp_path / "qdrant"))
-    else:
-        url = os.environ.get("QDRANT_URL")
-        if not url:
-            pytest.skip("QDRANT_URL is not set: no Qdrant server to test against")
-        qdrant = QdrantClient(url=url, api_key=os.environ.get("QDRANT_API_KEY"))
-        for c in qdrant.get_collections().collections:
-            if c.name.startswith("cars-test"):
-                qdrant.delete_collection(c.name)
-    yield qdrant
-    qdrant.close()
+ALIAS = "cars-test"
+
+
+def open_index(kind: str, root: Path, alias: str = ALIAS) -> CarIndex:
+    """A fresh index on the embedded engine (a folder under ``root``) or on the server at
+    QDRANT_URL (this alias's collections deleted first); skips when no server is set."""
+    if kind == "edge":
+        return CarIndex.open(StoreSettings(qdrant_path=root / "qdrant", alias=alias))
+    url = os.environ.get("QDRANT_URL")
+    if not url:
+        pytest.skip("QDRANT_URL is not set: no Qdrant server to test against")
+    index = CarIndex.open(
+        StoreSettings(qdrant_url=url, qdrant_api_key=os.environ.get("QDRANT_API_KEY"), alias=alias)
+    )
+    state = index.state()
+    index.engine.move_aliases(state, type(state)(alias))
+    for name in index.engine.collections():
+        if name.startswith(alias + "__"):
+            index.engine.drop(name)
+    return index
+
+
+@pytest.fixture(params=["edge", "server"])
+def index(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CarIndex]:
+    car_index = open_index(request.param, tmp_path)
+    yield car_index
+    car_index.close()

@@ -1,102 +1,144 @@
+"""The car index's behaviour, on Qdrant Edge always and on a Qdrant server when QDRANT_URL is
+set (the ``index`` fixture runs each test on both)."""
+
 from __future__ import annotations
 
 import json
 import shutil
+import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
-from qdrant_client import QdrantClient
 
 from carembed.embedder import Embedder
 from carembed.model import build_model
-from carembed.store import PREVIOUS_SUFFIX, QdrantSettings, StoreError, open_client, resolve_alias
-from indexer.build import IndexBuildError, build_full, rollback, update_incremental
+from indexer.build import IndexBuildError
+from indexer.index import CarIndex, IndexNotReady
+from indexer.payload import CarFields, CarFilter, upload_payload
+from indexer.versions import AliasState
 from tests.conftest import scene
+from tests.indexer.conftest import ALIAS
 
-ALIAS = "cars-test"
+
+def _search(index: CarIndex, embedder: Embedder, vector: np.ndarray, **kw: object) -> list:  # type: ignore[type-arg]
+    where = kw.pop("where", CarFilter())
+    return index.search(index.serving(embedder.version), vector, where, int(kw.pop("limit", 10)))  # type: ignore[arg-type, call-overload]
 
 
-def _ids(client: QdrantClient, collection: str) -> set[str]:
-    points, _ = client.scroll(collection, limit=1000)
-    return {str(p.id) for p in points}
+def _paths(index: CarIndex, collection: str) -> set[str]:
+    return {str(p.get("path")) for _, p in index.engine.scroll(collection, ["path"])}
 
 
 def test_full_build_aliases_and_an_indexed_image_is_its_own_top_hit(
-    client: QdrantClient, small_embedder: Embedder, gallery: Path
+    index: CarIndex, small_embedder: Embedder, gallery: Path
 ) -> None:
-    report = build_full(client, small_embedder, gallery, ALIAS, progress=False)
-    live = resolve_alias(client, ALIAS)
-    assert live == report.collection and report.indexed == 9 and report.total_points == 9
-    assert client.count(ALIAS, exact=True).count == 9
-    query = gallery / "BMW_M3_Coupe_2012" / "1.jpg"
-    hit = client.query_points(ALIAS, query=small_embedder.embed([query])[0].tolist(), limit=1)
-    top = hit.points[0]
-    assert top.payload is not None and top.score == pytest.approx(1.0, abs=1e-4)
-    assert top.payload["path"] == "BMW_M3_Coupe_2012/1.jpg"
-    assert (top.payload["make"], top.payload["year"], top.payload["body"]) == ("BMW", 2012, "Coupe")
-    assert (top.payload["width"], top.payload["height"]) == (160, 96)
-    assert top.payload["model_version"] == small_embedder.version
+    report = index.build(small_embedder, gallery, progress=False)
+    state = index.state()
+    assert state.live == report.collection and state.previous is None
+    assert report.indexed == 9 and report.total_points == 9 == index.count(state.live)
+    query = small_embedder.embed([gallery / "BMW_M3_Coupe_2012" / "1.jpg"])[0]
+    top = _search(index, small_embedder, query, limit=1)[0]
+    assert top.score == pytest.approx(1.0, abs=1e-4)
+    assert top.payload.path == "BMW_M3_Coupe_2012/1.jpg"
+    assert (top.payload.make, top.payload.year, top.payload.body) == ("BMW", 2012, "Coupe")
+    assert (top.payload.width, top.payload.height) == (160, 96)
+    assert top.payload.model_version == small_embedder.version
+    status = index.status()
+    assert (status.live, status.points, status.live_model_version) == (
+        report.collection,
+        9,
+        small_embedder.version,
+    )
+
+
+def test_results_match_exact_cosine_and_filters_apply(
+    index: CarIndex, small_embedder: Embedder, gallery: Path
+) -> None:
+    index.build(small_embedder, gallery, progress=False)
+    files = sorted(gallery.glob("*/*.jpg"))
+    vectors = small_embedder.embed(files)
+    query = small_embedder.embed([scene(7)])[0]
+    expected = [str(files[i].relative_to(gallery)) for i in np.argsort(-(vectors @ query))]
+    hits = _search(index, small_embedder, query, limit=9)
+    assert [h.payload.path for h in hits] == expected  # the exact cosine order
+    assert [h.score for h in hits] == pytest.approx(sorted(vectors @ query, reverse=True), abs=1e-4)
+    bmw = _search(index, small_embedder, query, where=CarFilter(make="BMW"))
+    assert [h.payload.path for h in bmw] == [p for p in expected if p.startswith("BMW")]
+    coupes = _search(index, small_embedder, query, where=CarFilter(body="Coupe", year_min=2012))
+    assert len(coupes) == 6 and {h.payload.body for h in coupes} == {"Coupe"}
+    assert _search(index, small_embedder, query, where=CarFilter(year_max=2011)) == []
+    first = hits[0].id
+    others = _search(index, small_embedder, query, where=CarFilter(exclude_ids=frozenset({first})))
+    assert first not in {h.id for h in others} and len(others) == 8
+    page = index.search(index.serving(small_embedder.version), query, CarFilter(), 2, offset=3)
+    assert [h.payload.path for h in page] == expected[3:5]
+    above = index.search(
+        index.serving(small_embedder.version), query, CarFilter(), 9, score_threshold=hits[2].score
+    )
+    assert len(above) in (2, 3) and all(h.score >= hits[2].score - 1e-6 for h in above)
 
 
 def test_rerun_adds_nothing_and_duplicates_count_once(
-    client: QdrantClient, small_embedder: Embedder, gallery: Path
+    index: CarIndex, small_embedder: Embedder, gallery: Path
 ) -> None:
     shutil.copy(gallery / "BMW_M3_Coupe_2012" / "0.jpg", gallery / "BMW_M3_Coupe_2012" / "copy.jpg")
-    first = build_full(client, small_embedder, gallery, ALIAS, progress=False)
+    first = index.build(small_embedder, gallery, progress=False)
     assert first.duplicates == 1 and first.total_points == 9
-    again = update_incremental(client, small_embedder, gallery, ALIAS, progress=False)
+    again = index.update(small_embedder, gallery, progress=False)
     assert (again.indexed, again.unchanged, again.deleted, again.total_points) == (0, 9, 0, 9)
 
 
-def test_incremental_adds_and_removes(
-    client: QdrantClient, small_embedder: Embedder, gallery: Path
+def test_incremental_adds_and_removes_and_new_points_are_searchable(
+    index: CarIndex, small_embedder: Embedder, gallery: Path
 ) -> None:
-    build_full(client, small_embedder, gallery, ALIAS, progress=False)
+    live = index.build(small_embedder, gallery, progress=False).collection
     (gallery / "Audi_TTS_Coupe_2012" / "0.jpg").unlink()
     scene(999).save(gallery / "Audi_TTS_Coupe_2012" / "new.jpg")
-    report = update_incremental(client, small_embedder, gallery, ALIAS, progress=False)
+    report = index.update(small_embedder, gallery, progress=False)
     assert (report.indexed, report.deleted, report.total_points) == (1, 1, 9)
-    paths = {p.payload["path"] for p in client.scroll(ALIAS, limit=100)[0] if p.payload}
+    paths = _paths(index, live)
     assert "Audi_TTS_Coupe_2012/new.jpg" in paths and "Audi_TTS_Coupe_2012/0.jpg" not in paths
+    top = _search(index, small_embedder, small_embedder.embed([scene(999)])[0], limit=1)[0]
+    assert top.payload.path == "Audi_TTS_Coupe_2012/new.jpg"
 
 
 def test_incremental_refuses_another_model(
-    client: QdrantClient, small_embedder: Embedder, gallery: Path
+    index: CarIndex, small_embedder: Embedder, gallery: Path
 ) -> None:
-    build_full(client, small_embedder, gallery, ALIAS, progress=False)
+    index.build(small_embedder, gallery, progress=False)
     other = Embedder(build_model("mobilenet_v2", head="linear", embedding_dim=1280))
     with pytest.raises(IndexBuildError, match="full build"):
-        update_incremental(client, other, gallery, ALIAS, progress=False)
+        index.update(other, gallery, progress=False)
 
 
 def test_rebuild_keeps_previous_for_rollback_and_deletes_older(
-    client: QdrantClient, small_embedder: Embedder, gallery: Path
+    index: CarIndex, small_embedder: Embedder, gallery: Path
 ) -> None:
-    first = build_full(client, small_embedder, gallery, ALIAS, progress=False).collection
-    unchanged = build_full(client, small_embedder, gallery, ALIAS, progress=False)
+    first = index.build(small_embedder, gallery, progress=False).collection
+    unchanged = index.build(small_embedder, gallery, progress=False)
     # Same model, same files: the live collection stays, nothing is written.
     assert unchanged.collection == first and unchanged.indexed == 0
     scene(4000).save(gallery / "BMW_M3_Coupe_2012" / "more.jpg")
-    rebuilt = build_full(client, small_embedder, gallery, ALIAS, progress=False)
+    rebuilt = index.build(small_embedder, gallery, progress=False)
     # Same model: unchanged images' vectors are copied from the live collection.
     assert (rebuilt.indexed, rebuilt.unchanged, rebuilt.total_points) == (1, 9, 10)
     second = rebuilt.collection
-    assert second != first and resolve_alias(client, ALIAS + PREVIOUS_SUFFIX) == first
+    assert second != first and index.state() == AliasState(ALIAS, second, first)
     scene(4001).save(gallery / "BMW_M3_Coupe_2012" / "more2.jpg")
-    third = build_full(client, small_embedder, gallery, ALIAS, progress=False).collection
-    names = {c.name for c in client.get_collections().collections}
+    third = index.build(small_embedder, gallery, progress=False).collection
+    names = set(index.engine.collections())
     assert first not in names and {second, third} <= names
-    assert rollback(client, ALIAS) == second
-    assert resolve_alias(client, ALIAS) == second
-    assert resolve_alias(client, ALIAS + PREVIOUS_SUFFIX) == third
+    assert index.rollback() == second
+    assert index.state() == AliasState(ALIAS, second, third)
+    assert index.count(second) == 10
 
 
 def test_interrupted_build_leaves_alias_and_resumes_to_the_right_count(
-    client: QdrantClient, small_embedder: Embedder, gallery: Path
+    index: CarIndex, small_embedder: Embedder, gallery: Path
 ) -> None:
-    live = build_full(client, small_embedder, gallery, ALIAS, progress=False).collection
+    live = index.build(small_embedder, gallery, progress=False).collection
     other = Embedder(build_model("mobilenet_v2", pooling="gem"), batch_size=2)
     calls: list[int] = []
 
@@ -106,44 +148,114 @@ def test_interrupted_build_leaves_alias_and_resumes_to_the_right_count(
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        build_full(client, other, gallery, ALIAS, on_batch=crash_after_two, progress=False)
-    assert resolve_alias(client, ALIAS) == live  # still serving the old collection
-    assert client.count(ALIAS, exact=True).count == 9
-    report = build_full(client, other, gallery, ALIAS, progress=False)
+        index.build(other, gallery, on_batch=crash_after_two, progress=False)
+    assert index.state().live == live and index.count(live) == 9  # still serving the old one
+    with pytest.raises(IndexNotReady):
+        index.serving(other.version)
+    report = index.build(other, gallery, progress=False)
     assert calls == [2, 4]
     assert report.unchanged == 4 and report.indexed == 5  # two batches of two were kept
-    assert client.count(ALIAS, exact=True).count == 9
-    assert resolve_alias(client, ALIAS) == report.collection != live
+    assert index.state() == AliasState(ALIAS, report.collection, live)
+    assert index.count(report.collection) == 9
 
 
 def test_bad_files_are_skipped_reported_and_fail_past_the_share(
-    client: QdrantClient, small_embedder: Embedder, gallery: Path
+    index: CarIndex, small_embedder: Embedder, gallery: Path
 ) -> None:
     (gallery / "BMW_M3_Coupe_2012" / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
     Image.new("RGB", (20, 20)).save(gallery / "BMW_M3_Coupe_2012" / "tiny.png")
     with pytest.raises(IndexBuildError, match="could not be used"):
-        build_full(client, small_embedder, gallery, ALIAS, progress=False)
-    assert resolve_alias(client, ALIAS) is None  # nothing was switched
-    report = build_full(
-        client, small_embedder, gallery, ALIAS, max_failure_share=0.5, progress=False
-    )
+        index.build(small_embedder, gallery, progress=False)
+    assert index.state().live is None  # nothing was switched
+    report = index.build(small_embedder, gallery, max_failure_share=0.5, progress=False)
     reasons = dict(report.skipped)
     assert reasons["BMW_M3_Coupe_2012/broken.jpg"].startswith("unreadable")
     assert reasons["BMW_M3_Coupe_2012/tiny.png"].startswith("too-small")
     assert report.total_points == 9
+    again = index.build(small_embedder, gallery, max_failure_share=0.5, progress=False)
+    assert again.collection == report.collection and len(again.skipped) == 2  # nothing changed
 
 
-def test_embedded_folder_held_by_another_client_is_a_clear_error(tmp_path: Path) -> None:
-    settings = QdrantSettings(qdrant_path=tmp_path / "q")
-    holder = open_client(settings)
+def test_cars_added_and_deleted_are_searchable_at_once(
+    index: CarIndex, small_embedder: Embedder, gallery: Path
+) -> None:
+    index.build(small_embedder, gallery, progress=False)
+    live = index.serving(small_embedder.version)
+    vector = small_embedder.embed([scene(9999)])[0]
+    payload = upload_payload(
+        CarFields(make="Lada", model="Niva", year=1990), "ab" * 32, "x.jpg", (10, 20), "v"
+    )
+    car = index.add(live, vector, payload)
+    top = index.search(live, vector, CarFilter(), 1)[0]
+    assert (
+        top.id == car.id
+        and top.payload.make == "Lada"
+        and top.payload.class_name == "Lada Niva 1990"
+    )
+    assert index.search(live, vector, CarFilter(source="upload"), 5)[0].id == car.id
+    stored = index.get(live, car.id, with_vector=True)
+    assert stored is not None and np.allclose(stored.vector or [], vector, atol=1e-5)
+    index.remove(live, car.id)
+    assert index.get(live, car.id) is None and index.count(live) == 9
+
+
+def test_cars_added_through_the_api_survive_a_rebuild_with_the_same_model(
+    index: CarIndex, small_embedder: Embedder, gallery: Path
+) -> None:
+    index.build(small_embedder, gallery, progress=False)
+    vector = small_embedder.embed([scene(9999)])[0]
+    payload = upload_payload(CarFields(make="Lada"), "cd" * 32, "y.jpg", (1, 1), "v")
+    car = index.add(index.serving(small_embedder.version), vector, payload)
+    scene(4002).save(gallery / "Audi_TTS_Coupe_2012" / "extra.jpg")
+    report = index.build(small_embedder, gallery, progress=False)
+    assert report.total_points == 11  # 10 gallery photos + the uploaded car
+    kept = index.get(report.collection, car.id)
+    assert kept is not None and kept.payload.make == "Lada" and kept.payload.source == "upload"
+    again = index.update(small_embedder, gallery, progress=False)
+    assert (again.deleted, again.total_points) == (0, 11)
+
+
+def test_queries_during_rebuilds_never_fail(
+    index: CarIndex, small_embedder: Embedder, gallery: Path
+) -> None:
+    index.build(small_embedder, gallery, progress=False)
+    vector = small_embedder.embed([gallery / "BMW_M3_Coupe_2012" / "0.jpg"])[0]
+    other = Embedder(build_model("mobilenet_v2", pooling="gem"), batch_size=4)
+    errors: list[BaseException] = []
+    answered: list[int] = []
+    stop = threading.Event()
+
+    def query_loop() -> None:
+        while not stop.is_set():
+            try:  # a replica of the first model: its collection is live or previous throughout
+                live = index.serving(small_embedder.version)
+                answered.append(len(index.search(live, vector, CarFilter(), 3)))
+            except BaseException as exc:  # any failure at all is what this test looks for
+                errors.append(exc)
+
+    thread = threading.Thread(target=query_loop)
+    thread.start()
     try:
-        with pytest.raises(StoreError, match="open in another process"):
-            open_client(settings)
+        for embedder in (other, small_embedder, other):  # three alias moves, old ones deleted
+            index.build(embedder, gallery, progress=False)
     finally:
-        holder.close()
+        stop.set()
+        thread.join()
+    assert not errors and answered and set(answered) == {3}
 
 
-def test_cli_index_build_incremental_rollback(gallery: Path, tmp_path: Path) -> None:
+def test_alias_names_with_double_underscores_are_refused(tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    from indexer.settings import StoreSettings
+
+    for bad in ("cars__eu", "_cars", "cars_", "", "a b", "c/d"):
+        with pytest.raises(ValidationError, match="alias"):
+            StoreSettings(qdrant_path=tmp_path, alias=bad)
+    assert StoreSettings(qdrant_path=tmp_path, alias="cars_eu-2").alias == "cars_eu-2"
+
+
+def test_cli_index_build_incremental_rollback_status(gallery: Path, tmp_path: Path) -> None:
     from carsearch.cli import main
 
     common = ["--qdrant-path", str(tmp_path / "q"), "--alias", ALIAS]
@@ -160,62 +272,22 @@ def test_cli_index_build_incremental_rollback(gallery: Path, tmp_path: Path) -> 
     assert main([*args, "--max-failure-share", "0.2", *common]) == 0  # unchanged: stays
     assert main(["index", "rollback", *common]) == 1
     scene(77).save(gallery / "Tesla_Model_S_Sedan_2012" / "new.jpg")
-    assert main([*args, "--max-failure-share", "0.2", *common]) == 0  # a new collection
+    build_args = ["index", "build", "--gallery", str(gallery), "--report", str(report)]
+    assert main([*build_args, "--max-failure-share", "0.2", *common]) == 0  # a new collection
     assert main(["index", "rollback", *common]) == 0
-    client = open_client(QdrantSettings(qdrant_path=tmp_path / "q"))
+    from indexer.settings import StoreSettings
+
+    index = CarIndex.open(StoreSettings(qdrant_path=tmp_path / "q", alias=ALIAS))
     try:
-        vectors = client.scroll(ALIAS, limit=100, with_vectors=True)[0]
-        norms = [np.linalg.norm(p.vector) for p in vectors]
-        assert len(vectors) == 9 and np.allclose(norms, 1.0, atol=1e-4)  # rolled back
+        state = index.state()
+        assert state.live is not None and index.count(state.live) == 9  # rolled back
+        vectors = [
+            c.vector
+            for c in index.engine.retrieve(
+                state.live, [p for p, _ in index.engine.scroll(state.live, [])], with_vectors=True
+            )
+        ]
+        assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
     finally:
-        client.close()
-
-
-def test_queries_during_rebuilds_never_fail(
-    client: QdrantClient, small_embedder: Embedder, gallery: Path
-) -> None:
-    import threading
-
-    build_full(client, small_embedder, gallery, ALIAS, progress=False)
-    vector = small_embedder.embed([gallery / "BMW_M3_Coupe_2012" / "0.jpg"])[0].tolist()
-    errors: list[BaseException] = []
-    answered: list[int] = []
-    stop = threading.Event()
-
-    def query_loop() -> None:
-        while not stop.is_set():
-            try:
-                answered.append(len(client.query_points(ALIAS, query=vector, limit=3).points))
-            except BaseException as exc:  # any failure at all is what this test looks for
-                errors.append(exc)
-
-    thread = threading.Thread(target=query_loop)
-    thread.start()
-    try:
-        other = Embedder(build_model("mobilenet_v2", pooling="gem"), batch_size=4)
-        for embedder in (other, small_embedder, other):  # three alias moves, old ones deleted
-            build_full(client, embedder, gallery, ALIAS, progress=False)
-    finally:
-        stop.set()
-        thread.join()
-    assert not errors and answered and set(answered) == {3}
-
-
-def test_cars_added_through_the_api_survive_a_rebuild_with_the_same_model(
-    client: QdrantClient, small_embedder: Embedder, gallery: Path
-) -> None:
-    from qdrant_client import models
-
-    build_full(client, small_embedder, gallery, ALIAS, progress=False)
-    vector = small_embedder.embed([scene(9999)])[0].tolist()
-    upload_id = "7d3c1a52-0b7e-4c55-9a0e-1f2a3b4c5d6e"
-    client.upsert(
-        ALIAS,
-        points=[models.PointStruct(id=upload_id, vector=vector, payload={"source": "upload"})],
-    )
-    scene(4002).save(gallery / "Audi_TTS_Coupe_2012" / "extra.jpg")
-    report = build_full(client, small_embedder, gallery, ALIAS, progress=False)
-    assert report.total_points == 11  # 10 gallery photos + the uploaded car
-    assert client.retrieve(ALIAS, ids=[upload_id])[0].payload == {"source": "upload"}
-    again = update_incremental(client, small_embedder, gallery, ALIAS, progress=False)
-    assert (again.deleted, again.total_points) == (0, 11)
+        index.close()
+    assert main(["index", "status", "--json", *common]) == 0

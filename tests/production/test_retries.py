@@ -8,10 +8,12 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
-from carembed.store import QdrantSettings, open_client
+from indexer.server import ServerEngine, is_transient
+from indexer.settings import StoreSettings
 
 OK_BODY = json.dumps({"result": {"collections": []}, "status": "ok", "time": 0.0}).encode()
 
@@ -22,6 +24,7 @@ class Script:
     def __init__(self) -> None:
         self.plan: list[int | str] = []
         self.calls = 0
+        self.writes: list[tuple[str, dict[str, object]]] = []  # (path, JSON body) of PUTs
 
 
 @pytest.fixture
@@ -44,6 +47,21 @@ def fake_qdrant() -> Iterator[tuple[str, Script]]:
             with contextlib.suppress(BrokenPipeError):  # the client gave up (timeout test)
                 self.wfile.write(body)
 
+        def do_PUT(self) -> None:
+            length = int(self.headers.get("Content-Length", 0))
+            script.writes.append((self.path, json.loads(self.rfile.read(length) or b"{}")))
+            result = (
+                {"operation_id": 1, "status": "completed"}
+                if self.path.startswith("/collections/") and "/index" in self.path
+                else True
+            )
+            body = json.dumps({"result": result, "status": "ok", "time": 0.0}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
         def log_message(self, *args: object) -> None:
             pass
 
@@ -55,14 +73,14 @@ def fake_qdrant() -> Iterator[tuple[str, Script]]:
     server.server_close()
 
 
-def _client(url: str, **changes: object):  # type: ignore[no-untyped-def]
-    return open_client(QdrantSettings(qdrant_url=url, qdrant_backoff_s=0.01, **changes))  # type: ignore[arg-type]
+def _client(url: str, **changes: object) -> ServerEngine:
+    return ServerEngine(StoreSettings(qdrant_url=url, qdrant_backoff_s=0.01, **changes))  # type: ignore[arg-type]
 
 
 def test_transient_errors_are_retried_until_success(fake_qdrant: tuple[str, Script]) -> None:
     url, script = fake_qdrant
     script.plan = [503, 502, 200]
-    assert _client(url).get_collections().collections == []
+    assert _client(url).collections() == []
     assert script.calls == 3
 
 
@@ -72,7 +90,7 @@ def test_client_errors_are_not_retried(fake_qdrant: tuple[str, Script]) -> None:
     url, script = fake_qdrant
     script.plan = [400]
     with pytest.raises(UnexpectedResponse):
-        _client(url).get_collections()
+        _client(url).collections()
     assert script.calls == 1
 
 
@@ -82,7 +100,7 @@ def test_retries_are_bounded(fake_qdrant: tuple[str, Script]) -> None:
     url, script = fake_qdrant
     script.plan = [503] * 10
     with pytest.raises(UnexpectedResponse):
-        _client(url, qdrant_retries=2).get_collections()
+        _client(url, qdrant_retries=2).collections()
     assert script.calls == 3
 
 
@@ -90,7 +108,7 @@ def test_timeouts_are_transient_and_bounded(fake_qdrant: tuple[str, Script]) -> 
     url, script = fake_qdrant
     script.plan = ["slow", "slow"]
     start = time.monotonic()
-    assert _client(url, qdrant_timeout_s=1, qdrant_retries=2).get_collections().collections == []
+    assert _client(url, qdrant_timeout_s=1, qdrant_retries=2).collections() == []
     assert script.calls == 3 and time.monotonic() - start < 10
 
 
@@ -102,31 +120,46 @@ def test_refused_connection_becomes_a_clean_error_after_retries() -> None:
         port = s.getsockname()[1]  # closed again: nothing listens there
     client = _client(f"http://127.0.0.1:{port}", qdrant_retries=1)
     with pytest.raises(Exception) as info:
-        client.get_collections()
-    from carembed.store import is_transient
-
+        client.collections()
     assert is_transient(info.value)
 
 
-def test_collection_and_search_settings() -> None:
-    from qdrant_client import models
-
-    settings = QdrantSettings(
+def test_collection_settings_reach_the_server(fake_qdrant: tuple[str, Script]) -> None:
+    url, script = fake_qdrant
+    engine = _client(
+        url,
         quantization="int8",
         hnsw_m=32,
         hnsw_ef_construct=200,
-        hnsw_ef=128,
         on_disk=True,
         shard_number=3,
         replication_factor=2,
     )
-    params = settings.collection_params()
-    assert params["hnsw_config"] == models.HnswConfigDiff(m=32, ef_construct=200)
-    assert params["quantization_config"].scalar.type == models.ScalarType.INT8
-    assert (params["shard_number"], params["replication_factor"], params["on_disk"]) == (3, 2, True)
-    search = settings.search_params()
-    assert search.hnsw_ef == 128 and search.quantization.rescore is True
-    assert QdrantSettings().search_params() is None
-    # Unit vectors: dot equals cosine; the embedded store's dot is the fast one.
-    assert QdrantSettings().collection_params()["distance"] == "dot"
-    assert QdrantSettings(qdrant_url="http://q:6333").collection_params()["distance"] == "cosine"
+    engine.create("cars__v__20261129T000000", 1280)
+    (path, body), *indexes = script.writes
+    assert path == "/collections/cars__v__20261129T000000"
+    assert body["vectors"] == {"size": 1280, "distance": "Cosine", "on_disk": True}
+    assert body["hnsw_config"] == {"m": 32, "ef_construct": 200}
+    assert body["quantization_config"] == {"scalar": {"type": "int8", "always_ram": True}}
+    assert (body["shard_number"], body["replication_factor"]) == (3, 2)
+    from indexer.payload import PAYLOAD_INDEXES
+
+    assert {(b["field_name"], b["field_schema"]) for _, b in indexes} == set(
+        PAYLOAD_INDEXES.items()
+    )
+
+
+def test_collection_settings_reach_the_embedded_engine(tmp_path: Path) -> None:
+    from indexer.edge import EdgeEngine
+
+    settings = StoreSettings(
+        qdrant_path=tmp_path, quantization="int8", hnsw_m=32, hnsw_ef_construct=200, hnsw_ef=64
+    )
+    engine = EdgeEngine(settings)
+    engine.create("cars__v__20261129T000000", 8)
+    engine.close()
+    config = json.loads(
+        (tmp_path / "collections/cars__v__20261129T000000/edge_config.json").read_text()
+    )
+    text = json.dumps(config)
+    assert '"m": 32' in text and '"ef_construct": 200' in text and "int8" in text.lower()

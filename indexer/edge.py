@@ -1,0 +1,320 @@
+"""The embedded engine: Qdrant Edge (Qdrant's own segments, HNSW, payload indexes and WAL) in
+this process.
+
+Edge has no collections and no aliases, so the store folder holds them itself::
+
+    <qdrant_path>/aliases.json           {"aliases": {"cars": "<collection>", ...}}
+    <qdrant_path>/collections/<name>/     one Edge shard per collection version
+    <qdrant_path>/collections/<name>/carsearch.json   what its build recorded
+
+A process holds the shards it opens (Edge locks each shard's WAL), not the folder: a build in
+another process writes its own new shard and moves ``aliases.json`` (written to a temporary
+file, fsynced, renamed) when the shard is complete and closed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from indexer.engine import CollectionMissing, NewPoint, StoreError
+from indexer.payload import PAYLOAD_INDEXES, CarFilter, Match, StoredCar
+from indexer.settings import StoreSettings
+from indexer.versions import PREVIOUS_SUFFIX, AliasState
+
+logger = logging.getLogger(__name__)
+
+ALIASES_FILE = "aliases.json"
+METADATA_FILE = "carsearch.json"
+_DEFAULT_HNSW = {"m": 16, "ef_construct": 100, "full_scan_threshold": 10_000}
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write, fsync, rename, fsync the folder: readers see the old file or the new one."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _check_not_local_mode(root: Path) -> None:
+    """qdrant-client's local mode (carsearch before Qdrant Edge) left meta.json + collection/."""
+    if (root / "meta.json").is_file() or (root / "collection").is_dir():
+        raise StoreError(
+            f"{root} was written by qdrant-client's local mode (carsearch before Qdrant Edge), "
+            "which this version no longer reads. Move it away, then rebuild the index: "
+            f"`mv {root} {root}.old && carsearch index --gallery PATH` (cars added through "
+            "the API are in data/uploads/: add them again)."
+        )
+
+
+class EdgeEngine:
+    name = "edge"
+
+    def __init__(self, settings: StoreSettings) -> None:
+        import qdrant_edge as qe
+
+        self._qe = qe
+        self._settings = settings
+        self.root = settings.qdrant_path
+        _check_not_local_mode(self.root)
+        (self.root / "collections").mkdir(parents=True, exist_ok=True)
+        self._shards: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self._aliases: tuple[tuple[int, int, int], dict[str, str]] | None = None
+
+    # -- aliases ---------------------------------------------------------------------------
+    @property
+    def _aliases_path(self) -> Path:
+        return self.root / ALIASES_FILE
+
+    def _read_aliases(self) -> dict[str, str]:
+        """The alias file, re-read only when it changed (a stat per call)."""
+        try:
+            st = self._aliases_path.stat()
+        except FileNotFoundError:
+            return {}
+        key = (st.st_ino, st.st_mtime_ns, st.st_size)
+        cached = self._aliases
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        names = dict(json.loads(self._aliases_path.read_bytes())["aliases"])
+        self._aliases = (key, names)
+        return names
+
+    def alias_state(self, alias: str) -> AliasState:
+        names = self._read_aliases()
+        return AliasState(alias, names.get(alias), names.get(alias + PREVIOUS_SUFFIX))
+
+    @contextlib.contextmanager
+    def _aliases_locked(self) -> Iterator[None]:
+        with (self.root / ".aliases.lock").open("a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def move_aliases(self, before: AliasState, after: AliasState) -> None:
+        with self._aliases_locked():
+            names = dict(self._read_aliases())
+            current = AliasState(
+                before.alias, names.get(before.alias), names.get(before.alias + PREVIOUS_SUFFIX)
+            )
+            if current != before:
+                raise StoreError(
+                    f"the alias {before.alias!r} was moved by another process meanwhile "
+                    f"(now {current.live}); run the command again"
+                )
+            for alias, collection in after.names.items():
+                if collection is None:
+                    names.pop(alias, None)
+                else:
+                    names[alias] = collection
+            body = json.dumps({"format": 1, "aliases": names}, indent=2, sort_keys=True)
+            write_atomically(self._aliases_path, body.encode())
+
+    # -- collections -----------------------------------------------------------------------
+    def _path(self, name: str) -> Path:
+        return self.root / "collections" / name
+
+    def collections(self) -> list[str]:
+        return sorted(p.name for p in (self.root / "collections").iterdir() if p.is_dir())
+
+    def _config(self, dim: int) -> Any:
+        qe, s = self._qe, self._settings
+        distance = qe.Distance.Dot if s.distance == "dot" else qe.Distance.Cosine
+        hnsw = _DEFAULT_HNSW | {
+            k: v for k, v in (("m", s.hnsw_m), ("ef_construct", s.hnsw_ef_construct)) if v
+        }
+        quantization = (
+            qe.ScalarQuantizationConfig(type=qe.ScalarType.Int8, always_ram=True)
+            if s.quantization == "int8"
+            else None
+        )
+        return qe.EdgeConfig(
+            vectors=qe.EdgeVectorParams(size=dim, distance=distance, on_disk=s.on_disk),
+            hnsw_config=qe.HnswIndexConfig(**hnsw),
+            quantization_config=quantization,
+        )
+
+    def create(self, name: str, dim: int) -> None:
+        qe = self._qe
+        shard = qe.EdgeShard.create(str(self._path(name)), self._config(dim))
+        kinds = {"keyword": qe.PayloadSchemaType.Keyword, "integer": qe.PayloadSchemaType.Integer}
+        for field, kind in PAYLOAD_INDEXES.items():
+            shard.update(qe.UpdateOperation.create_field_index(field, kinds[kind]))
+        with self._lock:
+            self._shards[name] = shard
+
+    def _shard(self, name: str) -> Any:
+        shard = self._shards.get(name)
+        if shard is not None:
+            return shard
+        with self._lock:
+            shard = self._shards.get(name)
+            if shard is not None:
+                return shard
+            path = self._path(name)
+            if not (path / "edge_config.json").is_file():
+                raise CollectionMissing(f"no collection {name} in {self.root}")
+            try:
+                shard = self._qe.EdgeShard.load(str(path))
+            except Exception as exc:
+                if "WouldBlock" in str(exc):
+                    raise StoreError(
+                        f"the collection {name} of the embedded store {self.root} is open in "
+                        "another process (a running `carsearch serve`?). Builds write a new "
+                        "collection and can run beside the service; changing the live one "
+                        "in place (--incremental) must go through that process, or stop it first."
+                    ) from exc
+                raise StoreError(f"the collection {name} cannot be opened: {exc}") from exc
+            self._shards[name] = shard
+            return shard
+
+    def drop(self, name: str) -> None:
+        with self._lock:
+            shard = self._shards.pop(name, None)
+        if shard is not None:
+            shard.close()
+        shutil.rmtree(self._path(name), ignore_errors=True)
+
+    def release(self, keep: set[str]) -> None:
+        with self._lock:
+            gone = [name for name in self._shards if name not in keep]
+            shards = [self._shards.pop(name) for name in gone]
+        for shard in shards:
+            shard.close()
+
+    # -- points ----------------------------------------------------------------------------
+    def upsert(self, name: str, points: Sequence[NewPoint]) -> None:
+        qe = self._qe
+        batch = [
+            qe.Point(p.id, np.asarray(p.vector, np.float32), p.payload.to_payload()) for p in points
+        ]
+        if batch:
+            self._shard(name).update(qe.UpdateOperation.upsert_points(batch))
+
+    def delete(self, name: str, ids: Sequence[str]) -> None:
+        shard = self._shard(name)
+        for start in range(0, len(ids), 1024):
+            shard.update(self._qe.UpdateOperation.delete_points(list(ids[start : start + 1024])))
+
+    def retrieve(
+        self, name: str, ids: Sequence[str], with_vectors: bool = False
+    ) -> list[StoredCar]:
+        records = self._shard(name).retrieve(list(ids), with_payload=True, with_vector=with_vectors)
+        return [StoredCar.from_point(r.id, r.payload, vector=r.vector) for r in records]
+
+    def scroll(self, name: str, fields: Sequence[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+        shard, offset = self._shard(name), None
+        while True:
+            request = self._qe.ScrollRequest(
+                offset=offset, limit=1024, with_payload=list(fields), with_vector=False
+            )
+            records, offset = shard.scroll(request)
+            for record in records:
+                yield str(record.id), dict(record.payload or {})
+            if offset is None:
+                return
+
+    def count(self, name: str) -> int:
+        return int(self._shard(name).count(self._qe.CountRequest(exact=True)))
+
+    def _filter(self, where: CarFilter) -> Any:
+        qe = self._qe
+        if where.empty:
+            return None
+        must = [
+            qe.FieldCondition(c.key, match=qe.MatchValue(c.value))
+            if isinstance(c, Match)
+            else qe.FieldCondition(c.key, range=qe.RangeFloat(gte=c.gte, lte=c.lte))
+            for c in where.conditions()
+        ]
+        must_not = [qe.HasIdCondition(set(where.exclude_ids))] if where.exclude_ids else None
+        return qe.Filter(must=must or None, must_not=must_not)
+
+    def _search_params(self) -> Any:
+        qe, s = self._qe, self._settings
+        quantization = (
+            qe.QuantizationSearchParams(
+                rescore=s.quantization_rescore, oversampling=s.quantization_oversampling
+            )
+            if s.quantization == "int8"
+            else None
+        )
+        if s.hnsw_ef is None and quantization is None:
+            return None
+        return qe.SearchParams(hnsw_ef=s.hnsw_ef, quantization=quantization)
+
+    def search(
+        self,
+        name: str,
+        vector: Sequence[float] | np.ndarray,
+        where: CarFilter,
+        limit: int,
+        offset: int = 0,
+        score_threshold: float | None = None,
+    ) -> list[StoredCar]:
+        qe = self._qe
+        request = qe.QueryRequest(
+            limit=limit,
+            offset=offset or None,
+            query=qe.Query.Nearest(np.asarray(vector, np.float32)),
+            filter=self._filter(where),
+            score_threshold=score_threshold,
+            params=self._search_params(),
+            with_payload=True,
+        )
+        points = self._shard(name).query(request)
+        return [StoredCar.from_point(p.id, p.payload, p.score) for p in points]
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def metadata(self, name: str) -> dict[str, Any]:
+        path = self._path(name) / METADATA_FILE
+        return dict(json.loads(path.read_bytes())) if path.is_file() else {}
+
+    def set_metadata(self, name: str, metadata: dict[str, Any]) -> None:
+        if not self._path(name).is_dir():
+            raise CollectionMissing(f"no collection {name} in {self.root}")
+        write_atomically(self._path(name) / METADATA_FILE, json.dumps(metadata).encode())
+
+    def optimize(self, name: str) -> None:
+        shard = self._shard(name)
+        shard.optimize()
+        shard.flush()
+
+    def seal(self, name: str) -> None:
+        """Build HNSW (and quantized vectors), flush, and close the shard: another process
+        (the service) opens it once the alias names it."""
+        self.optimize(name)
+        shard = self._shard(name)
+        with self._lock:
+            self._shards.pop(name, None)
+        shard.close()
+
+    def close(self) -> None:
+        self.release(set())

@@ -1,0 +1,87 @@
+"""What the car index needs from a vector engine. Two implement it: Qdrant Edge in-process
+(``indexer.edge``, the embedded default) and a Qdrant server through qdrant-client
+(``indexer.server``). Neither knows payload fields or alias rules: those live in
+``indexer.payload`` and ``indexer.versions``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from indexer.payload import CarFilter, CarPayload, StoredCar
+from indexer.versions import AliasState
+
+
+class StoreError(RuntimeError):
+    """The store cannot be used: held by another process, unreachable, of an old format."""
+
+
+class CollectionMissing(LookupError):
+    """The collection does not exist (deleted by a newer build, or never built)."""
+
+
+@dataclass(frozen=True)
+class NewPoint:
+    id: str
+    vector: np.ndarray | list[float]  # unit length
+    payload: CarPayload
+
+
+class Engine(Protocol):
+    name: str
+
+    def alias_state(self, alias: str) -> AliasState: ...
+
+    def move_aliases(self, before: AliasState, after: AliasState) -> None:
+        """Point the aliases of ``after`` at its collections in one atomic step."""
+
+    def collections(self) -> list[str]: ...
+
+    def create(self, name: str, dim: int) -> None:
+        """A collection for ``dim``-d unit vectors with the payload indexes."""
+
+    def drop(self, name: str) -> None: ...
+
+    def upsert(self, name: str, points: Sequence[NewPoint]) -> None:
+        """Write and wait until the points are searchable."""
+
+    def delete(self, name: str, ids: Sequence[str]) -> None: ...
+
+    def retrieve(
+        self, name: str, ids: Sequence[str], with_vectors: bool = False
+    ) -> list[StoredCar]: ...
+
+    def scroll(self, name: str, fields: Sequence[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Every point's id and the named payload fields."""
+
+    def count(self, name: str) -> int: ...
+
+    def search(
+        self,
+        name: str,
+        vector: Sequence[float] | np.ndarray,
+        where: CarFilter,
+        limit: int,
+        offset: int = 0,
+        score_threshold: float | None = None,
+    ) -> list[StoredCar]: ...
+
+    def metadata(self, name: str) -> dict[str, Any]:
+        """What a build recorded about the collection ({} when nothing)."""
+
+    def set_metadata(self, name: str, metadata: dict[str, Any]) -> None: ...
+
+    def optimize(self, name: str) -> None:
+        """Index what was written (HNSW, quantization); searches go on meanwhile."""
+
+    def seal(self, name: str) -> None:
+        """Before a collection goes live: build its search index, make it durable, let it go
+        (another process may open it next)."""
+
+    def release(self, keep: set[str]) -> None:
+        """Let go of collections other than ``keep`` (they may be deleted by another process)."""
+
+    def close(self) -> None: ...

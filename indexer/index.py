@@ -1,0 +1,194 @@
+"""``CarIndex``: the one way the CLI, the service, the benchmarks and the tests reach the car
+index, on either engine."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from carembed.embedder import Embedder
+from indexer import build
+from indexer.build import BatchHook, IndexReport
+from indexer.engine import CollectionMissing, Engine, NewPoint
+from indexer.payload import CarFilter, CarPayload, StoredCar, point_id
+from indexer.settings import StoreSettings
+from indexer.versions import AliasState, model_version_of
+
+logger = logging.getLogger(__name__)
+
+SERVING_TTL_S = 2.0
+"""How long a process trusts its answer to "which collection serves my model"."""
+
+
+class IndexNotReady(LookupError):
+    """No collection holds this model's vectors (yet)."""
+
+
+@dataclass(frozen=True)
+class IndexStatus:
+    engine: str
+    location: str
+    alias: str
+    live: str | None
+    previous: str | None
+    live_model_version: str | None
+    points: int | None
+
+
+def open_engine(settings: StoreSettings) -> Engine:
+    if settings.embedded:
+        from indexer.edge import EdgeEngine
+
+        return EdgeEngine(settings)
+    from indexer.server import open_server
+
+    return open_server(settings)
+
+
+class CarIndex:
+    """The car index behind one alias: its live and previous collections, searches, writes,
+    builds and rollbacks."""
+
+    def __init__(self, engine: Engine, settings: StoreSettings) -> None:
+        self.engine, self.settings, self.alias = engine, settings, settings.alias
+        self._serving: dict[str, tuple[float, str]] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, settings: StoreSettings | None = None) -> CarIndex:
+        settings = settings or StoreSettings()
+        return cls(open_engine(settings), settings)
+
+    def close(self) -> None:
+        self.engine.close()
+
+    # -- versions --------------------------------------------------------------------------
+    def state(self) -> AliasState:
+        return self.engine.alias_state(self.alias)
+
+    def serving(self, model_version: str) -> str:
+        """The collection holding this model's vectors: the live one, or during a rollout the
+        previous one. Looked up at most every ``SERVING_TTL_S``; raises IndexNotReady."""
+        now = time.monotonic()
+        cached = self._serving.get(model_version)
+        if cached is not None and now - cached[0] < SERVING_TTL_S:
+            return cached[1]
+        state = self.state()
+        name = state.serving(model_version)
+        if name is None:
+            raise IndexNotReady(f"no collection holds vectors of model {model_version}")
+        with self._lock:
+            if cached is not None and cached[1] != name:
+                logger.info("model %s now served from %s", model_version, name)
+            self._serving[model_version] = (now, name)
+        self.engine.release({n for n in (state.live, state.previous) if n})
+        return name
+
+    def status(self) -> IndexStatus:
+        state = self.state()
+        points = None
+        if state.live is not None:
+            try:
+                points = self.engine.count(state.live)
+            except CollectionMissing:
+                points = None
+        return IndexStatus(
+            self.engine.name,
+            self.settings.location,
+            self.alias,
+            state.live,
+            state.previous,
+            model_version_of(state.live),
+            points,
+        )
+
+    # -- reads and writes of one collection --------------------------------------------------
+    def search(
+        self,
+        collection: str,
+        vector: Sequence[float] | np.ndarray,
+        where: CarFilter,
+        limit: int,
+        offset: int = 0,
+        score_threshold: float | None = None,
+    ) -> list[StoredCar]:
+        return self.engine.search(collection, vector, where, limit, offset, score_threshold)
+
+    def get(self, collection: str, car_id: str, with_vector: bool = False) -> StoredCar | None:
+        cars = self.engine.retrieve(collection, [car_id], with_vectors=with_vector)
+        return cars[0] if cars else None
+
+    def add(self, collection: str, vector: np.ndarray, payload: CarPayload) -> StoredCar:
+        if payload.sha256 is None:
+            raise ValueError("a car's payload needs the sha256 of its photo")
+        car = NewPoint(point_id(payload.sha256), vector, payload)
+        self.engine.upsert(collection, [car])
+        return StoredCar(car.id, payload)
+
+    def remove(self, collection: str, car_id: str) -> None:
+        self.engine.delete(collection, [car_id])
+
+    def count(self, collection: str) -> int:
+        return self.engine.count(collection)
+
+    # -- builds ------------------------------------------------------------------------------
+    def ensure_live(self, embedder: Embedder) -> str:
+        return build.ensure_live(self.engine, self.alias, embedder)
+
+    def build(
+        self,
+        embedder: Embedder,
+        gallery: Path,
+        *,
+        num_workers: int = 0,
+        max_failure_share: float = 0.05,
+        on_batch: BatchHook | None = None,
+        progress: bool = True,
+    ) -> IndexReport:
+        return build.build_full(
+            self.engine,
+            embedder,
+            gallery,
+            self.alias,
+            num_workers=num_workers,
+            max_failure_share=max_failure_share,
+            on_batch=on_batch,
+            progress=progress,
+        )
+
+    def update(
+        self,
+        embedder: Embedder,
+        gallery: Path,
+        *,
+        num_workers: int = 0,
+        on_batch: BatchHook | None = None,
+        progress: bool = True,
+    ) -> IndexReport:
+        return build.update_incremental(
+            self.engine,
+            embedder,
+            gallery,
+            self.alias,
+            num_workers=num_workers,
+            on_batch=on_batch,
+            progress=progress,
+        )
+
+    def rollback(self) -> str:
+        """Swap the alias back to the previous collection (and previous to the current)."""
+        state = self.state()
+        try:
+            after = state.rolled_back()
+        except LookupError as exc:
+            raise build.IndexBuildError(str(exc)) from exc
+        self.engine.move_aliases(state, after)
+        logger.info("alias %s -> %s (rolled back from %s)", self.alias, after.live, state.live)
+        assert after.live is not None
+        return after.live

@@ -1,0 +1,309 @@
+"""The production engine: a Qdrant server or cluster through qdrant-client, every call with a
+timeout and transient failures retried with exponential backoff."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import numpy as np
+
+from indexer.engine import CollectionMissing, NewPoint, StoreError
+from indexer.payload import PAYLOAD_INDEXES, CarFilter, Match, StoredCar
+from indexer.settings import StoreSettings
+from indexer.versions import PREVIOUS_SUFFIX, AliasState
+
+if TYPE_CHECKING:
+    from qdrant_client import QdrantClient
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Errors worth retrying: the server was unreachable, timed out, or said so (429/502/503/504).
+    Client errors (bad request, not found, conflict) are not."""
+    import httpx
+    from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+    if isinstance(exc, UnexpectedResponse):
+        return exc.status_code in (429, 502, 503, 504)
+    if isinstance(
+        exc, ResponseHandlingException | httpx.TransportError | ConnectionError | TimeoutError
+    ):
+        return True
+    code = getattr(exc, "code", None)  # grpc.RpcError
+    if callable(code):
+        return str(code()).endswith(("UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED"))
+    return False
+
+
+def _not_found(exc: BaseException) -> bool:
+    from qdrant_client.http.exceptions import UnexpectedResponse
+
+    return isinstance(exc, UnexpectedResponse) and exc.status_code == 404
+
+
+class ServerEngine:
+    name = "server"
+
+    def __init__(self, settings: StoreSettings) -> None:
+        from qdrant_client import QdrantClient
+
+        key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
+        self._settings = settings
+        self.client: QdrantClient = QdrantClient(
+            url=settings.qdrant_url,
+            api_key=key,
+            timeout=max(1, round(settings.qdrant_timeout_s)),
+            prefer_grpc=settings.qdrant_prefer_grpc,
+            check_compatibility=False,
+        )
+
+    def call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``fn(*args, **kwargs)``, retried on transient errors; a missing collection raises
+        CollectionMissing."""
+        retries, backoff = self._settings.qdrant_retries, self._settings.qdrant_backoff_s
+        for attempt in range(retries + 1):
+            try:
+                return fn(*args, **kwargs)
+            except Exception as exc:
+                if _not_found(exc):
+                    raise CollectionMissing(what) from exc
+                if attempt == retries or not is_transient(exc):
+                    raise
+                delay = backoff * 2**attempt
+                logger.warning(
+                    "qdrant %s failed (%s); retry %d in %.1f s",
+                    what,
+                    type(exc).__name__,
+                    attempt + 1,
+                    delay,
+                )
+                time.sleep(delay)
+        raise AssertionError("unreachable")
+
+    # -- aliases ---------------------------------------------------------------------------
+    def alias_state(self, alias: str) -> AliasState:
+        names = {
+            d.alias_name: str(d.collection_name)
+            for d in self.call("aliases", self.client.get_aliases).aliases
+        }
+        return AliasState(alias, names.get(alias), names.get(alias + PREVIOUS_SUFFIX))
+
+    def move_aliases(self, before: AliasState, after: AliasState) -> None:
+        from qdrant_client import models
+
+        operations: list[Any] = []
+        for alias, collection in after.names.items():
+            if before.names[alias] == collection:
+                continue
+            if before.names[alias] is not None:
+                operations.append(
+                    models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=alias))
+                )
+            if collection is not None:
+                operations.append(
+                    models.CreateAliasOperation(
+                        create_alias=models.CreateAlias(
+                            collection_name=collection, alias_name=alias
+                        )
+                    )
+                )
+        if operations:
+            self.call(
+                "aliases",
+                self.client.update_collection_aliases,
+                change_aliases_operations=operations,
+            )
+
+    # -- collections -----------------------------------------------------------------------
+    def collections(self) -> list[str]:
+        return sorted(
+            c.name for c in self.call("collections", self.client.get_collections).collections
+        )
+
+    def create(self, name: str, dim: int) -> None:
+        from qdrant_client import models
+
+        s = self._settings
+        params: dict[str, Any] = {}
+        if s.hnsw_m or s.hnsw_ef_construct:
+            params["hnsw_config"] = models.HnswConfigDiff(
+                m=s.hnsw_m, ef_construct=s.hnsw_ef_construct
+            )
+        if s.quantization == "int8":
+            params["quantization_config"] = models.ScalarQuantization(
+                scalar=models.ScalarQuantizationConfig(type=models.ScalarType.INT8, always_ram=True)
+            )
+        for option in ("shard_number", "replication_factor", "write_consistency_factor"):
+            if getattr(s, option) is not None:
+                params[option] = getattr(s, option)
+        distance = models.Distance.DOT if s.distance == "dot" else models.Distance.COSINE
+        self.call(
+            "create collection",
+            self.client.create_collection,
+            name,
+            vectors_config=models.VectorParams(
+                size=dim, distance=distance, on_disk=s.on_disk or None
+            ),
+            **params,
+        )
+        for field, kind in PAYLOAD_INDEXES.items():
+            self.call(
+                "payload index",
+                self.client.create_payload_index,
+                name,
+                field,
+                field_schema=models.PayloadSchemaType(kind),
+            )
+
+    def drop(self, name: str) -> None:
+        self.call("drop", self.client.delete_collection, name)
+
+    def release(self, keep: set[str]) -> None:
+        """Nothing is held: the server owns its collections."""
+
+    # -- points ----------------------------------------------------------------------------
+    def upsert(self, name: str, points: Sequence[NewPoint]) -> None:
+        from qdrant_client import models
+
+        structs = [
+            models.PointStruct(
+                id=p.id, vector=np.asarray(p.vector).tolist(), payload=p.payload.to_payload()
+            )
+            for p in points
+        ]
+        if structs:
+            self.call(name, self.client.upsert, name, points=structs, wait=True)
+
+    def delete(self, name: str, ids: Sequence[str]) -> None:
+        from qdrant_client import models
+
+        for start in range(0, len(ids), 1024):
+            chunk: list[Any] = list(ids[start : start + 1024])
+            self.call(
+                name,
+                self.client.delete,
+                name,
+                points_selector=models.PointIdsList(points=chunk),
+                wait=True,
+            )
+
+    def retrieve(
+        self, name: str, ids: Sequence[str], with_vectors: bool = False
+    ) -> list[StoredCar]:
+        records = self.call(
+            name,
+            self.client.retrieve,
+            name,
+            ids=list(ids),
+            with_payload=True,
+            with_vectors=with_vectors,
+        )
+        return [StoredCar.from_point(r.id, r.payload, vector=r.vector) for r in records]
+
+    def scroll(self, name: str, fields: Sequence[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+        offset = None
+        while True:
+            records, offset = self.call(
+                name,
+                self.client.scroll,
+                name,
+                limit=1024,
+                offset=offset,
+                with_payload=list(fields),
+                with_vectors=False,
+            )
+            for record in records:
+                yield str(record.id), dict(record.payload or {})
+            if offset is None:
+                return
+
+    def count(self, name: str) -> int:
+        return int(self.call(name, self.client.count, name, exact=True).count)
+
+    def _filter(self, where: CarFilter) -> Any:
+        from qdrant_client import models
+
+        if where.empty:
+            return None
+        must: list[Any] = [
+            models.FieldCondition(key=c.key, match=models.MatchValue(value=c.value))
+            if isinstance(c, Match)
+            else models.FieldCondition(key=c.key, range=models.Range(gte=c.gte, lte=c.lte))
+            for c in where.conditions()
+        ]
+        must_not: list[Any] = (
+            [models.HasIdCondition(has_id=sorted(where.exclude_ids))] if where.exclude_ids else []
+        )
+        return models.Filter(must=must or None, must_not=must_not or None)
+
+    def _search_params(self) -> Any:
+        from qdrant_client import models
+
+        s = self._settings
+        quantization = (
+            models.QuantizationSearchParams(
+                rescore=s.quantization_rescore, oversampling=s.quantization_oversampling
+            )
+            if s.quantization == "int8"
+            else None
+        )
+        if s.hnsw_ef is None and quantization is None:
+            return None
+        return models.SearchParams(hnsw_ef=s.hnsw_ef, quantization=quantization)
+
+    def search(
+        self,
+        name: str,
+        vector: Sequence[float] | np.ndarray,
+        where: CarFilter,
+        limit: int,
+        offset: int = 0,
+        score_threshold: float | None = None,
+    ) -> list[StoredCar]:
+        result = self.call(
+            name,
+            self.client.query_points,
+            name,
+            query=np.asarray(vector, np.float32).tolist(),
+            query_filter=self._filter(where),
+            limit=limit,
+            offset=offset,
+            score_threshold=score_threshold,
+            search_params=self._search_params(),
+            with_payload=True,
+        )
+        return [StoredCar.from_point(p.id, p.payload, p.score) for p in result.points]
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def metadata(self, name: str) -> dict[str, Any]:
+        info = self.call(name, self.client.get_collection, name)
+        return dict(info.config.metadata or {})
+
+    def set_metadata(self, name: str, metadata: dict[str, Any]) -> None:
+        try:
+            self.call(name, self.client.update_collection, name, metadata=metadata)
+        except CollectionMissing:
+            raise
+        except Exception as exc:  # a server without collection metadata: shortcuts are lost
+            logger.info("collection metadata not stored (%s)", type(exc).__name__)
+
+    def optimize(self, name: str) -> None:
+        """The server optimizes in the background."""
+
+    def seal(self, name: str) -> None:
+        """The server indexes in the background; the collection is searchable already."""
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def open_server(settings: StoreSettings) -> ServerEngine:
+    try:
+        return ServerEngine(settings)
+    except Exception as exc:
+        raise StoreError(f"cannot connect to the Qdrant server at {settings.qdrant_url}") from exc

@@ -1,0 +1,60 @@
+"""Where the car index lives and how its collections are made: one settings class for the CLI,
+the service and the benchmarks (env ``CARSEARCH_<NAME>``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from indexer.versions import DEFAULT_ALIAS, validate_alias
+
+Distance = Literal["cosine", "dot"]
+Quantization = Literal["none", "int8"]
+
+
+class StoreSettings(BaseSettings):
+    """The store (an embedded Qdrant Edge folder, or a Qdrant server by URL) and the settings
+    applied to the collections a build creates."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CARSEARCH_", extra="ignore", env_ignore_empty=True
+    )
+
+    qdrant_url: str | None = Field(None, description="a Qdrant server; unset: the embedded store")
+    qdrant_path: Path = Field(Path("data/qdrant"), description="the embedded store's folder")
+    qdrant_api_key: SecretStr | None = None
+    qdrant_prefer_grpc: bool = Field(False, description="gRPC instead of REST (server only)")
+    qdrant_timeout_s: float = Field(10.0, gt=0)
+    qdrant_retries: int = Field(3, ge=0, description="retries of transient server errors")
+    qdrant_backoff_s: float = Field(0.5, ge=0, description="first retry delay, doubling")
+    alias: str = DEFAULT_ALIAS
+    distance: Distance = Field(
+        "cosine", description="the model writes unit vectors: dot gives the same scores"
+    )
+    hnsw_m: int | None = Field(None, ge=4, description="HNSW edges per node (engine default 16)")
+    hnsw_ef_construct: int | None = Field(None, ge=4, description="engine default 100")
+    hnsw_ef: int | None = Field(None, ge=1, description="search-time ef")
+    quantization: Quantization = "none"
+    quantization_oversampling: float = Field(2.0, ge=1.0)
+    quantization_rescore: bool = True
+    on_disk: bool = Field(False, description="keep original vectors on disk (mmap)")
+    shard_number: int | None = Field(None, ge=1, description="server only")
+    replication_factor: int | None = Field(None, ge=1, description="server only")
+    write_consistency_factor: int | None = Field(None, ge=1, description="server only")
+
+    @field_validator("alias")
+    @classmethod
+    def _valid_alias(cls, value: str) -> str:
+        return validate_alias(value)
+
+    @property
+    def embedded(self) -> bool:
+        return self.qdrant_url is None
+
+    @property
+    def location(self) -> str:
+        """Where the store is, for messages (never the API key)."""
+        return self.qdrant_url or str(self.qdrant_path)

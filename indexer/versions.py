@@ -1,0 +1,116 @@
+"""Collection versions and the alias lifecycle, for both engines.
+
+A full build writes a new collection ``<alias>__<model version>__<time>``; the alias then moves
+to it in one atomic step, the collection it replaces stays behind ``<alias>__previous`` (for
+rollback and for replicas still running the old model), and older ones are deleted. The
+engines only store "which collection each alias names"; every rule about names and moves is
+here.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+DEFAULT_ALIAS = "cars"
+PREVIOUS_SUFFIX = "__previous"
+_ALIAS = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]|_(?!_))*$")
+_NAME = re.compile(r"^(?P<alias>[^_].*?)__(?P<version>[^_].*?)__(?P<stamp>\d{8}T\d{6,12})$")
+
+
+def validate_alias(alias: str) -> str:
+    """Letters, digits, ``-`` and single ``_``: a ``__`` would make collection names ambiguous."""
+    if len(alias) > 100 or not _ALIAS.match(alias) or alias.endswith("_"):
+        raise ValueError(
+            f"alias {alias!r}: use letters, digits, '-' and single '_' (no '__'), "
+            "starting with a letter or digit, at most 100 characters"
+        )
+    return alias
+
+
+@dataclass(frozen=True)
+class CollectionName:
+    alias: str
+    model_version: str
+    stamp: str
+
+    def __str__(self) -> str:
+        return f"{self.alias}__{self.model_version}__{self.stamp}"
+
+
+def new_collection_name(alias: str, model_version: str, when: datetime | None = None) -> str:
+    stamp = (when or datetime.now(UTC)).strftime("%Y%m%dT%H%M%S%f")
+    return str(CollectionName(alias, model_version, stamp))
+
+
+def parse_collection_name(name: str | None) -> CollectionName | None:
+    """The parts of a collection name this project made, or None."""
+    match = _NAME.match(name or "")
+    return CollectionName(match["alias"], match["version"], match["stamp"]) if match else None
+
+
+def model_version_of(name: str | None) -> str | None:
+    parsed = parse_collection_name(name)
+    return parsed.model_version if parsed else None
+
+
+@dataclass(frozen=True)
+class AliasState:
+    """The collections behind ``<alias>`` (live) and ``<alias>__previous``."""
+
+    alias: str
+    live: str | None = None
+    previous: str | None = None
+
+    @property
+    def names(self) -> dict[str, str | None]:
+        """Alias name -> collection (None: the alias is absent)."""
+        return {self.alias: self.live, self.alias + PREVIOUS_SUFFIX: self.previous}
+
+    def promoted(self, target: str) -> AliasState:
+        """After a build of ``target``: it is live, the collection it replaces is previous."""
+        if target == self.live:
+            return self
+        return AliasState(self.alias, target, self.live or self.previous)
+
+    def rolled_back(self) -> AliasState:
+        if self.live is None or self.previous is None:
+            raise LookupError(
+                f"no previous collection to roll back to for the alias {self.alias!r}"
+            )
+        return AliasState(self.alias, self.previous, self.live)
+
+    def serving(self, model_version: str) -> str | None:
+        """The collection holding this model's vectors: the live one, or during a rollout (the
+        alias already names another model's collection) the previous one."""
+        for name in (self.live, self.previous):
+            if name is not None and model_version_of(name) == model_version:
+                return name
+        return None
+
+
+def stale_collections(alias: str, names: list[str], state: AliasState) -> list[str]:
+    """This alias's collections that neither alias names any more (unfinished builds of another
+    model version included)."""
+    keep = {state.live, state.previous}
+    return [
+        name
+        for name in names
+        if (parsed := parse_collection_name(name)) and parsed.alias == alias and name not in keep
+    ]
+
+
+def unfinished_build(
+    alias: str, model_version: str, names: list[str], state: AliasState
+) -> str | None:
+    """The newest collection of this alias and model version that no alias names: a build that
+    was interrupted and can be resumed."""
+    candidates = [
+        name
+        for name in names
+        if (parsed := parse_collection_name(name))
+        and (parsed.alias, parsed.model_version) == (alias, model_version)
+        and name not in (state.live, state.previous)
+    ]
+    return max(candidates) if candidates else None
