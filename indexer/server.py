@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
+OPTIMIZE_WAIT_S = 600
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -293,10 +294,20 @@ class ServerEngine:
             logger.info("collection metadata not stored (%s)", type(exc).__name__)
 
     def optimize(self, name: str) -> None:
-        """The server optimizes in the background."""
+        """Wait (bounded) until the server's optimizers have indexed what was written; the
+        collection answers searches meanwhile."""
+        from qdrant_client import models
+
+        deadline = time.monotonic() + OPTIMIZE_WAIT_S
+        while time.monotonic() < deadline:
+            info = self.call(name, self.client.get_collection, name)
+            if info.status == models.CollectionStatus.GREEN:
+                return
+            time.sleep(0.5)
+        logger.warning("%s is still being indexed after %d s; going on", name, OPTIMIZE_WAIT_S)
 
     def seal(self, name: str) -> None:
-        """The server indexes in the background; the collection is searchable already."""
+        self.optimize(name)
 
     def close(self) -> None:
         self.client.close()

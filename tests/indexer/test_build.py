@@ -291,3 +291,136 @@ def test_cli_index_build_incremental_rollback_status(gallery: Path, tmp_path: Pa
     finally:
         index.close()
     assert main(["index", "status", "--json", *common]) == 0
+
+
+_HOLDER = """
+import sys, time
+from indexer.index import CarIndex
+from indexer.settings import StoreSettings
+index = CarIndex.open(StoreSettings(qdrant_path=sys.argv[1], alias=sys.argv[2]))
+first = index.serving(sys.argv[3])
+index.count(first)  # opens (and so locks) the live collection
+print("holding", first, flush=True)
+deadline = time.monotonic() + 60
+while time.monotonic() < deadline:  # like a service: looks up what serves its model
+    line = sys.stdin.readline()
+    if not line:
+        break
+    time.sleep(2.5)  # past the lookup cache
+    now = index.serving(sys.argv[3])
+    print("serving", now, index.count(now), flush=True)
+index.close()
+"""
+
+
+def test_embedded_store_beside_another_process(
+    small_embedder: Embedder, gallery: Path, tmp_path: Path
+) -> None:
+    """Another process (a service) holds the live collection: changing it in place is refused
+    with a clear error, a full build writes its own collection beside it, and the other
+    process moves to the new collection on its own."""
+    import subprocess
+    import sys
+
+    from indexer.engine import StoreError
+    from indexer.settings import StoreSettings
+
+    settings = StoreSettings(qdrant_path=tmp_path / "qdrant", alias=ALIAS)
+    index = CarIndex.open(settings)
+    first = index.build(small_embedder, gallery, progress=False).collection
+    index.close()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(settings.qdrant_path), ALIAS, small_embedder.version],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdin is not None and holder.stdout is not None
+    try:
+        assert holder.stdout.readline().split() == ["holding", first]
+        index = CarIndex.open(settings)
+        with pytest.raises(StoreError, match="open in another process"):
+            index.update(small_embedder, gallery, progress=False)
+        scene(5000).save(gallery / "BMW_M3_Coupe_2012" / "new.jpg")
+        second = index.build(small_embedder, gallery, progress=False)
+        assert second.collection != first and second.total_points == 10
+        assert index.state() == AliasState(ALIAS, second.collection, first)
+        index.close()
+        holder.stdin.write("again\n")
+        holder.stdin.flush()
+        assert holder.stdout.readline().split() == ["serving", second.collection, "10"]
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_an_old_local_mode_folder_gets_a_clear_message(tmp_path: Path) -> None:
+    from carsearch.cli import main
+    from indexer.engine import StoreError
+    from indexer.settings import StoreSettings
+
+    old = tmp_path / "qdrant"
+    (old / "collection" / "cars__x__20260101T000000").mkdir(parents=True)
+    (old / "meta.json").write_text('{"collections": {}, "aliases": {"cars": "x"}}')
+    with pytest.raises(StoreError, match=r"local mode.*rebuild"):
+        CarIndex.open(StoreSettings(qdrant_path=old))
+    assert main(["index", "status", "--qdrant-path", str(old)]) == 2
+
+
+_KILLED_BUILD = """
+import sys, time
+from pathlib import Path
+from carembed.embedder import Embedder
+from carembed.model import build_model
+from indexer.index import CarIndex
+from indexer.settings import StoreSettings
+index = CarIndex.open(StoreSettings(qdrant_path=sys.argv[1], alias=sys.argv[2]))
+embedder = Embedder(build_model("mobilenet_v2", pooling="gem"), batch_size=2)
+
+def slow(done, total):
+    print(done, flush=True)
+    time.sleep(30)  # killed here, after the second confirmed batch
+
+index.build(embedder, Path(sys.argv[3]), on_batch=lambda d, t: d >= 4 and slow(d, t),
+            progress=False)
+"""
+
+
+def test_a_sigkilled_build_leaves_the_alias_and_resumes_exactly(
+    small_embedder: Embedder, gallery: Path, tmp_path: Path
+) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from indexer.settings import StoreSettings
+
+    settings = StoreSettings(qdrant_path=tmp_path / "qdrant", alias=ALIAS)
+    index = CarIndex.open(settings)
+    live = index.build(small_embedder, gallery, progress=False).collection
+    index.close()
+    build = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_BUILD, str(settings.qdrant_path), ALIAS, str(gallery)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert build.stdout is not None
+    try:
+        assert build.stdout.readline().strip() == "4"  # two batches of two written
+    finally:
+        build.send_signal(signal.SIGKILL)
+        build.wait()
+    assert build.returncode == -signal.SIGKILL
+    index = CarIndex.open(settings)
+    try:
+        assert index.state() == AliasState(ALIAS, live, None)  # still serving the old one
+        assert index.count(live) == 9
+        other = Embedder(build_model("mobilenet_v2", pooling="gem"), batch_size=2)
+        report = index.build(other, gallery, progress=False)
+        assert (report.unchanged, report.indexed, report.total_points) == (4, 5, 9)
+        assert index.state() == AliasState(ALIAS, report.collection, live)
+        files = sorted(gallery.glob("*/*.jpg"))
+        expected = {str(f.relative_to(gallery)) for f in files}
+        assert _paths(index, report.collection) == expected
+    finally:
+        index.close()
