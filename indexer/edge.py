@@ -283,7 +283,7 @@ class EdgeEngine:
         request = qe.QueryRequest(
             limit=limit,
             offset=offset or None,
-            query=qe.Query.Nearest(np.asarray(vector, np.float32)),
+            query=qe.Query.Nearest(np.asarray(vector, np.float32).tolist()),
             filter=self._filter(where),
             score_threshold=score_threshold,
             params=self._search_params(),
