@@ -7,22 +7,18 @@ from pathlib import Path
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from carembed.choices import EngineChoice
+from carembed.settings import ModelSettings
 from indexer.settings import StoreSettings
 
 
-class AppSettings(StoreSettings):
+class AppSettings(StoreSettings, ModelSettings):
     model_config = SettingsConfigDict(
         env_prefix="CARSEARCH_", extra="ignore", env_ignore_empty=True
     )
 
-    model_dir: Path | None = Field(None, description="servable model folder; unset: default model")
     gallery: Path | None = Field(None, description="indexed in the background (embedded store)")
     data_dir: Path = Field(Path("data"), description="uploads and thumbnails")
     api_key: SecretStr | None = Field(None, description="needed to add or delete cars")
-    device: str = "cpu"
-    engine: EngineChoice = Field("auto", description="auto: ONNX Runtime on CPU, PyTorch on a GPU")
-    threads: int | None = None
     max_upload_bytes: int = Field(10 * 1024 * 1024, gt=0)
     max_pixels: int = Field(40_000_000, gt=0)
     max_batch: int = Field(

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, get_args
 from carembed.choices import EngineChoice, HeadKind, PoolingKind
 
 if TYPE_CHECKING:
+    from carembed.settings import ModelSettings
     from indexer.index import CarIndex
     from indexer.settings import StoreSettings
 
@@ -76,11 +77,12 @@ def _embed(args: argparse.Namespace) -> int:
     from carembed.embedder import Embedder
     from carembed.images import ImageError
 
+    model = _model_settings(args)
     embedder = Embedder(
-        load_or_default(args.model, device=args.device),
-        device=args.device,
-        threads=args.threads,
-        engine=args.engine or "auto",
+        load_or_default(model.model_dir, device=model.device),
+        device=model.device,
+        threads=model.threads,
+        engine=model.engine,
     )
     try:
         vectors = embedder.embed(args.images)
@@ -107,6 +109,15 @@ def _embed(args: argparse.Namespace) -> int:
 def given(**options: Any) -> dict[str, Any]:
     """The options the user set: unset (None) ones leave the settings' defaults in place."""
     return {key: value for key, value in options.items() if value is not None}
+
+
+def _model_settings(args: argparse.Namespace) -> ModelSettings:
+    """``--model``/``--device``/``--engine``/``--threads``, else ``CARSEARCH_<NAME>``."""
+    from carembed.settings import ModelSettings
+
+    return ModelSettings(
+        **given(model_dir=args.model, device=args.device, engine=args.engine, threads=args.threads)
+    )
 
 
 def _store_settings(args: argparse.Namespace) -> StoreSettings:
@@ -164,12 +175,13 @@ def _index_build(args: argparse.Namespace) -> int:
     from carembed.embedder import Embedder
     from indexer.errors_report import write_skipped
 
+    model = _model_settings(args)
     embedder = Embedder(
-        load_or_default(args.model, device=args.device),
-        device=args.device,
-        threads=args.threads,
+        load_or_default(model.model_dir, device=model.device),
+        device=model.device,
+        threads=model.threads,
         batch_size=args.batch_size,
-        engine=args.engine or "auto",
+        engine=model.engine,
     )
     index = _open_index(args)
     try:
@@ -237,15 +249,16 @@ def _train(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from training.evaluate import evaluate
 
+    model = _model_settings(args)
     report = evaluate(
-        args.model,
+        model.model_dir,
         args.data,
         args.split,
         args.out,
         compare_zero_shot=not args.no_zero_shot,
         workers=args.workers,
-        device=args.device,
-        engine=args.engine or "auto",
+        device=model.device,
+        engine=model.engine,
     )
     rows = [("model", report)] + (
         [("zero-shot", report["zero_shot"])] if "zero_shot" in report else []
@@ -308,7 +321,7 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="servable model folder (default: the default zero-shot model)",
     )
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    parser.add_argument("--device", default=None, help="cpu (default), cuda, cuda:1, ...")
     parser.add_argument("--threads", type=int, default=None, help="intra-op threads")
     parser.add_argument(
         "--engine",
@@ -472,7 +485,6 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     _add_model_args(serve)
-    serve.set_defaults(device=None)
     _add_qdrant_args(serve)
     serve.set_defaults(handler=_serve)
     return parser

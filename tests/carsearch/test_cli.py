@@ -40,3 +40,22 @@ def test_embed_bad_file_and_bad_model_exit_2(tmp_path: Path) -> None:
     bad.write_bytes(b"nope")
     assert main(["embed", str(bad)]) == 2
     assert main(["model", "info", str(tmp_path)]) == 2
+
+
+def test_index_reads_the_model_from_the_environment_like_the_service(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The compose indexer names no --model: CARSEARCH_MODEL_DIR is the model it indexes with."""
+    from tests.indexer.conftest import make_gallery
+
+    model = build_model("mobilenet_v2", head="linear", embedding_dim=64)
+    version = save_model(model, tmp_path / "model")
+    monkeypatch.setenv("CARSEARCH_MODEL_DIR", str(tmp_path / "model"))
+    gallery = make_gallery(tmp_path / "gallery", per_class=1)
+    store = ["--qdrant-path", str(tmp_path / "q")]
+    assert main(["index", "--gallery", str(gallery), "--workers", "0", *store]) == 0
+    capsys.readouterr()
+    assert main(["index", "status", *store]) == 0
+    out = capsys.readouterr().out
+    assert f"live model version {version}" in " ".join(out.split())
+    assert "engine edge" in " ".join(out.split()) and "points 3" in " ".join(out.split())

