@@ -115,7 +115,7 @@ def main() -> None:
     index = CarIndex.open(settings)
     engine = index.engine
     name = new_collection_name("bench", "bench")
-    engine.create(name, DIM)
+    engine.create(name, DIM, bulk=True)  # as a full build creates it
     try:
         batches = [
             [

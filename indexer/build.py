@@ -262,7 +262,7 @@ def build_full(
     target = unfinished_build(alias, embedder.version, engine.collections(), state)
     if target is None:
         target = new_collection_name(alias, embedder.version)
-        engine.create(target, embedder.dim)
+        engine.create(target, embedder.dim, bulk=True)
         logger.info("building collection %s", target)
     else:
         logger.info("resuming the interrupted build of %s", target)

@@ -161,14 +161,21 @@ class EdgeEngine:
             quantization_config=quantization,
         )
 
-    def create(self, name: str, dim: int) -> None:
-        qe = self._qe
-        shard = qe.EdgeShard.create(str(self._path(name)), self._config(dim))
-        kinds = {"keyword": qe.PayloadSchemaType.Keyword, "integer": qe.PayloadSchemaType.Integer}
-        for field, kind in PAYLOAD_INDEXES.items():
-            shard.update(qe.UpdateOperation.create_field_index(field, kinds[kind]))
+    def create(self, name: str, dim: int, bulk: bool = False) -> None:
+        """``bulk``: the payload indexes are built at ``seal``, before HNSW (writes are faster
+        without them)."""
+        shard = self._qe.EdgeShard.create(str(self._path(name)), self._config(dim))
         with self._lock:
             self._shards[name] = shard
+        if not bulk:
+            self._index_payload(shard)
+
+    def _index_payload(self, shard: Any) -> None:
+        qe = self._qe
+        kinds = {"keyword": qe.PayloadSchemaType.Keyword, "integer": qe.PayloadSchemaType.Integer}
+        for field in sorted(set(PAYLOAD_INDEXES) - set(shard.info().payload_schema)):
+            kind = kinds[PAYLOAD_INDEXES[field]]
+            shard.update(qe.UpdateOperation.create_field_index(field, kind))
 
     def _shard(self, name: str) -> Any:
         shard = self._shards.get(name)
@@ -304,6 +311,7 @@ class EdgeEngine:
 
     def optimize(self, name: str) -> None:
         shard = self._shard(name)
+        self._index_payload(shard)
         shard.optimize()
         shard.flush()
 

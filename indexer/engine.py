@@ -40,8 +40,9 @@ class Engine(Protocol):
 
     def collections(self) -> list[str]: ...
 
-    def create(self, name: str, dim: int) -> None:
-        """A collection for ``dim``-d unit vectors with the payload indexes."""
+    def create(self, name: str, dim: int, bulk: bool = False) -> None:
+        """A collection for ``dim``-d unit vectors with the payload indexes (``bulk``: an engine
+        may build them at ``seal`` instead, after the bulk of the writes)."""
 
     def drop(self, name: str) -> None: ...
 

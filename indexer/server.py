@@ -126,7 +126,8 @@ class ServerEngine:
             c.name for c in self.call("collections", self.client.get_collections).collections
         )
 
-    def create(self, name: str, dim: int) -> None:
+    def create(self, name: str, dim: int, bulk: bool = False) -> None:
+        """Payload indexes come first on a server: its HNSW links for filters need them."""
         from qdrant_client import models
 
         s = self._settings
