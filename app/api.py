@@ -280,11 +280,10 @@ async def add_car(
     sha = hashlib.sha256(data).hexdigest()
     with Image.open(io.BytesIO(data)) as probe:  # already decoded once: only its format
         filename = f"{sha}.{(probe.format or 'img').lower()}"
-    services.uploads_dir.mkdir(parents=True, exist_ok=True)
-    (services.uploads_dir / filename).write_bytes(data)
     car = CarFields(make=make, model=model, year=year, body=body, class_name=class_name)
     payload = upload_payload(car, sha, filename, size, services.embedder.version)
-    added = await _store(services.index.add, await _collection(services), vector, payload)
+    collection = await _collection(services)
+    added = await _store(services.index.add, collection, data, vector, payload)
     return _car(added)
 
 
@@ -293,5 +292,6 @@ async def add_car(
 )
 async def delete_car(services: ServicesDep, car_id: str) -> None:
     car_id = _check_id(car_id)
-    await _point(services, car_id)
-    await _store(services.index.remove, await _collection(services), car_id)
+    if await _store(services.index.delete, car_id) is None:
+        raise Problem(404, "not-found", "No such car", f"no car with id {car_id}")
+    (services.thumbs_dir / f"{car_id}.jpg").unlink(missing_ok=True)

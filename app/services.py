@@ -61,7 +61,7 @@ class Services:
 
     @property
     def uploads_dir(self) -> Path:
-        return self.settings.data_dir / "uploads"
+        return self.index.ledger.uploads_dir
 
     @property
     def thumbs_dir(self) -> Path:

@@ -17,7 +17,6 @@ class AppSettings(StoreSettings, ModelSettings):
     )
 
     gallery: Path | None = Field(None, description="indexed in the background (embedded store)")
-    data_dir: Path = Field(Path("data"), description="uploads and thumbnails")
     api_key: SecretStr | None = Field(None, description="needed to add or delete cars")
     max_upload_bytes: int = Field(10 * 1024 * 1024, gt=0)
     max_pixels: int = Field(40_000_000, gt=0)

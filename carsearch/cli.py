@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args
 
-from carembed.choices import EngineChoice, HeadKind, PoolingKind
+from carembed.choices import EngineChoice, HeadKind, LossName, PoolingKind, Recipe
 
 if TYPE_CHECKING:
     from carembed.settings import ModelSettings
@@ -420,7 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--out", type=Path, required=True, help="servable model folder to write")
     tr.add_argument(
         "--recipe",
-        choices=["frozen", "partial", "full"],
+        choices=get_args(Recipe),
         default=None,
         help="frozen: head on cached features; partial (default): last blocks + "
         "head on cached maps; full: backbone from images with augmentation",
@@ -429,13 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument(
         "--loss",
         default=None,
-        choices=[
-            "multi_similarity",
-            "triplet_batch_hard",
-            "triplet_semi_hard",
-            "triplet_batch_all",
-            "proxy_anchor",
-        ],
+        choices=get_args(LossName),
     )
     tr.add_argument("--head", choices=get_args(HeadKind), default=None)
     tr.add_argument("--hidden-dim", type=int, default=None)

@@ -1,24 +1,37 @@
 """Building the car index: full builds into a new collection version, incremental updates of
 the live collection. The alias rules are in ``indexer.versions``; the engine does the I/O.
 
-An interrupted build of the same model version is resumed: point ids come from image
-contents, so a re-run writes only what is missing.
+What a collection should hold is the gallery's usable photos plus the cars added through the
+API (``indexer.uploads``), minus what was deleted through the API, with payloads as the gallery
+describes them now. Point ids come from image contents, so an interrupted build is resumed by
+writing only what is missing.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any
 
 from carembed.embedder import Embedder
 from indexer.engine import Engine, NewPoint, StoreError
 from indexer.gallery import GalleryItem, GalleryScan, scan_gallery
-from indexer.payload import gallery_payload
+from indexer.payload import (
+    CarPayload,
+    StoredCar,
+    changed_fields,
+    gallery_payload,
+    record_fields,
+    reindexed,
+)
+from indexer.uploads import Upload, UploadLedger
 from indexer.versions import (
     model_version_of,
     new_collection_name,
@@ -30,6 +43,7 @@ logger = logging.getLogger(__name__)
 
 SKIPPED_KEY = "carsearch_skipped_sha256"
 MODEL_KEY = "carsearch_model_version"
+GALLERY_KEY = "carsearch_gallery_digest"
 
 BatchHook = Callable[[int, int], None]
 """Called after each written batch with (files done, files to do)."""
@@ -44,9 +58,11 @@ class IndexReport:
     collection: str
     indexed: int = 0
     unchanged: int = 0
+    updated: int = 0  # payloads brought up to date (class folder or manifest changed)
     deleted: int = 0
     duplicates: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (relative path, reason)
+    skipped_uploads: list[tuple[str, str]] = field(default_factory=list)  # not in the share
     total_points: int = 0
     seconds: float = 0.0
 
@@ -56,31 +72,81 @@ class IndexReport:
         return len(self.skipped) / attempted if attempted else 0.0
 
 
-class _Stored(NamedTuple):
-    source: str | None  # "gallery" or "upload"
-    path: str | None
+@dataclass(frozen=True)
+class _Plan:
+    """What a collection should hold."""
+
+    items: list[GalleryItem]  # the gallery's photos, less those deleted through the API
+    uploads: dict[str, Upload]  # id -> car added through the API, still there
+    tombstones: set[str]
+
+    @classmethod
+    def of(cls, scan: GalleryScan, ledger: UploadLedger | None) -> _Plan:
+        dead = ledger.tombstones() if ledger else set()
+        items = [i for i in scan.items if i.id not in dead]
+        in_gallery = {i.id for i in items}
+        uploads = {
+            u.id: u
+            for u in (ledger.uploads() if ledger else [])
+            if u.id not in dead and u.id not in in_gallery
+        }
+        return cls(items, uploads, dead)
 
 
-def _existing_points(engine: Engine, collection: str) -> dict[str, _Stored]:
-    """id -> (payload ``source``, ``path``) of every point in the collection."""
-    return {
-        pid: _Stored(payload.get("source"), payload.get("path"))
-        for pid, payload in engine.scroll(collection, ["source", "path"])
-    }
+def _digest(scan: GalleryScan) -> str:
+    """What the gallery says, as one hash: photos, paths and the metadata of each."""
+    rows = sorted((i.id, record_fields(i.record)) for i in scan.items)
+    return hashlib.sha256(json.dumps(rows, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _unchanged(engine: Engine, live: str, scan: GalleryScan) -> list[GalleryItem] | None:
-    """If ``live`` holds exactly this gallery (the same files at the same paths, the unusable
-    ones as recorded when it was built): those unusable items. Else None."""
+@dataclass(frozen=True)
+class _Todo:
+    """A photo to embed and the payload its point gets (given the photo's size)."""
+
+    id: str
+    file: Path
+    label: str  # for reports: the gallery-relative path, or uploads/<file>
+    payload: Callable[[tuple[int, int]], CarPayload]
+    upload: bool = False
+
+
+def _gallery_todo(item: GalleryItem, version: str) -> _Todo:
+    return _Todo(
+        item.id,
+        item.record.path,
+        item.record.relative,
+        lambda size: gallery_payload(item.record, item.sha256, size, version),
+    )
+
+
+def _upload_todo(upload: Upload, version: str) -> _Todo:
+    return _Todo(
+        upload.id,
+        upload.photo,
+        f"uploads/{upload.photo.name}",
+        lambda size: reindexed(upload.payload, size, version),
+        upload=True,
+    )
+
+
+def _unchanged(
+    engine: Engine, live: str, scan: GalleryScan, ledger: UploadLedger | None
+) -> list[GalleryItem] | None:
+    """If ``live`` holds exactly what it should (the gallery as it was described when it was
+    built, the uploads, none of the deleted): the gallery items recorded as unusable. Else
+    None."""
     metadata = engine.metadata(live)
-    if SKIPPED_KEY not in metadata:
+    if SKIPPED_KEY not in metadata or metadata.get(GALLERY_KEY) != _digest(scan):
         return None
+    plan = _Plan.of(scan, ledger)
     recorded = set(metadata[SKIPPED_KEY])
-    wanted = {(i.id, i.record.relative) for i in scan.items if i.sha256 not in recorded}
-    stored = {
-        (pid, p.path) for pid, p in _existing_points(engine, live).items() if p.source == "gallery"
-    }
-    return [i for i in scan.items if i.sha256 in recorded] if wanted == stored else None
+    stored = dict(engine.scroll(live, ["source"]))
+    gallery = {pid for pid, p in stored.items() if p.get("source") == "gallery"}
+    if gallery != {i.id for i in plan.items if i.sha256 not in recorded}:
+        return None
+    if not set(plan.uploads) <= set(stored) or plan.tombstones & set(stored):
+        return None
+    return [i for i in plan.items if i.sha256 in recorded]
 
 
 def _check_failures(report: IndexReport, max_share: float, alias: str, live: str | None) -> None:
@@ -96,13 +162,13 @@ def _write(
     engine: Engine,
     collection: str,
     embedder: Embedder,
-    items: list[GalleryItem],
+    todos: list[_Todo],
     report: IndexReport,
     num_workers: int,
     on_batch: BatchHook | None,
     progress: bool,
 ) -> None:
-    """Embed ``items`` and upsert them batch by batch; unusable files go to ``report.skipped``.
+    """Embed ``todos`` and upsert them batch by batch; unusable files go to ``report.skipped``.
 
     A batch is written in a writer thread while the next one is embedded; each batch is
     confirmed (``on_batch``) once its write has completed, so an interrupted run has written
@@ -110,7 +176,6 @@ def _write(
     """
     from tqdm import tqdm
 
-    paths = [item.record.path for item in items]
     done = 0
 
     def upsert(points: list[NewPoint], files: int) -> int:
@@ -123,24 +188,20 @@ def _write(
         done += files
         bar.update(files)
         if on_batch is not None:
-            on_batch(done, len(items))
+            on_batch(done, len(todos))
 
     with (
-        tqdm(total=len(items), unit="img", desc="indexing", disable=not progress) as bar,
+        tqdm(total=len(todos), unit="img", desc="indexing", disable=not progress) as bar,
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="upsert") as writer,
     ):
         pending: Future[int] | None = None
-        for batch in embedder.embed_files(paths, num_workers=num_workers):
+        for batch in embedder.embed_files([t.file for t in todos], num_workers=num_workers):
             for index, reason in batch.failures:
-                report.skipped.append((items[index].record.relative, reason))
+                todo = todos[index]
+                failed = report.skipped_uploads if todo.upload else report.skipped
+                failed.append((todo.label, reason))
             points = [
-                NewPoint(
-                    items[index].id,
-                    vector,
-                    gallery_payload(
-                        items[index].record, items[index].sha256, size, embedder.version
-                    ),
-                )
+                NewPoint(todos[index].id, vector, todos[index].payload(size))
                 for index, vector, size in zip(
                     batch.indices, batch.vectors, batch.sizes, strict=True
                 )
@@ -153,13 +214,30 @@ def _write(
             confirm(pending)
 
 
-def _copy(engine: Engine, source: str, target: str, ids: list[str]) -> None:
-    """Copy points (vector and payload) between collections of the same model version."""
+PayloadFor = Callable[[StoredCar], CarPayload]
+
+
+def _copy(engine: Engine, source: str, target: str, payloads: dict[str, PayloadFor]) -> None:
+    """Copy vectors between collections of the same model version, with the payloads given."""
+    ids = list(payloads)
     for start in range(0, len(ids), 256):
         cars = engine.retrieve(source, ids[start : start + 256], with_vectors=True)
         engine.upsert(
-            target, [NewPoint(car.id, car.vector, car.payload) for car in cars if car.vector]
+            target,
+            [NewPoint(c.id, c.vector, payloads[c.id](c)) for c in cars if c.vector is not None],
         )
+
+
+def _size(car: StoredCar) -> tuple[int, int]:
+    return (car.payload.width or 0, car.payload.height or 0)
+
+
+def _copied_gallery(item: GalleryItem, version: str, car: StoredCar) -> CarPayload:
+    return gallery_payload(item.record, item.sha256, _size(car), version)
+
+
+def _copied_upload(upload: Upload, version: str, car: StoredCar) -> CarPayload:
+    return reindexed(upload.payload, _size(car), version)
 
 
 def _sync(
@@ -167,54 +245,92 @@ def _sync(
     collection: str,
     embedder: Embedder,
     scan: GalleryScan,
+    ledger: UploadLedger | None,
     *,
     num_workers: int,
     on_batch: BatchHook | None,
     progress: bool,
     reuse_from: str | None = None,
 ) -> tuple[IndexReport, set[str]]:
-    """Make ``collection`` hold exactly the gallery's usable images (uploads are kept).
-    Vectors of unchanged images are copied from ``reuse_from`` (a collection of the same model
-    version) instead of being embedded again. Returns the report and the ids that should be
-    there."""
+    """Make ``collection`` hold what it should (see the module's docstring). Vectors of
+    unchanged photos are copied from ``reuse_from`` (a collection of the same model version)
+    instead of being embedded again. Returns the report and the ids that should be there."""
     start = time.perf_counter()
+    version = embedder.version
     report = IndexReport(collection, duplicates=len(scan.duplicates), skipped=list(scan.unreadable))
-    existing = _existing_points(engine, collection)
-    wanted = {item.id for item in scan.items}
-    todo = [item for item in scan.items if item.id not in existing]
+    plan = _Plan.of(scan, ledger)
+    existing: dict[str, dict[str, Any]] = dict(engine.scroll(collection, None))
+    wanted = {i.id for i in plan.items} | set(plan.uploads)
+    # Cars added through the API before the upload ledger existed: kept, never dropped silently.
+    wanted |= {
+        pid
+        for pid, p in existing.items()
+        if p.get("source") == "upload" and pid not in plan.tombstones
+    }
+    todos = [_gallery_todo(i, version) for i in plan.items if i.id not in existing]
+    todos += [_upload_todo(u, version) for u in plan.uploads.values() if u.id not in existing]
+    copies: dict[str, PayloadFor] = {}
     if reuse_from is not None:
-        reusable = _existing_points(engine, reuse_from)
-        copied = [
-            item.id
-            for item in todo
-            if item.id in reusable and reusable[item.id].source == "gallery"
-        ]
-        # Cars added through the API have no gallery file: same model, so their vectors move too.
-        uploads = [
-            pid for pid, p in reusable.items() if p.source == "upload" and pid not in existing
-        ]
-        _copy(engine, reuse_from, collection, copied + uploads)
-        wanted.update(uploads)
-        copied_ids = set(copied)
-        todo = [item for item in todo if item.id not in copied_ids]
-    report.unchanged = len(scan.items) - len(todo)
-    wanted.update(pid for pid, p in existing.items() if p.source == "upload")  # kept as they are
-    _write(engine, collection, embedder, todo, report, num_workers, on_batch, progress)
-    skipped_paths = {path for path, _ in report.skipped}
-    wanted -= {item.id for item in todo if item.record.relative in skipped_paths}
+        reusable = {pid: p.get("source") for pid, p in engine.scroll(reuse_from, ["source"])}
+        for item in plan.items:
+            if item.id not in existing and reusable.get(item.id) == "gallery":
+                copies[item.id] = partial(_copied_gallery, item, version)
+        for upload in plan.uploads.values():
+            if upload.id not in existing and upload.id in reusable:
+                copies[upload.id] = partial(_copied_upload, upload, version)
+        for pid, source in reusable.items():
+            if source == "upload" and pid not in existing and pid not in plan.tombstones:
+                copies.setdefault(pid, lambda car: car.payload)  # a car from before the ledger
+                wanted.add(pid)
+        _copy(engine, reuse_from, collection, copies)
+        todos = [t for t in todos if t.id not in copies]
+    report.unchanged = len(plan.items) - sum(1 for t in todos if t.id not in plan.uploads)
+    for item in plan.items:
+        if item.id in existing and (changes := changed_fields(existing[item.id], item.record)):
+            engine.set_payload(collection, item.id, changes)
+            report.updated += 1
+    _write(engine, collection, embedder, todos, report, num_workers, on_batch, progress)
+    skipped = {label for label, _ in report.skipped + report.skipped_uploads}
+    wanted -= {t.id for t in todos if t.label in skipped}
+    for label, reason in report.skipped_uploads:  # deleted meanwhile, or unreadable
+        logger.warning("upload %s not indexed: %s", label, reason)
     engine.set_metadata(
         collection,
         {
-            MODEL_KEY: embedder.version,
-            SKIPPED_KEY: sorted(i.sha256 for i in scan.items if i.id not in wanted),
+            MODEL_KEY: version,
+            GALLERY_KEY: _digest(scan),
+            SKIPPED_KEY: sorted(i.sha256 for i in plan.items if i.id not in wanted),
         },
     )
-    gone = [pid for pid, p in existing.items() if pid not in wanted and p.source == "gallery"]
+    gone = [pid for pid in existing if pid not in wanted]
     engine.delete(collection, gone)
     report.deleted = len(gone)
     report.total_points = engine.count(collection)
     report.seconds = time.perf_counter() - start
     return report, wanted
+
+
+def sync_uploads(
+    engine: Engine, collection: str, embedder: Embedder, ledger: UploadLedger
+) -> tuple[int, int]:
+    """Bring ``collection`` up to date with the ledger alone (a build's last step, a service
+    switching to a new collection): add what was uploaded, drop what was deleted. Returns
+    (added, deleted)."""
+    plan_uploads = {u.id: u for u in ledger.uploads()}
+    dead = ledger.tombstones()
+    stored = {pid for pid, _ in engine.scroll(collection, ["source"])}
+    todos = [
+        _upload_todo(u, embedder.version)
+        for pid, u in plan_uploads.items()
+        if pid not in stored and pid not in dead
+    ]
+    report = IndexReport(collection)
+    _write(engine, collection, embedder, todos, report, 0, None, False)
+    for label, reason in report.skipped_uploads:
+        logger.warning("upload %s not indexed: %s", label, reason)
+    gone = sorted(stored & dead)
+    engine.delete(collection, gone)
+    return report.indexed, len(gone)
 
 
 def _reusable_live(engine: Engine, live: str | None, version: str) -> str | None:
@@ -234,18 +350,20 @@ def build_full(
     embedder: Embedder,
     gallery: Path,
     alias: str,
+    ledger: UploadLedger | None = None,
     *,
     num_workers: int = 0,
     max_failure_share: float = 0.05,
     on_batch: BatchHook | None = None,
     progress: bool = True,
 ) -> IndexReport:
-    """Index the whole gallery into a new collection, then move ``alias`` to it atomically."""
+    """Index the whole gallery (and the ledger's uploads) into a new collection, then move
+    ``alias`` to it atomically."""
     started = time.perf_counter()
     scan = scan_gallery(gallery)
     state = engine.alias_state(alias)
     reuse = _reusable_live(engine, state.live, embedder.version)
-    unusable = _unchanged(engine, reuse, scan) if reuse is not None else None
+    unusable = _unchanged(engine, reuse, scan, ledger) if reuse is not None else None
     if reuse is not None and unusable is not None:
         logger.info("nothing changed since %s was built: it stays live", reuse)
         skipped = [(i.record.relative, "unusable (recorded when it was indexed)") for i in unusable]
@@ -271,6 +389,7 @@ def build_full(
         target,
         embedder,
         scan,
+        ledger,
         num_workers=num_workers,
         on_batch=on_batch,
         progress=progress,
@@ -282,6 +401,9 @@ def build_full(
             f"the alias {alias!r} still points to {state.live}"
         )
     _check_failures(report, max_failure_share, alias, state.live)
+    if ledger is not None:  # cars added or deleted through the API while this build ran
+        added, deleted = sync_uploads(engine, target, embedder, ledger)
+        report.indexed, report.deleted = report.indexed + added, report.deleted + deleted
     engine.seal(target)
     after = state.promoted(target)
     engine.move_aliases(state, after)
@@ -289,6 +411,7 @@ def build_full(
     for name in stale_collections(alias, engine.collections(), after):
         logger.info("deleting old collection %s", name)
         engine.drop(name)
+    report.total_points = engine.count(target)
     report.seconds = time.perf_counter() - started
     return report
 
@@ -310,13 +433,15 @@ def update_incremental(
     embedder: Embedder,
     gallery: Path,
     alias: str,
+    ledger: UploadLedger | None = None,
     *,
     num_workers: int = 0,
     on_batch: BatchHook | None = None,
     progress: bool = True,
 ) -> IndexReport:
-    """Add new files to the live collection, delete points whose files are gone, skip the rest.
-    What was added is searchable at once, and indexed (HNSW) before this returns."""
+    """Add new files to the live collection, delete points whose files are gone, bring changed
+    payloads up to date, skip the rest. What was added is searchable at once, and indexed
+    (HNSW) before this returns."""
     live = engine.alias_state(alias).live
     if live is None:
         raise IndexBuildError(f"no collection behind the alias {alias!r}: run a full build first")
@@ -332,6 +457,7 @@ def update_incremental(
         live,
         embedder,
         scan_gallery(gallery),
+        ledger,
         num_workers=num_workers,
         on_batch=on_batch,
         progress=progress,

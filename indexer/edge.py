@@ -18,9 +18,7 @@ import contextlib
 import fcntl
 import json
 import logging
-import os
 import shutil
-import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -29,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from indexer.engine import CollectionMissing, NewPoint, StoreError
+from indexer.files import write_atomically
 from indexer.payload import PAYLOAD_INDEXES, CarFilter, Match, StoredCar
 from indexer.settings import StoreSettings
 from indexer.versions import PREVIOUS_SUFFIX, AliasState
@@ -38,26 +37,6 @@ logger = logging.getLogger(__name__)
 ALIASES_FILE = "aliases.json"
 METADATA_FILE = "carsearch.json"
 _DEFAULT_HNSW = {"m": 16, "ef_construct": 100, "full_scan_threshold": 10_000}
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write, fsync, rename, fsync the folder: readers see the old file or the new one."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def _check_not_local_mode(root: Path) -> None:
@@ -236,17 +215,23 @@ class EdgeEngine:
         records = self._shard(name).retrieve(list(ids), with_payload=True, with_vector=with_vectors)
         return [StoredCar.from_point(r.id, r.payload, vector=r.vector) for r in records]
 
-    def scroll(self, name: str, fields: Sequence[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+    def scroll(
+        self, name: str, fields: Sequence[str] | None
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
         shard, offset = self._shard(name), None
+        with_payload = True if fields is None else list(fields)
         while True:
             request = self._qe.ScrollRequest(
-                offset=offset, limit=1024, with_payload=list(fields), with_vector=False
+                offset=offset, limit=1024, with_payload=with_payload, with_vector=False
             )
             records, offset = shard.scroll(request)
             for record in records:
                 yield str(record.id), dict(record.payload or {})
             if offset is None:
                 return
+
+    def set_payload(self, name: str, point: str, fields: dict[str, Any]) -> None:
+        self._shard(name).update(self._qe.UpdateOperation.set_payload([point], fields))
 
     def count(self, name: str) -> int:
         return int(self._shard(name).count(self._qe.CountRequest(exact=True)))

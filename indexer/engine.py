@@ -55,8 +55,13 @@ class Engine(Protocol):
         self, name: str, ids: Sequence[str], with_vectors: bool = False
     ) -> list[StoredCar]: ...
 
-    def scroll(self, name: str, fields: Sequence[str]) -> Iterator[tuple[str, dict[str, Any]]]:
-        """Every point's id and the named payload fields."""
+    def scroll(
+        self, name: str, fields: Sequence[str] | None
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Every point's id and the named payload fields (None: the whole payload)."""
+
+    def set_payload(self, name: str, point: str, fields: dict[str, Any]) -> None:
+        """Change these payload fields of one point (the others stay)."""
 
     def count(self, name: str) -> int: ...
 

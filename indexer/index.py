@@ -16,8 +16,9 @@ from carembed.embedder import Embedder
 from indexer import build
 from indexer.build import BatchHook, IndexReport
 from indexer.engine import CollectionMissing, Engine, NewPoint
-from indexer.payload import CarFilter, CarPayload, StoredCar, point_id
+from indexer.payload import CarFilter, CarPayload, StoredCar
 from indexer.settings import StoreSettings
+from indexer.uploads import UploadLedger
 from indexer.versions import AliasState, model_version_of
 
 logger = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ class CarIndex:
 
     def __init__(self, engine: Engine, settings: StoreSettings) -> None:
         self.engine, self.settings, self.alias = engine, settings, settings.alias
+        self.ledger = UploadLedger(settings.data_dir)
         self._serving: dict[str, tuple[float, str]] = {}
         self._lock = threading.Lock()
 
@@ -124,22 +126,50 @@ class CarIndex:
         cars = self.engine.retrieve(collection, [car_id], with_vectors=with_vector)
         return cars[0] if cars else None
 
-    def add(self, collection: str, vector: np.ndarray, payload: CarPayload) -> StoredCar:
-        if payload.sha256 is None:
-            raise ValueError("a car's payload needs the sha256 of its photo")
-        car = NewPoint(point_id(payload.sha256), vector, payload)
-        self.engine.upsert(collection, [car])
-        return StoredCar(car.id, payload)
+    def add(
+        self, collection: str, data: bytes, vector: np.ndarray, payload: CarPayload
+    ) -> StoredCar:
+        """A car added through the API: its photo and payload go to the upload ledger (so that
+        every later build keeps it), its point into ``collection``, searchable at once."""
+        upload = self.ledger.add(data, payload)
+        self.engine.upsert(collection, [NewPoint(upload.id, vector, payload)])
+        return StoredCar(upload.id, payload)
 
-    def remove(self, collection: str, car_id: str) -> None:
-        self.engine.delete(collection, [car_id])
+    def delete(self, car_id: str) -> StoredCar | None:
+        """Delete a car for good: from the live and previous collections, its uploaded photo,
+        and from every later build (a tombstone). Returns what was deleted, or None."""
+        state = self.state()
+        found: StoredCar | None = None
+        for name in (state.live, state.previous):
+            if name is None:
+                continue
+            try:
+                found = found or self.get(name, car_id)
+                self.engine.delete(name, [car_id])
+            except CollectionMissing:
+                continue
+        if found is not None:
+            self.ledger.delete(car_id, found.payload)
+        return found
+
+    def sync_uploads(self, collection: str, embedder: Embedder) -> tuple[int, int]:
+        """Add the uploads ``collection`` lacks (embedded with ``embedder``), drop the deleted
+        ones: what a process does when it starts serving a collection. (added, deleted)."""
+        return build.sync_uploads(self.engine, collection, embedder, self.ledger)
 
     def count(self, collection: str) -> int:
         return self.engine.count(collection)
 
     # -- builds ------------------------------------------------------------------------------
+    def _forget_serving(self) -> None:
+        """After this process moved the alias, look it up again at the next search."""
+        with self._lock:
+            self._serving.clear()
+
     def ensure_live(self, embedder: Embedder) -> str:
-        return build.ensure_live(self.engine, self.alias, embedder)
+        live = build.ensure_live(self.engine, self.alias, embedder)
+        self._forget_serving()
+        return live
 
     def build(
         self,
@@ -151,16 +181,20 @@ class CarIndex:
         on_batch: BatchHook | None = None,
         progress: bool = True,
     ) -> IndexReport:
-        return build.build_full(
-            self.engine,
-            embedder,
-            gallery,
-            self.alias,
-            num_workers=num_workers,
-            max_failure_share=max_failure_share,
-            on_batch=on_batch,
-            progress=progress,
-        )
+        try:
+            return build.build_full(
+                self.engine,
+                embedder,
+                gallery,
+                self.alias,
+                self.ledger,
+                num_workers=num_workers,
+                max_failure_share=max_failure_share,
+                on_batch=on_batch,
+                progress=progress,
+            )
+        finally:
+            self._forget_serving()
 
     def update(
         self,
@@ -176,6 +210,7 @@ class CarIndex:
             embedder,
             gallery,
             self.alias,
+            self.ledger,
             num_workers=num_workers,
             on_batch=on_batch,
             progress=progress,
@@ -189,6 +224,7 @@ class CarIndex:
         except LookupError as exc:
             raise build.IndexBuildError(str(exc)) from exc
         self.engine.move_aliases(state, after)
+        self._forget_serving()
         logger.info("alias %s -> %s (rolled back from %s)", self.alias, after.live, state.live)
         assert after.live is not None
         return after.live

@@ -69,16 +69,31 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def gallery_payload(
-    record: CarRecord, sha256: str, size: tuple[int, int], model_version: str
-) -> CarPayload:
-    core = {
+def record_fields(record: CarRecord) -> dict[str, Any]:
+    """What a gallery record says about its photo (manifest columns included): the part of a
+    payload a build keeps up to date when the photo itself did not change."""
+    return {
+        **record.extra,
         "make": record.make,
         "model": record.model,
         "year": record.year,
         "body": record.body,
         "class_name": record.class_name,
         "path": record.relative,
+    }
+
+
+def changed_fields(stored: dict[str, Any], record: CarRecord) -> dict[str, Any]:
+    """The record's fields whose stored values differ (a photo moved to another class folder,
+    a manifest column edited)."""
+    return {k: v for k, v in record_fields(record).items() if stored.get(k) != v}
+
+
+def gallery_payload(
+    record: CarRecord, sha256: str, size: tuple[int, int], model_version: str
+) -> CarPayload:
+    core = {
+        **record_fields(record),
         "sha256": sha256,
         "width": size[0],
         "height": size[1],
@@ -86,7 +101,13 @@ def gallery_payload(
         "indexed_at": _now(),
         "source": "gallery",
     }
-    return CarPayload.model_validate({**record.extra, **core})
+    return CarPayload.model_validate(core)
+
+
+def reindexed(payload: CarPayload, size: tuple[int, int], model_version: str) -> CarPayload:
+    """The same car's payload for a vector of another model."""
+    update = {"width": size[0], "height": size[1], "model_version": model_version}
+    return payload.model_copy(update=update | {"indexed_at": _now()})
 
 
 def upload_payload(

@@ -207,7 +207,9 @@ class ServerEngine:
         )
         return [StoredCar.from_point(r.id, r.payload, vector=r.vector) for r in records]
 
-    def scroll(self, name: str, fields: Sequence[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+    def scroll(
+        self, name: str, fields: Sequence[str] | None
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
         offset = None
         while True:
             records, offset = self.call(
@@ -216,13 +218,16 @@ class ServerEngine:
                 name,
                 limit=1024,
                 offset=offset,
-                with_payload=list(fields),
+                with_payload=True if fields is None else list(fields),
                 with_vectors=False,
             )
             for record in records:
                 yield str(record.id), dict(record.payload or {})
             if offset is None:
                 return
+
+    def set_payload(self, name: str, point: str, fields: dict[str, Any]) -> None:
+        self.call(name, self.client.set_payload, name, payload=fields, points=[point], wait=True)
 
     def count(self, name: str) -> int:
         return int(self.call(name, self.client.count, name, exact=True).count)

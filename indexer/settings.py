@@ -30,6 +30,11 @@ class StoreSettings(BaseSettings):
     qdrant_timeout_s: float = Field(10.0, gt=0)
     qdrant_retries: int = Field(3, ge=0, description="retries of transient server errors")
     qdrant_backoff_s: float = Field(0.5, ge=0, description="first retry delay, doubling")
+    data_dir: Path = Field(
+        Path("data"),
+        description="cars added through the API (uploads/, tombstones.json), read by builds: "
+        "shared by the service replicas and the indexer",
+    )
     alias: str = DEFAULT_ALIAS
     distance: Distance = Field(
         "cosine", description="the model writes unit vectors: dot gives the same scores"

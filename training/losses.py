@@ -2,19 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 from torch import nn
 
-LossName = Literal[
-    "multi_similarity",
-    "triplet_batch_hard",
-    "triplet_semi_hard",
-    "triplet_batch_all",
-    "proxy_anchor",
-]
-LOSSES: tuple[str, ...] = LossName.__args__  # type: ignore[attr-defined]
+from carembed.choices import LossName
 
 
 class MetricLoss(nn.Module):

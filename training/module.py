@@ -11,8 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from carembed.choices import LossName
 from training.backbone_split import tail_modules
-from training.losses import LossName, MetricLoss
+from training.losses import MetricLoss
 from training.metrics import retrieval_metrics
 
 

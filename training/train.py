@@ -12,7 +12,7 @@ import logging
 import subprocess
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -24,7 +24,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from carembed.artifact import save_model
-from carembed.choices import HeadKind, PoolingKind
+from carembed.choices import HeadKind, LossName, PoolingKind, Recipe
 from carembed.datasets import CarDataset, read_dataset
 from carembed.model import CarEmbeddingModel, build_model
 from training.backbone_split import split_backbone
@@ -38,12 +38,9 @@ from training.data import (
     usable_records,
 )
 from training.features import CachedFeatures, cached_features
-from training.losses import LossName
 from training.module import RetrievalModule
 
 logger = logging.getLogger(__name__)
-
-Recipe = Literal["frozen", "partial", "full"]
 
 
 class TrainConfig(BaseModel):

@@ -41,12 +41,19 @@ def open_index(kind: str, root: Path, alias: str = ALIAS) -> CarIndex:
     """A fresh index on the embedded engine (a folder under ``root``) or on the server at
     QDRANT_URL (this alias's collections deleted first); skips when no server is set."""
     if kind == "edge":
-        return CarIndex.open(StoreSettings(qdrant_path=root / "qdrant", alias=alias))
+        return CarIndex.open(
+            StoreSettings(qdrant_path=root / "qdrant", data_dir=root / "data", alias=alias)
+        )
     url = os.environ.get("QDRANT_URL")
     if not url:
         pytest.skip("QDRANT_URL is not set: no Qdrant server to test against")
     index = CarIndex.open(
-        StoreSettings(qdrant_url=url, qdrant_api_key=os.environ.get("QDRANT_API_KEY"), alias=alias)
+        StoreSettings(
+            qdrant_url=url,
+            qdrant_api_key=os.environ.get("QDRANT_API_KEY"),
+            data_dir=root / "data",
+            alias=alias,
+        )
     )
     state = index.state()
     index.engine.move_aliases(state, type(state)(alias))
@@ -61,3 +68,12 @@ def index(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CarIndex]:
     car_index = open_index(request.param, tmp_path)
     yield car_index
     car_index.close()
+
+
+def jpeg(seed: int) -> bytes:
+    """A generated photo as JPEG bytes (what an upload sends)."""
+    import io
+
+    buf = io.BytesIO()
+    scene(seed).save(buf, "JPEG", quality=90)
+    return buf.getvalue()

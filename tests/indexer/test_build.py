@@ -19,7 +19,7 @@ from indexer.index import CarIndex, IndexNotReady
 from indexer.payload import CarFields, CarFilter, upload_payload
 from indexer.versions import AliasState
 from tests.conftest import scene
-from tests.indexer.conftest import ALIAS
+from tests.indexer.conftest import ALIAS, jpeg
 
 
 def _search(index: CarIndex, embedder: Embedder, vector: np.ndarray, **kw: object) -> list:  # type: ignore[type-arg]
@@ -181,11 +181,12 @@ def test_cars_added_and_deleted_are_searchable_at_once(
 ) -> None:
     index.build(small_embedder, gallery, progress=False)
     live = index.serving(small_embedder.version)
-    vector = small_embedder.embed([scene(9999)])[0]
+    data = jpeg(9999)
+    vector = small_embedder.embed([data])[0]
     payload = upload_payload(
-        CarFields(make="Lada", model="Niva", year=1990), "ab" * 32, "x.jpg", (10, 20), "v"
+        CarFields(make="Lada", model="Niva", year=1990), "ab" * 32, "x.jpeg", (10, 20), "v"
     )
-    car = index.add(live, vector, payload)
+    car = index.add(live, data, vector, payload)
     top = index.search(live, vector, CarFilter(), 1)[0]
     assert (
         top.id == car.id
@@ -195,7 +196,8 @@ def test_cars_added_and_deleted_are_searchable_at_once(
     assert index.search(live, vector, CarFilter(source="upload"), 5)[0].id == car.id
     stored = index.get(live, car.id, with_vector=True)
     assert stored is not None and np.allclose(stored.vector or [], vector, atol=1e-5)
-    index.remove(live, car.id)
+    deleted = index.delete(car.id)
+    assert deleted is not None and deleted.payload.make == "Lada"
     assert index.get(live, car.id) is None and index.count(live) == 9
 
 
@@ -203,9 +205,10 @@ def test_cars_added_through_the_api_survive_a_rebuild_with_the_same_model(
     index: CarIndex, small_embedder: Embedder, gallery: Path
 ) -> None:
     index.build(small_embedder, gallery, progress=False)
-    vector = small_embedder.embed([scene(9999)])[0]
-    payload = upload_payload(CarFields(make="Lada"), "cd" * 32, "y.jpg", (1, 1), "v")
-    car = index.add(index.serving(small_embedder.version), vector, payload)
+    data = jpeg(9999)
+    vector = small_embedder.embed([data])[0]
+    payload = upload_payload(CarFields(make="Lada"), "cd" * 32, "y.jpeg", (1, 1), "v")
+    car = index.add(index.serving(small_embedder.version), data, vector, payload)
     scene(4002).save(gallery / "Audi_TTS_Coupe_2012" / "extra.jpg")
     report = index.build(small_embedder, gallery, progress=False)
     assert report.total_points == 11  # 10 gallery photos + the uploaded car
@@ -424,3 +427,104 @@ def test_a_sigkilled_build_leaves_the_alias_and_resumes_exactly(
         assert _paths(index, report.collection) == expected
     finally:
         index.close()
+
+
+def _upload(index: CarIndex, embedder: Embedder, seed: int, make: str) -> str:
+    """A car added through the API (what the service does): ledger + the serving collection."""
+    import hashlib
+
+    data = jpeg(seed)
+    sha = hashlib.sha256(data).hexdigest()
+    payload = upload_payload(CarFields(make=make), sha, f"{sha}.jpeg", (160, 96), embedder.version)
+    vector = embedder.embed([data])[0]
+    return index.add(index.serving(embedder.version), data, vector, payload).id
+
+
+def test_uploads_are_re_embedded_when_the_model_changes(
+    index: CarIndex, small_embedder: Embedder, gallery: Path
+) -> None:
+    index.build(small_embedder, gallery, progress=False)
+    car = _upload(index, small_embedder, 9001, "Lada")
+    other = Embedder(build_model("mobilenet_v2", pooling="gem"), batch_size=4)
+    report = index.build(other, gallery, progress=False)
+    assert report.total_points == 10
+    top = index.search(report.collection, other.embed([jpeg(9001)])[0], CarFilter(), 1)[0]
+    assert top.id == car and top.score == pytest.approx(1.0, abs=1e-4)
+    assert top.payload.make == "Lada" and top.payload.model_version == other.version
+
+
+def test_deleted_cars_stay_deleted_across_incremental_and_full_builds(
+    index: CarIndex, small_embedder: Embedder, gallery: Path
+) -> None:
+    index.build(small_embedder, gallery, progress=False)
+    live = index.serving(small_embedder.version)
+    gallery_car = next(
+        pid
+        for pid, p in index.engine.scroll(live, ["path"])
+        if p["path"] == "BMW_M3_Coupe_2012/0.jpg"
+    )
+    upload = _upload(index, small_embedder, 9002, "Lada")
+    photo = next(index.ledger.uploads_dir.glob("*.jpeg"))
+    assert index.delete(gallery_car) is not None and index.delete(upload) is not None
+    assert not photo.exists() and (gallery / "BMW_M3_Coupe_2012" / "0.jpg").exists()
+    assert index.delete(upload) is None  # already gone
+    again = index.update(small_embedder, gallery, progress=False)
+    assert again.total_points == 8 and index.get(live, gallery_car) is None
+    other = Embedder(build_model("mobilenet_v2", pooling="gem"), batch_size=4)
+    rebuilt = index.build(other, gallery, progress=False)
+    ids = {pid for pid, _ in index.engine.scroll(rebuilt.collection, ["path"])}
+    assert len(ids) == 8 and gallery_car not in ids and upload not in ids
+
+
+def test_payload_changes_of_unchanged_photos_reach_the_index(
+    index: CarIndex, small_embedder: Embedder, gallery: Path
+) -> None:
+    first = index.build(small_embedder, gallery, progress=False).collection
+    moved = gallery / "Tesla_Model_S_Sedan_2012" / "moved.jpg"
+    shutil.move(gallery / "BMW_M3_Coupe_2012" / "2.jpg", moved)
+    report = index.update(small_embedder, gallery, progress=False)
+    assert (report.indexed, report.updated, report.deleted) == (0, 1, 0)
+    car = _search(index, small_embedder, small_embedder.embed([moved])[0], limit=1)[0]
+    assert (car.payload.path, car.payload.make, car.payload.class_name) == (
+        "Tesla_Model_S_Sedan_2012/moved.jpg",
+        "Tesla",
+        "Tesla Model S Sedan 2012",
+    )
+    shutil.move(moved, gallery / "Audi_TTS_Coupe_2012" / "moved.jpg")
+    rebuilt = index.build(small_embedder, gallery, progress=False)  # same model, same photos
+    assert rebuilt.collection != first and rebuilt.indexed == 0  # vectors copied
+    car = _search(
+        index,
+        small_embedder,
+        small_embedder.embed([gallery / "Audi_TTS_Coupe_2012" / "moved.jpg"])[0],
+        limit=1,
+    )[0]
+    assert (car.payload.make, car.payload.path) == ("Audi", "Audi_TTS_Coupe_2012/moved.jpg")
+
+
+def test_cars_added_and_deleted_during_a_build_are_right_in_the_new_collection(
+    index: CarIndex, small_embedder: Embedder, gallery: Path
+) -> None:
+    index.build(small_embedder, gallery, progress=False)
+    live = index.serving(small_embedder.version)
+    victim = next(
+        pid
+        for pid, p in index.engine.scroll(live, ["path"])
+        if p["path"] == "Audi_TTS_Coupe_2012/1.jpg"
+    )
+    before = _upload(index, small_embedder, 9003, "Before")
+    during: list[str] = []
+
+    def meanwhile(done: int, total: int) -> None:  # the service, while the build runs
+        if not during:
+            during.append(_upload(index, small_embedder, 9004, "During"))
+            assert index.delete(victim) is not None
+            assert index.delete(before) is not None
+
+    other = Embedder(build_model("mobilenet_v2", pooling="gem"), batch_size=2)
+    report = index.build(other, gallery, on_batch=meanwhile, progress=False)
+    ids = {pid for pid, _ in index.engine.scroll(report.collection, ["source"])}
+    assert during[0] in ids and victim not in ids and before not in ids
+    assert len(ids) == report.total_points == 9  # 9 gallery - 1 deleted + 1 added
+    added = index.get(report.collection, during[0])
+    assert added is not None and added.payload.model_version == other.version

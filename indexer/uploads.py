@@ -1,0 +1,107 @@
+"""Cars added and deleted through the API, kept outside any collection so that every build
+(full or incremental, same model or a new one) carries them into what it writes:
+
+    <data_dir>/uploads/<sha256>.<ext>    the photo, as uploaded
+    <data_dir>/uploads/<sha256>.json     its payload (make, model, year, … as given)
+    <data_dir>/tombstones.json           content ids deleted through the API
+
+A photo deleted through the API stays deleted: its tombstone keeps builds from indexing the
+same bytes again (a gallery file included) until the same photo is added through the API again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from indexer.files import write_atomically
+from indexer.payload import CarPayload, point_id
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Upload:
+    id: str
+    photo: Path
+    payload: CarPayload
+
+
+class UploadLedger:
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.uploads_dir = data_dir / "uploads"
+        self._tombstones = data_dir / "tombstones.json"
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with (self.data_dir / ".ledger.lock").open("a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def add(self, data: bytes, payload: CarPayload) -> Upload:
+        """Keep the photo and its payload (both written atomically), and lift a tombstone of
+        the same bytes."""
+        if payload.sha256 is None or payload.path is None:
+            raise ValueError("an upload's payload names its sha256 and file")
+        self.uploads_dir.mkdir(parents=True, exist_ok=True)
+        photo = self.uploads_dir / payload.path
+        write_atomically(photo, data)
+        write_atomically(
+            self.uploads_dir / f"{payload.sha256}.json", payload.model_dump_json().encode()
+        )
+        pid = point_id(payload.sha256)
+        with self._locked():
+            dead = self._read_tombstones()
+            if pid in dead:
+                self._write_tombstones(dead - {pid})
+        return Upload(pid, photo, payload)
+
+    def uploads(self) -> list[Upload]:
+        """Every upload whose photo and payload are both there (an unreadable one is logged and
+        left on disk)."""
+        found = []
+        for meta in sorted(self.uploads_dir.glob("*.json")) if self.uploads_dir.is_dir() else []:
+            try:
+                payload = CarPayload.model_validate_json(meta.read_bytes())
+            except ValueError as exc:
+                logger.warning("upload record %s is unreadable (%s): not indexed", meta, exc)
+                continue
+            photo = self.uploads_dir / (payload.path or "")
+            if payload.sha256 is None or not photo.is_file():
+                logger.warning("upload record %s has no photo: not indexed", meta)
+                continue
+            found.append(Upload(point_id(payload.sha256), photo, payload))
+        return found
+
+    def _read_tombstones(self) -> set[str]:
+        if not self._tombstones.is_file():
+            return set()
+        return set(json.loads(self._tombstones.read_bytes())["deleted"])
+
+    def _write_tombstones(self, ids: set[str]) -> None:
+        body = json.dumps({"deleted": sorted(ids)}, indent=0).encode()
+        write_atomically(self._tombstones, body)
+
+    def tombstones(self) -> set[str]:
+        with self._locked():
+            return self._read_tombstones()
+
+    def delete(self, car_id: str, payload: CarPayload | None) -> None:
+        """Remember that ``car_id`` was deleted; an uploaded photo and its record go too."""
+        with self._locked():
+            self._write_tombstones(self._read_tombstones() | {car_id})
+        if payload is not None and payload.source == "upload" and payload.sha256:
+            record = self.uploads_dir / f"{payload.sha256}.json"
+            for path in (record, self.uploads_dir / (payload.path or "")):
+                if path.is_file() and path.parent == self.uploads_dir:
+                    path.unlink()
