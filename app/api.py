@@ -17,7 +17,7 @@ from PIL import Image
 
 from app.problems import Problem, unavailable
 from app.schemas import Car, Hit, SearchParams, SearchResponse, Timings
-from app.services import Services
+from app.services import Services, ServingModel
 from carembed.embedder import prepare
 from carembed.images import ImageError, ImageTooLargeError, UnreadableImageError, load_image
 from indexer.engine import CollectionMissing
@@ -60,8 +60,8 @@ async def _store(call: Any, *args: Any, **kwargs: Any) -> Any:
         raise unavailable("the vector store is not reachable") from exc
 
 
-async def _collection(services: Services) -> str:
-    return str(await _store(services.serving_collection))
+async def _collection(services: Services, model: ServingModel) -> str:
+    return str(await _store(services.serving_collection, model))
 
 
 def _hit(car: StoredCar) -> Hit:
@@ -83,9 +83,9 @@ async def _read_upload(upload: UploadFile, limit: int) -> bytes:
     return bytes(data)
 
 
-async def _prepare(services: Services, data: bytes) -> tuple[np.ndarray, tuple[int, int]]:
+async def _prepare(model: ServingModel, data: bytes) -> tuple[np.ndarray, tuple[int, int]]:
     """The model's input array and the photo's (width, height) as shown (EXIF applied)."""
-    embedder = services.embedder
+    embedder = model.embedder
     try:
         return await asyncio.to_thread(prepare, data, embedder.preprocessing, embedder.limits)
     except ImageTooLargeError as exc:
@@ -102,12 +102,16 @@ async def _prepare(services: Services, data: bytes) -> tuple[np.ndarray, tuple[i
 
 
 async def _search(
-    services: Services, vector: Any, params: SearchParams, exclude: str | None
+    services: Services,
+    model: ServingModel,
+    vector: Any,
+    params: SearchParams,
+    exclude: str | None,
 ) -> list[Hit]:
     started = time.perf_counter()
     cars = await _store(
         services.index.search,
-        await _collection(services),
+        await _collection(services, model),
         vector,
         _filter(params, exclude),
         params.limit,
@@ -124,27 +128,27 @@ async def search(
     image: Annotated[UploadFile, File(description="a photo of a car (JPEG, PNG, WebP...)")],
     params: Annotated[SearchParams, Form()],
 ) -> SearchResponse:
-    timings = Timings()
+    model = services.model  # this request's model, even if the service switches meanwhile
     t0 = time.perf_counter()
-    array, _ = await _prepare(
-        services, await _read_upload(image, services.settings.max_upload_bytes)
-    )
+    array, _ = await _prepare(model, await _read_upload(image, services.settings.max_upload_bytes))
     t1 = time.perf_counter()
-    vector = await services.batcher.embed(array)
+    vector = await model.batcher.embed(array)
     t2 = time.perf_counter()
-    hits = await _search(services, vector, params, None)
+    hits = await _search(services, model, vector, params, None)
     t3 = time.perf_counter()
     timings = Timings(
         decode_ms=(t1 - t0) * 1e3, embed_ms=(t2 - t1) * 1e3, search_ms=(t3 - t2) * 1e3
     )
     services.metrics.stage.labels("decode").observe(t1 - t0)
     services.metrics.stage.labels("embed").observe(t2 - t1)
-    return SearchResponse(hits=hits, timings=timings, model_version=services.embedder.version)
+    return SearchResponse(hits=hits, timings=timings, model_version=model.version)
 
 
-async def _point(services: Services, car_id: str, with_vector: bool = False) -> StoredCar:
+async def _point(
+    services: Services, model: ServingModel, car_id: str, with_vector: bool = False
+) -> StoredCar:
     car: StoredCar | None = await _store(
-        services.index.get, await _collection(services), car_id, with_vector
+        services.index.get, await _collection(services, model), car_id, with_vector
     )
     if car is None:
         raise Problem(404, "not-found", "No such car", f"no car with id {car_id}")
@@ -167,11 +171,12 @@ async def similar(
     params: Annotated[SearchParams, Query()],
 ) -> SearchResponse:
     car_id = _check_id(car_id)
-    point = await _point(services, car_id, with_vector=True)
+    model = services.model
+    point = await _point(services, model, car_id, with_vector=True)
     t0 = time.perf_counter()
-    hits = await _search(services, point.vector, params, car_id)
+    hits = await _search(services, model, point.vector, params, car_id)
     timings = Timings(search_ms=(time.perf_counter() - t0) * 1e3)
-    return SearchResponse(hits=hits, timings=timings, model_version=services.embedder.version)
+    return SearchResponse(hits=hits, timings=timings, model_version=model.version)
 
 
 def _car(car: StoredCar) -> Car:
@@ -190,7 +195,7 @@ def _car(car: StoredCar) -> Car:
 
 @router.get("/cars/{car_id}", response_model=Car, summary="One car's metadata")
 async def get_car(services: ServicesDep, car_id: str) -> Car:
-    return _car(await _point(services, _check_id(car_id)))
+    return _car(await _point(services, services.model, _check_id(car_id)))
 
 
 def _image_file(services: Services, payload: CarPayload) -> Path:
@@ -229,7 +234,7 @@ async def car_image(
     services: ServicesDep, car_id: str, size: Literal["thumb", "full"] = "thumb"
 ) -> FileResponse:
     car_id = _check_id(car_id)
-    path = _image_file(services, (await _point(services, car_id)).payload)
+    path = _image_file(services, (await _point(services, services.model, car_id)).payload)
     if size == "full":
         return FileResponse(path)
     thumb = services.thumbs_dir / f"{car_id}.jpg"
@@ -275,14 +280,15 @@ async def add_car(
     class_name: Annotated[str | None, Form(max_length=200)] = None,
 ) -> Car:
     data = await _read_upload(image, services.settings.max_upload_bytes)
-    array, size = await _prepare(services, data)
-    vector = await services.batcher.embed(array)
+    serving = services.model
+    array, size = await _prepare(serving, data)
+    vector = await serving.batcher.embed(array)
     sha = hashlib.sha256(data).hexdigest()
     with Image.open(io.BytesIO(data)) as probe:  # already decoded once: only its format
         filename = f"{sha}.{(probe.format or 'img').lower()}"
     car = CarFields(make=make, model=model, year=year, body=body, class_name=class_name)
-    payload = upload_payload(car, sha, filename, size, services.embedder.version)
-    collection = await _collection(services)
+    payload = upload_payload(car, sha, filename, size, serving.version)
+    collection = await _collection(services, serving)
     added = await _store(services.index.add, collection, data, vector, payload)
     return _car(added)
 

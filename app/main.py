@@ -18,7 +18,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app import api, problems
 from app.body_limit import BodyLimit
-from app.services import Services, build_services, start_gallery_indexing
+from app.services import (
+    Services,
+    build_services,
+    follow_live_model,
+    start_gallery_indexing,
+)
 from app.settings import AppSettings
 from indexer.index import IndexNotReady
 
@@ -31,21 +36,25 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        services = await asyncio.to_thread(build_services, settings)
-        services.batcher.start()
+        services = await build_services(settings)
         app.state.services = services
         indexing = await start_gallery_indexing(services)
+        follower = asyncio.get_running_loop().create_task(
+            follow_live_model(services), name="model-follower"
+        )
         try:
             yield
         finally:
             app.state.services = None
+            follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await follower
             if indexing is not None and not indexing.done():
                 logger.info("waiting for the gallery indexer to finish its batch")
-            await services.batcher.stop()
             if indexing is not None:
                 with contextlib.suppress(Exception):
                     await indexing
-            services.index.close()
+            await services.close()
 
     app = FastAPI(
         title="carsearch",
@@ -99,7 +108,7 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
             return problems.problem_response(503, "unavailable", "Model not loaded", "", 5)
         body: dict[str, Any] = {
             "model_loaded": True,
-            "model_version": services.embedder.version,
+            "model_version": services.model.version,
             "indexing": services.indexing.snapshot(),
         }
         try:

@@ -1,6 +1,11 @@
 """What the service holds while it runs: built once in the lifespan, reached through
-dependencies. The background gallery indexer runs here too, so that one process owns the
-embedded store."""
+dependencies. The background gallery indexer and the model follower run here too.
+
+The service serves the model of the collection the alias names: when a build (in this process
+or another one, on the embedded store or a server) moves the alias to a new model's collection,
+the follower loads that model from the copy stored with the index, catches up the cars added
+meanwhile, and switches; requests already running finish with the model they started with.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +25,7 @@ from app.settings import AppSettings
 from carembed.artifact import load_or_default
 from carembed.embedder import Embedder
 from carembed.images import ImageLimits
+from carembed.model import CarEmbeddingModel
 from indexer.index import CarIndex
 from indexer.versions import model_version_of
 
@@ -49,13 +55,26 @@ class IndexingProgress:
                 setattr(self, key, value)
 
 
+@dataclass(frozen=True)
+class ServingModel:
+    """A loaded model and the micro-batcher that runs its forward passes."""
+
+    embedder: Embedder
+    batcher: MicroBatcher
+
+    @property
+    def version(self) -> str:
+        return self.embedder.version
+
+
 @dataclass
 class Services:
     settings: AppSettings
-    embedder: Embedder
     index: CarIndex
-    batcher: MicroBatcher
     metrics: Metrics
+    configured: Embedder  # --model / CARSEARCH_MODEL_DIR: what this service's builds index with
+    model: ServingModel  # what requests use now; replaced whole when the alias moves
+    loaded: dict[str, ServingModel] = field(default_factory=dict)
     indexing: IndexingProgress = field(default_factory=IndexingProgress)
     started: float = field(default_factory=time.time)
 
@@ -65,16 +84,44 @@ class Services:
 
     @property
     def thumbs_dir(self) -> Path:
-        return self.settings.data_dir / "thumbs" / self.embedder.version
+        """Thumbnails by car id: a car id is the hash of its photo's bytes."""
+        return self.settings.data_dir / "thumbs"
 
-    def serving_collection(self) -> str:
+    def serving_collection(self, model: ServingModel | None = None) -> str:
         """The collection holding this model's vectors (live, or previous during a rollout);
         raises IndexNotReady when none does."""
-        return self.index.serving(self.embedder.version)
+        return self.index.serving((model or self.model).version)
+
+    def serve(self, embedder: Embedder) -> ServingModel:
+        """The loaded model for ``embedder`` (started once per version; call on the loop)."""
+        found = self.loaded.get(embedder.version)
+        if found is None:
+            found = self.loaded[embedder.version] = start_model(
+                self.settings, self.metrics, embedder
+            )
+        return found
+
+    async def close(self) -> None:
+        for model in self.loaded.values():
+            await model.batcher.stop()
+        self.index.close()
 
 
-def build_services(settings: AppSettings) -> Services:
-    model = load_or_default(settings.model_dir, device=settings.device)
+def start_model(settings: AppSettings, metrics: Metrics, embedder: Embedder) -> ServingModel:
+    """``embedder`` with its micro-batcher running (call on the event loop)."""
+    batcher = MicroBatcher(
+        embedder.embed_arrays,
+        settings.batch_limit,
+        settings.max_wait_ms,
+        observe=metrics.batch_size.observe,
+        others_in_flight=lambda: metrics.active > 1,
+    )
+    batcher.start()
+    return ServingModel(embedder, batcher)
+
+
+def make_embedder(settings: AppSettings, model: CarEmbeddingModel) -> Embedder:
+    """An embedder as the service runs it, warmed up with one forward pass."""
     embedder = Embedder(
         model,
         device=settings.device,
@@ -85,35 +132,98 @@ def build_services(settings: AppSettings) -> Services:
         onnx_dir=settings.data_dir / "onnx",
     )
     size = embedder.preprocessing.size
-    embedder.embed_arrays(np.zeros((1, 3, size, size), np.float32))  # warm-up forward
+    embedder.embed_arrays(np.zeros((1, 3, size, size), np.float32))
+    return embedder
+
+
+def _live_model(settings: AppSettings, index: CarIndex, configured: Embedder) -> Embedder:
+    """The model of the live collection when it is another one and the store has its copy,
+    else the configured one."""
+    live_version = model_version_of(index.state().live)
+    if not settings.follow_live_model or live_version in (None, configured.version):
+        return configured
+    assert live_version is not None
+    model = index.models.load(live_version, settings.device)
+    if model is None:
+        logger.warning(
+            "the live collection's model %s has no copy in the store: serving %s, which answers "
+            "503 until its own collection is built",
+            live_version,
+            configured.version,
+        )
+        return configured
+    logger.info("serving the live collection's model %s", live_version)
+    return make_embedder(settings, model)
+
+
+async def build_services(settings: AppSettings) -> Services:
+    def load() -> tuple[CarIndex, Embedder, Embedder]:
+        configured = make_embedder(settings, load_or_default(settings.model_dir, settings.device))
+        index = CarIndex.open(settings)
+        return index, configured, _live_model(settings, index, configured)
+
+    index, configured, serving = await asyncio.to_thread(load)
     metrics = Metrics()
-    batcher = MicroBatcher(
-        embedder.embed_arrays,
-        settings.batch_limit,
-        settings.max_wait_ms,
-        observe=metrics.batch_size.observe,
-        others_in_flight=lambda: metrics.active > 1,
-    )
-    index = CarIndex.open(settings)
+    model = start_model(settings, metrics, serving)
+    services = Services(settings, index, metrics, configured, model, {serving.version: model})
+    services.serve(configured)
     logger.info(
-        "model %s loaded; store %s (%s)", embedder.version, settings.location, index.engine.name
+        "model %s serving; store %s (%s)", serving.version, settings.location, index.engine.name
     )
-    return Services(settings, embedder, index, batcher, metrics)
+    return services
+
+
+async def follow_live_model(services: Services) -> None:
+    """Switch to the model of the collection the alias names, whenever it changes."""
+    settings, index = services.settings, services.index
+    missing: set[str] = set()
+    while True:
+        await asyncio.sleep(settings.model_poll_s)
+        try:
+            live = (await asyncio.to_thread(index.state)).live
+            version = model_version_of(live)
+            if live is None or version is None or version == services.model.version:
+                continue
+            model = services.loaded.get(version)
+            if model is None:
+                if version in missing:
+                    continue
+                stored = await asyncio.to_thread(index.models.load, version, settings.device)
+                if stored is None:
+                    missing.add(version)
+                    logger.warning("the live model %s has no copy in the store", version)
+                    continue
+                embedder = await asyncio.to_thread(make_embedder, settings, stored)
+                model = services.serve(embedder)
+            added, deleted = await asyncio.to_thread(index.sync_uploads, live, model.embedder)
+            previous, services.model = services.model, model
+            logger.info(
+                "now serving model %s from %s (was %s; uploads caught up: +%d -%d)",
+                version,
+                live,
+                previous.version,
+                added,
+                deleted,
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("following the live collection failed; trying again")
 
 
 def _index_gallery(services: Services) -> None:
     settings, progress = services.settings, services.indexing
     assert settings.gallery is not None
-    progress.update(state="running", message=f"indexing {settings.gallery}")
+    progress.update(state="running", message="indexing the gallery")
 
     def on_batch(done: int, total: int) -> None:
         progress.update(done=done, total=total)
 
-    index, embedder = services.index, services.embedder
+    index, embedder = services.index, services.configured
     try:
         live_version = model_version_of(index.state().live)
         if live_version is not None and live_version != embedder.version:
-            # Another model's vectors stay searchable until the new collection is complete.
+            # The live model keeps answering until the new collection is complete.
             report = index.build(
                 embedder, settings.gallery, on_batch=on_batch, progress=False, max_failure_share=1.0
             )
@@ -122,8 +232,8 @@ def _index_gallery(services: Services) -> None:
             report = index.update(embedder, settings.gallery, on_batch=on_batch, progress=False)
         progress.update(
             state="done",
-            message=f"indexed {report.indexed}, unchanged {report.unchanged}, "
-            f"deleted {report.deleted}, skipped {len(report.skipped)}",
+            message=f"indexed {report.indexed}, unchanged {report.unchanged}, updated "
+            f"{report.updated}, deleted {report.deleted}, skipped {len(report.skipped)}",
         )
         logger.info("gallery indexed: %s", progress.message)
     except Exception as exc:
@@ -136,7 +246,7 @@ async def start_gallery_indexing(services: Services) -> asyncio.Future[None] | N
     exists so that cars added through the API have somewhere to go."""
     if services.settings.gallery is None:
         try:
-            await asyncio.to_thread(services.index.ensure_live, services.embedder)
+            await asyncio.to_thread(services.index.ensure_live, services.configured)
         except Exception:
             logger.warning("the vector store is not reachable yet: searches answer 503")
         return None

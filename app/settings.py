@@ -28,6 +28,13 @@ class AppSettings(StoreSettings, ModelSettings):
         "CPU, where ONNX Runtime keeps the cores busy at batch 1 (benchmarks/serve.py)",
     )
     max_wait_ms: float = Field(2.0, ge=0, description="micro-batching: wait for more requests")
+    follow_live_model: bool = Field(
+        True,
+        description="serve the model of the collection the alias names, switching when a "
+        "build moves it (the model's copy is stored with the index); false: serve only the "
+        "configured model, from the live or the previous collection",
+    )
+    model_poll_s: float = Field(2.0, gt=0, description="how often the alias is checked")
     cors_origins: list[str] = Field(default_factory=list)
     thumb_size: int = Field(256, ge=32, le=1024)
 

@@ -124,7 +124,12 @@ def _store_settings(args: argparse.Namespace) -> StoreSettings:
     from indexer.settings import StoreSettings
 
     return StoreSettings(
-        **given(qdrant_url=args.qdrant_url, qdrant_path=args.qdrant_path, alias=args.alias)
+        **given(
+            qdrant_url=args.qdrant_url,
+            qdrant_path=args.qdrant_path,
+            alias=args.alias,
+            data_dir=args.data_dir,
+        )
     )
 
 
@@ -290,6 +295,7 @@ def _serve(args: argparse.Namespace) -> int:
             qdrant_url=args.qdrant_url,
             qdrant_path=args.qdrant_path,
             alias=args.alias,
+            data_dir=args.data_dir,
             device=args.device,
             threads=args.threads,
             engine=args.engine,
@@ -312,6 +318,12 @@ def _add_qdrant_args(parser: argparse.ArgumentParser) -> None:
         help="Qdrant server URL; API key from CARSEARCH_QDRANT_API_KEY",
     )
     parser.add_argument("--alias", default=None, help="collection alias (default cars)")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="cars added through the API, model copies (default data; shared with the service)",
+    )
 
 
 def _add_model_args(parser: argparse.ArgumentParser) -> None:

@@ -6,6 +6,7 @@ Edge has no collections and no aliases, so the store folder holds them itself::
     <qdrant_path>/aliases.json           {"aliases": {"cars": "<collection>", ...}}
     <qdrant_path>/collections/<name>/     one Edge shard per collection version
     <qdrant_path>/collections/<name>/carsearch.json   what its build recorded
+    <qdrant_path>/models/<model version>/  the servable model folder that made the vectors
 
 A process holds the shards it opens (Edge locks each shard's WAL), not the folder: a build in
 another process writes its own new shard and moves ``aliases.json`` (written to a temporary
@@ -36,6 +37,7 @@ logger = logging.getLogger(__name__)
 
 ALIASES_FILE = "aliases.json"
 METADATA_FILE = "carsearch.json"
+COMPLETE_FILE = "files.json"  # written last: a model copy with it is whole
 _DEFAULT_HNSW = {"m": 16, "ef_construct": 100, "full_scan_threshold": 10_000}
 
 
@@ -308,6 +310,27 @@ class EdgeEngine:
         with self._lock:
             self._shards.pop(name, None)
         shard.close()
+
+    # -- model copies ----------------------------------------------------------------------
+    def _model_dir(self, version: str) -> Path:
+        return self.root / "models" / version
+
+    def has_model(self, version: str) -> bool:
+        return (self._model_dir(version) / COMPLETE_FILE).is_file()
+
+    def put_model(self, version: str, files: dict[str, bytes]) -> None:
+        folder = self._model_dir(version)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, data in files.items():
+            write_atomically(folder / name, data)
+        write_atomically(folder / COMPLETE_FILE, json.dumps(sorted(files)).encode())
+
+    def get_model(self, version: str) -> dict[str, bytes] | None:
+        if not self.has_model(version):
+            return None
+        folder = self._model_dir(version)
+        names = json.loads((folder / COMPLETE_FILE).read_bytes())
+        return {name: (folder / name).read_bytes() for name in names}
 
     def close(self) -> None:
         self.release(set())

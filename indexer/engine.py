@@ -90,4 +90,11 @@ class Engine(Protocol):
     def release(self, keep: set[str]) -> None:
         """Let go of collections other than ``keep`` (they may be deleted by another process)."""
 
+    def has_model(self, version: str) -> bool: ...
+
+    def put_model(self, version: str, files: dict[str, bytes]) -> None:
+        """Keep a servable model folder's files under its version."""
+
+    def get_model(self, version: str) -> dict[str, bytes] | None: ...
+
     def close(self) -> None: ...

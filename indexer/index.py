@@ -16,6 +16,7 @@ from carembed.embedder import Embedder
 from indexer import build
 from indexer.build import BatchHook, IndexReport
 from indexer.engine import CollectionMissing, Engine, NewPoint
+from indexer.models import ModelCopies
 from indexer.payload import CarFilter, CarPayload, StoredCar
 from indexer.settings import StoreSettings
 from indexer.uploads import UploadLedger
@@ -59,6 +60,7 @@ class CarIndex:
     def __init__(self, engine: Engine, settings: StoreSettings) -> None:
         self.engine, self.settings, self.alias = engine, settings, settings.alias
         self.ledger = UploadLedger(settings.data_dir)
+        self.models = ModelCopies(engine, settings.data_dir / "models")
         self._serving: dict[str, tuple[float, str]] = {}
         self._lock = threading.Lock()
 
@@ -167,6 +169,7 @@ class CarIndex:
             self._serving.clear()
 
     def ensure_live(self, embedder: Embedder) -> str:
+        self.models.save(embedder.model)
         live = build.ensure_live(self.engine, self.alias, embedder)
         self._forget_serving()
         return live
@@ -181,6 +184,7 @@ class CarIndex:
         on_batch: BatchHook | None = None,
         progress: bool = True,
     ) -> IndexReport:
+        self.models.save(embedder.model)  # before the alias can name its collection
         try:
             return build.build_full(
                 self.engine,

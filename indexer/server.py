@@ -3,8 +3,10 @@ timeout and transient failures retried with exponential backoff."""
 
 from __future__ import annotations
 
+import base64
 import logging
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -21,6 +23,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 OPTIMIZE_WAIT_S = 600
+MODELS_COLLECTION = "carsearch_models"
+MODEL_CHUNK = 2 << 20  # bytes of a model file per point
+_MODELS_NAMESPACE = uuid.UUID("9d2f0c1e-7b8a-4c5d-9e6f-1a2b3c4d5e6f")
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -314,6 +319,74 @@ class ServerEngine:
 
     def seal(self, name: str) -> None:
         self.optimize(name)
+
+    # -- model copies: points of a small collection, the files in base64 chunks ------------
+    def _chunk_id(self, version: str, name: str, index: int) -> str:
+        return str(uuid.uuid5(_MODELS_NAMESPACE, f"{version}/{name}/{index}"))
+
+    def has_model(self, version: str) -> bool:
+        try:
+            manifest = self.call(
+                MODELS_COLLECTION,
+                self.client.retrieve,
+                MODELS_COLLECTION,
+                ids=[self._chunk_id(version, "", 0)],
+                with_payload=True,
+            )
+        except CollectionMissing:
+            return False
+        return bool(manifest)
+
+    def put_model(self, version: str, files: dict[str, bytes]) -> None:
+        from qdrant_client import models
+
+        if MODELS_COLLECTION not in self.collections():
+            self.call(
+                "models",
+                self.client.create_collection,
+                MODELS_COLLECTION,
+                vectors_config=models.VectorParams(size=1, distance=models.Distance.DOT),
+            )
+        sizes = {}
+        for name, data in files.items():
+            chunks = [data[i : i + MODEL_CHUNK] for i in range(0, len(data), MODEL_CHUNK)] or [b""]
+            sizes[name] = len(chunks)
+            for index, chunk in enumerate(chunks):
+                point = models.PointStruct(
+                    id=self._chunk_id(version, name, index),
+                    vector=[1.0],
+                    payload={"version": version, "data": base64.b64encode(chunk).decode()},
+                )
+                self.call(
+                    "models", self.client.upsert, MODELS_COLLECTION, points=[point], wait=True
+                )
+        manifest = models.PointStruct(  # written last: a model with it is whole
+            id=self._chunk_id(version, "", 0), vector=[1.0], payload={"files": sizes}
+        )
+        self.call("models", self.client.upsert, MODELS_COLLECTION, points=[manifest], wait=True)
+
+    def get_model(self, version: str) -> dict[str, bytes] | None:
+        try:
+            found = self.call(
+                MODELS_COLLECTION,
+                self.client.retrieve,
+                MODELS_COLLECTION,
+                ids=[self._chunk_id(version, "", 0)],
+                with_payload=True,
+            )
+        except CollectionMissing:
+            return None
+        if not found:
+            return None
+        files = {}
+        for name, count in dict(found[0].payload or {})["files"].items():
+            ids = [self._chunk_id(version, name, i) for i in range(count)]
+            records = self.call(
+                "models", self.client.retrieve, MODELS_COLLECTION, ids=ids, with_payload=True
+            )
+            by_id = {str(r.id): base64.b64decode((r.payload or {})["data"]) for r in records}
+            files[name] = b"".join(by_id[i] for i in ids)
+        return files
 
     def close(self) -> None:
         self.client.close()

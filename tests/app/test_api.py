@@ -262,9 +262,11 @@ def test_concurrent_requests_share_forward_passes(served: tuple[TestClient, Path
     assert images == 12 and passes < 12  # some forward passes carried several uploads
 
 
-def test_rollout_old_replica_keeps_serving_its_own_model(tmp_path: Path) -> None:
-    """The indexer switched the alias to a new model's collection: a replica still running the
-    old model searches the previous collection (its own vectors), never the new one."""
+@pytest.mark.parametrize("follow", [False, True])
+def test_a_replica_started_after_a_rollout(tmp_path: Path, follow: bool) -> None:
+    """The indexer moved the alias to a new model's collection. A replica that follows the live
+    model serves the new model (loaded from the copy stored with the index); one told not to
+    keeps its own model and searches the previous collection (its own vectors)."""
     from carembed.embedder import Embedder
     from carembed.model import build_model
     from indexer.index import CarIndex
@@ -273,14 +275,23 @@ def test_rollout_old_replica_keeps_serving_its_own_model(tmp_path: Path) -> None
     gallery = make_gallery(tmp_path / "gallery")
     old = Embedder(build_model())  # the service's (default) model
     new = Embedder(build_model(head="linear", embedding_dim=1280))
-    index = CarIndex.open(StoreSettings(qdrant_path=tmp_path / "q"))
+    store = StoreSettings(qdrant_path=tmp_path / "q", data_dir=tmp_path / "d")
+    index = CarIndex.open(store)
     old_collection = index.build(old, gallery, progress=False).collection
-    index.build(new, gallery, progress=False)
+    new_collection = index.build(new, gallery, progress=False).collection
     index.close()
-    settings = AppSettings(qdrant_path=tmp_path / "q", data_dir=tmp_path / "d", engine="torch")
+    settings = AppSettings(
+        qdrant_path=tmp_path / "q",
+        data_dir=tmp_path / "d",
+        engine="torch",
+        follow_live_model=follow,
+    )
     with TestClient(create_app(settings)) as client:
         ready = client.get("/readyz").json()
-        assert ready["collection"] == old_collection != ready["live_collection"]
+        assert ready["live_collection"] == new_collection
+        expected = (new.version, new_collection) if follow else (old.version, old_collection)
+        assert (ready["model_version"], ready["collection"]) == expected
         data = (gallery / "Audi_TTS_Coupe_2012" / "2.jpg").read_bytes()
-        hits = client.post("/api/v1/search", files={"image": ("q.jpg", data)}).json()["hits"]
-        assert hits[0]["score"] == pytest.approx(1.0, abs=1e-3)
+        body = client.post("/api/v1/search", files={"image": ("q.jpg", data)}).json()
+        assert body["hits"][0]["score"] == pytest.approx(1.0, abs=1e-3)
+        assert body["model_version"] == expected[0]

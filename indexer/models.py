@@ -1,0 +1,58 @@
+"""The index knows its model: every build stores a copy of the servable model folder that made
+its vectors (``config.json`` + safetensors, a few MB) in the store, under the model version.
+A service can then load the model of whatever collection the alias names, without a restart
+and without access to the folder the operator trained into."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+from carembed.artifact import load_model, save_model
+from carembed.model import CarEmbeddingModel
+from indexer.engine import Engine
+
+logger = logging.getLogger(__name__)
+
+
+class ModelCopies:
+    def __init__(self, engine: Engine, cache_dir: Path) -> None:
+        self._engine = engine
+        self.cache_dir = cache_dir  # where copies are unpacked to be loaded
+
+    def save(self, model: CarEmbeddingModel) -> str:
+        """Store the model (once per version); returns its version."""
+        version = model.version()
+        if self._engine.has_model(version):
+            return version
+        with tempfile.TemporaryDirectory(prefix="carsearch-model-") as tmp:
+            save_model(model, Path(tmp))
+            files = {p.name: p.read_bytes() for p in sorted(Path(tmp).iterdir()) if p.is_file()}
+        self._engine.put_model(version, files)
+        logger.info(
+            "model %s stored with the index (%d bytes)", version, sum(map(len, files.values()))
+        )
+        return version
+
+    def load(self, version: str, device: str = "cpu") -> CarEmbeddingModel | None:
+        """The stored model of this version, or None when the store has no copy."""
+        folder = self.cache_dir / version
+        if not (folder / "config.json").is_file():
+            files = self._engine.get_model(version)
+            if files is None:
+                return None
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=self.cache_dir))
+            try:
+                for name, data in files.items():
+                    (staging / Path(name).name).write_bytes(data)
+                shutil.rmtree(folder, ignore_errors=True)
+                staging.rename(folder)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+        model = load_model(folder, device)
+        if model.version() != version:
+            raise ValueError(f"the stored model {version} loads as {model.version()}")
+        return model

@@ -1,0 +1,214 @@
+"""Rebuild after retraining with the service up: `carsearch index --model NEW` runs in another
+process on the same embedded store while queries, adds and deletes go on; the service moves to
+the new model and collection on its own, losing nothing; a killed build changes nothing."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.main import create_app
+from app.settings import AppSettings
+from carembed.artifact import save_model
+from carembed.model import build_model
+from tests.conftest import scene
+from tests.indexer.conftest import make_gallery
+
+KEY = "rollout-key"
+
+
+def _jpeg(seed: int) -> bytes:
+    buf = io.BytesIO()
+    scene(seed).save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+def _ready(client: TestClient) -> dict[str, object]:
+    return client.get("/readyz").json()  # type: ignore[no-any-return]
+
+
+def _wait(client: TestClient, check: object, seconds: float = 60) -> dict[str, object]:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        body = _ready(client)
+        if check(body):  # type: ignore[operator]
+            return body
+        time.sleep(0.2)
+    raise AssertionError(f"not reached in {seconds} s: {_ready(client)}")
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[tuple[TestClient, AppSettings, Path]]:
+    gallery = make_gallery(tmp_path / "gallery")
+    settings = AppSettings(
+        gallery=gallery,
+        qdrant_path=tmp_path / "q",
+        data_dir=tmp_path / "data",
+        api_key=KEY,
+        engine="torch",
+        model_poll_s=0.5,
+    )
+    with TestClient(create_app(settings)) as client:
+        _wait(client, lambda b: b["indexing"]["state"] == "done" and b["points"] == 9)
+        yield client, settings, gallery
+
+
+def _cli(settings: AppSettings, gallery: Path, model: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "carsearch",
+        "index",
+        "--gallery",
+        str(gallery),
+        "--model",
+        str(model),
+        "--engine",
+        "torch",
+        "--workers",
+        "0",
+        "--batch-size",
+        "2",
+        "--qdrant-path",
+        str(settings.qdrant_path),
+        "--data-dir",
+        str(settings.data_dir),
+    ]
+
+
+def test_rollout_beside_the_service_loses_nothing_and_fails_no_query(
+    service: tuple[TestClient, AppSettings, Path], tmp_path: Path
+) -> None:
+    client, settings, gallery = service
+    old_version = _ready(client)["model_version"]
+    new_version = save_model(build_model(head="linear", embedding_dim=1280), tmp_path / "new")
+    query = (gallery / "BMW_M3_Coupe_2012" / "1.jpg").read_bytes()
+    failures: list[str] = []
+    answered: list[str] = []
+    stop = threading.Event()
+
+    def queries() -> None:
+        while not stop.is_set():
+            r = client.post("/api/v1/search", files={"image": ("q.jpg", query)})
+            if r.status_code != 200:
+                failures.append(f"{r.status_code} {r.text[:200]}")
+            else:
+                answered.append(r.json()["model_version"])
+
+    def add(seed: int) -> str:
+        r = client.post(
+            "/api/v1/cars",
+            files={"image": ("c.jpg", _jpeg(seed))},
+            data={"make": f"Added{seed}"},
+            headers={"X-API-Key": KEY},
+        )
+        assert r.status_code == 201, r.text
+        return str(r.json()["id"])
+
+    def delete(car_id: str) -> None:
+        r = client.delete(f"/api/v1/cars/{car_id}", headers={"X-API-Key": KEY})
+        assert r.status_code == 204, r.text
+
+    before = add(7001)
+    doomed = add(7002)
+    gallery_victim = client.post(
+        "/api/v1/search",
+        files={"image": ("q.jpg", (gallery / "Audi_TTS_Coupe_2012" / "0.jpg").read_bytes())},
+    ).json()["hits"][0]["id"]
+    thread = threading.Thread(target=queries)
+    thread.start()
+    build = subprocess.Popen(
+        _cli(settings, gallery, tmp_path / "new"), stderr=subprocess.PIPE, text=True
+    )
+    try:
+        during = add(7003)  # while the build runs
+        delete(doomed)
+        delete(gallery_victim)
+        _, err = build.communicate(timeout=240)
+        assert build.returncode == 0, err
+        moved = time.monotonic()
+        body = _wait(client, lambda b: b["model_version"] == new_version, seconds=10)
+        switch_s = time.monotonic() - moved
+        after = add(7004)
+        time.sleep(1.0)  # more queries on the new model
+    finally:
+        stop.set()
+        thread.join()
+        if build.poll() is None:
+            build.kill()
+    assert not failures, failures[:3]
+    assert answered[0] == old_version and answered[-1] == new_version
+    assert switch_s < 10
+    body = _ready(client)
+    assert body["collection"] == body["live_collection"] and body["points"] == 9 - 1 + 3
+    for seed, car in ((7001, before), (7003, during), (7004, after)):
+        hit = client.post("/api/v1/search", files={"image": ("q.jpg", _jpeg(seed))}).json()
+        assert hit["model_version"] == new_version
+        assert hit["hits"][0]["id"] == car and hit["hits"][0]["score"] == pytest.approx(1, abs=1e-3)
+    for gone in (doomed, gallery_victim):
+        assert client.get(f"/api/v1/cars/{gone}").status_code == 404
+
+
+_KILLED = """
+import sys, time
+from pathlib import Path
+from carembed.artifact import load_model
+from carembed.embedder import Embedder
+from indexer.index import CarIndex
+from indexer.settings import StoreSettings
+store, data, gallery, model = sys.argv[1:5]
+index = CarIndex.open(StoreSettings(qdrant_path=store, data_dir=data))
+embedder = Embedder(load_model(Path(model)), batch_size=2)
+
+def slow(done, total):
+    if done >= 4:
+        print(done, flush=True)
+        time.sleep(60)  # killed here
+
+index.build(embedder, Path(gallery), on_batch=slow, progress=False)
+"""
+
+
+def test_a_killed_rollout_build_leaves_the_old_model_serving(
+    service: tuple[TestClient, AppSettings, Path], tmp_path: Path
+) -> None:
+    client, settings, gallery = service
+    ready = _ready(client)
+    new_version = save_model(build_model(head="linear", embedding_dim=1280), tmp_path / "new")
+    args = [str(settings.qdrant_path), str(settings.data_dir), str(gallery), str(tmp_path / "new")]
+    build = subprocess.Popen(
+        [sys.executable, "-c", _KILLED, *args], stdout=subprocess.PIPE, text=True, env=os.environ
+    )
+    assert build.stdout is not None
+    try:
+        assert build.stdout.readline().strip() == "4"
+    finally:
+        build.send_signal(signal.SIGKILL)
+        build.wait()
+    time.sleep(1.5)  # three polls of the follower
+    after = _ready(client)
+    assert (after["model_version"], after["collection"], after["points"]) == (
+        ready["model_version"],
+        ready["collection"],
+        9,
+    )
+    data = (gallery / "Tesla_Model_S_Sedan_2012" / "0.jpg").read_bytes()
+    r = client.post("/api/v1/search", files={"image": ("q.jpg", data)})
+    assert r.status_code == 200 and r.json()["hits"][0]["score"] == pytest.approx(1, abs=1e-3)
+    # Run again, it resumes and the service moves on.
+    rerun = subprocess.run(
+        _cli(settings, gallery, tmp_path / "new"), capture_output=True, text=True
+    )
+    assert rerun.returncode == 0, rerun.stderr
+    assert "resuming" in rerun.stderr
+    _wait(client, lambda b: b["model_version"] == new_version and b["points"] == 9, seconds=10)
