@@ -47,16 +47,32 @@ def _wait(client: TestClient, check: object, seconds: float = 60) -> dict[str, o
     raise AssertionError(f"not reached in {seconds} s: {_ready(client)}")
 
 
-@pytest.fixture
-def service(tmp_path: Path) -> Iterator[tuple[TestClient, AppSettings, Path]]:
+def _store(kind: str, tmp_path: Path) -> dict[str, object]:
+    """The embedded store in a folder, or the server at QDRANT_URL (a fresh alias)."""
+    if kind == "edge":
+        return {"qdrant_path": tmp_path / "q"}
+    url = os.environ.get("QDRANT_URL")
+    if not url:
+        pytest.skip("QDRANT_URL is not set: no Qdrant server to test against")
+    return {
+        "qdrant_url": url,
+        "qdrant_api_key": os.environ.get("QDRANT_API_KEY"),
+        "alias": f"rollout-{os.getpid()}-{time.monotonic_ns()}",
+    }
+
+
+@pytest.fixture(params=["edge", "server"])
+def service(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[TestClient, AppSettings, Path]]:
     gallery = make_gallery(tmp_path / "gallery")
     settings = AppSettings(
         gallery=gallery,
-        qdrant_path=tmp_path / "q",
         data_dir=tmp_path / "data",
         api_key=KEY,
         engine="torch",
         model_poll_s=0.5,
+        **_store(request.param, tmp_path),  # type: ignore[arg-type]
     )
     with TestClient(create_app(settings)) as client:
         _wait(client, lambda b: b["indexing"]["state"] == "done" and b["points"] == 9)
@@ -79,8 +95,13 @@ def _cli(settings: AppSettings, gallery: Path, model: Path) -> list[str]:
         "0",
         "--batch-size",
         "2",
-        "--qdrant-path",
-        str(settings.qdrant_path),
+        *(
+            ["--qdrant-url", settings.qdrant_url]
+            if settings.qdrant_url
+            else ["--qdrant-path", str(settings.qdrant_path)]
+        ),
+        "--alias",
+        settings.alias,
         "--data-dir",
         str(settings.data_dir),
     ]
@@ -166,8 +187,9 @@ from carembed.artifact import load_model
 from carembed.embedder import Embedder
 from indexer.index import CarIndex
 from indexer.settings import StoreSettings
-store, data, gallery, model = sys.argv[1:5]
-index = CarIndex.open(StoreSettings(qdrant_path=store, data_dir=data))
+store, data, gallery, model, alias = sys.argv[1:6]
+where = {"qdrant_url": store} if store.startswith("http") else {"qdrant_path": store}
+index = CarIndex.open(StoreSettings(**where, data_dir=data, alias=alias))
 embedder = Embedder(load_model(Path(model)), batch_size=2)
 
 def slow(done, total):
@@ -185,7 +207,8 @@ def test_a_killed_rollout_build_leaves_the_old_model_serving(
     client, settings, gallery = service
     ready = _ready(client)
     new_version = save_model(build_model(head="linear", embedding_dim=1280), tmp_path / "new")
-    args = [str(settings.qdrant_path), str(settings.data_dir), str(gallery), str(tmp_path / "new")]
+    store = settings.qdrant_url or str(settings.qdrant_path)
+    args = [store, str(settings.data_dir), str(gallery), str(tmp_path / "new"), settings.alias]
     build = subprocess.Popen(
         [sys.executable, "-c", _KILLED, *args], stdout=subprocess.PIPE, text=True, env=os.environ
     )
@@ -212,3 +235,27 @@ def test_a_killed_rollout_build_leaves_the_old_model_serving(
     assert rerun.returncode == 0, rerun.stderr
     assert "resuming" in rerun.stderr
     _wait(client, lambda b: b["model_version"] == new_version and b["points"] == 9, seconds=10)
+
+
+def test_the_services_own_rebuild_after_a_model_change_keeps_answering(tmp_path: Path) -> None:
+    """`carsearch serve --model NEW --gallery G` on a store built with another model: the old
+    model (from its copy in the store) answers until the new collection is complete."""
+    gallery = make_gallery(tmp_path / "gallery")
+    common = {"gallery": gallery, "qdrant_path": tmp_path / "q", "data_dir": tmp_path / "d"}
+    first = AppSettings(engine="torch", **common)  # type: ignore[arg-type]
+    with TestClient(create_app(first)) as client:
+        old = _wait(client, lambda b: b["indexing"]["state"] == "done" and b["points"] == 9)
+    new_version = save_model(build_model(head="linear", embedding_dim=1280), tmp_path / "new")
+    second = AppSettings(engine="torch", model_dir=tmp_path / "new", model_poll_s=0.3, **common)  # type: ignore[arg-type]
+    with TestClient(create_app(second)) as client:
+        seen = set()
+        query = (gallery / "BMW_M3_Coupe_2012" / "2.jpg").read_bytes()
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            r = client.post("/api/v1/search", files={"image": ("q.jpg", query)})
+            assert r.status_code == 200, r.text
+            assert r.json()["hits"][0]["score"] == pytest.approx(1, abs=1e-3)
+            seen.add(r.json()["model_version"])
+            if r.json()["model_version"] == new_version:
+                break
+        assert seen == {old["model_version"], new_version}
