@@ -5,30 +5,48 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from app import api, problems
+from app import problems
 from app.body_limit import BodyLimit
-from app.services import (
-    Services,
-    build_services,
-    follow_live_model,
-    start_gallery_indexing,
-)
+from app.metrics import method_label, route_label
+from app.routes import cars, health, search
+from app.services import Services, build_services, follow_live_model, prepare_index
 from app.settings import AppSettings
-from indexer.index import IndexNotReady
 
 logger = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
+
+
+def _in_daemon_thread(
+    loop: asyncio.AbstractEventLoop, work: Callable[..., None], *args: Any
+) -> asyncio.Future[None]:
+    """Run ``work`` in a daemon thread (it never holds up the process's exit); the future is
+    done when it returns."""
+    done: asyncio.Future[None] = loop.create_future()
+
+    def finish() -> None:
+        if not done.done():
+            done.set_result(None)
+
+    def run() -> None:
+        try:
+            work(*args)
+        finally:
+            with contextlib.suppress(RuntimeError):  # the loop is closed already
+                loop.call_soon_threadsafe(finish)
+
+    threading.Thread(target=run, name=getattr(work, "__name__", "work"), daemon=True).start()
+    return done
 
 
 def create_app(settings: AppSettings | None = None) -> FastAPI:
@@ -38,22 +56,22 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = await build_services(settings)
         app.state.services = services
-        indexing = await start_gallery_indexing(services)
-        follower = asyncio.get_running_loop().create_task(
-            follow_live_model(services), name="model-follower"
-        )
+        loop = asyncio.get_running_loop()
+        stop = threading.Event()
+        preparing = _in_daemon_thread(loop, prepare_index, services, stop)
+        follower = loop.create_task(follow_live_model(services), name="model-follower")
         try:
             yield
         finally:
             app.state.services = None
+            stop.set()
             follower.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await follower
-            if indexing is not None and not indexing.done():
-                logger.info("waiting for the gallery indexer to finish its batch")
-            if indexing is not None:
-                with contextlib.suppress(Exception):
-                    await indexing
+            try:  # a gallery run stops at its next batch; a call to a silent store is left
+                await asyncio.wait_for(asyncio.shield(preparing), settings.shutdown_grace_s)
+            except TimeoutError:
+                logger.warning("start-up work still waits for the store: not waiting for it")
             await services.close()
 
     app = FastAPI(
@@ -63,7 +81,8 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     problems.install(app)
-    app.include_router(api.router)
+    for router in (search.router, cars.router, health.router):
+        app.include_router(router)
 
     @app.middleware("http")
     async def record_metrics(request: Request, call_next: Any) -> Response:
@@ -82,12 +101,12 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
         finally:
             metrics.in_flight.dec()
             metrics.active -= 1
-            route = request.scope.get("route")
-            path = getattr(route, "path", "unmatched")
-            metrics.requests.labels(path, request.method, str(status)).inc()
-            metrics.latency.labels(path, request.method).observe(time.perf_counter() - started)
+            route, method = route_label(request.scope.get("route")), method_label(request.method)
+            metrics.requests.labels(route, method, str(status)).inc()
+            metrics.latency.labels(route, method).observe(time.perf_counter() - started)
 
-    if settings.cors_origins:
+    app.add_middleware(BodyLimit, limit=settings.max_upload_bytes)
+    if settings.cors_origins:  # outermost: its headers reach every answer, a 413 included
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
@@ -95,46 +114,6 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
             allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["X-API-Key", "Content-Type"],
         )
-    app.add_middleware(BodyLimit, limit=settings.max_upload_bytes)
-
-    @app.get("/healthz", summary="The process is alive")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/readyz", summary="Model loaded, store reachable, alias resolves")
-    async def readyz(request: Request) -> JSONResponse:
-        services: Services | None = getattr(request.app.state, "services", None)
-        if services is None:
-            return problems.problem_response(503, "unavailable", "Model not loaded", "", 5)
-        body: dict[str, Any] = {
-            "model_loaded": True,
-            "model_version": services.model.version,
-            "indexing": services.indexing.snapshot(),
-        }
-        try:
-            status = await asyncio.to_thread(services.index.status)
-            body |= {"engine": status.engine, "live_collection": status.live}
-            body["store_reachable"] = True
-            try:
-                collection: str | None = await asyncio.to_thread(services.serving_collection)
-            except IndexNotReady:
-                collection = None  # no collection of this model version (yet)
-            body["collection"] = collection
-            body["points"] = (
-                await asyncio.to_thread(services.index.count, collection) if collection else 0
-            )
-        except Exception:
-            body |= {"store_reachable": False, "collection": None, "points": None}
-        ready = body["store_reachable"] and body["collection"] is not None
-        body["ready"] = ready
-        headers = None if ready else {"Retry-After": "5"}
-        return JSONResponse(body, status_code=200 if ready else 503, headers=headers)
-
-    @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
-    async def metrics(request: Request) -> Response:
-        services: Services | None = getattr(request.app.state, "services", None)
-        data = generate_latest(services.metrics.registry) if services else b""
-        return Response(data, media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:

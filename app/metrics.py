@@ -40,3 +40,17 @@ class Metrics:
             "carsearch_in_flight_requests", "Requests being served", registry=self.registry
         )
         self.active = 0  # the same count, readable without touching the gauge's internals
+
+
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def method_label(method: str) -> str:
+    """A fixed set of labels: a made-up method (h11 accepts any token) counts as ``other``."""
+    return method if method in KNOWN_METHODS else "other"
+
+
+def route_label(route: object) -> str:
+    """The route's template (``/api/v1/cars/{car_id}``), never the raw path."""
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else "unmatched"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from indexer.payload import CarFields
 
@@ -73,3 +73,10 @@ class SearchParams(BaseModel):
     body: str | None = Field(None, max_length=100)
     year_min: int | None = Field(None, ge=1800, le=2200)
     year_max: int | None = Field(None, ge=1800, le=2200)
+
+    @model_validator(mode="after")
+    def _years_in_order(self) -> SearchParams:
+        low, high = self.year_min, self.year_max
+        if low is not None and high is not None and low > high:
+            raise ValueError("year_min is after year_max")
+        return self

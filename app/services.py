@@ -13,6 +13,7 @@ import asyncio
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,9 +24,11 @@ from app.batcher import MicroBatcher
 from app.metrics import Metrics
 from app.settings import AppSettings
 from carembed.artifact import load_or_default
+from carembed.datasets import dataset_root
 from carembed.embedder import Embedder
 from carembed.images import ImageLimits
 from carembed.model import CarEmbeddingModel
+from indexer.engine import StoreError
 from indexer.index import CarIndex
 from indexer.versions import model_version_of
 
@@ -77,6 +80,24 @@ class Services:
     loaded: dict[str, ServingModel] = field(default_factory=dict)
     indexing: IndexingProgress = field(default_factory=IndexingProgress)
     started: float = field(default_factory=time.time)
+    store_executor: ThreadPoolExecutor = field(init=False, repr=False)
+    decode_executor: ThreadPoolExecutor = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # Store calls and decoding get their own bounded threads: a store that hangs cannot
+        # starve decoding, and at most ``decode_workers`` images are decoded at once.
+        self.store_executor = ThreadPoolExecutor(
+            self.settings.store_workers, thread_name_prefix="store"
+        )
+        self.decode_executor = ThreadPoolExecutor(
+            self.settings.decode_workers, thread_name_prefix="decode"
+        )
+
+    @property
+    def gallery_root(self) -> Path | None:
+        """Where gallery payload paths start: the reader's root (a manifest's folder)."""
+        gallery = self.settings.gallery
+        return dataset_root(gallery) if gallery is not None else None
 
     @property
     def uploads_dir(self) -> Path:
@@ -104,6 +125,8 @@ class Services:
     async def close(self) -> None:
         for model in self.loaded.values():
             await model.batcher.stop()
+        self.decode_executor.shutdown(wait=True, cancel_futures=True)
+        self.store_executor.shutdown(wait=False, cancel_futures=True)  # a hung call stays behind
         self.index.close()
 
 
@@ -157,12 +180,18 @@ def _live_model(settings: AppSettings, index: CarIndex, configured: Embedder) ->
 
 
 async def build_services(settings: AppSettings) -> Services:
-    def load() -> tuple[CarIndex, Embedder, Embedder]:
+    def load() -> tuple[CarIndex, Embedder]:
         configured = make_embedder(settings, load_or_default(settings.model_dir, settings.device))
-        index = CarIndex.open(settings)
-        return index, configured, _live_model(settings, index, configured)
+        return CarIndex.open(settings), configured
 
-    index, configured, serving = await asyncio.to_thread(load)
+    index, configured = await asyncio.to_thread(load)
+    try:  # a store that does not answer delays nothing: the follower looks again later
+        serving = await asyncio.wait_for(
+            asyncio.to_thread(_live_model, settings, index, configured), settings.store_deadline_s
+        )
+    except (TimeoutError, StoreError) as exc:
+        logger.warning("the vector store did not answer at start-up (%s)", type(exc).__name__)
+        serving = configured
     metrics = Metrics()
     model = start_model(settings, metrics, serving)
     services = Services(settings, index, metrics, configured, model, {serving.version: model})
@@ -211,44 +240,61 @@ async def follow_live_model(services: Services) -> None:
             logger.exception("following the live collection failed; trying again")
 
 
-def _index_gallery(services: Services) -> None:
+class Stopped(Exception):
+    """The service is shutting down: the gallery run stops at its next batch (resumable)."""
+
+
+def _index_gallery(services: Services, stop: threading.Event) -> str:
     settings, progress = services.settings, services.indexing
     assert settings.gallery is not None
     progress.update(state="running", message="indexing the gallery")
 
     def on_batch(done: int, total: int) -> None:
         progress.update(done=done, total=total)
+        if stop.is_set():
+            raise Stopped
 
     index, embedder = services.index, services.configured
-    try:
-        live_version = model_version_of(index.state().live)
-        if live_version is not None and live_version != embedder.version:
-            # The live model keeps answering until the new collection is complete.
-            report = index.build(
-                embedder, settings.gallery, on_batch=on_batch, progress=False, max_failure_share=1.0
-            )
-        else:
-            index.ensure_live(embedder)
-            report = index.update(embedder, settings.gallery, on_batch=on_batch, progress=False)
-        progress.update(
-            state="done",
-            message=f"indexed {report.indexed}, unchanged {report.unchanged}, updated "
-            f"{report.updated}, deleted {report.deleted}, skipped {len(report.skipped)}",
+    live_version = model_version_of(index.state().live)
+    if live_version is not None and live_version != embedder.version:
+        # The live model keeps answering until the new collection is complete.
+        report = index.build(
+            embedder, settings.gallery, on_batch=on_batch, progress=False, max_failure_share=1.0
         )
-        logger.info("gallery indexed: %s", progress.message)
-    except Exception as exc:
-        logger.exception("indexing the gallery failed")
-        progress.update(state="failed", message=f"indexing failed: {type(exc).__name__}")
+    else:
+        index.ensure_live(embedder)
+        report = index.update(embedder, settings.gallery, on_batch=on_batch, progress=False)
+    return (
+        f"indexed {report.indexed}, unchanged {report.unchanged}, updated {report.updated}, "
+        f"deleted {report.deleted}, skipped {len(report.skipped)}"
+    )
 
 
-async def start_gallery_indexing(services: Services) -> asyncio.Future[None] | None:
-    """Index ``--gallery`` in a worker thread; with none, make sure an (empty) collection
-    exists so that cars added through the API have somewhere to go."""
-    if services.settings.gallery is None:
+def prepare_index(services: Services, stop: threading.Event) -> None:
+    """The start-up work on the index, in a worker thread: index ``--gallery`` or, with none,
+    make sure an (empty) collection exists for cars added through the API. While the store
+    does not answer, it retries every ``store_retry_s`` instead of staying broken until a
+    restart; at shutdown it stops at the next batch."""
+    progress = services.indexing
+    while not stop.is_set():
         try:
-            await asyncio.to_thread(services.index.ensure_live, services.configured)
-        except Exception:
-            logger.warning("the vector store is not reachable yet: searches answer 503")
-        return None
-    loop = asyncio.get_running_loop()
-    return loop.run_in_executor(None, _index_gallery, services)
+            if services.settings.gallery is None:
+                services.index.ensure_live(services.configured)
+                return
+            message = _index_gallery(services, stop)
+            progress.update(state="done", message=message)
+            logger.info("gallery indexed: %s", message)
+            return
+        except Stopped:
+            progress.update(
+                state="stopped", message="stopped at shutdown; resumes at the next start"
+            )
+            return
+        except StoreError as exc:
+            logger.warning("the vector store is not usable (%s); retrying", exc)
+            progress.update(state="waiting", message="the vector store is not reachable; retrying")
+            stop.wait(services.settings.store_retry_s)
+        except Exception as exc:
+            logger.exception("indexing the gallery failed")
+            progress.update(state="failed", message=f"indexing failed: {type(exc).__name__}")
+            return

@@ -35,6 +35,19 @@ class AppSettings(StoreSettings, ModelSettings):
         "configured model, from the live or the previous collection",
     )
     model_poll_s: float = Field(2.0, gt=0, description="how often the alias is checked")
+    store_deadline_s: float = Field(
+        3.0, gt=0, description="a request's wait for the vector store before it answers 503"
+    )
+    store_retry_s: float = Field(
+        5.0, gt=0, description="start-up work waits this long between tries of an absent store"
+    )
+    shutdown_grace_s: float = Field(
+        10.0, ge=0, description="how long shutdown waits for the gallery run's current batch"
+    )
+    store_workers: int = Field(8, ge=1, le=64, description="threads for vector store calls")
+    decode_workers: int = Field(
+        2, ge=1, le=64, description="images decoded at once (bounds the memory of decoding)"
+    )
     cors_origins: list[str] = Field(default_factory=list)
     thumb_size: int = Field(256, ge=32, le=1024)
 

@@ -208,6 +208,12 @@ def read_image_folder(root: Path) -> CarDataset:
     return CarDataset(root, records, "folder")
 
 
+def dataset_root(path: Path) -> Path:
+    """The folder that records' relative paths start from, as ``read_dataset`` reads it."""
+    path = Path(path)
+    return (path.parent if path.is_file() else path).resolve()
+
+
 def read_dataset(path: Path) -> CarDataset:
     """Whatever layout ``path`` has (see the module docstring)."""
     path = Path(path)

@@ -69,8 +69,9 @@ class ServerEngine:
         )
 
     def call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """``fn(*args, **kwargs)``, retried on transient errors; a missing collection raises
-        CollectionMissing."""
+        """``fn(*args, **kwargs)``, retried on transient errors (then StoreError: the server is
+        down); a missing collection raises CollectionMissing; other errors (a bad request, a
+        bug) as they are."""
         retries, backoff = self._settings.qdrant_retries, self._settings.qdrant_backoff_s
         for attempt in range(retries + 1):
             try:
@@ -78,8 +79,13 @@ class ServerEngine:
             except Exception as exc:
                 if _not_found(exc):
                     raise CollectionMissing(what) from exc
-                if attempt == retries or not is_transient(exc):
+                if not is_transient(exc):
                     raise
+                if attempt == retries:
+                    raise StoreError(
+                        f"the Qdrant server did not answer ({what}, {type(exc).__name__}, "
+                        f"{retries + 1} tries)"
+                    ) from exc
                 delay = backoff * 2**attempt
                 logger.warning(
                     "qdrant %s failed (%s); retry %d in %.1f s",

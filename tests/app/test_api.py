@@ -27,6 +27,16 @@ def _jpeg(img: Image.Image) -> bytes:
     return buf.getvalue()
 
 
+def _wait_ready(client: TestClient) -> dict[str, object]:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        body: dict[str, object] = client.get("/readyz").json()
+        if body.get("ready"):
+            return body
+        time.sleep(0.1)
+    raise AssertionError(f"not ready: {client.get('/readyz').json()}")
+
+
 def _wait_indexed(client: TestClient, points: int) -> dict[str, object]:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -196,7 +206,7 @@ def test_writes_are_forbidden_without_a_configured_key(tmp_path: Path) -> None:
             headers={"X-API-Key": "anything"},
         )
         assert r.status_code == 403 and r.json()["type"] == "/problems/writes-disabled"
-        ready = client.get("/readyz").json()
+        ready = _wait_ready(client)
         assert ready["ready"] and ready["points"] == 0  # an empty collection to add cars to
         r = client.post("/api/v1/search", files={"image": ("c.jpg", _jpeg(scene(1)))})
         assert r.status_code == 200 and r.json()["hits"] == []
@@ -208,7 +218,9 @@ def test_store_down_is_503_and_recovers(served: tuple[TestClient, Path]) -> None
     real = services.index.engine.search
 
     def down(*args: object, **kwargs: object) -> None:
-        raise ConnectionError("connection refused by qdrant at 10.0.0.1:6333")
+        from indexer.engine import StoreError
+
+        raise StoreError("connection refused by qdrant at 10.0.0.1:6333")
 
     services.index.engine.search = down
     try:

@@ -94,13 +94,16 @@ def test_client_errors_are_not_retried(fake_qdrant: tuple[str, Script]) -> None:
     assert script.calls == 1
 
 
-def test_retries_are_bounded(fake_qdrant: tuple[str, Script]) -> None:
+def test_retries_are_bounded_then_the_store_is_down(fake_qdrant: tuple[str, Script]) -> None:
     from qdrant_client.http.exceptions import UnexpectedResponse
+
+    from indexer.engine import StoreError
 
     url, script = fake_qdrant
     script.plan = [503] * 10
-    with pytest.raises(UnexpectedResponse):
+    with pytest.raises(StoreError, match="did not answer") as info:
         _client(url, qdrant_retries=2).collections()
+    assert isinstance(info.value.__cause__, UnexpectedResponse)
     assert script.calls == 3
 
 
@@ -119,9 +122,11 @@ def test_refused_connection_becomes_a_clean_error_after_retries() -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed again: nothing listens there
     client = _client(f"http://127.0.0.1:{port}", qdrant_retries=1)
-    with pytest.raises(Exception) as info:
+    from indexer.engine import StoreError
+
+    with pytest.raises(StoreError) as info:
         client.collections()
-    assert is_transient(info.value)
+    assert info.value.__cause__ is not None and is_transient(info.value.__cause__)
 
 
 def test_collection_settings_reach_the_server(fake_qdrant: tuple[str, Script]) -> None:

@@ -1,0 +1,120 @@
+"""What the route modules share: the services, the API key, reading an upload, decoding it,
+and calls of the car index with a deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import uuid
+from typing import Annotated, Any, TypeVar
+
+import numpy as np
+from fastapi import Depends, Header, Request, UploadFile
+
+from app.problems import Problem, unavailable
+from app.services import Services, ServingModel
+from carembed.embedder import prepare
+from carembed.images import ImageError, ImageTooLargeError, UnreadableImageError
+from indexer.engine import CollectionMissing, StoreError
+from indexer.index import IndexNotReady
+from indexer.payload import StoredCar
+
+T = TypeVar("T")
+
+
+def get_services(request: Request) -> Services:
+    services: Services | None = getattr(request.app.state, "services", None)
+    if services is None:
+        raise unavailable("the model is not loaded yet")
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def require_key(services: ServicesDep, x_api_key: Annotated[str | None, Header()] = None) -> None:
+    expected = services.settings.api_key
+    if expected is None:
+        raise Problem(
+            403,
+            "writes-disabled",
+            "Writes are disabled",
+            "no API key is configured on this service (CARSEARCH_API_KEY)",
+        )
+    if x_api_key is None or not hmac.compare_digest(
+        x_api_key.encode(), expected.get_secret_value().encode()
+    ):
+        raise Problem(403, "bad-api-key", "Missing or wrong API key", "send X-API-Key")
+
+
+async def store(services: Services, call: Any, *args: Any) -> Any:
+    """A call of the car index on the store's own threads, within the request deadline. A store
+    that is down, slow or being rebuilt becomes a fast 503; other errors are not disguised."""
+    loop = asyncio.get_running_loop()
+    try:
+        return await asyncio.wait_for(
+            loop.run_in_executor(services.store_executor, call, *args),
+            services.settings.store_deadline_s,
+        )
+    except TimeoutError as exc:
+        raise unavailable("the vector store did not answer in time") from exc
+    except (IndexNotReady, CollectionMissing) as exc:
+        raise unavailable("the index for this model is being built") from exc
+    except StoreError as exc:
+        raise unavailable("the vector store is not reachable") from exc
+
+
+async def serving_collection(services: Services, model: ServingModel) -> str:
+    return str(await store(services, services.serving_collection, model))
+
+
+def check_id(car_id: str) -> str:
+    try:
+        return str(uuid.UUID(car_id))
+    except ValueError as exc:
+        raise Problem(404, "not-found", "No such car", "car ids are UUIDs") from exc
+
+
+async def get_car(
+    services: Services, model: ServingModel, car_id: str, with_vector: bool = False
+) -> StoredCar:
+    collection = await serving_collection(services, model)
+    car: StoredCar | None = await store(
+        services, services.index.get, collection, car_id, with_vector
+    )
+    if car is None:
+        raise Problem(404, "not-found", "No such car", f"no car with id {car_id}")
+    return car
+
+
+async def read_upload(upload: UploadFile, limit: int) -> bytes:
+    data = bytearray()
+    while chunk := await upload.read(1 << 16):
+        data += chunk
+        if len(data) > limit:
+            raise Problem(413, "too-large", "Upload too large", f"the limit is {limit} bytes")
+    return bytes(data)
+
+
+async def decode(
+    services: Services, model: ServingModel, data: bytes
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """The model's input array and the photo's (width, height) as shown (EXIF applied), decoded
+    on the decode threads."""
+    embedder = model.embedder
+    loop = asyncio.get_running_loop()
+    try:
+        return await loop.run_in_executor(
+            services.decode_executor, prepare, data, embedder.preprocessing, embedder.limits
+        )
+    except ImageTooLargeError as exc:
+        raise Problem(422, "too-many-pixels", "Image has too many pixels", str(exc)) from exc
+    except UnreadableImageError as exc:
+        raise Problem(
+            415,
+            "unreadable-image",
+            "Not a readable image",
+            "the upload is not an image this service can decode",
+        ) from exc
+    except ImageError as exc:
+        raise Problem(422, exc.reason, "Unusable image", str(exc)) from exc

@@ -1,0 +1,181 @@
+"""One car: its metadata and photo; adding and deleting cars (with the API key)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import os
+import tempfile
+from pathlib import Path
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, File, Form, UploadFile
+from fastapi.responses import FileResponse
+from PIL import Image
+
+from app.deps import (
+    ServicesDep,
+    check_id,
+    decode,
+    get_car,
+    read_upload,
+    require_key,
+    serving_collection,
+    store,
+)
+from app.problems import Problem
+from app.schemas import Car
+from app.services import Services
+from carembed.images import ImageError, ImageLimits, load_image
+from indexer.payload import CarFields, CarPayload, StoredCar, upload_payload
+
+router = APIRouter(prefix="/api/v1", tags=["cars"])
+
+
+def _car(car: StoredCar) -> Car:
+    payload = car.payload
+    return Car(
+        id=car.id,
+        image_url=f"/api/v1/cars/{car.id}/image?size=full",
+        width=payload.width,
+        height=payload.height,
+        source=payload.source,
+        model_version=payload.model_version,
+        indexed_at=payload.indexed_at,
+        **payload.car_fields(),
+    )
+
+
+@router.get("/cars/{car_id}", response_model=Car, summary="One car's metadata")
+async def get_one(services: ServicesDep, car_id: str) -> Car:
+    return _car(await get_car(services, services.model, check_id(car_id)))
+
+
+def _image_file(services: Services, payload: CarPayload) -> Path:
+    """The file of a car, from its stored payload; never a path a user typed."""
+    if payload.source == "upload":
+        root = services.uploads_dir
+    elif services.gallery_root is not None:
+        root = services.gallery_root
+    else:
+        raise Problem(
+            404,
+            "image-unavailable",
+            "Image not available",
+            "this service was started without the gallery folder",
+        )
+    return _inside(root, payload.path or "")
+
+
+def _inside(root: Path, relative: str) -> Path:
+    """``root / relative`` when it is a file inside ``root``: links inside the gallery are
+    followed, a path (or a link) that leads out of it is refused."""
+    root = root.resolve()
+    lexical = Path(os.path.normpath(root / relative))
+    path = (root / relative).resolve()
+    if not lexical.is_relative_to(root) or not _links_stay_inside(root, lexical):
+        raise Problem(404, "image-unavailable", "Image not available")
+    if not path.is_file():
+        raise Problem(404, "image-unavailable", "Image not available")
+    return path
+
+
+def _links_stay_inside(root: Path, path: Path) -> bool:
+    """Every symbolic link on the way from ``root`` to ``path`` points inside ``root``."""
+    current = root
+    for part in path.relative_to(root).parts:
+        current = current / part
+        if current.is_symlink() and not current.resolve().is_relative_to(root):
+            return False
+    return True
+
+
+def _thumbnail(source: Path, target: Path, size: int, limits: ImageLimits) -> None:
+    """Write the thumbnail under a unique temporary name, then replace atomically: concurrent
+    first requests each write their own file, and readers see a whole thumbnail or none."""
+    img = load_image(source, limits=limits)
+    img.thumbnail((size, size))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.", suffix=".jpg")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            img.save(fh, "JPEG", quality=85)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@router.get(
+    "/cars/{car_id}/image", summary="A car's photo or thumbnail", response_class=FileResponse
+)
+async def car_image(
+    services: ServicesDep, car_id: str, size: Literal["thumb", "full"] = "thumb"
+) -> FileResponse:
+    car_id = check_id(car_id)
+    path = _image_file(services, (await get_car(services, services.model, car_id)).payload)
+    if size == "full":
+        return FileResponse(path)
+    thumb = services.thumbs_dir / f"{car_id}.jpg"
+    if not thumb.is_file():
+        limits = ImageLimits(max_pixels=services.settings.max_pixels)
+        try:
+            await asyncio.get_running_loop().run_in_executor(
+                services.decode_executor,
+                _thumbnail,
+                path,
+                thumb,
+                services.settings.thumb_size,
+                limits,
+            )
+        except ImageError as exc:
+            raise Problem(404, "image-unavailable", "Image not available") from exc
+    return FileResponse(
+        thumb, media_type="image/jpeg", headers={"Cache-Control": "public, max-age=86400"}
+    )
+
+
+@router.post(
+    "/cars",
+    response_model=Car,
+    status_code=201,
+    summary="Add a car",
+    dependencies=[Depends(require_key)],
+)
+async def add_car(
+    services: ServicesDep,
+    image: Annotated[UploadFile, File()],
+    make: Annotated[str | None, Form(max_length=100)] = None,
+    model: Annotated[str | None, Form(max_length=100)] = None,
+    year: Annotated[int | None, Form(ge=1800, le=2200)] = None,
+    body: Annotated[str | None, Form(max_length=100)] = None,
+    class_name: Annotated[str | None, Form(max_length=200)] = None,
+) -> Car:
+    data = await read_upload(image, services.settings.max_upload_bytes)
+    serving = services.model
+    array, size = await decode(services, serving, data)
+    vector = await serving.batcher.embed(array)
+    sha = hashlib.sha256(data).hexdigest()
+    with Image.open(io.BytesIO(data)) as probe:  # already decoded once: only its format
+        filename = f"{sha}.{(probe.format or 'img').lower()}"
+    car = CarFields(make=make, model=model, year=year, body=body, class_name=class_name)
+    payload = upload_payload(car, sha, filename, size, serving.version)
+    collection = await serving_collection(services, serving)
+    try:
+        added = await store(services, services.index.add, collection, data, vector, payload)
+    except OSError as exc:  # the disk is full or read-only: nothing half-written stays
+        raise Problem(
+            507, "insufficient-storage", "Cannot store the photo", "the service's disk is full"
+        ) from exc
+    return _car(added)
+
+
+@router.delete(
+    "/cars/{car_id}", status_code=204, summary="Delete a car", dependencies=[Depends(require_key)]
+)
+async def delete_car(services: ServicesDep, car_id: str) -> None:
+    car_id = check_id(car_id)
+    if await store(services, services.index.delete, car_id) is None:
+        raise Problem(404, "not-found", "No such car", f"no car with id {car_id}")
+    (services.thumbs_dir / f"{car_id}.jpg").unlink(missing_ok=True)

@@ -1,0 +1,59 @@
+"""Liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from app import problems
+from app.deps import store
+from app.services import Services
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", summary="The process is alive")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="Model loaded, store reachable, alias resolves")
+async def readyz(request: Request) -> JSONResponse:
+    services: Services | None = getattr(request.app.state, "services", None)
+    if services is None:
+        return problems.problem_response(503, "unavailable", "Model not loaded", "", 5)
+    model = services.model
+    body: dict[str, Any] = {
+        "model_loaded": True,
+        "model_version": model.version,
+        "indexing": services.indexing.snapshot(),
+        "uptime_s": round(time.time() - services.started, 1),
+    }
+    try:
+        status = await store(services, services.index.status)
+        body |= {"engine": status.engine, "live_collection": status.live}
+        body["store_reachable"] = True
+    except problems.Problem:
+        body |= {"store_reachable": False, "collection": None, "points": None}
+    if body["store_reachable"]:
+        try:
+            collection = await store(services, services.serving_collection, model)
+            body["collection"] = collection
+            body["points"] = await store(services, services.index.count, collection)
+        except problems.Problem:  # no collection of this model version (yet)
+            body |= {"collection": None, "points": 0}
+    ready = body["store_reachable"] and body["collection"] is not None
+    body["ready"] = ready
+    headers = None if ready else {"Retry-After": "5"}
+    return JSONResponse(body, status_code=200 if ready else 503, headers=headers)
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+async def metrics(request: Request) -> Response:
+    services: Services | None = getattr(request.app.state, "services", None)
+    data = generate_latest(services.metrics.registry) if services else b""
+    return Response(data, media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,130 @@
+"""The service when the vector store is slow, silent, absent or wrong: fast 503s, no stall of
+the rest of the service, real errors not disguised, start-up work retried."""
+
+from __future__ import annotations
+
+import io
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.main import create_app
+from app.settings import AppSettings
+from indexer.engine import StoreError
+from indexer.index import CarIndex
+from tests.conftest import scene
+
+
+def _jpeg(seed: int) -> bytes:
+    buf = io.BytesIO()
+    scene(seed).save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+@pytest.fixture
+def silent_qdrant() -> Iterator[str]:
+    """A TCP listener that accepts connections and never answers."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    stop.set()
+    thread.join()
+    for conn in held:
+        conn.close()
+    server.close()
+
+
+def test_a_silent_store_gives_fast_503s_and_health_keeps_answering(
+    silent_qdrant: str, tmp_path: Path
+) -> None:
+    settings = AppSettings(
+        qdrant_url=silent_qdrant,
+        data_dir=tmp_path / "d",
+        engine="torch",
+        store_deadline_s=1.0,
+        shutdown_grace_s=0.5,
+    )
+    started = time.monotonic()
+    with TestClient(create_app(settings)) as client:
+        assert time.monotonic() - started < 30  # start-up waits for the model, not the store
+        t0 = time.monotonic()
+        assert client.get("/healthz").status_code == 200
+        assert time.monotonic() - t0 < 1
+        for _ in range(2):
+            t0 = time.monotonic()
+            r = client.post("/api/v1/search", files={"image": ("q.jpg", _jpeg(1))})
+            assert r.status_code == 503 and r.headers["Retry-After"], r.text
+            assert r.json()["type"] == "/problems/unavailable"
+            assert time.monotonic() - t0 < 2.5
+            t0 = time.monotonic()
+            ready = client.get("/readyz")
+            assert ready.status_code == 503 and not ready.json()["store_reachable"]
+            assert time.monotonic() - t0 < 2.5
+            assert client.get("/healthz").status_code == 200
+
+
+def test_store_errors_are_503_and_bugs_are_500(tmp_path: Path) -> None:
+    settings = AppSettings(qdrant_path=tmp_path / "q", data_dir=tmp_path / "d", engine="torch")
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        while not client.get("/readyz").json().get("ready"):
+            time.sleep(0.05)
+        engine = client.app.state.services.index.engine  # type: ignore[attr-defined]
+        real = engine.search
+        try:
+            for error, status in ((StoreError("down"), 503), (ValueError("a bug"), 500)):
+
+                def fail(*args: object, error: Exception = error) -> None:
+                    raise error
+
+                engine.search = fail
+                r = client.post("/api/v1/search", files={"image": ("q.jpg", _jpeg(2))})
+                assert r.status_code == status, r.text
+                assert "a bug" not in r.text and "Traceback" not in r.text
+        finally:
+            engine.search = real
+        assert (
+            client.post("/api/v1/search", files={"image": ("q.jpg", _jpeg(2))}).status_code == 200
+        )
+
+
+def test_start_up_work_is_retried_until_the_store_answers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = CarIndex.ensure_live
+    calls: list[float] = []
+
+    def flaky(self: CarIndex, embedder: object) -> str:
+        calls.append(time.monotonic())
+        if len(calls) <= 2:
+            raise StoreError("the Qdrant server did not answer")
+        return real(self, embedder)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(CarIndex, "ensure_live", flaky)
+    settings = AppSettings(
+        qdrant_path=tmp_path / "q", data_dir=tmp_path / "d", engine="torch", store_retry_s=0.2
+    )
+    with TestClient(create_app(settings)) as client:
+        deadline = time.monotonic() + 30
+        while not client.get("/readyz").json().get("ready"):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    assert len(calls) == 3
