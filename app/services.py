@@ -34,6 +34,9 @@ from indexer.versions import model_version_of
 
 logger = logging.getLogger(__name__)
 
+MODEL_LOAD_S = 300.0
+"""Bound on loading a model from the store and catching up its uploads (background work)."""
+
 
 @dataclass
 class IndexingProgress:
@@ -78,6 +81,7 @@ class Services:
     configured: Embedder  # --model / CARSEARCH_MODEL_DIR: what this service's builds index with
     model: ServingModel  # what requests use now; replaced whole when the alias moves
     loaded: dict[str, ServingModel] = field(default_factory=dict)
+    missing_models: set[str] = field(default_factory=set)  # live versions with no stored copy
     indexing: IndexingProgress = field(default_factory=IndexingProgress)
     started: float = field(default_factory=time.time)
     store_executor: ThreadPoolExecutor = field(init=False, repr=False)
@@ -159,83 +163,81 @@ def make_embedder(settings: AppSettings, model: CarEmbeddingModel) -> Embedder:
     return embedder
 
 
-def _live_model(settings: AppSettings, index: CarIndex, configured: Embedder) -> Embedder:
-    """The model of the live collection when it is another one and the store has its copy,
-    else the configured one."""
-    live_version = model_version_of(index.state().live)
-    if not settings.follow_live_model or live_version in (None, configured.version):
-        return configured
-    assert live_version is not None
-    model = index.models.load(live_version, settings.device)
-    if model is None:
-        logger.warning(
-            "the live collection's model %s has no copy in the store: serving %s, which answers "
-            "503 until its own collection is built",
-            live_version,
-            configured.version,
-        )
-        return configured
-    logger.info("serving the live collection's model %s", live_version)
-    return make_embedder(settings, model)
-
-
 async def build_services(settings: AppSettings) -> Services:
     def load() -> tuple[CarIndex, Embedder]:
         configured = make_embedder(settings, load_or_default(settings.model_dir, settings.device))
         return CarIndex.open(settings), configured
 
     index, configured = await asyncio.to_thread(load)
-    try:  # a store that does not answer delays nothing: the follower looks again later
-        serving = await asyncio.wait_for(
-            asyncio.to_thread(_live_model, settings, index, configured), settings.store_deadline_s
-        )
-    except (TimeoutError, StoreError) as exc:
-        logger.warning("the vector store did not answer at start-up (%s)", type(exc).__name__)
-        serving = configured
     metrics = Metrics()
-    model = start_model(settings, metrics, serving)
-    services = Services(settings, index, metrics, configured, model, {serving.version: model})
-    services.serve(configured)
+    model = start_model(settings, metrics, configured)
+    services = Services(settings, index, metrics, configured, model, {configured.version: model})
+    if settings.follow_live_model:  # the live collection's model, if it is another one
+        try:
+            await follow_once(services)
+        except Exception as exc:  # a store that does not answer delays nothing
+            logger.warning("the live collection's model is not known yet (%s)", exc)
     logger.info(
-        "model %s serving; store %s (%s)", serving.version, settings.location, index.engine.name
+        "model %s serving; store %s (%s)",
+        services.model.version,
+        settings.location,
+        index.engine.name,
     )
     return services
 
 
-async def follow_live_model(services: Services) -> None:
-    """Switch to the model of the collection the alias names, whenever it changes."""
+async def follow_once(services: Services) -> None:
+    """If the alias names a collection of another model than the one serving: load that model
+    (from its copy in the store), add the uploads the collection lacks, and switch to it."""
     settings, index = services.settings, services.index
-    missing: set[str] = set()
-    while True:
-        await asyncio.sleep(settings.model_poll_s)
-        try:
-            live = (await asyncio.to_thread(index.state)).live
-            version = model_version_of(live)
-            if live is None or version is None or version == services.model.version:
-                continue
-            model = services.loaded.get(version)
-            if model is None:
-                if version in missing:
-                    continue
-                stored = await asyncio.to_thread(index.models.load, version, settings.device)
-                if stored is None:
-                    missing.add(version)
-                    logger.warning("the live model %s has no copy in the store", version)
-                    continue
-                embedder = await asyncio.to_thread(make_embedder, settings, stored)
-                model = services.serve(embedder)
-            added, deleted = await asyncio.to_thread(index.sync_uploads, live, model.embedder)
-            previous, services.model = services.model, model
-            logger.info(
-                "now serving model %s from %s (was %s; uploads caught up: +%d -%d)",
+    loop = asyncio.get_running_loop()
+
+    async def on_store(seconds: float, call: Any, *args: Any) -> Any:
+        work = loop.run_in_executor(services.store_executor, call, *args)
+        return await asyncio.wait_for(work, seconds)
+
+    live = (await on_store(settings.store_deadline_s, index.state)).live
+    version = model_version_of(live)
+    if live is None or version is None or version == services.model.version:
+        return
+    model = services.loaded.get(version)
+    if model is None:
+        if version in services.missing_models:
+            return
+        stored = await on_store(MODEL_LOAD_S, index.models.load, version, settings.device)
+        if stored is None:
+            services.missing_models.add(version)
+            logger.warning(
+                "the live collection's model %s has no copy in the store: serving %s from the "
+                "previous collection (or 503 until its own collection is built)",
                 version,
-                live,
-                previous.version,
-                added,
-                deleted,
+                services.model.version,
             )
+            return
+        model = services.serve(await asyncio.to_thread(make_embedder, settings, stored))
+    added, deleted = await on_store(MODEL_LOAD_S, index.sync_uploads, live, model.embedder)
+    previous, services.model = services.model, model
+    logger.info(
+        "now serving model %s from %s (was %s; uploads caught up: +%d -%d)",
+        version,
+        live,
+        previous.version,
+        added,
+        deleted,
+    )
+
+
+async def follow_live_model(services: Services) -> None:
+    """Switch to the model of the collection the alias names, whenever it changes (unless
+    this service is pinned to its configured model)."""
+    while services.settings.follow_live_model:
+        await asyncio.sleep(services.settings.model_poll_s)
+        try:
+            await follow_once(services)
         except asyncio.CancelledError:
             raise
+        except TimeoutError:
+            logger.debug("the store did not answer the alias lookup in time")
         except Exception:
             logger.exception("following the live collection failed; trying again")
 
