@@ -26,7 +26,6 @@ from app.settings import AppSettings
 from carembed.artifact import load_or_default
 from carembed.datasets import dataset_root
 from carembed.embedder import Embedder
-from carembed.images import ImageLimits
 from carembed.model import CarEmbeddingModel
 from indexer.engine import StoreError
 from indexer.index import CarIndex
@@ -154,7 +153,7 @@ def make_embedder(settings: AppSettings, model: CarEmbeddingModel) -> Embedder:
         device=settings.device,
         threads=settings.threads,
         batch_size=settings.batch_limit,
-        limits=ImageLimits(max_pixels=settings.max_pixels),
+        limits=settings.limits,
         engine=settings.engine,
         onnx_dir=settings.data_dir / "onnx",
     )

@@ -19,7 +19,6 @@ class AppSettings(StoreSettings, ModelSettings):
     gallery: Path | None = Field(None, description="indexed in the background (embedded store)")
     api_key: SecretStr | None = Field(None, description="needed to add or delete cars")
     max_upload_bytes: int = Field(10 * 1024 * 1024, gt=0)
-    max_pixels: int = Field(40_000_000, gt=0)
     max_batch: int = Field(
         0,
         ge=0,

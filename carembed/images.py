@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 DEFAULT_MAX_PIXELS = 40_000_000
 DEFAULT_MIN_SIDE = 32
@@ -72,11 +72,12 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     mode = img.mode
     if mode == "RGB":
         return img
-    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
-        # 16-bit (or 32-bit integer) greyscale: scale the full 16-bit range to 8 bits.
-        # Pillow's own convert() would clip everything above 255 to white.
-        arr = np.asarray(img, dtype=np.float64)
-        scaled = np.clip(arr / 257.0, 0, 255).round().astype(np.uint8)
+    if mode in _SIXTEEN_BIT or mode == "I":
+        # 16-bit (or 32-bit integer) greyscale: scale the full 16-bit range to 8 bits, in
+        # integers (round(v / 257) = (v * 255 + 32767) // 65535). Pillow's own convert()
+        # would clip everything above 255 to white.
+        arr = np.clip(np.asarray(img), 0, 65535).astype(np.uint32)
+        scaled = ((arr * 255 + 32767) // 65535).astype(np.uint8)
         return Image.fromarray(scaled, mode="L").convert("RGB")
     if mode == "F":
         arr = np.asarray(img, dtype=np.float64)
@@ -95,6 +96,55 @@ def _to_rgb(img: Image.Image) -> Image.Image:
 
 
 _SWAPS_SIDES = frozenset({5, 6, 7, 8})  # EXIF orientations that rotate by 90 degrees
+_SIXTEEN_BIT = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
+
+
+def _reduced(img: Image.Image, side: int) -> Image.Image:
+    """``img`` shrunk by the largest whole factor that keeps both sides >= ``side``, in its own
+    mode (block averages), so that converting it costs little: a 36-Mpx 16-bit or RGBA PNG
+    never becomes a full-size float or RGBA copy."""
+    factor = min(img.width // side, img.height // side)
+    if factor < 2:
+        return img
+    if img.mode in _SIXTEEN_BIT:  # Pillow cannot reduce these: block means in numpy
+        arr = np.asarray(img)
+        h, w = (arr.shape[0] // factor) * factor, (arr.shape[1] // factor) * factor
+        blocks = arr[:h, :w].reshape(h // factor, factor, w // factor, factor)
+        sums = blocks.sum(axis=3, dtype=np.uint32).sum(axis=1, dtype=np.uint64)  # no big temps
+        means = (sums + factor * factor // 2) // (factor * factor)
+        return Image.fromarray(means.astype(np.int32), mode="I")
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    elif img.mode == "1":
+        img = img.convert("L")
+    return img.reduce(factor)
+
+
+def _orientation(img: Image.Image) -> int | None:
+    """The EXIF orientation, or None when there is none or the EXIF block is malformed (the
+    photo is then used as stored)."""
+    try:
+        value = img.getexif().get(0x0112)
+    except Exception:  # Pillow raises SyntaxError, ValueError, struct.error... for bad TIFF
+        return None
+    return value if isinstance(value, int) else None
+
+
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def _upright(img: Image.Image, orientation: int | None) -> Image.Image:
+    """The photo as shown: turned by its EXIF orientation (read before any reduction)."""
+    method = _TRANSPOSE.get(orientation or 1)
+    return img if method is None else img.transpose(method)
 
 
 def load_image(
@@ -114,7 +164,8 @@ def load_image_with_size(
     """Open, check, decode and convert one image to RGB; also its full (width, height) as shown.
 
     ``draft_size``: the smallest (width, height) the caller needs; JPEGs are then decoded
-    at the smallest scale (1/2, 1/4, 1/8) that still covers it, which is several times faster.
+    at the smallest scale (1/2, 1/4, 1/8) that still covers it, which is several times faster,
+    and other formats are shrunk in their own mode before any conversion (bounded memory).
     Raises :class:`ImageError` subclasses for unusable images and ``FileNotFoundError``
     for a missing file.
     """
@@ -139,10 +190,12 @@ def load_image_with_size(
             img.load()
         except (OSError, ValueError, SyntaxError) as exc:
             raise UnreadableImageError(f"image could not be decoded: {exc}") from exc
-        if img.getexif().get(0x0112) in _SWAPS_SIDES:
+        orientation = _orientation(img)
+        if orientation in _SWAPS_SIDES:
             width, height = height, width
-        img = ImageOps.exif_transpose(img) or img
-        return _to_rgb(img), (width, height)
+        if draft_size is not None:
+            img = _reduced(img, max(draft_size))
+        return _to_rgb(_upright(img, orientation)), (width, height)
     except BaseException:
         img.close()
         raise

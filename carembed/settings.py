@@ -1,5 +1,5 @@
-"""Which model a command runs, read the same way by every command: ``--model`` or
-``CARSEARCH_MODEL_DIR`` (and ``CARSEARCH_DEVICE``, ``CARSEARCH_ENGINE``, ``CARSEARCH_THREADS``)."""
+"""Which model a command runs and how, read the same way by every command: ``--model`` or
+``CARSEARCH_MODEL_DIR`` (and ``CARSEARCH_DEVICE``, ``ENGINE``, ``THREADS``, ``MAX_PIXELS``)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from carembed.choices import EngineChoice
+from carembed.images import ImageLimits
 
 
 class ModelSettings(BaseSettings):
@@ -20,3 +21,10 @@ class ModelSettings(BaseSettings):
     device: str = "cpu"
     engine: EngineChoice = Field("auto", description="auto: ONNX Runtime on CPU, PyTorch on a GPU")
     threads: int | None = None
+    max_pixels: int = Field(
+        40_000_000, gt=0, description="larger images are refused from their header, undecoded"
+    )
+
+    @property
+    def limits(self) -> ImageLimits:
+        return ImageLimits(max_pixels=self.max_pixels)

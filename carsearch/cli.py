@@ -83,6 +83,7 @@ def _embed(args: argparse.Namespace) -> int:
         device=model.device,
         threads=model.threads,
         engine=model.engine,
+        limits=model.limits,
     )
     try:
         vectors = embedder.embed(args.images)
@@ -187,6 +188,7 @@ def _index_build(args: argparse.Namespace) -> int:
         threads=model.threads,
         batch_size=args.batch_size,
         engine=model.engine,
+        limits=model.limits,
     )
     index = _open_index(args)
     try:

@@ -94,7 +94,7 @@ def _links_stay_inside(root: Path, path: Path) -> bool:
 def _thumbnail(source: Path, target: Path, size: int, limits: ImageLimits) -> None:
     """Write the thumbnail under a unique temporary name, then replace atomically: concurrent
     first requests each write their own file, and readers see a whole thumbnail or none."""
-    img = load_image(source, limits=limits)
+    img = load_image(source, limits=limits, draft_size=(size, size))
     img.thumbnail((size, size))
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.", suffix=".jpg")
@@ -119,7 +119,7 @@ async def car_image(
         return FileResponse(path)
     thumb = services.thumbs_dir / f"{car_id}.jpg"
     if not thumb.is_file():
-        limits = ImageLimits(max_pixels=services.settings.max_pixels)
+        limits = services.settings.limits
         try:
             await asyncio.get_running_loop().run_in_executor(
                 services.decode_executor,

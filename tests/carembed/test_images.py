@@ -119,3 +119,62 @@ def test_draft_decodes_large_jpeg_at_reduced_size_but_never_below_request() -> N
     Image.new("RGB", (1600, 1200), (0, 128, 0)).save(buf, "JPEG")
     out = load_image(buf.getvalue(), draft_size=(224, 224))
     assert out.size == (400, 300)  # 1/4 scale: the smallest that keeps both sides >= 224
+
+
+def _saved(img: Image.Image, fmt: str, **options: object) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt, **options)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["WEBP", "PNG"])
+def test_a_malformed_exif_block_is_ignored_not_fatal(fmt: str) -> None:
+    img = Image.new("RGB", (64, 48), (10, 200, 30))
+    data = _saved(img, fmt, exif=b"garbage!garbage!")
+    with Image.open(io.BytesIO(data)) as probe, pytest.raises(SyntaxError):
+        probe.getexif()  # the defect is real: Pillow cannot parse it
+    out = load_image(data, draft_size=(32, 32))
+    assert out.size == (64, 48) and out.getpixel((5, 5))[1] > 180  # type: ignore[index]
+
+
+def test_orientation_is_applied_to_reduced_non_jpeg_photos() -> None:
+    img = Image.new("RGB", (1200, 800), (255, 0, 0))
+    img.paste((0, 0, 255), (0, 0, 600, 800))  # left half blue
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    out = load_image(_saved(img, "PNG", exif=exif.tobytes()), draft_size=(224, 224))
+    assert out.size == (267, 400)  # reduced by 3 (800 // 224), then turned upright
+    top = np.asarray(out)[2, 130]
+    assert top[2] > 200 and top[0] < 60  # the blue left half is now at the top
+
+
+def test_sixteen_bit_and_rgba_photos_reduce_before_converting() -> None:
+    ramp = (np.linspace(0, 65535, 900 * 1200).reshape(900, 1200)).astype(np.uint16)
+    grey = Image.fromarray(ramp)
+    assert grey.mode == "I;16"
+    full = np.asarray(load_image(_saved(grey, "PNG")))
+    small = np.asarray(load_image(_saved(grey, "PNG"), draft_size=(224, 224)))
+    assert small.shape == (225, 300, 3)  # reduced by 4
+    assert np.abs(small[::10, ::10, 0].astype(int) - full[::40, ::40, 0][:23, :30]).max() <= 3
+    rgba = Image.new("RGBA", (1000, 1000), (255, 0, 0, 0))  # fully transparent red
+    out = load_image(_saved(rgba, "PNG"), draft_size=(224, 224))
+    assert out.size == (250, 250) and out.getpixel((10, 10)) == (255, 255, 255)  # on white
+
+
+def test_formats_people_upload() -> None:
+    palette = Image.new("P", (64, 64), 1)
+    palette.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
+    palette.info["transparency"] = 0
+    out = load_image(_saved(palette, "PNG", transparency=0))
+    assert out.getpixel((3, 3)) == (255, 0, 0)
+    frames = [Image.new("RGB", (64, 48), c) for c in ((0, 0, 255), (255, 0, 0))]
+    for fmt in ("GIF", "WEBP"):
+        data = _saved(frames[0], fmt, save_all=True, append_images=frames[1:], duration=100)
+        first = load_image(data).getpixel((5, 5))
+        assert first[2] > 200 and first[0] < 60, fmt  # type: ignore[index]  # the first frame
+    assert load_image(_saved(frames[1], "WEBP", quality=95)).getpixel((5, 5))[0] > 200  # type: ignore[index]
+    svg = b'<svg xmlns="http://www.w3.org/2000/svg" width="64" height="64"><rect/></svg>'
+    heic = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\x00" * 64
+    for unreadable in (b"", svg, heic):
+        with pytest.raises(UnreadableImageError):
+            load_image(unreadable)
