@@ -92,8 +92,9 @@ class CarEmbeddingModel(nn.Module):
         backbone = self.config.backbone.name.replace("_", "")
         return f"{backbone}-{self.config.head.kind}-{digest.hexdigest()[:12]}"
 
-    def with_config(self, **changes: Any) -> None:
-        """Replace fields of the config (e.g. training metadata before export)."""
+    def update_config(self, **changes: Any) -> None:
+        """Replace fields of this model's config in place (e.g. training metadata before
+        export)."""
         self.config = self.config.model_copy(update=changes)
 
 

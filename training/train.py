@@ -323,7 +323,7 @@ def train(config: TrainConfig) -> tuple[CarEmbeddingModel, dict[str, Any]]:
         "feature_cache_hit": views.cache_hit,
     }
     backbone = model.config.backbone.model_copy(update={"in_artifact": config.recipe != "frozen"})
-    model.with_config(backbone=backbone, training=metadata)
+    model.update_config(backbone=backbone, training=metadata)
     model = model.cpu().eval()
     version = save_model(model, config.out)
     logger.info("exported %s to %s (%.0f s)", version, config.out, metadata["seconds"])
