@@ -50,9 +50,12 @@ def main() -> None:
     listener.bind(("127.0.0.1", 0))
     listener.listen(128)
     held: list[socket.socket] = []
-    threading.Thread(
-        target=lambda: [held.append(listener.accept()[0]) for _ in iter(int, 1)], daemon=True
-    ).start()
+
+    def accept() -> None:
+        while True:
+            held.append(listener.accept()[0])
+
+    threading.Thread(target=accept, daemon=True).start()
     port = _free_port()
     work = Path(tempfile.mkdtemp(prefix="carsearch-silent-"))
     server = subprocess.Popen(
