@@ -87,6 +87,15 @@ async def get_car(
     return car
 
 
+async def one_image(request: Request) -> None:
+    """A request names exactly one photo (the form is parsed once; FastAPI reuses it)."""
+    form = await request.form()
+    if len(form.getlist("image")) > 1:
+        raise Problem(
+            422, "invalid-request", "One photo per request", "send one file in the field 'image'"
+        )
+
+
 async def read_upload(upload: UploadFile, limit: int) -> bytes:
     data = bytearray()
     while chunk := await upload.read(1 << 16):

@@ -22,8 +22,6 @@ import asyncio
 import io
 import json
 import logging
-import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,6 +30,7 @@ from pathlib import Path
 
 import httpx
 from PIL import Image, ImageOps
+from service import Service
 
 from carembed.artifact import save_model
 from carembed.datasets import read_dataset
@@ -39,12 +38,6 @@ from carembed.model import build_model
 
 logger = logging.getLogger("rollout")
 KEY = "rollout-benchmark"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _mirrored(path: Path) -> bytes:
@@ -56,19 +49,6 @@ def _mirrored(path: Path) -> bytes:
 
 def _store_args(work: Path) -> list[str]:
     return ["--qdrant-path", str(work / "qdrant"), "--data-dir", str(work / "data")]
-
-
-def _wait_ready(http: httpx.Client, check: object, seconds: float) -> dict[str, object]:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            body: dict[str, object] = http.get("/readyz", timeout=5).json()
-            if check(body):  # type: ignore[operator]
-                return body
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"the service did not reach the expected state in {seconds} s")
 
 
 async def _query_loop(
@@ -207,22 +187,9 @@ def main() -> None:
     )
     if first.returncode != 0:
         raise RuntimeError(first.stderr[-2000:])
-    port = _free_port()
-    env = os.environ | {"CARSEARCH_API_KEY": KEY, "CARSEARCH_MODEL_POLL_S": "1"}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "carsearch", "serve", "--port", str(port), *_store_args(work)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        with httpx.Client(base_url=url) as http:
-            _wait_ready(http, lambda b: b.get("ready"), 180)
-        figures = asyncio.run(_rollout(args, work, url, new_dir))
-    finally:
-        server.terminate()
-        server.wait(timeout=60)
+    env = {"CARSEARCH_API_KEY": KEY, "CARSEARCH_MODEL_POLL_S": "1"}
+    with Service(_store_args(work), env=env) as server:
+        figures = asyncio.run(_rollout(args, work, server.url, new_dir))
     logger.info(
         "rollout: %d queries answered, %d failed; build %.0f s; switch %.2f s after the alias "
         "moved; added cars found %s, deleted cars gone %s; points %s (expected %s)",

@@ -14,16 +14,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
 import numpy as np
+from service import Service
 
 from carembed.datasets import read_dataset
 from carembed.embedder import Embedder
@@ -32,59 +29,6 @@ from indexer.index import CarIndex
 from indexer.settings import StoreSettings
 
 logger = logging.getLogger("serve")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-class Server:
-    def __init__(self, store: Path, data: Path, max_batch: int) -> None:
-        self.port = _free_port()
-        env = os.environ | {
-            "CARSEARCH_MAX_BATCH": str(max_batch),
-            "CARSEARCH_DATA_DIR": str(data),
-            "CARSEARCH_MAX_WAIT_MS": "2",
-        }
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "carsearch",
-                "serve",
-                "--qdrant-path",
-                str(store),
-                "--port",
-                str(self.port),
-            ],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        self.url = f"http://127.0.0.1:{self.port}"
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(self.url + "/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        self.stop()
-        raise RuntimeError("the service did not become ready")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=30)
 
 
 async def _load(
@@ -142,7 +86,10 @@ def main() -> None:
 
     results: dict[str, dict[int, float]] = {}
     for label, max_batch in (("on", 16), ("off", 1)):
-        server = Server(work / "qdrant", work / "data", max_batch)
+        server = Service(
+            ["--qdrant-path", str(work / "qdrant"), "--data-dir", str(work / "data")],
+            env={"CARSEARCH_MAX_BATCH": str(max_batch), "CARSEARCH_MAX_WAIT_MS": "2"},
+        )
         try:
             if label == "on":
                 latencies, _ = asyncio.run(_load(server.url, uploads, 1, 200, args.seconds))
@@ -160,9 +107,9 @@ def main() -> None:
             if label == "on":
                 first, second = args.memory_requests
                 asyncio.run(_load(server.url, uploads, 16, first, 600))
-                rss_first = _rss_mb(server.process.pid)
+                rss_first = server.rss_mb()
                 asyncio.run(_load(server.url, uploads, 16, second - first, 900))
-                rss_second = _rss_mb(server.process.pid)
+                rss_second = server.rss_mb()
                 logger.info(
                     "resident memory: %.0f MB after %d requests, %.0f MB after %d",
                     rss_first,

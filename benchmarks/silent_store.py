@@ -15,7 +15,6 @@ import io
 import json
 import logging
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -24,14 +23,9 @@ from pathlib import Path
 
 import httpx
 from PIL import Image
+from service import Service
 
 logger = logging.getLogger("silent_store")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _timed(call: object) -> tuple[int, float]:
@@ -56,52 +50,23 @@ def main() -> None:
             held.append(listener.accept()[0])
 
     threading.Thread(target=accept, daemon=True).start()
-    port = _free_port()
     work = Path(tempfile.mkdtemp(prefix="carsearch-silent-"))
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "carsearch",
-            "serve",
-            "--port",
-            str(port),
-            "--qdrant-url",
-            f"http://127.0.0.1:{listener.getsockname()[1]}",
-            "--data-dir",
-            str(work),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     buf = io.BytesIO()
     Image.new("RGB", (320, 200), (120, 30, 30)).save(buf, "JPEG")
     photo = buf.getvalue()
-    url = f"http://127.0.0.1:{port}"
     health, searches, ready = [], [], []
-    try:
-        deadline = time.monotonic() + 180
-        started = time.monotonic()
-        while True:
-            try:
-                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("the service did not start")
-            time.sleep(0.2)
+    started = time.monotonic()
+    silent = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    args_ = ["--qdrant-url", silent, "--data-dir", str(work)]
+    with Service(args_, ready_path="/healthz") as server:
         startup = time.monotonic() - started
-        with httpx.Client(base_url=url, timeout=60) as http:
+        with httpx.Client(base_url=server.url, timeout=60) as http:
             for _ in range(args.rounds):
                 health.append(_timed(lambda: http.get("/healthz")))
                 searches.append(
                     _timed(lambda: http.post("/api/v1/search", files={"image": ("q.jpg", photo)}))
                 )
                 ready.append(_timed(lambda: http.get("/readyz")))
-    finally:
-        server.terminate()
-        server.wait(timeout=120)
     figures = {
         "startup_s": round(startup, 1),
         "healthz": sorted({s for s, _ in health}),

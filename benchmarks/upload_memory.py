@@ -16,9 +16,6 @@ import asyncio
 import io
 import json
 import logging
-import os
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -28,21 +25,9 @@ from pathlib import Path
 import httpx
 import numpy as np
 from PIL import Image
+from service import Service
 
 logger = logging.getLogger("upload_memory")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def _png(side: int, kind: str) -> bytes:
@@ -65,16 +50,16 @@ async def _burst(url: str, data: bytes, n: int) -> list[int]:
     return [r.status_code for r in rs]
 
 
-def _peak_during(pid: int, work: object) -> tuple[float, float, object]:
+def _peak_during(service: Service, work: object) -> tuple[float, float, object]:
     """(RSS before, peak RSS while ``work()`` runs, its result)."""
-    before = _rss_mb(pid)
+    before = service.rss_mb()
     peak = before
     done = threading.Event()
 
     def sample() -> None:
         nonlocal peak
         while not done.is_set():
-            peak = max(peak, _rss_mb(pid))
+            peak = max(peak, service.rss_mb())
             time.sleep(0.005)
 
     sampler = threading.Thread(target=sample)
@@ -95,42 +80,15 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     work = Path(tempfile.mkdtemp(prefix="carsearch-memory-"))
-    port = _free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "carsearch",
-            "serve",
-            "--port",
-            str(port),
-            "--qdrant-path",
-            str(work / "qdrant"),
-            "--data-dir",
-            str(work / "data"),
-        ],
-        env=os.environ | {"CARSEARCH_MAX_PIXELS": str(args.side * args.side + 1)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
+    store = ["--qdrant-path", str(work / "qdrant"), "--data-dir", str(work / "data")]
     figures: dict[str, object] = {"concurrent": args.concurrent, "megapixels": args.side**2 / 1e6}
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                if httpx.get(url + "/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("the service did not start")
-            time.sleep(0.5)
+    with Service(store, env={"CARSEARCH_MAX_PIXELS": str(args.side * args.side + 1)}) as server:
+        url = server.url
         for kind in ("grey16", "rgba"):
             data = _png(args.side, kind)
             asyncio.run(_burst(url, data, 1))  # warm-up: allocator pools, code paths
             before, peak, statuses = _peak_during(
-                server.pid, lambda d=data: asyncio.run(_burst(url, d, args.concurrent))
+                server, lambda d=data: asyncio.run(_burst(url, d, args.concurrent))
             )
             logger.info(
                 "%d x %s PNG (%d KB, %.0f Mpx) at once: %.0f MB before, peak %.0f MB (+%.0f MB); "
@@ -147,9 +105,6 @@ def main() -> None:
             figures[f"{kind}_kb"] = len(data) // 1024
             figures[f"{kind}_growth_mb"] = round(peak - before, 1)
             figures[f"{kind}_statuses"] = sorted({int(s) for s in statuses})  # type: ignore[attr-defined]
-    finally:
-        server.terminate()
-        server.wait(timeout=60)
     sys.stdout.write(json.dumps(figures) + "\n")
 
 

@@ -15,8 +15,6 @@ file, fsynced, renamed) when the shard is complete and closed.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import logging
 import shutil
@@ -28,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from indexer.engine import CollectionMissing, NewPoint, StoreError
-from indexer.files import write_atomically
+from indexer.files import locked, write_atomically
 from indexer.payload import PAYLOAD_INDEXES, CarFilter, Match, StoredCar
 from indexer.settings import StoreSettings
 from indexer.versions import PREVIOUS_SUFFIX, AliasState
@@ -90,17 +88,8 @@ class EdgeEngine:
         names = self._read_aliases()
         return AliasState(alias, names.get(alias), names.get(alias + PREVIOUS_SUFFIX))
 
-    @contextlib.contextmanager
-    def _aliases_locked(self) -> Iterator[None]:
-        with (self.root / ".aliases.lock").open("a") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
-
     def move_aliases(self, before: AliasState, after: AliasState) -> None:
-        with self._aliases_locked():
+        with locked(self.root / ".aliases.lock"):
             names = dict(self._read_aliases())
             current = AliasState(
                 before.alias, names.get(before.alias), names.get(before.alias + PREVIOUS_SUFFIX)

@@ -330,9 +330,10 @@ class ServerEngine:
     def _chunk_id(self, version: str, name: str, index: int) -> str:
         return str(uuid.uuid5(_MODELS_NAMESPACE, f"{version}/{name}/{index}"))
 
-    def has_model(self, version: str) -> bool:
+    def _manifest(self, version: str) -> dict[str, int] | None:
+        """The model's files and their chunk counts, or None when it is not stored."""
         try:
-            manifest = self.call(
+            found = self.call(
                 MODELS_COLLECTION,
                 self.client.retrieve,
                 MODELS_COLLECTION,
@@ -340,8 +341,11 @@ class ServerEngine:
                 with_payload=True,
             )
         except CollectionMissing:
-            return False
-        return bool(manifest)
+            return None
+        return dict(dict(found[0].payload or {})["files"]) if found else None
+
+    def has_model(self, version: str) -> bool:
+        return self._manifest(version) is not None
 
     def put_model(self, version: str, files: dict[str, bytes]) -> None:
         from qdrant_client import models
@@ -372,20 +376,11 @@ class ServerEngine:
         self.call("models", self.client.upsert, MODELS_COLLECTION, points=[manifest], wait=True)
 
     def get_model(self, version: str) -> dict[str, bytes] | None:
-        try:
-            found = self.call(
-                MODELS_COLLECTION,
-                self.client.retrieve,
-                MODELS_COLLECTION,
-                ids=[self._chunk_id(version, "", 0)],
-                with_payload=True,
-            )
-        except CollectionMissing:
-            return None
-        if not found:
+        manifest = self._manifest(version)
+        if manifest is None:
             return None
         files = {}
-        for name, count in dict(found[0].payload or {})["files"].items():
+        for name, count in manifest.items():
             ids = [self._chunk_id(version, name, i) for i in range(count)]
             records = self.call(
                 "models", self.client.retrieve, MODELS_COLLECTION, ids=ids, with_payload=True

@@ -12,14 +12,12 @@ same bytes again (a gallery file included) until the same photo is added through
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from indexer.files import write_atomically
+from indexer.files import locked, write_atomically
 from indexer.payload import CarPayload, point_id
 
 logger = logging.getLogger(__name__)
@@ -38,15 +36,8 @@ class UploadLedger:
         self.uploads_dir = data_dir / "uploads"
         self._tombstones = data_dir / "tombstones.json"
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        with (self.data_dir / ".ledger.lock").open("a") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+    def _locked(self) -> contextlib.AbstractContextManager[None]:
+        return locked(self.data_dir / ".ledger.lock")
 
     def add(self, data: bytes, payload: CarPayload) -> Upload:
         """Keep the photo and its payload (both written atomically), and lift a tombstone of

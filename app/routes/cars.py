@@ -19,6 +19,7 @@ from app.deps import (
     check_id,
     decode,
     get_car,
+    one_image,
     read_upload,
     require_key,
     serving_collection,
@@ -141,7 +142,7 @@ async def car_image(
     response_model=Car,
     status_code=201,
     summary="Add a car",
-    dependencies=[Depends(require_key)],
+    dependencies=[Depends(require_key), Depends(one_image)],
 )
 async def add_car(
     services: ServicesDep,

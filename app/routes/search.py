@@ -5,9 +5,18 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Query, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
 
-from app.deps import ServicesDep, check_id, decode, get_car, read_upload, serving_collection, store
+from app.deps import (
+    ServicesDep,
+    check_id,
+    decode,
+    get_car,
+    one_image,
+    read_upload,
+    serving_collection,
+    store,
+)
 from app.schemas import Hit, SearchParams, SearchResponse, Timings
 from app.services import Services, ServingModel
 from indexer.payload import CarFilter, StoredCar
@@ -59,7 +68,12 @@ async def _search(
     return [_hit(car) for car in cars]
 
 
-@router.post("/search", response_model=SearchResponse, summary="Find cars like the photo")
+@router.post(
+    "/search",
+    response_model=SearchResponse,
+    summary="Find cars like the photo",
+    dependencies=[Depends(one_image)],
+)
 async def search(
     services: ServicesDep,
     image: Annotated[UploadFile, File(description="a photo of a car (JPEG, PNG, WebP...)")],

@@ -82,9 +82,13 @@ async function refreshStatus() {
     const idx = body.indexing || {};
     let text = (body.points ?? 0) + " cars indexed";
     if (idx.state === "running") text += " · indexing " + idx.done + "/" + idx.total;
+    if (idx.state === "waiting") text += " · waiting for the vector store";
+    if (body.store_reachable === false) text += " · vector store unreachable";
     if (body.model_version) text += " · model " + body.model_version;
     $("#status").textContent = text;
-    if (idx.state === "running") setTimeout(refreshStatus, 2000);
+    if (idx.state === "running" || idx.state === "waiting" || !body.ready) {
+      setTimeout(refreshStatus, 2000);
+    }
   } catch (error) { $("#status").textContent = "service unreachable"; }
 }
 

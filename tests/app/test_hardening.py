@@ -202,3 +202,37 @@ def test_readyz_does_not_show_the_gallery_path(
     served: TestClient, manifest_gallery: tuple[Path, Path]
 ) -> None:
     assert str(manifest_gallery[0].parent) not in served.get("/readyz").text
+
+
+def test_shutdown_stops_a_gallery_run_at_its_next_batch_and_the_next_start_resumes(
+    tmp_path: Path,
+) -> None:
+    import time
+
+    from tests.indexer.conftest import make_gallery
+
+    gallery = make_gallery(tmp_path / "gallery", per_class=12)  # 36 photos, batches of one
+    settings = AppSettings(
+        gallery=gallery, qdrant_path=tmp_path / "q", data_dir=tmp_path / "d", engine="torch"
+    )
+    with TestClient(create_app(settings)) as client:
+        while client.get("/readyz").json()["indexing"]["done"] < 3:
+            time.sleep(0.05)
+        closing = time.monotonic()
+    assert time.monotonic() - closing < 5  # not the whole run
+    with TestClient(create_app(settings)) as client:
+        _ready(client, 36)
+        message = client.get("/readyz").json()["indexing"]["message"]
+    unchanged = int(message.split("unchanged ")[1].split(",")[0])
+    assert 3 <= unchanged < 36  # what the first run wrote was kept
+
+
+def test_two_files_and_a_body_that_is_not_multipart_are_clear_errors(served: TestClient) -> None:
+    two = served.post(
+        "/api/v1/search",
+        files=[("image", ("a.jpg", _jpeg(1))), ("image", ("b.jpg", _jpeg(2)))],
+    )
+    assert two.status_code == 422 and two.json()["type"] == "/problems/invalid-request", two.text
+    for body, kind in ((b'{"image": "x"}', "application/json"), (b"raw bytes", "image/jpeg")):
+        r = served.post("/api/v1/search", content=body, headers={"Content-Type": kind})
+        assert r.status_code == 422 and r.json()["type"] == "/problems/invalid-request", r.text
