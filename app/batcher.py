@@ -53,6 +53,14 @@ class MicroBatcher:
         await self._queue.put((array, future))
         return await future
 
+    async def embed_many(self, arrays: np.ndarray) -> np.ndarray:
+        """Several preprocessed images (N, 3, S, S) of one request -> (N, D), one forward pass,
+        on the same thread as the micro-batches."""
+        loop = asyncio.get_running_loop()
+        if self._observe is not None:
+            self._observe(len(arrays))
+        return await loop.run_in_executor(self._executor, self._forward, arrays)
+
     async def _collect(self) -> list[_Item]:
         batch = [await self._queue.get()]
         loop = asyncio.get_running_loop()

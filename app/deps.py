@@ -47,6 +47,19 @@ def require_key(services: ServicesDep, x_api_key: Annotated[str | None, Header()
         raise Problem(403, "bad-api-key", "Missing or wrong API key", "send X-API-Key")
 
 
+def require_read_key(
+    services: ServicesDep, x_api_key: Annotated[str | None, Header()] = None
+) -> None:
+    """When ``CARSEARCH_READ_API_KEY`` is set, reads need it (or the write key)."""
+    read = services.settings.read_api_key
+    if read is None:
+        return
+    keys = [read] + ([services.settings.api_key] if services.settings.api_key else [])
+    given = (x_api_key or "").encode()
+    if not any(hmac.compare_digest(given, k.get_secret_value().encode()) for k in keys):
+        raise Problem(403, "bad-api-key", "Missing or wrong API key", "send X-API-Key")
+
+
 async def store(services: Services, call: Any, *args: Any) -> Any:
     """A call of the car index on the store's own threads, within the request deadline. A store
     that is down, slow or being rebuilt becomes a fast 503; other errors are not disguised."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field, model_validator
 
 from indexer.payload import CarFields
@@ -22,10 +24,63 @@ class Timings(BaseModel):
     search_ms: float = 0.0
 
 
+class Candidate(BaseModel):
+    make: str | None = None
+    model: str | None = None
+    year: int | None = None
+    class_name: str
+    confidence: float = Field(description="calibrated probability that this answer is right")
+    share: float = Field(description="the answer's share of the neighbours' vote")
+
+
+class MakeAnswer(BaseModel):
+    make: str | None = None
+    confidence: float = 0.0
+
+
+class Identification(BaseModel):
+    """What car this probably is: up to 3 candidates, and the make on its own."""
+
+    candidates: list[Candidate]
+    make: MakeAnswer
+    calibrated: bool = Field(description="false: the model has no fitted calibration")
+
+    model_config = {
+        "json_schema_extra": {
+            "examples": [
+                {
+                    "candidates": [
+                        {
+                            "make": "Audi",
+                            "model": "TTS Coupe",
+                            "year": 2012,
+                            "class_name": "Audi TTS Coupe 2012",
+                            "confidence": 0.82,
+                            "share": 0.77,
+                        }
+                    ],
+                    "make": {"make": "Audi", "confidence": 0.93},
+                    "calibrated": True,
+                }
+            ]
+        }
+    }
+
+
+class Group(CarFields):
+    """One car model (class) and its best photos."""
+
+    class_name: str | None = None
+    score: float
+    hits: list[Hit]
+
+
 class SearchResponse(BaseModel):
     hits: list[Hit]
     timings: Timings
     model_version: str
+    identification: Identification | None = None
+    groups: list[Group] | None = None
 
     model_config = {
         "json_schema_extra": {
@@ -73,6 +128,10 @@ class SearchParams(BaseModel):
     body: str | None = Field(None, max_length=100)
     year_min: int | None = Field(None, ge=1800, le=2200)
     year_max: int | None = Field(None, ge=1800, le=2200)
+    group_by: Literal["class"] | None = Field(
+        None, description="class: one result per car model; limit then counts groups"
+    )
+    group_size: int = Field(3, ge=1, le=3, description="photos per group")
 
     @model_validator(mode="after")
     def _years_in_order(self) -> SearchParams:
@@ -80,3 +139,36 @@ class SearchParams(BaseModel):
         if low is not None and high is not None and low > high:
             raise ValueError("year_min is after year_max")
         return self
+
+
+class ProblemDetail(BaseModel):
+    """An RFC 9457 problem, as one entry of a batch answer."""
+
+    type: str
+    title: str
+    status: int
+    detail: str = ""
+
+
+class BatchResponse(BaseModel):
+    """One entry per photo, in the order sent: a search answer, or the photo's problem."""
+
+    results: list[SearchResponse | ProblemDetail]
+
+
+class EmbedResponse(BaseModel):
+    vector: list[float]
+    dim: int
+    model_version: str
+
+    model_config = {
+        "json_schema_extra": {
+            "examples": [
+                {
+                    "vector": [0.012, -0.034, 0.051],
+                    "dim": 3,
+                    "model_version": "efficientnetlite0-identity-3f2a9c1b7d0e",
+                }
+            ]
+        }
+    }

@@ -26,6 +26,7 @@ from app.settings import AppSettings
 from carembed.artifact import load_or_default
 from carembed.datasets import dataset_root
 from carembed.embedder import Embedder
+from carembed.identify import Calibration, calibration_of
 from carembed.model import CarEmbeddingModel
 from indexer.engine import StoreError
 from indexer.index import CarIndex
@@ -66,6 +67,7 @@ class ServingModel:
 
     embedder: Embedder
     batcher: MicroBatcher
+    calibration: Calibration  # the model's identification vote and confidence maps
 
     @property
     def version(self) -> str:
@@ -143,7 +145,10 @@ def start_model(settings: AppSettings, metrics: Metrics, embedder: Embedder) -> 
         others_in_flight=lambda: metrics.active > 1,
     )
     batcher.start()
-    return ServingModel(embedder, batcher)
+    calibration = calibration_of(embedder.model.config)
+    overrides = {"k": settings.identify_k, "temperature": settings.identify_temperature}
+    changes = {key: value for key, value in overrides.items() if value is not None}
+    return ServingModel(embedder, batcher, calibration.model_copy(update=changes))
 
 
 def make_embedder(settings: AppSettings, model: CarEmbeddingModel) -> Embedder:

@@ -47,6 +47,16 @@ class AppSettings(StoreSettings, ModelSettings):
     decode_workers: int = Field(
         2, ge=1, le=64, description="images decoded at once (bounds the memory of decoding)"
     )
+    identify_k: int | None = Field(
+        None, ge=1, le=100, description="neighbours that vote; unset: the model's calibrated k"
+    )
+    identify_temperature: float | None = Field(
+        None, gt=0, description="vote weights exp(score / t); unset: the model's calibrated t"
+    )
+    read_api_key: SecretStr | None = Field(
+        None, description="when set, searches need it in X-API-Key (writes keep API_KEY)"
+    )
+    max_batch_images: int = Field(16, ge=1, le=256, description="photos in one batch search")
     cors_origins: list[str] = Field(default_factory=list)
     thumb_size: int = Field(256, ge=32, le=1024)
 

@@ -1,5 +1,6 @@
-"""``carsearch evaluate``: exact retrieval metrics of a model on one split, a JSON report and
-pictures (Recall@k curves against the zero-shot model, example queries with their top 5)."""
+"""``carsearch evaluate``: exact retrieval metrics of a model on one split, identification
+(leave-one-out), a JSON report and pictures (Recall@k curves against the zero-shot model,
+example queries with their top 5, the identification reliability diagram)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from carembed.artifact import load_or_default
 from carembed.choices import EngineChoice
 from carembed.datasets import CarDataset, read_dataset
 from carembed.embedder import Embedder
+from carembed.identify import Calibration, calibration_of
 from training.data import class_disjoint_split
+from training.identification import Labels, identification_report, plot_reliability
 from training.metrics import retrieval_metrics
 
 logger = logging.getLogger(__name__)
@@ -34,10 +37,11 @@ def _split(data: Path, split: str) -> CarDataset:
 
 def _embed(
     model_dir: Path | None, paths: list[Path], workers: int, device: str, engine: EngineChoice
-) -> tuple[np.ndarray, list[int], str]:
-    embedder = Embedder(load_or_default(model_dir, device=device), device=device, engine=engine)
+) -> tuple[np.ndarray, list[int], str, Calibration]:
+    model = load_or_default(model_dir, device=device)
+    embedder = Embedder(model, device=device, engine=engine)
     vectors, kept, _ = embedder.embed_all(paths, num_workers=workers, progress="embedding")
-    return vectors, kept, embedder.version
+    return vectors, kept, embedder.version, calibration_of(model.config)
 
 
 def evaluate(
@@ -54,8 +58,9 @@ def evaluate(
 ) -> dict[str, Any]:
     part = _split(data, split)
     paths = [r.path for r in part.records]
-    vectors, kept, version = _embed(model_dir, paths, workers, device, engine)
-    names = [part.records[i].class_name for i in kept]
+    vectors, kept, version, calibration = _embed(model_dir, paths, workers, device, engine)
+    records = [part.records[i] for i in kept]
+    names = [r.class_name for r in records]
     _, labels = np.unique(names, return_inverse=True)
     metrics = retrieval_metrics(vectors, labels, ks=CURVE_KS)
     report: dict[str, Any] = {
@@ -67,9 +72,13 @@ def evaluate(
         "classes": len(set(names)),
         "skipped": len(paths) - len(kept),
     }
+    labels_of = Labels(
+        names, [r.make for r in records], [r.model for r in records], [r.year for r in records]
+    )
+    report["identification"] = identification_report(vectors, labels_of, calibration)
     curves = {"tuned" if model_dir else "zero-shot": metrics}
     if model_dir is not None and compare_zero_shot:
-        zs_vectors, zs_kept, zs_version = _embed(None, paths, workers, device, engine)
+        zs_vectors, zs_kept, zs_version, _ = _embed(None, paths, workers, device, engine)
         zs_labels = np.unique([part.records[i].class_name for i in zs_kept], return_inverse=True)[1]
         report["zero_shot"] = {
             **retrieval_metrics(zs_vectors, zs_labels, ks=CURVE_KS),
@@ -79,6 +88,7 @@ def evaluate(
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     _plot_curves(curves, out / "recall_at_k.png")
+    plot_reliability(vectors, labels_of, calibration, out / "identification.png")
     _plot_examples(
         vectors, labels, [part.records[i].path for i in kept], names, out / "examples.png", examples
     )

@@ -26,6 +26,8 @@ from torch.utils.data import Dataset
 from carembed.artifact import save_model
 from carembed.choices import HeadKind, LossName, PoolingKind, Recipe
 from carembed.datasets import CarDataset, read_dataset
+from carembed.embedder import Embedder
+from carembed.identify import Calibration
 from carembed.model import CarEmbeddingModel, build_model
 from training.backbone_split import split_backbone
 from training.data import (
@@ -38,6 +40,7 @@ from training.data import (
     usable_records,
 )
 from training.features import CachedFeatures, cached_features
+from training.identification import Labels, fit_calibration
 from training.module import RetrievalModule
 
 logger = logging.getLogger(__name__)
@@ -262,6 +265,32 @@ def _fresh(config: TrainConfig) -> CarEmbeddingModel:
     )
 
 
+def _calibrate(model: CarEmbeddingModel, classes: CarDataset, run_dir: Path) -> Calibration:
+    """The identification vote's settings and confidence maps, fitted leave-one-out on the
+    held-out training classes with the model that never trained on them."""
+    embedder = Embedder(model, device=next(model.parameters()).device, engine="torch")
+    vectors, kept, _ = embedder.embed_all([r.path for r in classes.records])
+    records = [classes.records[i] for i in kept]
+    labels = Labels(
+        [r.class_name for r in records],
+        [r.make for r in records],
+        [r.model for r in records],
+        [r.year for r in records],
+    )
+    calibration = fit_calibration(
+        vectors,
+        labels,
+        f"{len(set(labels.classes))} held-out training classes, {len(records)} photos",
+    )
+    logger.info(
+        "identification: k %d, temperature %.2f, fitted on %s",
+        calibration.k,
+        calibration.temperature,
+        calibration.fitted_on,
+    )
+    return calibration
+
+
 def train(config: TrainConfig) -> tuple[CarEmbeddingModel, dict[str, Any]]:
     """Runs the whole recipe, exports to ``config.out``; returns the model and its metadata."""
     started = time.perf_counter()
@@ -299,6 +328,8 @@ def train(config: TrainConfig) -> tuple[CarEmbeddingModel, dict[str, Any]]:
         best_epoch + 1,
     )
 
+    module.load_state_dict(best["state_dict"])  # the selection model, never trained on these
+    identification = _calibrate(model, select_part, run_dir)
     if config.refit:
         model = _fresh(config)
         views = _Views(config, model, train_set)  # cache hit: same files, same cut
@@ -307,8 +338,6 @@ def train(config: TrainConfig) -> tuple[CarEmbeddingModel, dict[str, Any]]:
         _trainer(config, run_dir, best_epoch + 1, validate=False).fit(
             module, _data(config, all_data, all_labels, None)
         )
-    else:
-        module.load_state_dict(best["state_dict"])
 
     metadata = {
         "recipe": config.recipe,
@@ -321,6 +350,7 @@ def train(config: TrainConfig) -> tuple[CarEmbeddingModel, dict[str, Any]]:
         "git_commit": _git_commit(),
         "seconds": round(time.perf_counter() - started, 1),
         "feature_cache_hit": views.cache_hit,
+        "identification": identification.model_dump(mode="json"),
     }
     backbone = model.config.backbone.model_copy(update={"in_artifact": config.recipe != "frozen"})
     model.update_config(backbone=backbone, training=metadata)

@@ -22,6 +22,7 @@ from app.deps import (
     one_image,
     read_upload,
     require_key,
+    require_read_key,
     serving_collection,
     store,
 )
@@ -48,7 +49,12 @@ def _car(car: StoredCar) -> Car:
     )
 
 
-@router.get("/cars/{car_id}", response_model=Car, summary="One car's metadata")
+@router.get(
+    "/cars/{car_id}",
+    response_model=Car,
+    summary="One car's metadata",
+    dependencies=[Depends(require_read_key)],
+)
 async def get_one(services: ServicesDep, car_id: str) -> Car:
     return _car(await get_car(services, services.model, check_id(car_id)))
 
@@ -109,7 +115,10 @@ def _thumbnail(source: Path, target: Path, size: int, limits: ImageLimits) -> No
 
 
 @router.get(
-    "/cars/{car_id}/image", summary="A car's photo or thumbnail", response_class=FileResponse
+    "/cars/{car_id}/image",
+    summary="A car's photo or thumbnail",
+    response_class=FileResponse,
+    dependencies=[Depends(require_read_key)],
 )
 async def car_image(
     services: ServicesDep, car_id: str, size: Literal["thumb", "full"] = "thumb"

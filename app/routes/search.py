@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any
 
+import numpy as np
 from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
 
 from app.deps import (
@@ -14,14 +15,29 @@ from app.deps import (
     get_car,
     one_image,
     read_upload,
+    require_read_key,
     serving_collection,
     store,
 )
-from app.schemas import Hit, SearchParams, SearchResponse, Timings
+from app.problems import Problem
+from app.schemas import (
+    BatchResponse,
+    Candidate,
+    EmbedResponse,
+    Group,
+    Hit,
+    Identification,
+    MakeAnswer,
+    ProblemDetail,
+    SearchParams,
+    SearchResponse,
+    Timings,
+)
 from app.services import Services, ServingModel
+from carembed.identify import Calibration, Neighbour, identify
 from indexer.payload import CarFilter, StoredCar
 
-router = APIRouter(prefix="/api/v1", tags=["search"])
+router = APIRouter(prefix="/api/v1", tags=["search"], dependencies=[Depends(require_read_key)])
 
 
 def _filter(params: SearchParams, exclude_id: str | None = None) -> CarFilter:
@@ -45,27 +61,112 @@ def _hit(car: StoredCar) -> Hit:
     )
 
 
-async def _search(
+def _identification(cars: list[StoredCar], calibration: Calibration) -> Identification:
+    found = identify(
+        [
+            Neighbour(
+                c.payload.class_name,
+                c.payload.make,
+                c.payload.model,
+                c.payload.year,
+                c.score or 0.0,
+            )
+            for c in cars
+        ],
+        calibration,
+    )
+    return Identification(
+        candidates=[
+            Candidate(
+                make=c.make,
+                model=c.model,
+                year=c.year,
+                class_name=c.class_name,
+                confidence=round(c.confidence, 4),
+                share=round(c.share, 4),
+            )
+            for c in found.candidates
+        ],
+        make=MakeAnswer(make=found.make, confidence=round(found.make_confidence, 4)),
+        calibrated=found.calibrated,
+    )
+
+
+def _groups(cars: list[StoredCar], size: int) -> list[Group]:
+    """One group per class, ordered by its best score, with its best ``size`` photos."""
+    groups: dict[str, Group] = {}
+    for car in cars:  # best first
+        key = car.payload.class_name or car.id
+        group = groups.get(key)
+        if group is None:
+            groups[key] = Group(
+                score=car.score or 0.0, hits=[_hit(car)], **car.payload.car_fields()
+            )
+        elif len(group.hits) < size:
+            group.hits.append(_hit(car))
+    return list(groups.values())
+
+
+GROUP_FETCH_MAX = 1000
+"""Most neighbours read to fill the groups of one page (the engines have no grouping here)."""
+
+
+async def _answer(
     services: Services,
     model: ServingModel,
     vector: Any,
     params: SearchParams,
     exclude: str | None,
-) -> list[Hit]:
+) -> SearchResponse:
+    """Hits (or groups) for the filters, and the identification from the unfiltered nearest
+    neighbours."""
     started = time.perf_counter()
     collection = await serving_collection(services, model)
-    cars = await store(
-        services,
-        services.index.search,
-        collection,
-        vector,
-        _filter(params, exclude),
-        params.limit,
-        params.offset,
-        params.score_threshold,
-    )
+    where = _filter(params, exclude)
+    k = model.calibration.k
+
+    async def nearest(where: CarFilter, limit: int, offset: int = 0) -> list[StoredCar]:
+        return list(
+            await store(
+                services,
+                services.index.search,
+                collection,
+                vector,
+                where,
+                limit,
+                offset,
+                params.score_threshold,
+            )
+        )
+
+    groups = None
+    if params.group_by == "class":
+        wanted = params.offset + params.limit
+        fetch = min(GROUP_FETCH_MAX, max(wanted * params.group_size * 4, 64))
+        while True:
+            cars = await nearest(where, fetch)
+            groups = _groups(cars, params.group_size)
+            if len(groups) >= wanted or len(cars) < fetch or fetch >= GROUP_FETCH_MAX:
+                break
+            fetch = min(GROUP_FETCH_MAX, fetch * 4)
+        groups = groups[params.offset : wanted]
+        hits = [hit for group in groups for hit in group.hits]
+    else:
+        cars = await nearest(where, params.limit, params.offset)
+        hits = [_hit(car) for car in cars]
+    plain = where == CarFilter(exclude_ids=where.exclude_ids) and params.score_threshold is None
+    voters = cars if plain and params.offset == 0 and len(cars) >= k else None
+    if voters is None:
+        voters = await nearest(CarFilter(exclude_ids=where.exclude_ids), k)
+    identification = _identification(voters[:k], model.calibration)
     services.metrics.stage.labels("search").observe(time.perf_counter() - started)
-    return [_hit(car) for car in cars]
+    return SearchResponse(
+        hits=hits,
+        groups=groups,
+        identification=identification,
+        timings=Timings(),
+        model_version=model.version,
+    )
 
 
 @router.post(
@@ -86,14 +187,14 @@ async def search(
     t1 = time.perf_counter()
     vector = await model.batcher.embed(array)
     t2 = time.perf_counter()
-    hits = await _search(services, model, vector, params, None)
+    response = await _answer(services, model, vector, params, None)
     t3 = time.perf_counter()
-    timings = Timings(
+    response.timings = Timings(
         decode_ms=(t1 - t0) * 1e3, embed_ms=(t2 - t1) * 1e3, search_ms=(t3 - t2) * 1e3
     )
     services.metrics.stage.labels("decode").observe(t1 - t0)
     services.metrics.stage.labels("embed").observe(t2 - t1)
-    return SearchResponse(hits=hits, timings=timings, model_version=model.version)
+    return response
 
 
 @router.get("/cars/{car_id}/similar", response_model=SearchResponse, summary="More like this car")
@@ -106,6 +207,82 @@ async def similar(
     model = services.model
     point = await get_car(services, model, car_id, with_vector=True)
     t0 = time.perf_counter()
-    hits = await _search(services, model, point.vector, params, car_id)
-    timings = Timings(search_ms=(time.perf_counter() - t0) * 1e3)
-    return SearchResponse(hits=hits, timings=timings, model_version=model.version)
+    response = await _answer(services, model, point.vector, params, car_id)
+    response.timings = Timings(search_ms=(time.perf_counter() - t0) * 1e3)
+    return response
+
+
+@router.post(
+    "/identify",
+    response_model=Identification,
+    summary="What car is this? (candidates with calibrated confidence, and the make)",
+    dependencies=[Depends(one_image)],
+)
+async def identify_car(
+    services: ServicesDep,
+    image: Annotated[UploadFile, File(description="a photo of a car")],
+) -> Identification:
+    model = services.model
+    array, _ = await decode(
+        services, model, await read_upload(image, services.settings.max_upload_bytes)
+    )
+    vector = await model.batcher.embed(array)
+    collection = await serving_collection(services, model)
+    cars = await store(
+        services, services.index.search, collection, vector, CarFilter(), model.calibration.k
+    )
+    return _identification(cars, model.calibration)
+
+
+@router.post(
+    "/embed",
+    response_model=EmbedResponse,
+    summary="The model's vector for a photo (unit length), to store or compare yourself",
+    dependencies=[Depends(one_image)],
+)
+async def embed(
+    services: ServicesDep,
+    image: Annotated[UploadFile, File(description="a photo of a car")],
+) -> EmbedResponse:
+    model = services.model
+    array, _ = await decode(
+        services, model, await read_upload(image, services.settings.max_upload_bytes)
+    )
+    vector = await model.batcher.embed(array)
+    return EmbedResponse(
+        vector=[float(v) for v in vector], dim=len(vector), model_version=model.version
+    )
+
+
+@router.post(
+    "/search/batch",
+    response_model=BatchResponse,
+    summary="Several photos in one request: one answer per photo, in order",
+)
+async def search_batch(
+    services: ServicesDep,
+    images: Annotated[list[UploadFile], File(description="the field 'images', repeated")],
+    params: Annotated[SearchParams, Form()],
+) -> BatchResponse:
+    limit = services.settings.max_batch_images
+    if len(images) > limit:
+        raise Problem(422, "invalid-request", "Too many photos", f"at most {limit} per request")
+    model = services.model
+    results: list[SearchResponse | ProblemDetail | None] = [None] * len(images)
+    decoded: list[tuple[int, np.ndarray]] = []
+    for i, upload in enumerate(images):
+        try:
+            data = await read_upload(upload, services.settings.max_upload_bytes)
+            decoded.append((i, (await decode(services, model, data))[0]))
+        except Problem as problem:  # this photo's own answer; the others go on
+            results[i] = ProblemDetail(
+                type=f"/problems/{problem.slug}",
+                title=problem.title,
+                status=problem.status,
+                detail=problem.detail,
+            )
+    if decoded:
+        vectors = await model.batcher.embed_many(np.stack([a for _, a in decoded]))
+        for (i, _), vector in zip(decoded, vectors, strict=True):
+            results[i] = await _answer(services, model, vector, params, None)
+    return BatchResponse(results=[r for r in results if r is not None])

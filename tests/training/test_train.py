@@ -67,6 +67,14 @@ def test_frozen_training_beats_the_untrained_head_on_unseen_classes(
     )
     training = json.loads((config.out / "config.json").read_text())["training"]
     assert training["recipe"] == "frozen" and len(training["class_names"]) == 10
+    # Identification was calibrated on held-out training classes only, never on "val".
+    fitted = training["identification"]
+    assert fitted["fitted"] and fitted["fitted_on"].startswith("3 held-out training classes")
+    assert (
+        report["identification"]["calibrated"] and 0 <= report["identification"]["ece_model"] <= 1
+    )
+    assert report["identification"]["top1_make_model_year"] > 0.5
+    assert (tmp_path / "eval" / "identification.png").stat().st_size > 1000
     assert any((tmp_path / "runs").rglob("*.ckpt")) and any(
         (tmp_path / "runs").rglob("metrics.csv")
     )

@@ -1,0 +1,131 @@
+""" "What car is this?": a score-weighted vote of the nearest neighbours, and a calibration that
+turns vote shares into confidences that mean what they say.
+
+The vote: each of the ``k`` nearest cars votes for its class (and, separately, its make) with
+weight ``exp(score / temperature)``; a class's share is its weights' sum over all weights. The
+calibration maps a share to the probability that the answer is right; it is fitted on the
+training classes (``training.identification``) and travels in the model's ``config.json``
+(``training["identification"]``), so a retrained model brings its own. A model without one
+reports its shares uncalibrated (``calibrated: false``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from carembed.model import ModelConfig
+
+DEFAULT_K = 10
+DEFAULT_TEMPERATURE = 0.05
+
+
+class Mapping(BaseModel):
+    """A non-decreasing map from vote share to confidence: points to interpolate between."""
+
+    model_config = ConfigDict(frozen=True)
+
+    x: list[float] = Field(default_factory=lambda: [0.0, 1.0])
+    y: list[float] = Field(default_factory=lambda: [0.0, 1.0])
+
+    def __call__(self, share: float) -> float:
+        return float(np.interp(share, self.x, self.y))
+
+
+class Calibration(BaseModel):
+    """The vote's settings and the maps fitted for them."""
+
+    model_config = ConfigDict(frozen=True)
+
+    k: int = DEFAULT_K
+    temperature: float = DEFAULT_TEMPERATURE
+    model: Mapping = Field(default_factory=Mapping)  # exact model (make + model + year)
+    make: Mapping = Field(default_factory=Mapping)
+    fitted: bool = False
+    fitted_on: str = ""  # what it was fitted on (never the evaluation classes)
+
+
+def calibration_of(config: ModelConfig) -> Calibration:
+    """The model's fitted calibration, or the uncalibrated defaults."""
+    stored = config.training.get("identification")
+    return Calibration.model_validate(stored) if stored else Calibration()
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    class_name: str | None
+    make: str | None
+    model: str | None
+    year: int | None
+    score: float
+
+
+@dataclass(frozen=True)
+class Candidate:
+    class_name: str
+    make: str | None
+    model: str | None
+    year: int | None
+    share: float
+    confidence: float
+
+
+@dataclass(frozen=True)
+class Identification:
+    candidates: list[Candidate]
+    make: str | None
+    make_share: float
+    make_confidence: float
+    calibrated: bool
+
+
+def weights(scores: np.ndarray, temperature: float) -> np.ndarray:
+    """Softmax weights of cosine scores (stable for any temperature)."""
+    z = np.asarray(scores, dtype=np.float64) / temperature
+    result: np.ndarray = np.exp(z - z.max(axis=-1, keepdims=True))
+    return result
+
+
+def identify(
+    neighbours: Sequence[Neighbour], calibration: Calibration, top: int = 3
+) -> Identification:
+    """The vote of the first ``calibration.k`` neighbours (best first)."""
+    voters = [n for n in neighbours[: calibration.k] if n.class_name]
+    if not voters:
+        return Identification([], None, 0.0, 0.0, calibration.fitted)
+    w = weights(np.array([n.score for n in voters]), calibration.temperature)
+    total = float(w.sum())
+    by_class: dict[str, float] = {}
+    by_make: dict[str, float] = {}
+    first: dict[str, Neighbour] = {}
+    for n, weight in zip(voters, w, strict=True):
+        assert n.class_name is not None
+        by_class[n.class_name] = by_class.get(n.class_name, 0.0) + float(weight)
+        first.setdefault(n.class_name, n)
+        if n.make:
+            by_make[n.make] = by_make.get(n.make, 0.0) + float(weight)
+    ranked = sorted(by_class.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
+    candidates = [
+        Candidate(
+            name,
+            first[name].make,
+            first[name].model,
+            first[name].year,
+            share / total,
+            calibration.model(share / total),
+        )
+        for name, share in ranked
+    ]
+    make, make_weight = (
+        min(by_make.items(), key=lambda kv: (-kv[1], kv[0])) if by_make else (None, 0.0)
+    )
+    return Identification(
+        candidates,
+        make,
+        make_weight / total,
+        calibration.make(make_weight / total),
+        calibration.fitted,
+    )

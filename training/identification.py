@@ -1,0 +1,210 @@
+"""Measuring and calibrating "what car is this?" (the vote in ``carembed.identify``).
+
+Leave-one-out: each photo is identified from all the others (itself excluded), so a class is
+in the gallery but the query photo is not. ``fit_calibration`` chooses the vote's ``k`` and
+temperature and fits the share -> confidence maps (isotonic: pool adjacent violators) on
+training classes; ``identification_report`` gives top-1/top-3 accuracy at make, make+model
+and make+model+year level and the expected calibration error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from carembed.identify import Calibration, Mapping, Neighbour, identify
+
+LEVELS = ("make", "make_model", "make_model_year")
+K_CHOICES = (5, 10, 20)
+TEMPERATURE_CHOICES = (0.02, 0.05, 0.1, 1.0)
+
+
+@dataclass(frozen=True)
+class Labels:
+    """What is known about each photo: its class, make, model and year."""
+
+    classes: list[str]
+    makes: list[str | None]
+    models: list[str | None]
+    years: list[int | None]
+
+    def key(self, i: int, level: str) -> tuple[object, ...]:
+        if level == "make":
+            return (self.makes[i],)
+        if level == "make_model":
+            return (self.makes[i], self.models[i])
+        return (self.classes[i],)
+
+
+@dataclass(frozen=True)
+class Answers:
+    """Per query: the top answer's share, whether it is right, at each level."""
+
+    model_share: np.ndarray
+    make_share: np.ndarray
+    top1: dict[str, np.ndarray]  # level -> right or not
+    top3: dict[str, np.ndarray]
+
+
+def _neighbours(
+    vectors: np.ndarray, depth: int, chunk: int = 1024
+) -> tuple[np.ndarray, np.ndarray]:
+    """(indices, scores) of each vector's ``depth`` nearest others, best first."""
+    emb = np.ascontiguousarray(vectors, dtype=np.float32)
+    n = len(emb)
+    depth = min(depth, n - 1)
+    indices = np.empty((n, depth), dtype=np.int64)
+    scores = np.empty((n, depth), dtype=np.float32)
+    for start in range(0, n, chunk):
+        s = emb[start : start + chunk] @ emb.T
+        s[np.arange(len(s)), np.arange(start, start + len(s))] = -np.inf
+        part = np.argpartition(-s, depth - 1, axis=1)[:, :depth]
+        order = np.argsort(-np.take_along_axis(s, part, axis=1), axis=1, kind="stable")
+        top = np.take_along_axis(part, order, axis=1)
+        indices[start : start + len(s)] = top
+        scores[start : start + len(s)] = np.take_along_axis(s, top, axis=1)
+    return indices, scores
+
+
+def leave_one_out(vectors: np.ndarray, labels: Labels, calibration: Calibration) -> Answers:
+    indices, scores = _neighbours(vectors, calibration.k)
+    n = len(vectors)
+    model_share, make_share = np.zeros(n), np.zeros(n)
+    top1 = {level: np.zeros(n, dtype=bool) for level in LEVELS}
+    top3 = {level: np.zeros(n, dtype=bool) for level in LEVELS}
+    for i in range(n):
+        neighbours = [
+            Neighbour(labels.classes[j], labels.makes[j], labels.models[j], labels.years[j], s)
+            for j, s in zip(indices[i], scores[i], strict=True)
+        ]
+        found = identify(neighbours, calibration, top=3)
+        model_share[i] = found.candidates[0].share if found.candidates else 0.0
+        make_share[i] = found.make_share
+        for level in LEVELS:
+            answers: list[tuple[object, ...]] = []
+            for c in found.candidates:
+                key: tuple[object, ...] = (
+                    (c.make,)
+                    if level == "make"
+                    else (c.make, c.model)
+                    if level == "make_model"
+                    else (c.class_name,)
+                )
+                if key not in answers:
+                    answers.append(key)
+            truth = labels.key(i, level)
+            top1[level][i] = (
+                found.make == labels.makes[i] if level == "make" else answers[:1] == [truth]
+            )
+            top3[level][i] = truth in answers[:3]
+    return Answers(model_share, make_share, top1, top3)
+
+
+def fit_isotonic(shares: np.ndarray, right: np.ndarray) -> Mapping:
+    """The non-decreasing step function of share that best fits right/wrong (pool adjacent
+    violators), as points to interpolate: block mean share -> block accuracy."""
+    order = np.argsort(shares, kind="stable")
+    x, y = np.asarray(shares, dtype=np.float64)[order], np.asarray(right, np.float64)[order]
+    blocks: list[list[float]] = []  # [sum of y, sum of x, count]
+    for xi, yi in zip(x, y, strict=True):
+        blocks.append([yi, xi, 1.0])
+        while len(blocks) > 1 and blocks[-2][0] / blocks[-2][2] > blocks[-1][0] / blocks[-1][2]:
+            last = blocks.pop()
+            blocks[-1] = [a + b for a, b in zip(blocks[-1], last, strict=True)]
+    xs = [b[1] / b[2] for b in blocks]
+    ys = [b[0] / b[2] for b in blocks]
+    return Mapping(x=[0.0, *xs, 1.0], y=[ys[0], *ys, ys[-1]]) if blocks else Mapping()
+
+
+def expected_calibration_error(confidence: np.ndarray, right: np.ndarray, bins: int = 10) -> float:
+    """Sum over equal-width confidence bins of |accuracy - mean confidence| x share of answers."""
+    conf, hit = np.asarray(confidence, np.float64), np.asarray(right, np.float64)
+    edges = np.minimum((conf * bins).astype(int), bins - 1)
+    total = 0.0
+    for b in range(bins):
+        mask = edges == b
+        if mask.any():
+            total += abs(hit[mask].mean() - conf[mask].mean()) * mask.mean()
+    return float(total)
+
+
+def fit_calibration(vectors: np.ndarray, labels: Labels, fitted_on: str) -> Calibration:
+    """Choose ``k`` and the temperature by top-1 accuracy, then fit both maps, all on these
+    (training) photos."""
+    best: tuple[float, int, float] | None = None
+    for k in K_CHOICES:
+        for temperature in TEMPERATURE_CHOICES:
+            answers = leave_one_out(vectors, labels, Calibration(k=k, temperature=temperature))
+            accuracy = float(answers.top1["make_model_year"].mean())
+            if best is None or accuracy > best[0]:
+                best = (accuracy, k, temperature)
+    assert best is not None
+    _, k, temperature = best
+    answers = leave_one_out(vectors, labels, Calibration(k=k, temperature=temperature))
+    return Calibration(
+        k=k,
+        temperature=temperature,
+        model=fit_isotonic(answers.model_share, answers.top1["make_model_year"]),
+        make=fit_isotonic(answers.make_share, answers.top1["make"]),
+        fitted=True,
+        fitted_on=fitted_on,
+    )
+
+
+def identification_report(
+    vectors: np.ndarray, labels: Labels, calibration: Calibration
+) -> dict[str, float | int | bool | str]:
+    answers = leave_one_out(vectors, labels, calibration)
+    report: dict[str, float | int | bool | str] = {
+        "k": calibration.k,
+        "temperature": calibration.temperature,
+        "calibrated": calibration.fitted,
+    }
+    for level in LEVELS:
+        report[f"top1_{level}"] = float(answers.top1[level].mean())
+        report[f"top3_{level}"] = float(answers.top3[level].mean())
+    model_conf = np.array([calibration.model(s) for s in answers.model_share])
+    make_conf = np.array([calibration.make(s) for s in answers.make_share])
+    report["ece_model"] = expected_calibration_error(model_conf, answers.top1["make_model_year"])
+    report["ece_make"] = expected_calibration_error(make_conf, answers.top1["make"])
+    return report
+
+
+def plot_reliability(
+    vectors: np.ndarray, labels: Labels, calibration: Calibration, path: Path, bins: int = 10
+) -> None:
+    """Accuracy against confidence per bin (the diagonal is perfect calibration)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    answers = leave_one_out(vectors, labels, calibration)
+    fig, ax = plt.subplots(figsize=(5, 5))
+    for name, shares, right, mapping in (
+        (
+            "make + model + year",
+            answers.model_share,
+            answers.top1["make_model_year"],
+            calibration.model,
+        ),
+        ("make", answers.make_share, answers.top1["make"], calibration.make),
+    ):
+        conf = np.array([mapping(s) for s in shares])
+        edges = np.minimum((conf * bins).astype(int), bins - 1)
+        xs: Sequence[float] = [
+            float(conf[edges == b].mean()) for b in range(bins) if (edges == b).any()
+        ]
+        ys = [float(right[edges == b].mean()) for b in range(bins) if (edges == b).any()]
+        ax.plot(xs, ys, marker="o", label=name)
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", label="perfect")
+    ax.set_xlabel("confidence")
+    ax.set_ylabel("share of answers right")
+    ax.set_title("Identification reliability (leave-one-out)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
