@@ -16,11 +16,34 @@ function filterParams() {
   return params;
 }
 
-function render(hits) {
+function carName(c) {
+  return [c.year, c.make, c.model].filter(Boolean).join(" ") || c.class_name || "";
+}
+
+function percent(x) { return Math.round(100 * x) + " %"; }
+
+function renderIdentity(ident) {
+  const box = $("#identity");
+  box.replaceChildren();
+  const top = ident && ident.candidates && ident.candidates[0];
+  if (!top) return;
+  box.append("Looks like a " + carName(top) + " — " + percent(top.confidence));
+  if (ident.make && ident.make.make && top.confidence < 0.6) {
+    const make = document.createElement("div");
+    make.className = "make";
+    make.textContent = "Make: " + ident.make.make + " — " + percent(ident.make.confidence);
+    box.append(make);
+  }
+}
+
+function render(body) {
   const results = $("#results");
   results.replaceChildren();
+  renderIdentity(body.identification);
+  const groups = body.groups;
+  const hits = groups ? groups.map((g) => g.hits[0]) : body.hits;
   if (!hits.length) { results.textContent = "No similar cars found."; return; }
-  for (const hit of hits) {
+  hits.forEach((hit, i) => {
     const card = document.createElement("article");
     card.className = "card";
     const img = document.createElement("img");
@@ -34,12 +57,18 @@ function render(hits) {
     score.className = "score";
     score.textContent = "score " + hit.score.toFixed(3) + (hit.body ? " · " + hit.body : "");
     meta.append(name, score);
+    if (groups && groups[i].hits.length > 1) {
+      const group = document.createElement("div");
+      group.className = "group";
+      group.textContent = groups[i].hits.length + " photos of this model";
+      meta.append(group);
+    }
     const more = document.createElement("button");
     more.type = "button"; more.textContent = "More like this";
     more.addEventListener("click", () => similar(hit.id));
     card.append(img, meta, more);
     results.append(card);
-  }
+  });
 }
 
 async function handle(response) {
@@ -60,7 +89,7 @@ async function search(file) {
   try {
     const body = await handle(await fetch("/api/v1/search", { method: "POST", body: form }));
     setMessage("");
-    render(body.hits);
+    render(body);
   } catch (error) { setMessage(error.message); }
 }
 
@@ -72,7 +101,7 @@ async function similar(id) {
     setMessage("");
     $("#preview").src = "/api/v1/cars/" + id + "/image?size=thumb";
     $("#preview").hidden = false;
-    render(body.hits);
+    render(body);
   } catch (error) { setMessage(error.message); }
 }
 

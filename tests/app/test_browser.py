@@ -84,7 +84,17 @@ def test_search_more_like_this_bad_file_and_add_car(base_url: str, tmp_path: Pat
             page.wait_for_selector(".card")
             first = page.locator(".card .name").first.text_content()
             assert first == "Tesla Model S Sedan 2012"
-            assert page.locator(".card").count() == 9
+            # One photo per model by default, and what the car probably is, above them.
+            assert page.locator(".card").count() == 3
+            assert page.locator(".card .group").first.text_content() == "3 photos of this model"
+            identity = page.locator("#identity").text_content() or ""
+            assert identity.startswith("Looks like a 2012 Tesla Model S Sedan — ")
+            assert identity.split("— ")[1].split(" %")[0].isdigit()
+            fit = page.evaluate("getComputedStyle(document.querySelector('.card img')).objectFit")
+            assert fit == "contain"  # whole cars in the thumbnails
+            page.screenshot(path=str(tmp_path / "grouped.png"), full_page=True)
+            page.uncheck("input[name=group_by]")
+            page.wait_for_function("document.querySelectorAll('.card').length === 9")
             page.screenshot(path=str(tmp_path / "results.png"), full_page=True)
 
             page.select_option("select[name=body]", "Coupe")
