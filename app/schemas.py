@@ -101,6 +101,21 @@ class SearchResponse(BaseModel):
                     ],
                     "timings": {"decode_ms": 6.1, "embed_ms": 41.0, "search_ms": 3.2},
                     "model_version": "efficientnetlite0-identity-3f2a9c1b7d0e",
+                    "identification": {
+                        "candidates": [
+                            {
+                                "make": "Audi",
+                                "model": "TTS Coupe",
+                                "year": 2012,
+                                "class_name": "Audi TTS Coupe 2012",
+                                "confidence": 0.82,
+                                "share": 0.77,
+                            }
+                        ],
+                        "make": {"make": "Audi", "confidence": 0.93},
+                        "calibrated": True,
+                    },
+                    "groups": None,
                 }
             ]
         }
@@ -154,6 +169,28 @@ class BatchResponse(BaseModel):
     """One entry per photo, in the order sent: a search answer, or the photo's problem."""
 
     results: list[SearchResponse | ProblemDetail]
+
+    model_config = {
+        "json_schema_extra": {
+            "examples": [
+                {
+                    "results": [
+                        {
+                            "hits": [],
+                            "timings": {"decode_ms": 0, "embed_ms": 0, "search_ms": 2.1},
+                            "model_version": "efficientnetlite0-identity-3f2a9c1b7d0e",
+                        },
+                        {
+                            "type": "/problems/unreadable-image",
+                            "title": "Not a readable image",
+                            "status": 415,
+                            "detail": "the upload is not an image this service can decode",
+                        },
+                    ]
+                }
+            ]
+        }
+    }
 
 
 class EmbedResponse(BaseModel):
