@@ -79,7 +79,7 @@ class Services:
     settings: AppSettings
     index: CarIndex
     metrics: Metrics
-    configured: Embedder  # --model / CARSEARCH_MODEL_DIR: what this service's builds index with
+    configured: Embedder  # what --gallery is indexed with: --model, else the live model
     model: ServingModel  # what requests use now; replaced whole when the alias moves
     loaded: dict[str, ServingModel] = field(default_factory=dict)
     missing_models: set[str] = field(default_factory=set)  # live versions with no stored copy
@@ -181,6 +181,8 @@ async def build_services(settings: AppSettings) -> Services:
             await follow_once(services)
         except Exception as exc:  # a store that does not answer delays nothing
             logger.warning("the live collection's model is not known yet (%s)", exc)
+    if settings.model_dir is None:  # no model named: index --gallery with the one serving
+        services.configured = services.model.embedder
     logger.info(
         "model %s serving; store %s (%s)",
         services.model.version,
@@ -221,6 +223,8 @@ async def follow_once(services: Services) -> None:
         model = services.serve(await asyncio.to_thread(make_embedder, settings, stored))
     added, deleted = await on_store(MODEL_LOAD_S, index.sync_uploads, live, model.embedder)
     previous, services.model = services.model, model
+    if settings.model_dir is None:  # no model named: the live one is this service's model
+        services.configured = model.embedder
     logger.info(
         "now serving model %s from %s (was %s; uploads caught up: +%d -%d)",
         version,

@@ -259,3 +259,28 @@ def test_the_services_own_rebuild_after_a_model_change_keeps_answering(tmp_path:
             if r.json()["model_version"] == new_version:
                 break
         assert seen == {old["model_version"], new_version}
+
+
+def test_serve_without_a_model_keeps_the_live_model_for_its_gallery(tmp_path: Path) -> None:
+    """No --model: the service serves, and indexes its --gallery with, the live collection's
+    model; it never rebuilds the index with the zero-shot default."""
+    from carembed.embedder import Embedder
+    from indexer.index import CarIndex
+    from indexer.settings import StoreSettings
+
+    gallery = make_gallery(tmp_path / "gallery")
+    tuned = Embedder(build_model(head="linear", embedding_dim=1280))
+    index = CarIndex.open(StoreSettings(qdrant_path=tmp_path / "q", data_dir=tmp_path / "d"))
+    live = index.build(tuned, gallery, progress=False).collection
+    index.close()
+    scene(4321).save(gallery / "BMW_M3_Coupe_2012" / "new.jpg")
+    settings = AppSettings(
+        gallery=gallery, qdrant_path=tmp_path / "q", data_dir=tmp_path / "d", engine="torch"
+    )
+    with TestClient(create_app(settings)) as client:
+        body = _wait(client, lambda b: b["indexing"]["state"] == "done")
+    assert (body["model_version"], body["live_collection"], body["points"]) == (
+        tuned.version,
+        live,
+        10,
+    )
