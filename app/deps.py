@@ -140,3 +140,10 @@ async def decode(
         ) from exc
     except ImageError as exc:
         raise Problem(422, exc.reason, "Unusable image", str(exc)) from exc
+
+
+async def embed_upload(services: Services, model: ServingModel, upload: UploadFile) -> np.ndarray:
+    """The model's vector for one uploaded photo."""
+    data = await read_upload(upload, services.settings.max_upload_bytes)
+    array, _ = await decode(services, model, data)
+    return await model.batcher.embed(array)

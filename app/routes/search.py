@@ -12,6 +12,7 @@ from app.deps import (
     ServicesDep,
     check_id,
     decode,
+    embed_upload,
     get_car,
     one_image,
     read_upload,
@@ -223,10 +224,7 @@ async def identify_car(
     image: Annotated[UploadFile, File(description="a photo of a car")],
 ) -> Identification:
     model = services.model
-    array, _ = await decode(
-        services, model, await read_upload(image, services.settings.max_upload_bytes)
-    )
-    vector = await model.batcher.embed(array)
+    vector = await embed_upload(services, model, image)
     collection = await serving_collection(services, model)
     cars = await store(
         services, services.index.search, collection, vector, CarFilter(), model.calibration.k
@@ -245,10 +243,7 @@ async def embed(
     image: Annotated[UploadFile, File(description="a photo of a car")],
 ) -> EmbedResponse:
     model = services.model
-    array, _ = await decode(
-        services, model, await read_upload(image, services.settings.max_upload_bytes)
-    )
-    vector = await model.batcher.embed(array)
+    vector = await embed_upload(services, model, image)
     return EmbedResponse(
         vector=[float(v) for v in vector], dim=len(vector), model_version=model.version
     )
