@@ -291,9 +291,27 @@ def _calibrate(model: CarEmbeddingModel, classes: CarDataset, run_dir: Path) -> 
     return calibration
 
 
+class _NoTips(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("💡 Tip")
+
+
+def quiet_lightning() -> None:
+    """Lightning's messages once, through the application's handlers (its own console handler
+    repeats each of them), and without its advertisements; progress bars stay."""
+    package = logging.getLogger("lightning")
+    for handler in list(package.handlers):
+        package.removeHandler(handler)
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        emitter = logging.getLogger(name)
+        if not any(isinstance(f, _NoTips) for f in emitter.filters):
+            emitter.addFilter(_NoTips())
+
+
 def train(config: TrainConfig) -> tuple[CarEmbeddingModel, dict[str, Any]]:
     """Runs the whole recipe, exports to ``config.out``; returns the model and its metadata."""
     started = time.perf_counter()
+    quiet_lightning()
     L.seed_everything(config.seed, workers=True)
     dataset = read_dataset(config.data)
     train_set, _ = class_disjoint_split(dataset, config.eval_split, seed=config.seed)

@@ -212,3 +212,19 @@ def test_int8_quantization_is_measured_and_kept_only_when_it_pays(
     assert int8_path(tmp_path / "onnx" / f"{version}.onnx").exists() == report.kept
     auto = Embedder(load_model(model_dir), engine="auto", onnx_dir=tmp_path / "onnx")
     assert auto.engine_name == ("onnx-int8" if report.kept else "onnx")
+
+
+def test_lightning_logs_each_message_once_and_no_tips(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    import lightning  # noqa: F401  (adds its console handler on import)
+
+    from training.train import quiet_lightning
+
+    quiet_lightning()
+    assert logging.getLogger("lightning").handlers == []  # the application's handlers only
+    emitter = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    with caplog.at_level(logging.INFO):
+        emitter.info("💡 Tip: For seamless cloud logging, try installing litlogger")
+        emitter.info("GPU available: False")
+    assert [r.getMessage() for r in caplog.records] == ["GPU available: False"]
