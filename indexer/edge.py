@@ -261,6 +261,7 @@ class EdgeEngine:
         limit: int,
         offset: int = 0,
         score_threshold: float | None = None,
+        fields: Sequence[str] | None = None,
     ) -> list[StoredCar]:
         qe = self._qe
         request = qe.QueryRequest(
@@ -270,7 +271,7 @@ class EdgeEngine:
             filter=self._filter(where),
             score_threshold=score_threshold,
             params=self._search_params(),
-            with_payload=True,
+            with_payload=True if fields is None else list(fields),
         )
         points = self._shard(name).query(request)
         return [StoredCar.from_point(p.id, p.payload, p.score) for p in points]

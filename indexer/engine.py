@@ -73,7 +73,9 @@ class Engine(Protocol):
         limit: int,
         offset: int = 0,
         score_threshold: float | None = None,
-    ) -> list[StoredCar]: ...
+        fields: Sequence[str] | None = None,
+    ) -> list[StoredCar]:
+        """The nearest points, best first, with their payloads (``fields``: only these)."""
 
     def metadata(self, name: str) -> dict[str, Any]:
         """What a build recorded about the collection ({} when nothing)."""

@@ -121,8 +121,15 @@ class CarIndex:
         limit: int,
         offset: int = 0,
         score_threshold: float | None = None,
+        fields: Sequence[str] | None = None,
     ) -> list[StoredCar]:
-        return self.engine.search(collection, vector, where, limit, offset, score_threshold)
+        """The nearest cars, best first; ``fields``: only these payload fields (cheaper)."""
+        return self.engine.search(collection, vector, where, limit, offset, score_threshold, fields)
+
+    def get_many(self, collection: str, car_ids: Sequence[str]) -> list[StoredCar]:
+        """These cars (whole payloads), in the order asked; missing ones left out."""
+        found = {c.id: c for c in self.engine.retrieve(collection, car_ids)}
+        return [found[i] for i in car_ids if i in found]
 
     def get(self, collection: str, car_id: str, with_vector: bool = False) -> StoredCar | None:
         cars = self.engine.retrieve(collection, [car_id], with_vectors=with_vector)

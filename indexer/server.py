@@ -282,6 +282,7 @@ class ServerEngine:
         limit: int,
         offset: int = 0,
         score_threshold: float | None = None,
+        fields: Sequence[str] | None = None,
     ) -> list[StoredCar]:
         result = self.call(
             name,
@@ -293,7 +294,7 @@ class ServerEngine:
             offset=offset,
             score_threshold=score_threshold,
             search_params=self._search_params(),
-            with_payload=True,
+            with_payload=True if fields is None else list(fields),
         )
         return [StoredCar.from_point(p.id, p.payload, p.score) for p in result.points]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 import numpy as np
@@ -52,10 +53,10 @@ def _filter(params: SearchParams, exclude_id: str | None = None) -> CarFilter:
     )
 
 
-def _hit(car: StoredCar) -> Hit:
+def _hit(car: StoredCar, score: float | None = None) -> Hit:
     return Hit(
         id=car.id,
-        score=car.score or 0.0,
+        score=score if score is not None else car.score or 0.0,
         image_url=f"/api/v1/cars/{car.id}/image?size=full",
         thumb_url=f"/api/v1/cars/{car.id}/image?size=thumb",
         **car.payload.car_fields(),
@@ -93,20 +94,32 @@ def _identification(cars: list[StoredCar], calibration: Calibration) -> Identifi
     )
 
 
-def _groups(cars: list[StoredCar], size: int) -> list[Group]:
-    """One group per class, ordered by its best score, with its best ``size`` photos."""
-    groups: dict[str, Group] = {}
-    for car in cars:  # best first
-        key = car.payload.class_name or car.id
-        group = groups.get(key)
-        if group is None:
-            groups[key] = Group(
-                score=car.score or 0.0, hits=[_hit(car)], **car.payload.car_fields()
-            )
-        elif len(group.hits) < size:
-            group.hits.append(_hit(car))
+def group_by_class(cars: list[StoredCar], size: int) -> list[list[StoredCar]]:
+    """One group per class, ordered by its best score, with its best ``size`` cars (``cars``
+    best first, with ``class_name`` in their payload)."""
+    groups: dict[str, list[StoredCar]] = {}
+    for car in cars:
+        group = groups.setdefault(car.payload.class_name or car.id, [])
+        if len(group) < size:
+            group.append(car)
     return list(groups.values())
 
+
+def _groups(groups: list[list[StoredCar]], payloads: dict[str, StoredCar]) -> list[Group]:
+    """The API's groups: the cars' whole payloads, the scores of the grouping search."""
+    return [
+        Group(
+            score=group[0].score or 0.0,
+            hits=[_hit(payloads[c.id], c.score) for c in group if c.id in payloads],
+            **payloads[group[0].id].payload.car_fields(),
+        )
+        for group in groups
+        if group[0].id in payloads
+    ]
+
+
+VOTE_FIELDS = ("class_name", "make", "model", "year")
+"""What the vote reads of each neighbour."""
 
 GROUP_FETCH_MAX = 1000
 """Most neighbours read to fill the groups of one page (the engines have no grouping here)."""
@@ -126,7 +139,9 @@ async def _answer(
     where = _filter(params, exclude)
     k = model.calibration.k
 
-    async def nearest(where: CarFilter, limit: int, offset: int = 0) -> list[StoredCar]:
+    async def nearest(
+        where: CarFilter, limit: int, offset: int = 0, fields: Sequence[str] | None = None
+    ) -> list[StoredCar]:
         return list(
             await store(
                 services,
@@ -137,6 +152,7 @@ async def _answer(
                 limit,
                 offset,
                 params.score_threshold,
+                fields,
             )
         )
 
@@ -144,21 +160,28 @@ async def _answer(
     if params.group_by == "class":
         wanted = params.offset + params.limit
         fetch = min(GROUP_FETCH_MAX, max(wanted * params.group_size * 4, 64))
-        while True:
-            cars = await nearest(where, fetch)
-            groups = _groups(cars, params.group_size)
-            if len(groups) >= wanted or len(cars) < fetch or fetch >= GROUP_FETCH_MAX:
+        while True:  # a few fields only: whole payloads are read for the chosen cars alone
+            found = await nearest(where, fetch, fields=VOTE_FIELDS)
+            grouped = group_by_class(found, params.group_size)
+            if len(grouped) >= wanted or len(found) < fetch or fetch >= GROUP_FETCH_MAX:
                 break
             fetch = min(GROUP_FETCH_MAX, fetch * 4)
-        groups = groups[params.offset : wanted]
+        chosen = grouped[params.offset : wanted]
+        ids = [c.id for group in chosen for c in group]
+        whole = await store(services, services.index.get_many, collection, ids)
+        groups = _groups(chosen, {c.id: c for c in whole})
         hits = [hit for group in groups for hit in group.hits]
+        nearest_first = found
     else:
-        cars = await nearest(where, params.limit, params.offset)
-        hits = [_hit(car) for car in cars]
+        nearest_first = await nearest(where, params.limit, params.offset)
+        hits = [_hit(car) for car in nearest_first]
+        if params.offset:
+            nearest_first = []
+    # The vote reads the nearest cars of all: the hits serve when no filter narrowed them.
     plain = where == CarFilter(exclude_ids=where.exclude_ids) and params.score_threshold is None
-    voters = cars if plain and params.offset == 0 and len(cars) >= k else None
+    voters = nearest_first if plain and len(nearest_first) >= k else None
     if voters is None:
-        voters = await nearest(CarFilter(exclude_ids=where.exclude_ids), k)
+        voters = await nearest(CarFilter(exclude_ids=where.exclude_ids), k, fields=VOTE_FIELDS)
     identification = _identification(voters[:k], model.calibration)
     services.metrics.stage.labels("search").observe(time.perf_counter() - started)
     return SearchResponse(
