@@ -85,6 +85,7 @@ class Services:
     missing_models: set[str] = field(default_factory=set)  # live versions with no stored copy
     indexing: IndexingProgress = field(default_factory=IndexingProgress)
     started: float = field(default_factory=time.time)
+    _retiring: set[asyncio.Future[None]] = field(default_factory=set, repr=False)
     store_executor: ThreadPoolExecutor = field(init=False, repr=False)
     decode_executor: ThreadPoolExecutor = field(init=False, repr=False)
 
@@ -127,7 +128,23 @@ class Services:
             )
         return found
 
+    def retire_unused(self) -> None:
+        """Models neither serving nor configured are let go once the requests that started
+        with them are done (after ``model_retire_s``): memory stays bounded across rollouts."""
+        keep = {self.model.version, self.configured.version}
+        for version in [v for v in self.loaded if v not in keep]:
+            retired = self.loaded.pop(version)
+
+            async def stop_later(model: ServingModel = retired) -> None:
+                await asyncio.sleep(self.settings.model_retire_s)
+                await model.batcher.stop()
+                logger.info("model %s unloaded", model.version)
+
+            self._retiring.add(asyncio.ensure_future(stop_later()))
+
     async def close(self) -> None:
+        for task in self._retiring:
+            task.cancel()
         for model in self.loaded.values():
             await model.batcher.stop()
         self.decode_executor.shutdown(wait=True, cancel_futures=True)
@@ -225,6 +242,7 @@ async def follow_once(services: Services) -> None:
     previous, services.model = services.model, model
     if settings.model_dir is None:  # no model named: the live one is this service's model
         services.configured = model.embedder
+    services.retire_unused()
     logger.info(
         "now serving model %s from %s (was %s; uploads caught up: +%d -%d)",
         version,

@@ -34,6 +34,9 @@ class AppSettings(StoreSettings, ModelSettings):
         "configured model, from the live or the previous collection",
     )
     model_poll_s: float = Field(2.0, gt=0, description="how often the alias is checked")
+    model_retire_s: float = Field(
+        30.0, ge=0, description="a replaced model is unloaded this long after the switch"
+    )
     store_deadline_s: float = Field(
         3.0, gt=0, description="a request's wait for the vector store before it answers 503"
     )

@@ -182,9 +182,12 @@ class EdgeEngine:
     def release(self, keep: set[str]) -> None:
         with self._lock:
             gone = [name for name in self._shards if name not in keep]
-            shards = [self._shards.pop(name) for name in gone]
-        for shard in shards:
-            shard.close()
+            shards = [(name, self._shards.pop(name)) for name in gone]
+        for name, shard in shards:
+            try:
+                shard.close()
+            except Exception as exc:  # still in use by a search that began before the move
+                logger.info("collection %s left open until its last search ends (%s)", name, exc)
 
     # -- points ----------------------------------------------------------------------------
     def upsert(self, name: str, points: Sequence[NewPoint]) -> None:

@@ -72,6 +72,7 @@ def service(
         api_key=KEY,
         engine="torch",
         model_poll_s=0.5,
+        model_retire_s=0.3,
         **_store(request.param, tmp_path),  # type: ignore[arg-type]
     )
     with TestClient(create_app(settings)) as client:
@@ -169,6 +170,8 @@ def test_rollout_beside_the_service_loses_nothing_and_fails_no_query(
             build.kill()
     assert not failures, failures[:3]
     assert answered[0] == old_version and answered[-1] == new_version
+    time.sleep(0.6)  # past model_retire_s: the old model is unloaded
+    assert set(client.app.state.services.loaded) == {new_version}  # type: ignore[attr-defined]
     assert switch_s < 10
     body = _ready(client)
     assert body["collection"] == body["live_collection"] and body["points"] == 9 - 1 + 3

@@ -61,7 +61,12 @@ def test_a_silent_store_gives_fast_503s_and_health_keeps_answering(
         data_dir=tmp_path / "d",
         engine="torch",
         store_deadline_s=1.0,
-        shutdown_grace_s=0.5,
+        # Short client timeouts: the background work given up at shutdown ends soon after,
+        # so no thread is left in a call when the test process exits.
+        qdrant_timeout_s=0.5,
+        qdrant_retries=0,
+        store_retry_s=0.2,
+        shutdown_grace_s=5.0,
     )
     started = time.monotonic()
     with TestClient(create_app(settings)) as client:
