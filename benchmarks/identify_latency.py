@@ -70,7 +70,7 @@ def main() -> None:
 
     def with_vote(q: int) -> object:
         cars = index.search(name, queries[q], everything, 12)
-        return _identification(cars[: calibration.k], calibration)
+        return _identification(cars[: calibration.depth], calibration)
 
     def make_filter(q: int) -> CarFilter:
         return CarFilter(make=f"Make{int(query_classes[q]) % MAKES:02d}")
@@ -80,7 +80,7 @@ def main() -> None:
 
     def filtered_with_vote(q: int) -> object:
         index.search(name, queries[q], make_filter(q), 12)
-        voters = index.search(name, queries[q], everything, calibration.k, 0, None, VOTE_FIELDS)
+        voters = index.search(name, queries[q], everything, calibration.depth, 0, None, VOTE_FIELDS)
         return _identification(voters, calibration)
 
     def grouped(q: int) -> object:  # 12 groups of up to 3, as the page asks for them
@@ -88,7 +88,7 @@ def main() -> None:
         chosen = group_by_class(found, 3)[:12]
         whole = index.get_many(name, [c.id for g in chosen for c in g])
         groups = _groups(chosen, {c.id: c for c in whole})
-        return groups, _identification(found[: calibration.k], calibration)
+        return groups, _identification(found[: calibration.depth], calibration)
 
     for call in (plain, with_vote, filtered, filtered_with_vote, grouped):  # warm-up
         _p50_ms(call, 20)

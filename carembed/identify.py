@@ -40,12 +40,19 @@ class Calibration(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    k: int = DEFAULT_K
+    k: int = DEFAULT_K  # neighbours that vote for the exact model
     temperature: float = DEFAULT_TEMPERATURE
+    make_k: int = DEFAULT_K  # the make has its own vote: more neighbours can agree on it
+    make_temperature: float = DEFAULT_TEMPERATURE
     model: Mapping = Field(default_factory=Mapping)  # exact model (make + model + year)
     make: Mapping = Field(default_factory=Mapping)
     fitted: bool = False
     fitted_on: str = ""  # what it was fitted on (never the evaluation classes)
+
+    @property
+    def depth(self) -> int:
+        """How many nearest neighbours the votes read."""
+        return max(self.k, self.make_k)
 
 
 def calibration_of(config: ModelConfig) -> Calibration:
@@ -89,43 +96,50 @@ def weights(scores: np.ndarray, temperature: float) -> np.ndarray:
     return result
 
 
+def _shares(keys: Sequence[str], scores: Sequence[float], temperature: float) -> dict[str, float]:
+    """Each key's share of the softmax-weighted vote."""
+    w = weights(np.array(scores), temperature)
+    total = float(w.sum())
+    shares: dict[str, float] = {}
+    for key, weight in zip(keys, w, strict=True):
+        shares[key] = shares.get(key, 0.0) + float(weight) / total
+    return shares
+
+
+def _best(shares: dict[str, float], top: int) -> list[tuple[str, float]]:
+    return sorted(shares.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
+
+
 def identify(
     neighbours: Sequence[Neighbour], calibration: Calibration, top: int = 3
 ) -> Identification:
-    """The vote of the first ``calibration.k`` neighbours (best first)."""
+    """The votes of the nearest neighbours (best first): the first ``k`` for the exact model,
+    the first ``make_k`` for the make."""
     voters = [n for n in neighbours[: calibration.k] if n.class_name]
     if not voters:
         return Identification([], None, 0.0, 0.0, calibration.fitted)
-    w = weights(np.array([n.score for n in voters]), calibration.temperature)
-    total = float(w.sum())
-    by_class: dict[str, float] = {}
-    by_make: dict[str, float] = {}
     first: dict[str, Neighbour] = {}
-    for n, weight in zip(voters, w, strict=True):
-        assert n.class_name is not None
-        by_class[n.class_name] = by_class.get(n.class_name, 0.0) + float(weight)
-        first.setdefault(n.class_name, n)
-        if n.make:
-            by_make[n.make] = by_make.get(n.make, 0.0) + float(weight)
-    ranked = sorted(by_class.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
+    for n in voters:
+        first.setdefault(n.class_name or "", n)
+    by_class = _shares(
+        [n.class_name or "" for n in voters], [n.score for n in voters], calibration.temperature
+    )
     candidates = [
         Candidate(
             name,
             first[name].make,
             first[name].model,
             first[name].year,
-            share / total,
-            calibration.model(share / total),
+            share,
+            calibration.model(share),
         )
-        for name, share in ranked
+        for name, share in _best(by_class, top)
     ]
-    make, make_weight = (
-        min(by_make.items(), key=lambda kv: (-kv[1], kv[0])) if by_make else (None, 0.0)
+    makers = [n for n in neighbours[: calibration.make_k] if n.make]
+    by_make = _shares(
+        [n.make or "" for n in makers], [n.score for n in makers], calibration.make_temperature
     )
+    make, make_share = _best(by_make, 1)[0] if by_make else (None, 0.0)
     return Identification(
-        candidates,
-        make,
-        make_weight / total,
-        calibration.make(make_weight / total),
-        calibration.fitted,
+        candidates, make, make_share, calibration.make(make_share), calibration.fitted
     )

@@ -19,6 +19,7 @@ from carembed.identify import Calibration, Mapping, Neighbour, identify
 
 LEVELS = ("make", "make_model", "make_model_year")
 K_CHOICES = (5, 10, 20)
+MAKE_K_CHOICES = (5, 10)  # within a default page of hits, so that searches can reuse them
 TEMPERATURE_CHOICES = (0.02, 0.05, 0.1, 1.0)
 
 
@@ -70,7 +71,7 @@ def _neighbours(
 
 
 def leave_one_out(vectors: np.ndarray, labels: Labels, calibration: Calibration) -> Answers:
-    indices, scores = _neighbours(vectors, calibration.k)
+    indices, scores = _neighbours(vectors, calibration.depth)
     n = len(vectors)
     model_share, make_share = np.zeros(n), np.zeros(n)
     top1 = {level: np.zeros(n, dtype=bool) for level in LEVELS}
@@ -132,25 +133,37 @@ def expected_calibration_error(confidence: np.ndarray, right: np.ndarray, bins: 
 
 
 def fit_calibration(vectors: np.ndarray, labels: Labels, fitted_on: str) -> Calibration:
-    """Choose ``k`` and the temperature by top-1 accuracy, then fit both maps, all on these
-    (training) photos."""
-    best: tuple[float, int, float] | None = None
+    """Choose each vote's ``k`` and temperature by its top-1 accuracy (the exact model's, the
+    make's), then fit both maps, all on these (training) photos."""
+    best_model: tuple[float, int, float] = (-1.0, 0, 0.0)
+    best_make: tuple[float, int, float] = (-1.0, 0, 0.0)
     for k in K_CHOICES:
         for temperature in TEMPERATURE_CHOICES:
-            answers = leave_one_out(vectors, labels, Calibration(k=k, temperature=temperature))
-            accuracy = float(answers.top1["make_model_year"].mean())
-            if best is None or accuracy > best[0]:
-                best = (accuracy, k, temperature)
-    assert best is not None
-    _, k, temperature = best
-    answers = leave_one_out(vectors, labels, Calibration(k=k, temperature=temperature))
-    return Calibration(
-        k=k,
-        temperature=temperature,
-        model=fit_isotonic(answers.model_share, answers.top1["make_model_year"]),
-        make=fit_isotonic(answers.make_share, answers.top1["make"]),
-        fitted=True,
-        fitted_on=fitted_on,
+            trial = Calibration(
+                k=k,
+                temperature=temperature,
+                make_k=min(k, max(MAKE_K_CHOICES)),
+                make_temperature=temperature,
+            )
+            answers = leave_one_out(vectors, labels, trial)
+            exact = float(answers.top1["make_model_year"].mean())
+            best_model = max(best_model, (exact, k, temperature))
+            if k in MAKE_K_CHOICES:
+                best_make = max(best_make, (float(answers.top1["make"].mean()), k, temperature))
+    chosen = Calibration(
+        k=best_model[1],
+        temperature=best_model[2],
+        make_k=best_make[1],
+        make_temperature=best_make[2],
+    )
+    answers = leave_one_out(vectors, labels, chosen)
+    return chosen.model_copy(
+        update={
+            "model": fit_isotonic(answers.model_share, answers.top1["make_model_year"]),
+            "make": fit_isotonic(answers.make_share, answers.top1["make"]),
+            "fitted": True,
+            "fitted_on": fitted_on,
+        }
     )
 
 
@@ -161,6 +174,8 @@ def identification_report(
     report: dict[str, float | int | bool | str] = {
         "k": calibration.k,
         "temperature": calibration.temperature,
+        "make_k": calibration.make_k,
+        "make_temperature": calibration.make_temperature,
         "calibrated": calibration.fitted,
     }
     for level in LEVELS:

@@ -283,9 +283,11 @@ def _calibrate(model: CarEmbeddingModel, classes: CarDataset, run_dir: Path) -> 
         f"{len(set(labels.classes))} held-out training classes, {len(records)} photos",
     )
     logger.info(
-        "identification: k %d, temperature %.2f, fitted on %s",
+        "identification: k %d, temperature %.2f (make: k %d, temperature %.2f), fitted on %s",
         calibration.k,
         calibration.temperature,
+        calibration.make_k,
+        calibration.make_temperature,
         calibration.fitted_on,
     )
     return calibration

@@ -137,7 +137,7 @@ async def _answer(
     started = time.perf_counter()
     collection = await serving_collection(services, model)
     where = _filter(params, exclude)
-    k = model.calibration.k
+    k = model.calibration.depth
 
     async def nearest(
         where: CarFilter, limit: int, offset: int = 0, fields: Sequence[str] | None = None
@@ -250,7 +250,7 @@ async def identify_car(
     vector = await embed_upload(services, model, image)
     collection = await serving_collection(services, model)
     cars = await store(
-        services, services.index.search, collection, vector, CarFilter(), model.calibration.k
+        services, services.index.search, collection, vector, CarFilter(), model.calibration.depth
     )
     return _identification(cars, model.calibration)
 

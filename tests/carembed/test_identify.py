@@ -23,7 +23,8 @@ def test_the_vote_weighs_neighbours_by_softmax_of_their_scores() -> None:
         Neighbour("Audi TT 2012", "Audi", "TT", 2012, 0.8),
         Neighbour("Audi R8 2010", "Audi", "R8", 2010, 0.7),
     ]
-    calibration = Calibration(k=3, temperature=0.1)  # the R8 is the 4th: it does not vote
+    # The R8 is the 4th: it votes for the make only (make_k 4).
+    calibration = Calibration(k=3, temperature=0.1, make_k=4, make_temperature=0.1)
     found = identify(near, calibration)
     w = [math.exp(0.0), math.exp(-0.5), math.exp(-1.0)]  # exp((s - 0.9) / 0.1)
     audi = (w[0] + w[2]) / sum(w)
@@ -31,9 +32,21 @@ def test_the_vote_weighs_neighbours_by_softmax_of_their_scores() -> None:
     assert found.candidates[0].share == pytest.approx(audi)
     assert found.candidates[1].share == pytest.approx(w[1] / sum(w))
     assert found.candidates[0].confidence == pytest.approx(audi)  # uncalibrated: the share
-    assert (found.make, found.make_share, found.calibrated) == ("Audi", pytest.approx(audi), False)
+    w4 = [*w, math.exp(-2.0)]
+    audi_make = (w4[0] + w4[2] + w4[3]) / sum(w4)
+    assert (found.make, found.make_share, found.calibrated) == (
+        "Audi",
+        pytest.approx(audi_make),
+        False,
+    )
     fitted = Calibration(
-        k=3, temperature=0.1, model=Mapping(x=[0, 1], y=[0, 0.5]), make=Mapping(), fitted=True
+        k=3,
+        temperature=0.1,
+        make_k=4,
+        make_temperature=0.1,
+        model=Mapping(x=[0, 1], y=[0, 0.5]),
+        make=Mapping(),
+        fitted=True,
     )
     assert identify(near, fitted).candidates[0].confidence == pytest.approx(audi / 2)
     assert identify([], fitted).candidates == []
@@ -65,6 +78,6 @@ def test_classes_in_the_gallery_are_identified_leave_one_out() -> None:
         [f"model{c}" for c in classes],
         [2012] * 30,
     )
-    answers = leave_one_out(vectors, labels, Calibration(k=4, temperature=0.05))
+    answers = leave_one_out(vectors, labels, Calibration(k=4, temperature=0.05, make_k=4))
     assert answers.top1["make_model_year"].all() and answers.top1["make"].all()
     assert (answers.model_share > 0.5).all()
