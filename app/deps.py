@@ -77,8 +77,12 @@ async def store(services: Services, call: Any, *args: Any) -> Any:
         raise unavailable("the vector store is not reachable") from exc
 
 
-async def serving_collection(services: Services, model: ServingModel) -> str:
-    return str(await store(services, services.serving_collection, model))
+async def on_serving(services: Services, model: ServingModel, call: Any, *args: Any) -> Any:
+    """``call(collection, *args)`` on the collection serving ``model``, within the deadline
+    (retried once on a fresh lookup when a rollout dropped that collection meanwhile)."""
+    return await store(
+        services, services.index.on_serving, model.version, lambda name: call(name, *args)
+    )
 
 
 def check_id(car_id: str) -> str:
@@ -91,9 +95,8 @@ def check_id(car_id: str) -> str:
 async def get_car(
     services: Services, model: ServingModel, car_id: str, with_vector: bool = False
 ) -> StoredCar:
-    collection = await serving_collection(services, model)
-    car: StoredCar | None = await store(
-        services, services.index.get, collection, car_id, with_vector
+    car: StoredCar | None = await on_serving(
+        services, model, services.index.get, car_id, with_vector
     )
     if car is None:
         raise Problem(404, "not-found", "No such car", f"no car with id {car_id}")

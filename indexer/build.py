@@ -356,9 +356,10 @@ def build_full(
     max_failure_share: float = 0.05,
     on_batch: BatchHook | None = None,
     progress: bool = True,
+    on_moved: Callable[[], None] | None = None,
 ) -> IndexReport:
     """Index the whole gallery (and the ledger's uploads) into a new collection, then move
-    ``alias`` to it atomically."""
+    ``alias`` to it atomically (``on_moved`` runs then, before old collections are dropped)."""
     started = time.perf_counter()
     scan = scan_gallery(gallery)
     state = engine.alias_state(alias)
@@ -408,6 +409,8 @@ def build_full(
     after = state.promoted(target)
     engine.move_aliases(state, after)
     logger.info("alias %s -> %s (previous: %s)", alias, target, after.previous)
+    if on_moved is not None:
+        on_moved()
     for name in stale_collections(alias, engine.collections(), after):
         logger.info("deleting old collection %s", name)
         engine.drop(name)

@@ -15,6 +15,7 @@ file, fsynced, renamed) when the shard is complete and closed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
@@ -62,6 +63,8 @@ class EdgeEngine:
         _check_not_local_mode(self.root)
         (self.root / "collections").mkdir(parents=True, exist_ok=True)
         self._shards: dict[str, Any] = {}
+        self._users: dict[int, int] = {}  # id(shard) -> operations running on it
+        self._closing: dict[int, Any] = {}  # let go while in use: closed by the last user
         self._lock = threading.Lock()
         self._aliases: tuple[tuple[int, int, int], dict[str, str]] | None = None
 
@@ -147,47 +150,65 @@ class EdgeEngine:
             kind = kinds[PAYLOAD_INDEXES[field]]
             shard.update(qe.UpdateOperation.create_field_index(field, kind))
 
-    def _shard(self, name: str) -> Any:
-        shard = self._shards.get(name)
-        if shard is not None:
-            return shard
+    @contextlib.contextmanager
+    def _shard(self, name: str) -> Iterator[Any]:
+        """The open shard of ``name`` for the duration of one operation: a shard let go
+        meanwhile (an alias moved, the collection dropped) is closed by its last user."""
         with self._lock:
             shard = self._shards.get(name)
-            if shard is not None:
-                return shard
-            path = self._path(name)
-            if not (path / "edge_config.json").is_file():
-                raise CollectionMissing(f"no collection {name} in {self.root}")
-            try:
-                shard = self._qe.EdgeShard.load(str(path))
-            except Exception as exc:
-                if "WouldBlock" in str(exc):
-                    raise StoreError(
-                        f"the collection {name} of the embedded store {self.root} is open in "
-                        "another process (a running `carsearch serve`?). Builds write a new "
-                        "collection and can run beside the service; changing the live one "
-                        "in place (--incremental) must go through that process, or stop it first."
-                    ) from exc
-                raise StoreError(f"the collection {name} cannot be opened: {exc}") from exc
-            self._shards[name] = shard
-            return shard
+            if shard is None:
+                shard = self._shards[name] = self._load(name)
+            self._users[id(shard)] = self._users.get(id(shard), 0) + 1
+        try:
+            yield shard
+        finally:
+            with self._lock:
+                left = self._users.pop(id(shard)) - 1
+                if left:
+                    self._users[id(shard)] = left
+                last = not left and self._closing.pop(id(shard), None) is not None
+            if last:
+                shard.close()
+
+    def _load(self, name: str) -> Any:
+        path = self._path(name)
+        if not (path / "edge_config.json").is_file():
+            raise CollectionMissing(f"no collection {name} in {self.root}")
+        try:
+            return self._qe.EdgeShard.load(str(path))
+        except Exception as exc:
+            if "WouldBlock" in str(exc):
+                raise StoreError(
+                    f"the collection {name} of the embedded store {self.root} is open in "
+                    "another process (a running `carsearch serve`?). Builds write a new "
+                    "collection and can run beside the service; changing the live one "
+                    "in place (--incremental) must go through that process, or stop it first."
+                ) from exc
+            raise StoreError(f"the collection {name} cannot be opened: {exc}") from exc
+
+    def _let_go(self, names: list[str]) -> None:
+        """Close these collections' shards now, or when their last running operation ends."""
+        now = []
+        with self._lock:
+            for name in names:
+                shard = self._shards.pop(name, None)
+                if shard is None:
+                    continue
+                if self._users.get(id(shard)):
+                    self._closing[id(shard)] = shard
+                else:
+                    now.append(shard)
+        for shard in now:
+            shard.close()
 
     def drop(self, name: str) -> None:
-        with self._lock:
-            shard = self._shards.pop(name, None)
-        if shard is not None:
-            shard.close()
+        self._let_go([name])
         shutil.rmtree(self._path(name), ignore_errors=True)
 
     def release(self, keep: set[str]) -> None:
         with self._lock:
             gone = [name for name in self._shards if name not in keep]
-            shards = [(name, self._shards.pop(name)) for name in gone]
-        for name, shard in shards:
-            try:
-                shard.close()
-            except Exception as exc:  # still in use by a search that began before the move
-                logger.info("collection %s left open until its last search ends (%s)", name, exc)
+        self._let_go(gone)
 
     # -- points ----------------------------------------------------------------------------
     def upsert(self, name: str, points: Sequence[NewPoint]) -> None:
@@ -196,39 +217,45 @@ class EdgeEngine:
             qe.Point(p.id, np.asarray(p.vector, np.float32), p.payload.to_payload()) for p in points
         ]
         if batch:
-            self._shard(name).update(qe.UpdateOperation.upsert_points(batch))
+            with self._shard(name) as shard:
+                shard.update(qe.UpdateOperation.upsert_points(batch))
 
     def delete(self, name: str, ids: Sequence[str]) -> None:
-        shard = self._shard(name)
-        for start in range(0, len(ids), 1024):
-            shard.update(self._qe.UpdateOperation.delete_points(list(ids[start : start + 1024])))
+        with self._shard(name) as shard:
+            for start in range(0, len(ids), 1024):
+                chunk: list[Any] = list(ids[start : start + 1024])
+                shard.update(self._qe.UpdateOperation.delete_points(chunk))
 
     def retrieve(
         self, name: str, ids: Sequence[str], with_vectors: bool = False
     ) -> list[StoredCar]:
-        records = self._shard(name).retrieve(list(ids), with_payload=True, with_vector=with_vectors)
+        with self._shard(name) as shard:
+            records = shard.retrieve(list(ids), with_payload=True, with_vector=with_vectors)
         return [StoredCar.from_point(r.id, r.payload, vector=r.vector) for r in records]
 
     def scroll(
         self, name: str, fields: Sequence[str] | None
     ) -> Iterator[tuple[str, dict[str, Any]]]:
-        shard, offset = self._shard(name), None
+        offset = None
         with_payload = True if fields is None else list(fields)
         while True:
             request = self._qe.ScrollRequest(
                 offset=offset, limit=1024, with_payload=with_payload, with_vector=False
             )
-            records, offset = shard.scroll(request)
+            with self._shard(name) as shard:
+                records, offset = shard.scroll(request)
             for record in records:
                 yield str(record.id), dict(record.payload or {})
             if offset is None:
                 return
 
     def set_payload(self, name: str, point: str, fields: dict[str, Any]) -> None:
-        self._shard(name).update(self._qe.UpdateOperation.set_payload([point], fields))
+        with self._shard(name) as shard:
+            shard.update(self._qe.UpdateOperation.set_payload([point], fields))
 
     def count(self, name: str) -> int:
-        return int(self._shard(name).count(self._qe.CountRequest(exact=True)))
+        with self._shard(name) as shard:
+            return int(shard.count(self._qe.CountRequest(exact=True)))
 
     def _filter(self, where: CarFilter) -> Any:
         qe = self._qe
@@ -276,7 +303,8 @@ class EdgeEngine:
             params=self._search_params(),
             with_payload=True if fields is None else list(fields),
         )
-        points = self._shard(name).query(request)
+        with self._shard(name) as shard:
+            points = shard.query(request)
         return [StoredCar.from_point(p.id, p.payload, p.score) for p in points]
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -290,19 +318,16 @@ class EdgeEngine:
         write_atomically(self._path(name) / METADATA_FILE, json.dumps(metadata).encode())
 
     def optimize(self, name: str) -> None:
-        shard = self._shard(name)
-        self._index_payload(shard)
-        shard.optimize()
-        shard.flush()
+        with self._shard(name) as shard:
+            self._index_payload(shard)
+            shard.optimize()
+            shard.flush()
 
     def seal(self, name: str) -> None:
         """Build HNSW (and quantized vectors), flush, and close the shard: another process
         (the service) opens it once the alias names it."""
         self.optimize(name)
-        shard = self._shard(name)
-        with self._lock:
-            self._shards.pop(name, None)
-        shard.close()
+        self._let_go([name])
 
     # -- model copies ----------------------------------------------------------------------
     def _model_dir(self, version: str) -> Path:
@@ -327,3 +352,8 @@ class EdgeEngine:
 
     def close(self) -> None:
         self.release(set())
+        with self._lock:
+            shards = list(self._closing.values())
+            self._closing.clear()
+        for shard in shards:  # the process is ending: nothing else runs on them
+            shard.close()

@@ -6,9 +6,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -23,6 +24,7 @@ from indexer.uploads import UploadLedger
 from indexer.versions import AliasState, model_version_of
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 SERVING_TTL_S = 2.0
 """How long a process trusts its answer to "which collection serves my model"."""
@@ -93,6 +95,16 @@ class CarIndex:
             self._serving[model_version] = (now, name)
         self.engine.release({n for n in (state.live, state.previous) if n})
         return name
+
+    def on_serving(self, model_version: str, operation: Callable[[str], T]) -> T:
+        """``operation(collection)`` on the collection serving this model. If that collection
+        went away meanwhile (a build moved the alias and dropped it), look again and retry
+        once: a rollout never surfaces as a missing collection."""
+        try:
+            return operation(self.serving(model_version))
+        except CollectionMissing:
+            self._forget_serving()
+            return operation(self.serving(model_version))
 
     def status(self) -> IndexStatus:
         state = self.state()
@@ -203,6 +215,7 @@ class CarIndex:
                 max_failure_share=max_failure_share,
                 on_batch=on_batch,
                 progress=progress,
+                on_moved=self._forget_serving,
             )
         finally:
             self._forget_serving()

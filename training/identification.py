@@ -147,9 +147,12 @@ def fit_calibration(vectors: np.ndarray, labels: Labels, fitted_on: str) -> Cali
             )
             answers = leave_one_out(vectors, labels, trial)
             exact = float(answers.top1["make_model_year"].mean())
-            best_model = max(best_model, (exact, k, temperature))
-            if k in MAKE_K_CHOICES:
-                best_make = max(best_make, (float(answers.top1["make"].mean()), k, temperature))
+            # Ties go to the smaller k and temperature (searches can then reuse their hits).
+            if exact > best_model[0]:
+                best_model = (exact, k, temperature)
+            make = float(answers.top1["make"].mean())
+            if k in MAKE_K_CHOICES and make > best_make[0]:
+                best_make = (make, k, temperature)
     chosen = Calibration(
         k=best_model[1],
         temperature=best_model[2],

@@ -19,11 +19,11 @@ from app.deps import (
     check_id,
     decode,
     get_car,
+    on_serving,
     one_image,
     read_upload,
     require_key,
     require_read_key,
-    serving_collection,
     store,
 )
 from app.problems import Problem
@@ -171,9 +171,8 @@ async def add_car(
         filename = f"{sha}.{(probe.format or 'img').lower()}"
     car = CarFields(make=make, model=model, year=year, body=body, class_name=class_name)
     payload = upload_payload(car, sha, filename, size, serving.version)
-    collection = await serving_collection(services, serving)
     try:
-        added = await store(services, services.index.add, collection, data, vector, payload)
+        added = await on_serving(services, serving, services.index.add, data, vector, payload)
     except OSError as exc:  # the disk is full or read-only: nothing half-written stays
         raise Problem(
             507, "insufficient-storage", "Cannot store the photo", "the service's disk is full"

@@ -15,11 +15,10 @@ from app.deps import (
     decode,
     embed_upload,
     get_car,
+    on_serving,
     one_image,
     read_upload,
     require_read_key,
-    serving_collection,
-    store,
 )
 from app.problems import Problem
 from app.schemas import (
@@ -135,7 +134,6 @@ async def _answer(
     """Hits (or groups) for the filters, and the identification from the unfiltered nearest
     neighbours."""
     started = time.perf_counter()
-    collection = await serving_collection(services, model)
     where = _filter(params, exclude)
     k = model.calibration.depth
 
@@ -143,10 +141,10 @@ async def _answer(
         where: CarFilter, limit: int, offset: int = 0, fields: Sequence[str] | None = None
     ) -> list[StoredCar]:
         return list(
-            await store(
+            await on_serving(
                 services,
+                model,
                 services.index.search,
-                collection,
                 vector,
                 where,
                 limit,
@@ -168,7 +166,7 @@ async def _answer(
             fetch = min(GROUP_FETCH_MAX, fetch * 4)
         chosen = grouped[params.offset : wanted]
         ids = [c.id for group in chosen for c in group]
-        whole = await store(services, services.index.get_many, collection, ids)
+        whole = await on_serving(services, model, services.index.get_many, ids)
         groups = _groups(chosen, {c.id: c for c in whole})
         hits = [hit for group in groups for hit in group.hits]
         nearest_first = found
@@ -248,9 +246,8 @@ async def identify_car(
 ) -> Identification:
     model = services.model
     vector = await embed_upload(services, model, image)
-    collection = await serving_collection(services, model)
-    cars = await store(
-        services, services.index.search, collection, vector, CarFilter(), model.calibration.depth
+    cars = await on_serving(
+        services, model, services.index.search, vector, CarFilter(), model.calibration.depth
     )
     return _identification(cars, model.calibration)
 

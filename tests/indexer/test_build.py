@@ -231,8 +231,10 @@ def test_queries_during_rebuilds_never_fail(
     def query_loop() -> None:
         while not stop.is_set():
             try:  # a replica of the first model: its collection is live or previous throughout
-                live = index.serving(small_embedder.version)
-                answered.append(len(index.search(live, vector, CarFilter(), 3)))
+                found = index.on_serving(
+                    small_embedder.version, lambda c: index.search(c, vector, CarFilter(), 3)
+                )
+                answered.append(len(found))
             except BaseException as exc:  # any failure at all is what this test looks for
                 errors.append(exc)
 
