@@ -271,17 +271,12 @@ class EdgeEngine:
         return qe.Filter(must=must or None, must_not=must_not)
 
     def _search_params(self) -> Any:
-        qe, s = self._qe, self._settings
-        quantization = (
-            qe.QuantizationSearchParams(
-                rescore=s.quantization_rescore, oversampling=s.quantization_oversampling
-            )
-            if s.quantization == "int8"
-            else None
-        )
-        if s.hnsw_ef is None and quantization is None:
+        qe = self._qe
+        hnsw_ef, quantization = self._settings.search_tuning()
+        if hnsw_ef is None and quantization is None:
             return None
-        return qe.SearchParams(hnsw_ef=s.hnsw_ef, quantization=quantization)
+        options = qe.QuantizationSearchParams(**quantization) if quantization else None
+        return qe.SearchParams(hnsw_ef=hnsw_ef, quantization=options)
 
     def search(
         self,

@@ -262,17 +262,11 @@ class ServerEngine:
     def _search_params(self) -> Any:
         from qdrant_client import models
 
-        s = self._settings
-        quantization = (
-            models.QuantizationSearchParams(
-                rescore=s.quantization_rescore, oversampling=s.quantization_oversampling
-            )
-            if s.quantization == "int8"
-            else None
-        )
-        if s.hnsw_ef is None and quantization is None:
+        hnsw_ef, quantization = self._settings.search_tuning()
+        if hnsw_ef is None and quantization is None:
             return None
-        return models.SearchParams(hnsw_ef=s.hnsw_ef, quantization=quantization)
+        options = models.QuantizationSearchParams(**quantization) if quantization else None
+        return models.SearchParams(hnsw_ef=hnsw_ef, quantization=options)
 
     def search(
         self,

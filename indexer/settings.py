@@ -55,6 +55,16 @@ class StoreSettings(BaseSettings):
     def _valid_alias(cls, value: str) -> str:
         return validate_alias(value)
 
+    def search_tuning(self) -> tuple[int | None, dict[str, object] | None]:
+        """(search-time ``hnsw_ef``, quantization search options or None); both engines build
+        their own parameter objects from these."""
+        quantization: dict[str, object] | None = (
+            {"rescore": self.quantization_rescore, "oversampling": self.quantization_oversampling}
+            if self.quantization == "int8"
+            else None
+        )
+        return self.hnsw_ef, quantization
+
     @property
     def embedded(self) -> bool:
         return self.qdrant_url is None

@@ -162,6 +162,10 @@ def test_collection_settings_reach_the_embedded_engine(tmp_path: Path) -> None:
     )
     engine = EdgeEngine(settings)
     engine.create("cars__v__20261129T000000", 8)
+    from indexer.payload import CarFilter
+
+    # The search-time settings (hnsw_ef, int8 rescoring) are accepted by the engine.
+    assert engine.search("cars__v__20261129T000000", [1.0] * 8, CarFilter(), 3) == []
     engine.close()
     config = json.loads(
         (tmp_path / "collections/cars__v__20261129T000000/edge_config.json").read_text()
