@@ -228,6 +228,7 @@ def _train(args: argparse.Namespace) -> int:
         "loss": args.loss,
         "head": args.head,
         "hidden_dim": args.hidden_dim,
+        "image_size": args.image_size,
         "embedding_dim": args.embedding_dim,
         "pooling": args.pooling,
         "trainable_blocks": args.trainable_blocks,
@@ -447,6 +448,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tr.add_argument("--head", choices=get_args(HeadKind), default=None)
     tr.add_argument("--hidden-dim", type=int, default=None)
+    tr.add_argument(
+        "--image-size", type=int, default=None, help="input side in pixels (default: backbone's)"
+    )
     tr.add_argument("--embedding-dim", type=int, default=None)
     tr.add_argument("--pooling", choices=get_args(PoolingKind), default=None)
     tr.add_argument("--trainable-blocks", type=int, default=None)

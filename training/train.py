@@ -24,6 +24,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from carembed.artifact import save_model
+from carembed.backbones import get_backbone
 from carembed.choices import HeadKind, LossName, PoolingKind, Recipe
 from carembed.datasets import CarDataset, read_dataset
 from carembed.embedder import Embedder
@@ -56,6 +57,9 @@ class TrainConfig(BaseModel):
     loss: LossName = "multi_similarity"
     head: HeadKind = "skip"
     hidden_dim: int = Field(512, ge=0)
+    image_size: int | None = Field(
+        None, ge=32, description="square input side; None: the backbone's own (224 for Lite0)"
+    )
     embedding_dim: int | None = None
     dropout: float = Field(0.0, ge=0, lt=1)
     pooling: PoolingKind | None = Field(
@@ -255,6 +259,9 @@ def _data(
 
 
 def _fresh(config: TrainConfig) -> CarEmbeddingModel:
+    preprocessing = get_backbone(config.backbone).preprocessing
+    if config.image_size is not None:
+        preprocessing = preprocessing.model_copy(update={"size": config.image_size})
     return build_model(
         config.backbone,
         head=config.head,
@@ -262,6 +269,7 @@ def _fresh(config: TrainConfig) -> CarEmbeddingModel:
         hidden_dim=config.hidden_dim,
         dropout=config.dropout,
         pooling=config.pool,
+        preprocessing=preprocessing,
     )
 
 
