@@ -44,6 +44,11 @@ class ModelConfig(BaseModel):
     head: HeadConfig
     embedding_dim: int
     preprocessing: Preprocessing
+    test_time_flip: bool = Field(
+        False,
+        description="the embedding of a photo is the normalised mean of the photo's and its "
+        "mirror's (twice the compute per photo); every engine runs it inside the model",
+    )
     training: dict[str, Any] = Field(default_factory=dict)
 
     def canonical_json(self) -> str:
@@ -71,7 +76,11 @@ class CarEmbeddingModel(nn.Module):
         return F.normalize(self.head(features).float(), p=2.0, dim=1)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.embed_features(self.features(images))
+        if not self.config.test_time_flip:
+            return self.embed_features(self.features(images))
+        both = self.embed_features(self.features(torch.cat([images, images.flip(-1)])))
+        plain, mirrored = both.chunk(2)
+        return F.normalize(plain + mirrored, p=2.0, dim=1)
 
     @property
     def preprocessing(self) -> Preprocessing:

@@ -47,9 +47,23 @@ def _model_info(args: argparse.Namespace) -> int:
     )
     emit(f"embedding dim   {config.embedding_dim}")
     emit(f"preprocessing   {pre.size}x{pre.size} {pre.resize}, mean {pre.mean}, std {pre.std}")
+    emit(f"test-time flip  {'on' if config.test_time_flip else 'off'}")
     if config.training:
         metrics = config.training.get("metrics", {})
         emit(f"trained         {config.training.get('recipe', '?')}, metrics {metrics}")
+    return 0
+
+
+def _model_flip(args: argparse.Namespace) -> int:
+    from carembed.artifact import load_model, save_model
+
+    model = load_model(args.dir, device="cpu")
+    before = model.version()
+    model.update_config(test_time_flip=args.state == "on")
+    after = save_model(model, args.dir)
+    emit(f"test-time flip {args.state}: model {before} -> {after}")
+    if after != before:
+        emit("the vectors change: rebuild the index with this model (carsearch index build)")
     return 0
 
 
@@ -229,6 +243,7 @@ def _train(args: argparse.Namespace) -> int:
         "head": args.head,
         "hidden_dim": args.hidden_dim,
         "image_size": args.image_size,
+        "test_time_flip": args.test_time_flip,
         "embedding_dim": args.embedding_dim,
         "pooling": args.pooling,
         "trainable_blocks": args.trainable_blocks,
@@ -358,6 +373,12 @@ def build_parser() -> argparse.ArgumentParser:
         "dir", type=Path, nargs="?", default=None, help="model folder (default: the default model)"
     )
     info.set_defaults(handler=_model_info)
+    flip = model_commands.add_parser(
+        "flip", help="turn test-time flip averaging on or off (a new model version)"
+    )
+    flip.add_argument("dir", type=Path)
+    flip.add_argument("state", choices=("on", "off"))
+    flip.set_defaults(handler=_model_flip)
     quantize = model_commands.add_parser(
         "quantize", help="int8 ONNX graph, kept only when faster and as accurate"
     )
@@ -448,6 +469,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tr.add_argument("--head", choices=get_args(HeadKind), default=None)
     tr.add_argument("--hidden-dim", type=int, default=None)
+    tr.add_argument(
+        "--test-time-flip",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="the model averages each photo with its mirror (twice the compute per photo)",
+    )
     tr.add_argument(
         "--image-size", type=int, default=None, help="input side in pixels (default: backbone's)"
     )

@@ -57,6 +57,9 @@ class TrainConfig(BaseModel):
     loss: LossName = "multi_similarity"
     head: HeadKind = "skip"
     hidden_dim: int = Field(512, ge=0)
+    test_time_flip: bool = Field(
+        False, description="the exported model averages each photo with its mirror"
+    )
     image_size: int | None = Field(
         None, ge=32, description="square input side; None: the backbone's own (224 for Lite0)"
     )
@@ -262,7 +265,7 @@ def _fresh(config: TrainConfig) -> CarEmbeddingModel:
     preprocessing = get_backbone(config.backbone).preprocessing
     if config.image_size is not None:
         preprocessing = preprocessing.model_copy(update={"size": config.image_size})
-    return build_model(
+    model = build_model(
         config.backbone,
         head=config.head,
         embedding_dim=config.embedding_dim,
@@ -271,6 +274,8 @@ def _fresh(config: TrainConfig) -> CarEmbeddingModel:
         pooling=config.pool,
         preprocessing=preprocessing,
     )
+    model.update_config(test_time_flip=config.test_time_flip)
+    return model
 
 
 def _calibrate(model: CarEmbeddingModel, classes: CarDataset, run_dir: Path) -> Calibration:

@@ -45,6 +45,30 @@ def test_onnx_matches_torch(backbone: str, head: str, tmp_path: Path) -> None:
     assert _cosines(reference, onnx).min() > 0.9999
 
 
+@pytest.mark.parametrize("engine", ["torch", "onnx"])
+def test_test_time_flip_is_the_mean_of_the_photo_and_its_mirror(
+    engine: str, tmp_path: Path
+) -> None:
+    import torch
+    from PIL import ImageOps
+
+    torch.manual_seed(0)
+    model = build_model("mobilenet_v2", head="skip", hidden_dim=32, pooling="gem")
+    torch.nn.init.normal_(model.head.out.weight, std=0.05)
+    images = _images(3)
+    plain = Embedder(model, engine="torch").embed(images)
+    mirrored = Embedder(model, engine="torch").embed([ImageOps.mirror(i) for i in images])
+    expected = plain + mirrored
+    expected /= np.linalg.norm(expected, axis=1, keepdims=True)
+    assert _cosines(plain, mirrored).max() < 0.999  # the mirror really is another input
+    plain_version = model.version()
+    model.update_config(test_time_flip=True)
+    assert model.version() != plain_version  # other vectors: another model version
+    for batch_size in (1, 3):
+        got = Embedder(model, engine=engine, onnx_dir=tmp_path, batch_size=batch_size).embed(images)
+        assert _cosines(got, expected).min() > 0.9999
+
+
 def test_batch_sizes_give_the_same_vectors(tmp_path: Path) -> None:
     model = build_model("mobilenet_v2")
     images = _images(9)

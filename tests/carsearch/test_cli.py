@@ -18,6 +18,20 @@ def test_model_info_of_a_saved_model(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert version in out and "linear 1280 -> 96" in out and "224x224 squash" in out
 
 
+def test_model_flip_turns_test_time_flip_on_and_off(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = save_model(build_model(head="linear", embedding_dim=16), tmp_path)
+    assert main(["model", "flip", str(tmp_path), "on"]) == 0
+    assert "rebuild the index" in capsys.readouterr().out
+    assert main(["model", "info", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "test-time flip  on" in out and before not in out
+    assert main(["model", "flip", str(tmp_path), "off"]) == 0
+    assert main(["model", "info", str(tmp_path)]) == 0
+    assert before in capsys.readouterr().out  # off again: the same model as before
+
+
 def test_embed_prints_dim_norms_version_and_nearest(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

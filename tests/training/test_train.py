@@ -89,10 +89,13 @@ def test_partial_recipe_trains_and_exports_the_last_blocks(shapes: Path, tmp_pat
         max_epochs=2,
         loss="triplet_batch_hard",
         refit=False,
+        test_time_flip=True,
+        image_size=160,
     )
     model, _ = train(config)
     loaded = load_model(config.out)
     assert loaded.config.backbone.in_artifact
+    assert loaded.config.test_time_flip and loaded.preprocessing.size == 160
     pretrained = build_model("mobilenet_v2").backbone.state_dict()
     tuned = loaded.backbone.state_dict()
     changed = [k for k in tuned if not torch.equal(tuned[k], pretrained[k])]
