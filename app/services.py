@@ -178,6 +178,7 @@ def make_embedder(settings: AppSettings, model: CarEmbeddingModel) -> Embedder:
         limits=settings.limits,
         engine=settings.engine,
         onnx_dir=settings.data_dir / "onnx",
+        int8=settings.int8,
     )
     size = embedder.preprocessing.size
     embedder.embed_arrays(np.zeros((1, 3, size, size), np.float32))

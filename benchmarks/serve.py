@@ -1,34 +1,53 @@
-"""Service latency, throughput and memory on loopback, with real photos indexed.
+"""Service throughput, latency and memory against its own engine and a naive server.
 
     python benchmarks/serve.py ../shared/datasets/stanford-cars-dev [--seconds 20]
+        [--baseline naive|none] [--batching-off] [--model M]
 
-1. Indexes the dataset into a temporary embedded store.
-2. Starts `carsearch serve` (a subprocess on 127.0.0.1) with micro-batching on, then off.
-3. Prints p50/p99 latency of single uploads against one bare forward of the same model in this
-   process, QPS at 1, 4 and 16 concurrent clients for both servers, and the server's resident
-   memory after N1 and N2 requests. Every loop is bounded in count and time.
+1. Indexes the dataset into a temporary embedded store (float32 ONNX, the default model or
+   ``--model``).
+2. Measures the bare engines in this process: one batch-1 forward of the float32 ONNX graph
+   (and of the int8 graph when the service would run it), as photos per second.
+3. Starts ``carsearch serve`` (a subprocess on 127.0.0.1, its default settings): single-upload
+   p50/p99, QPS at 1, 4 and 16 concurrent clients, resident memory after N1 and N2 requests.
+4. ``--baseline naive`` (the default) starts ``benchmarks/naive_server.py`` over the same
+   gallery vectors and loads it the same way; ``--batching-off`` also runs carsearch with
+   micro-batching off.
+5. Prints one table with the ratios the serving targets are stated in. Every loop is bounded
+   in count and time; the load generator shares the machine's cores with the servers.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
+import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import numpy as np
 from service import Service
 
+from carembed.artifact import load_or_default
 from carembed.datasets import read_dataset
 from carembed.embedder import Embedder
-from carembed.model import build_model
 from indexer.index import CarIndex
 from indexer.settings import StoreSettings
 
 logger = logging.getLogger("serve")
+CLIENTS = (1, 4, 16)
+
+
+@dataclass
+class Figures:
+    p50_ms: float = float("nan")
+    p99_ms: float = float("nan")
+    qps: dict[int, float] = field(default_factory=dict)
+    p50_ms_at: dict[int, float] = field(default_factory=dict)
 
 
 async def _load(
@@ -52,78 +71,145 @@ async def _load(
             latencies.append(time.perf_counter() - start)
 
     start = time.perf_counter()
-    async with httpx.AsyncClient(timeout=60) as http:
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as http:
         await asyncio.gather(*[worker(http) for _ in range(clients)])
     return latencies, len(latencies) / (time.perf_counter() - start)
+
+
+def _measure(server: Service, uploads: list[bytes], seconds: float) -> Figures:
+    figures = Figures()
+    asyncio.run(_load(server.url, uploads, 4, 40, 30))  # warm-up
+    latencies, _ = asyncio.run(_load(server.url, uploads, 1, 300, seconds))
+    figures.p50_ms, figures.p99_ms = (1e3 * v for v in np.percentile(latencies, [50, 99]))
+    for clients in CLIENTS:
+        latencies, qps = asyncio.run(_load(server.url, uploads, clients, 100_000, seconds))
+        figures.qps[clients] = qps
+        figures.p50_ms_at[clients] = 1e3 * float(np.median(latencies))
+    return figures
+
+
+def _bare_batch1(embedder: Embedder, one: np.ndarray, repeats: int = 60) -> float:
+    """Median seconds of one batch-1 forward."""
+    for _ in range(5):
+        embedder.embed_arrays(one)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        embedder.embed_arrays(one)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def _gallery_files(index: CarIndex, work: Path) -> list[str]:
+    """The indexed vectors and payloads, as files for the naive server."""
+    collection = index.state().live
+    assert collection is not None
+    ids = [car_id for car_id, _ in index.engine.scroll(collection, None)]
+    cars = index.engine.retrieve(collection, ids, with_vectors=True)
+    np.save(work / "vectors.npy", np.asarray([c.vector for c in cars], dtype=np.float32))
+    payloads = [c.payload.model_dump(mode="json") | {"id": c.id} for c in cars]
+    (work / "payloads.json").write_text(json.dumps(payloads))
+    return ["--vectors", str(work / "vectors.npy"), "--payloads", str(work / "payloads.json")]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("data", type=Path)
+    parser.add_argument("--model", type=Path, default=None, help="default: the default model")
     parser.add_argument("--seconds", type=float, default=20, help="per QPS measurement")
+    parser.add_argument("--baseline", choices=("naive", "none"), default="naive")
+    parser.add_argument("--batching-off", action="store_true", help="also run max_batch 1")
     parser.add_argument("--memory-requests", type=int, nargs=2, default=(1000, 10000))
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
     work = Path(tempfile.mkdtemp(prefix="carsearch-serve-"))
+    onnx_dir = work / "data" / "onnx"
     records = read_dataset(args.data).records
     uploads = [r.path.read_bytes() for r in records[:200]]
-    embedder = Embedder(build_model(), engine="onnx", onnx_dir=work / "data" / "onnx")
-    index = CarIndex.open(StoreSettings(qdrant_path=work / "qdrant"))
-    index.build(embedder, args.data, num_workers=1, progress=False)
+    model = load_or_default(args.model)
+    fp32 = Embedder(model, engine="onnx", onnx_dir=onnx_dir)
+    index = CarIndex.open(StoreSettings(qdrant_path=work / "qdrant", data_dir=work / "data"))
+    index.build(fp32, args.data, num_workers=1, progress=False)
+    naive_args = _gallery_files(index, work) if args.baseline == "naive" else []
     index.close()
 
-    one = np.stack([embedder.prepare(records[0].path)])
-    embedder.embed_arrays(one)
-    forwards = []
-    for _ in range(30):
-        start = time.perf_counter()
-        embedder.embed_arrays(one)
-        forwards.append(time.perf_counter() - start)
-    bare = float(np.median(forwards))
-    logger.info("bare forward (onnx, batch 1, in this process): %.1f ms", 1e3 * bare)
-
-    results: dict[str, dict[int, float]] = {}
-    for label, max_batch in (("on", 16), ("off", 1)):
-        server = Service(
-            ["--qdrant-path", str(work / "qdrant"), "--data-dir", str(work / "data")],
-            env={"CARSEARCH_MAX_BATCH": str(max_batch), "CARSEARCH_MAX_WAIT_MS": "2"},
+    one = np.stack([fp32.prepare(records[0].path)])
+    bare = {"fp32": _bare_batch1(fp32, one)}
+    service_env: dict[str, str] = {}  # the service's graphs live in its data dir as well
+    if args.model is not None:
+        service_env["CARSEARCH_MODEL_DIR"] = str(args.model)
+    auto = Embedder(model, engine="auto", onnx_dir=onnx_dir)
+    if auto.engine_name == "onnx-int8":
+        bare["int8"] = _bare_batch1(auto, one)
+    for name, seconds in bare.items():
+        logger.info(
+            "bare %s ONNX forward, batch 1, in this process: %.2f ms = %.0f photos/s",
+            name,
+            1e3 * seconds,
+            1 / seconds,
         )
-        try:
-            if label == "on":
-                latencies, _ = asyncio.run(_load(server.url, uploads, 1, 200, args.seconds))
-                p50, p99 = np.percentile(latencies, [50, 99])
-                logger.info(
-                    "single uploads: p50 %.1f ms, p99 %.1f ms; p50 / bare forward = %.2fx",
-                    1e3 * p50,
-                    1e3 * p99,
-                    p50 / bare,
-                )
-            results[label] = {}
-            for clients in (1, 4, 16):
-                _, qps = asyncio.run(_load(server.url, uploads, clients, 100_000, args.seconds))
-                results[label][clients] = qps
-            if label == "on":
-                first, second = args.memory_requests
-                asyncio.run(_load(server.url, uploads, 16, first, 600))
-                rss_first = server.rss_mb()
-                asyncio.run(_load(server.url, uploads, 16, second - first, 900))
-                rss_second = server.rss_mb()
-                logger.info(
-                    "resident memory: %.0f MB after %d requests, %.0f MB after %d",
-                    rss_first,
-                    first,
-                    rss_second,
-                    second,
-                )
-        finally:
-            server.stop()
-    logger.info("| clients | QPS batching on | QPS batching off | on / off |")
-    logger.info("|---|---|---|---|")
-    for clients in (1, 4, 16):
-        on, off = results["on"][clients], results["off"][clients]
-        logger.info("| %d | %.1f | %.1f | %.2fx |", clients, on, off, on / off)
+    logger.info("the service runs the %s engine", auto.engine_name)
+
+    store_args = ["--qdrant-path", str(work / "qdrant"), "--data-dir", str(work / "data")]
+    runs: dict[str, Figures] = {}
+    server = Service(store_args, env=service_env)
+    try:
+        runs["carsearch"] = _measure(server, uploads, args.seconds)
+        first, second = args.memory_requests
+        asyncio.run(_load(server.url, uploads, 16, first, 900))
+        rss_first = server.rss_mb()
+        asyncio.run(_load(server.url, uploads, 16, second - first, 1800))
+        rss_second = server.rss_mb()
+    finally:
+        server.stop()
+    if args.batching_off:
+        with Service(store_args, env=service_env | {"CARSEARCH_MAX_BATCH": "1"}) as server:
+            runs["carsearch, batching off"] = _measure(server, uploads, args.seconds)
+    if args.baseline == "naive":
+        command = [sys.executable, str(Path(__file__).parent / "naive_server.py")]
+        with Service(naive_args, command=command) as server:
+            runs["naive"] = _measure(server, uploads, args.seconds)
+
+    rate = 1 / bare["fp32"]
+    ours = runs["carsearch"]
+    logger.info("")
+    logger.info("| server | p50 1 client | " + " | ".join(f"QPS {c}" for c in CLIENTS) + " |")
+    logger.info("|---|---|" + "---|" * len(CLIENTS))
+    for name, fig in runs.items():
+        qps = " | ".join(f"{fig.qps[c]:.1f} (p50 {fig.p50_ms_at[c]:.0f} ms)" for c in CLIENTS)
+        logger.info("| %s | %.1f ms | %s |", name, fig.p50_ms, qps)
+    logger.info("")
+    logger.info("single-client p50 %.1f ms (p99 %.1f ms)", ours.p50_ms, ours.p99_ms)
+    logger.info(
+        "  / bare fp32 forward %.2f ms = %.2fx (target <= 2x)",
+        1e3 * bare["fp32"],
+        ours.p50_ms / (1e3 * bare["fp32"]),
+    )
+    logger.info(
+        "16 clients: %.1f QPS = %.0f%% of the bare fp32 batch-1 rate %.0f/s (target >= 60%%)",
+        ours.qps[16],
+        100 * ours.qps[16] / rate,
+        rate,
+    )
+    if "naive" in runs:
+        for clients in CLIENTS:
+            logger.info(
+                "%2d clients: %.2fx the naive server's QPS%s",
+                clients,
+                ours.qps[clients] / runs["naive"].qps[clients],
+                " (target >= 4x)" if clients == 16 else "",
+            )
+    logger.info(
+        "resident memory: %.0f MB after %d requests, %.0f MB after %d (%+.1f%%)",
+        rss_first,
+        first,
+        rss_second,
+        second,
+        100 * (rss_second / rss_first - 1),
+    )
 
 
 if __name__ == "__main__":

@@ -19,9 +19,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+CARSEARCH_SERVE = [sys.executable, "-m", "carsearch", "serve"]
+
+
 class Service:
-    """Starts ``carsearch serve ARGS`` on a free loopback port and waits until ``ready_path``
-    answers 200 (bounded); ``stop`` ends it."""
+    """Starts ``carsearch serve ARGS`` (or another ``command`` that takes ``--port``) on a free
+    loopback port and waits until ``ready_path`` answers 200 (bounded); ``stop`` ends it."""
 
     def __init__(
         self,
@@ -29,11 +32,12 @@ class Service:
         env: dict[str, str] | None = None,
         ready_path: str = "/readyz",
         timeout_s: float = 180,
+        command: list[str] = CARSEARCH_SERVE,
     ) -> None:
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "carsearch", "serve", "--port", str(port), *args],
+            [*command, "--port", str(port), *args],
             env=os.environ | (env or {}),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -50,10 +54,18 @@ class Service:
         raise RuntimeError(f"the service did not answer {ready_path} in {timeout_s} s")
 
     def rss_mb(self) -> float:
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
+        """Resident memory of the service and its child processes (workers), in MB."""
+        total, pending = 0, [self.process.pid]
+        while pending:
+            pid = pending.pop()
+            try:
+                status = Path(f"/proc/{pid}/status").read_text().splitlines()
+                children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+            except OSError:
+                continue
+            total += next((int(x.split()[1]) for x in status if x.startswith("VmRSS:")), 0)
+            pending.extend(int(c) for c in children)
+        return total / 1024
 
     def stop(self) -> None:
         self.process.terminate()

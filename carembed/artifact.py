@@ -20,12 +20,14 @@ from pydantic import ValidationError
 from safetensors.torch import load_file, save_file
 
 from carembed.backbones import BackboneError, get_backbone
+from carembed.engines import graph_version
 from carembed.model import FORMAT_VERSION, CarEmbeddingModel, ModelConfig, build_model
 
 logger = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+INT8_FILE = "model.int8.onnx"  # optional: the int8 graph that passed the quality gate
 
 
 class ArtifactError(RuntimeError):
@@ -33,7 +35,8 @@ class ArtifactError(RuntimeError):
 
 
 def save_model(model: CarEmbeddingModel, directory: Path) -> str:
-    """Write the servable folder; returns the model version. Other files in it are kept."""
+    """Write the servable folder; returns the model version. Other files in it are kept; the
+    int8 graph of the folder the model came from goes along when it belongs to this version."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     version = model.version()
@@ -44,7 +47,13 @@ def save_model(model: CarEmbeddingModel, directory: Path) -> str:
         )
         config = model.config.model_dump(mode="json") | {"model_version": version}
         (staging / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-        for name in (WEIGHTS_FILE, CONFIG_FILE):  # config last: a folder with it is complete
+        names = [WEIGHTS_FILE, CONFIG_FILE]  # config last: a folder with it is complete
+        int8 = model.source_dir / INT8_FILE if model.source_dir is not None else None
+        elsewhere = int8 is not None and int8.parent.resolve() != directory.resolve()
+        if elsewhere and int8 is not None and int8.is_file() and graph_version(int8) == version:
+            shutil.copyfile(int8, staging / INT8_FILE)
+            names.insert(0, INT8_FILE)
+        for name in names:
             os.replace(staging / name, directory / name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -108,6 +117,7 @@ def load_model(directory: Path, device: str | torch.device = "cpu") -> CarEmbedd
             f"{weights_path} does not match its config: missing {missing}, extra {extra}"
         )
     model.load_state_dict(tensors, strict=False)
+    model.source_dir = directory
     return model.to(device).eval()
 
 

@@ -18,7 +18,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from carembed.choices import EngineChoice
-from carembed.engines import Engine, EngineName, OnnxEngine, TorchEngine
+from carembed.engines import Engine, EngineName, MissingGraph, OnnxEngine, TorchEngine
 from carembed.images import ImageError, ImageLimits, ImageSource, load_image_with_size
 from carembed.model import CarEmbeddingModel
 from carembed.preprocess import Preprocessing
@@ -85,8 +85,8 @@ def _collate(items: list[_Item]) -> _Collated:
 
 
 def resolve_engine(engine: EngineChoice, device: str | torch.device) -> EngineName:
-    """``auto``: ONNX Runtime on CPU (its int8 graph when ``carsearch model quantize`` kept
-    one), PyTorch on a GPU."""
+    """``auto``: ONNX Runtime on CPU (the Embedder prefers the int8 graph when the model has
+    one that passed the quality gate), PyTorch on a GPU."""
     if engine != "auto":
         return engine
     return "onnx" if torch.device(device).type == "cpu" else "torch"
@@ -106,6 +106,7 @@ class Embedder:
         limits: ImageLimits | None = None,
         engine: EngineChoice = "torch",
         onnx_dir: Path = Path("data/onnx"),
+        int8: bool = True,
     ) -> None:
         if threads:
             torch.set_num_threads(threads)
@@ -115,21 +116,30 @@ class Embedder:
         self.limits = limits or ImageLimits()
         self.version = model.version()
         self.engine_name = resolve_engine(engine, self.device)
-        if engine == "auto" and self.engine_name == "onnx":
-            from carembed.quantize import int8_path
-
-            # An int8 graph is only ever kept after it measured faster and as accurate.
-            if int8_path(Path(onnx_dir) / f"{self.version}.onnx").is_file():
-                self.engine_name = "onnx-int8"
         self.engine: Engine
-        if self.engine_name in ("onnx", "onnx-int8"):
-            if self.device.type != "cpu":
-                raise ValueError("the onnx engines run on the CPU; use --engine torch on a GPU")
-            self.engine = OnnxEngine(
-                model, self.version, onnx_dir, threads, int8=self.engine_name == "onnx-int8"
-            )
-        else:
+        if self.engine_name == "torch":
             self.engine = TorchEngine(model, self.device, channels_last)
+            return
+        if self.device.type != "cpu":
+            raise ValueError("the onnx engines run on the CPU; use --engine torch on a GPU")
+        from carembed.quantize import int8_graph_path
+
+        int8_graph = int8_graph_path(model, onnx_dir)
+        if engine == "auto" and int8:
+            # An int8 graph exists only when it passed the quality gate.
+            try:
+                self.engine = OnnxEngine(model, self.version, onnx_dir, threads, int8_graph)
+                self.engine_name = "onnx-int8"
+                return
+            except MissingGraph:
+                self.engine_name = "onnx"
+        self.engine = OnnxEngine(
+            model,
+            self.version,
+            onnx_dir,
+            threads,
+            int8_graph if self.engine_name == "onnx-int8" else None,
+        )
 
     @property
     def preprocessing(self) -> Preprocessing:

@@ -101,8 +101,24 @@ def session_options(threads: int | None) -> Any:
     return options
 
 
+class MissingGraph(RuntimeError):
+    """No usable int8 graph of this model version."""
+
+
+def graph_version(path: Path) -> str | None:
+    """The model version an ONNX graph file was made from (None: unreadable, or none)."""
+    import onnx
+
+    try:
+        graph = onnx.load(str(path), load_external_data=False)
+    except Exception:  # a damaged or foreign file
+        return None
+    return next((p.value for p in graph.metadata_props if p.key == VERSION_KEY), None)
+
+
 class OnnxEngine:
-    """ONNX Runtime, CPU execution provider; one session per engine (per process)."""
+    """ONNX Runtime, CPU execution provider; one session per engine (per process). The
+    float32 graph is built on demand in ``onnx_dir``; an ``int8_graph`` is only ever read."""
 
     def __init__(
         self,
@@ -110,17 +126,15 @@ class OnnxEngine:
         version: str,
         onnx_dir: Path,
         threads: int | None,
-        int8: bool = False,
+        int8_graph: Path | None = None,
     ) -> None:
         self.path = Path(onnx_dir) / f"{version}.onnx"
         options = session_options(threads)
-        if int8:
-            from carembed.quantize import int8_path
-
-            self.path = int8_path(self.path)
+        if int8_graph is not None:
+            self.path = int8_graph
             self.session = self._open(options, version)
             if self.session is None:
-                raise RuntimeError(
+                raise MissingGraph(
                     f"no int8 graph of model {version} at {self.path}: run "
                     "`carsearch model quantize` (it keeps one only when it is faster and "
                     "as accurate)"
@@ -145,11 +159,11 @@ class OnnxEngine:
                 str(self.path), options, providers=["CPUExecutionProvider"]
             )
         except Exception as exc:  # onnxruntime raises its own types for damaged files
-            logger.warning("rebuilding unreadable %s: %s", self.path, exc)
+            logger.warning("ignoring unreadable %s: %s", self.path, exc)
             return None
         found = session.get_modelmeta().custom_metadata_map.get(VERSION_KEY)
         if found != version:
-            logger.warning("rebuilding %s: it holds model %s, not %s", self.path, found, version)
+            logger.warning("ignoring %s: it holds model %s, not %s", self.path, found, version)
             return None
         return session
 

@@ -59,10 +59,13 @@ class CarEmbeddingModel(nn.Module):
     """images (N, 3, S, S), normalised per ``config.preprocessing`` -> (N, D) unit vectors."""
 
     config: ModelConfig
+    source_dir: Path | None
+    """The model folder it was loaded from (where its int8 graph lives); None: built here."""
 
     def __init__(self, config: ModelConfig, backbone: nn.Module) -> None:
         super().__init__()
         self.config = config
+        self.source_dir = None
         self.backbone = backbone
         self.pool = Pool(config.backbone.pooling)
         self.head = build_head(config.head)

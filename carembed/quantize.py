@@ -1,8 +1,11 @@
-"""Static int8 quantization of the ONNX graph, calibrated on real gallery images.
+"""Static int8 quantization of the ONNX graph, calibrated on real car photos.
 
-The int8 graph is kept (as ``<onnx_dir>/<model version>.int8.onnx``) only when it is faster
-than the float32 graph and loses less than ``max_drop`` R-Precision on a class-labelled split;
-``carsearch model quantize`` measures both and reports them either way.
+The int8 graph is kept only when it passed the quality gate: faster than the float32 graph at
+batch 1 and at batch 16, and less than ``max_drop`` R-Precision lost on class-labelled photos
+(``carsearch train`` checks at export, ``carsearch model quantize`` on demand). It lives beside
+the weights (``<model folder>/model.int8.onnx``, so it travels with the model and its copies in
+the index), or ``<onnx_dir>/<version>.int8.onnx`` for the default model; the graph carries the
+model version and the gate's figures. ``--engine auto`` runs it unless ``CARSEARCH_INT8=false``.
 """
 
 from __future__ import annotations
@@ -10,20 +13,42 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from pydantic import BaseModel
+
+from carembed.artifact import INT8_FILE
+from carembed.model import CarEmbeddingModel
 
 logger = logging.getLogger(__name__)
 
 
-def int8_path(fp32_path: Path) -> Path:
-    return fp32_path.with_suffix(".int8.onnx")
+CHECK_KEY = "carsearch_int8_check"
+
+
+def int8_graph_path(model: CarEmbeddingModel, onnx_dir: Path) -> Path:
+    """Where the model's int8 graph lives: its folder, else (the default model) ``onnx_dir``."""
+    if model.source_dir is not None:
+        return model.source_dir / INT8_FILE
+    return Path(onnx_dir) / f"{model.version()}.int8.onnx"
+
+
+def stamp(path: Path, metadata: dict[str, str]) -> None:
+    """Add ``metadata`` to the ONNX graph at ``path`` (in place)."""
+    import onnx
+
+    graph = onnx.load(str(path))
+    for key, value in metadata.items():
+        entry = graph.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(graph, str(path))
 
 
 def quantize_static_int8(fp32_path: Path, out_path: Path, calibration: np.ndarray) -> None:
-    """QDQ int8 (per-channel weights) calibrated on ``calibration`` (N, 3, S, S) images."""
+    """QDQ int8 (per-channel weights) calibrated on ``calibration`` (N, 3, S, S) images; the
+    float32 graph's metadata (the model version) travels along."""
     import onnx
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -59,22 +84,50 @@ def quantize_static_int8(fp32_path: Path, out_path: Path, calibration: np.ndarra
     onnx.save(target, str(out_path))
 
 
-@dataclass
-class QuantizationReport:
+class QuantizationReport(BaseModel):
+    """The quality gate's figures (photos/s at batch 1 and 16, R-Precision) and verdict."""
+
     fp32_img_s: float
     int8_img_s: float
+    fp32_batch1_img_s: float
+    int8_batch1_img_s: float
     fp32_r_precision: float
     int8_r_precision: float
-    kept: bool
+    checked_on: str
+    kept: bool = False
 
     @property
     def drop(self) -> float:
         return self.fp32_r_precision - self.int8_r_precision
 
+    def decide(self, max_drop: float) -> None:
+        faster = (
+            self.int8_img_s > self.fp32_img_s and self.int8_batch1_img_s > self.fp32_batch1_img_s
+        )
+        self.kept = faster and self.drop < max_drop
 
-def measure_rate(forward: object, batch: np.ndarray, repeats: int = 3) -> float:
-    forward(batch[:8])  # type: ignore[operator]
+
+def int8_check(path: Path) -> QuantizationReport | None:
+    """The gate's figures stored in an int8 graph (None: no graph, or none recorded)."""
+    import onnx
+
+    if not path.is_file():
+        return None
+    try:
+        props = {
+            p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props
+        }
+        return QuantizationReport.model_validate_json(props[CHECK_KEY])
+    except Exception:  # a damaged or foreign file: no verdict
+        return None
+
+
+def measure_rate(
+    forward: Callable[[np.ndarray], object], batch: np.ndarray, repeats: int = 3
+) -> float:
+    """Photos per second of ``forward`` on ``batch`` (after one warm-up call)."""
+    forward(batch)
     start = time.perf_counter()
     for _ in range(repeats):
-        forward(batch)  # type: ignore[operator]
+        forward(batch)
     return repeats * len(batch) / (time.perf_counter() - start)

@@ -1,5 +1,6 @@
 """Which model a command runs and how, read the same way by every command: ``--model`` or
-``CARSEARCH_MODEL_DIR`` (and ``CARSEARCH_DEVICE``, ``ENGINE``, ``THREADS``, ``MAX_PIXELS``)."""
+``CARSEARCH_MODEL_DIR`` (and ``CARSEARCH_DEVICE``, ``ENGINE``, ``THREADS``, ``INT8``,
+``MAX_PIXELS``)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,11 @@ class ModelSettings(BaseSettings):
     device: str = "cpu"
     engine: EngineChoice = Field("auto", description="auto: ONNX Runtime on CPU, PyTorch on a GPU")
     threads: int | None = None
+    int8: bool = Field(
+        True,
+        description="engine auto on CPU runs the model's int8 graph when it passed the quality "
+        "gate (carsearch train / carsearch model quantize); false: always float32",
+    )
     max_pixels: int = Field(
         40_000_000, gt=0, description="larger images are refused from their header, undecoded"
     )

@@ -28,6 +28,7 @@ def emit(text: str = "") -> None:
 
 def _model_info(args: argparse.Namespace) -> int:
     from carembed.artifact import load_or_default
+    from carembed.quantize import int8_check, int8_graph_path
 
     model = load_or_default(args.dir, device="cpu")
     config = model.config
@@ -48,6 +49,16 @@ def _model_info(args: argparse.Namespace) -> int:
     emit(f"embedding dim   {config.embedding_dim}")
     emit(f"preprocessing   {pre.size}x{pre.size} {pre.resize}, mean {pre.mean}, std {pre.std}")
     emit(f"test-time flip  {'on' if config.test_time_flip else 'off'}")
+    check = int8_check(int8_graph_path(model, args.onnx_dir))
+    emit(
+        "int8 graph      "
+        + (
+            f"passed the gate on {check.checked_on}: {check.int8_img_s / check.fp32_img_s:.2f}x "
+            f"photos/s, R-Precision {check.fp32_r_precision:.4f} -> {check.int8_r_precision:.4f}"
+            if check is not None
+            else "none (float32)"
+        )
+    )
     if config.training:
         metrics = config.training.get("metrics", {})
         emit(f"trained         {config.training.get('recipe', '?')}, metrics {metrics}")
@@ -76,9 +87,12 @@ def _model_quantize(args: argparse.Namespace) -> int:
     emit(f"{'graph':6} {'img/s':>8} {'R-Precision':>12}")
     emit(f"{'fp32':6} {report.fp32_img_s:8.1f} {report.fp32_r_precision:12.4f}")
     emit(f"{'int8':6} {report.int8_img_s:8.1f} {report.int8_r_precision:12.4f}")
-    verdict = "kept: use --engine onnx-int8" if report.kept else "not kept"
+    verdict = (
+        "kept: --engine auto runs it (CARSEARCH_INT8=false: float32)" if report.kept else "not kept"
+    )
     emit(
-        f"speed-up {report.int8_img_s / report.fp32_img_s:.2f}x, "
+        f"speed-up {report.int8_img_s / report.fp32_img_s:.2f}x at batch 16, "
+        f"{report.int8_batch1_img_s / report.fp32_batch1_img_s:.2f}x at batch 1, "
         f"R-Precision drop {report.drop:+.4f}: {verdict}"
     )
     return 0
@@ -98,6 +112,7 @@ def _embed(args: argparse.Namespace) -> int:
         threads=model.threads,
         engine=model.engine,
         limits=model.limits,
+        int8=model.int8,
     )
     try:
         vectors = embedder.embed(args.images)
@@ -203,6 +218,7 @@ def _index_build(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         engine=model.engine,
         limits=model.limits,
+        int8=model.int8,
     )
     index = _open_index(args)
     try:
@@ -244,6 +260,7 @@ def _train(args: argparse.Namespace) -> int:
         "hidden_dim": args.hidden_dim,
         "image_size": args.image_size,
         "test_time_flip": args.test_time_flip,
+        "int8_check": args.int8_check,
         "embedding_dim": args.embedding_dim,
         "pooling": args.pooling,
         "trainable_blocks": args.trainable_blocks,
@@ -282,6 +299,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         workers=args.workers,
         device=model.device,
         engine=model.engine,
+        int8=model.int8,
     )
     rows = [("model", report)] + (
         [("zero-shot", report["zero_shot"])] if "zero_shot" in report else []
@@ -372,6 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument(
         "dir", type=Path, nargs="?", default=None, help="model folder (default: the default model)"
     )
+    info.add_argument("--onnx-dir", type=Path, default=Path("data/onnx"))
     info.set_defaults(handler=_model_info)
     flip = model_commands.add_parser(
         "flip", help="turn test-time flip averaging on or off (a new model version)"
@@ -469,6 +488,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tr.add_argument("--head", choices=get_args(HeadKind), default=None)
     tr.add_argument("--hidden-dim", type=int, default=None)
+    tr.add_argument(
+        "--int8-check",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="keep an int8 graph in the model folder when it passes the quality gate (default)",
+    )
     tr.add_argument(
         "--test-time-flip",
         action=argparse.BooleanOptionalAction,

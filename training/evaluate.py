@@ -36,12 +36,17 @@ def _split(data: Path, split: str) -> CarDataset:
 
 
 def _embed(
-    model_dir: Path | None, paths: list[Path], workers: int, device: str, engine: EngineChoice
-) -> tuple[np.ndarray, list[int], str, Calibration]:
+    model_dir: Path | None,
+    paths: list[Path],
+    workers: int,
+    device: str,
+    engine: EngineChoice,
+    int8: bool,
+) -> tuple[np.ndarray, list[int], Embedder, Calibration]:
     model = load_or_default(model_dir, device=device)
-    embedder = Embedder(model, device=device, engine=engine)
+    embedder = Embedder(model, device=device, engine=engine, int8=int8)
     vectors, kept, _ = embedder.embed_all(paths, num_workers=workers, progress="embedding")
-    return vectors, kept, embedder.version, calibration_of(model.config)
+    return vectors, kept, embedder, calibration_of(model.config)
 
 
 def evaluate(
@@ -55,17 +60,20 @@ def evaluate(
     device: str = "cpu",
     examples: int = 6,
     engine: EngineChoice = "torch",
+    int8: bool = True,
 ) -> dict[str, Any]:
     part = _split(data, split)
     paths = [r.path for r in part.records]
-    vectors, kept, version, calibration = _embed(model_dir, paths, workers, device, engine)
+    vectors, kept, embedder, calibration = _embed(model_dir, paths, workers, device, engine, int8)
     records = [part.records[i] for i in kept]
     names = [r.class_name for r in records]
     _, labels = np.unique(names, return_inverse=True)
     metrics = retrieval_metrics(vectors, labels, ks=CURVE_KS)
     report: dict[str, Any] = {
         **metrics,
-        "model_version": version,
+        "model_version": embedder.version,
+        "engine": embedder.engine_name,
+        "test_time_flip": embedder.model.config.test_time_flip,
         "model_dir": str(model_dir) if model_dir else None,
         "split": split,
         "images": len(kept),
@@ -78,11 +86,12 @@ def evaluate(
     report["identification"] = identification_report(vectors, labels_of, calibration)
     curves = {"tuned" if model_dir else "zero-shot": metrics}
     if model_dir is not None and compare_zero_shot:
-        zs_vectors, zs_kept, zs_version, _ = _embed(None, paths, workers, device, engine)
+        zs_vectors, zs_kept, zero_shot, _ = _embed(None, paths, workers, device, engine, int8)
         zs_labels = np.unique([part.records[i].class_name for i in zs_kept], return_inverse=True)[1]
         report["zero_shot"] = {
             **retrieval_metrics(zs_vectors, zs_labels, ks=CURVE_KS),
-            "model_version": zs_version,
+            "model_version": zero_shot.version,
+            "engine": zero_shot.engine_name,
         }
         curves["zero-shot"] = report["zero_shot"]
     out.mkdir(parents=True, exist_ok=True)

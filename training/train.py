@@ -10,6 +10,7 @@ import hashlib
 import json
 import logging
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ from training.data import (
 from training.features import CachedFeatures, cached_features
 from training.identification import Labels, fit_calibration
 from training.module import RetrievalModule
+from training.quantization import check_int8
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +59,11 @@ class TrainConfig(BaseModel):
     loss: LossName = "multi_similarity"
     head: HeadKind = "skip"
     hidden_dim: int = Field(512, ge=0)
+    int8_check: bool = Field(
+        True,
+        description="at export, build the int8 graph and keep it in the model folder when it "
+        "passes the quality gate on the held-out training classes",
+    )
     test_time_flip: bool = Field(
         False, description="the exported model averages each photo with its mirror"
     )
@@ -389,5 +396,16 @@ def train(config: TrainConfig) -> tuple[CarEmbeddingModel, dict[str, Any]]:
     model.update_config(backbone=backbone, training=metadata)
     model = model.cpu().eval()
     version = save_model(model, config.out)
-    logger.info("exported %s to %s (%.0f s)", version, config.out, metadata["seconds"])
+    model.source_dir = config.out
+    if config.int8_check:
+        with tempfile.TemporaryDirectory(prefix="carsearch-onnx-") as onnx_dir:
+            check_int8(
+                model,
+                Path(onnx_dir),
+                select_part.records,
+                fit_part.records,
+                f"{len(select_part.class_names)} held-out training classes "
+                f"({len(select_part.records)} photos)",
+            )
+    logger.info("exported %s to %s (%.0f s)", version, config.out, time.perf_counter() - started)
     return model, metadata

@@ -42,6 +42,7 @@ def _config(shapes: Path, tmp: Path, **changes: object) -> TrainConfig:
         "accelerator": "cpu",
         "devices": 1,
         "lr": 3e-3,
+        "int8_check": False,
     }
     return TrainConfig(**(base | changes))  # type: ignore[arg-type]
 
@@ -80,7 +81,12 @@ def test_frozen_training_beats_the_untrained_head_on_unseen_classes(
     )
 
 
-def test_partial_recipe_trains_and_exports_the_last_blocks(shapes: Path, tmp_path: Path) -> None:
+def test_partial_recipe_trains_and_exports_the_last_blocks(
+    shapes: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from carembed.quantize import int8_check
+
+    caplog.set_level("INFO", logger="training.quantization")
     config = _config(
         shapes,
         tmp_path,
@@ -91,11 +97,16 @@ def test_partial_recipe_trains_and_exports_the_last_blocks(shapes: Path, tmp_pat
         refit=False,
         test_time_flip=True,
         image_size=160,
+        int8_check=True,
     )
     model, _ = train(config)
     loaded = load_model(config.out)
     assert loaded.config.backbone.in_artifact
     assert loaded.config.test_time_flip and loaded.preprocessing.size == 160
+    gate = [r.getMessage() for r in caplog.records if r.getMessage().startswith("int8 graph")]
+    assert len(gate) == 1 and "held-out training classes" in gate[0]  # the gate ran at export
+    check = int8_check(config.out / "model.int8.onnx")
+    assert (check is not None) == gate[0].startswith("int8 graph kept")
     pretrained = build_model("mobilenet_v2").backbone.state_dict()
     tuned = loaded.backbone.state_dict()
     changed = [k for k in tuned if not torch.equal(tuned[k], pretrained[k])]
@@ -191,30 +202,61 @@ def test_bad_image_is_skipped_and_reported(shapes: Path, tmp_path: Path) -> None
         bad.unlink()
 
 
-def test_int8_quantization_is_measured_and_kept_only_when_it_pays(
-    shapes: Path, tmp_path: Path
+def _rates(int8: float, fp32: float):  # type: ignore[no-untyped-def]
+    """A stand-in for measure_rate: the int8 graph (staged as .model.int8.onnx.partial or
+    <version>.int8.onnx) gets ``int8`` photos/s, float32 ``fp32``."""
+
+    def rate(forward: object, batch: object, repeats: int = 3) -> float:
+        return int8 if "int8" in Path(getattr(forward, "path", "")).name else fp32
+
+    return rate
+
+
+def test_int8_gate_keeps_the_graph_only_when_faster_and_as_accurate(
+    shapes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from carembed.embedder import Embedder
-    from carembed.model import build_model
-    from carembed.quantize import int8_path
+    from carembed.artifact import save_model
+    from carembed.engines import MissingGraph
+    from carembed.quantize import INT8_FILE, int8_check
+    from training import quantization
     from training.quantization import quantize_and_check
 
-    with pytest.raises(RuntimeError, match="carsearch model quantize"):
+    with pytest.raises(MissingGraph, match="carsearch model quantize"):
         Embedder(build_model("mobilenet_v2"), engine="onnx-int8", onnx_dir=tmp_path)
-    model_dir = tmp_path / "m"
-    from carembed.artifact import save_model
-
+    model_dir, onnx = tmp_path / "m", tmp_path / "onnx"
     save_model(build_model("mobilenet_v2"), model_dir)
-    report = quantize_and_check(
-        model_dir, shapes, "val", tmp_path / "onnx", calibration_images=16, max_drop=0.5
-    )
-    assert report.fp32_img_s > 0 and report.int8_img_s > 0
-    assert 0 <= report.int8_r_precision <= 1 and abs(report.drop) < 0.5
-    assert report.kept == (report.int8_img_s > report.fp32_img_s)
-    version = load_model(model_dir).version()
-    assert int8_path(tmp_path / "onnx" / f"{version}.onnx").exists() == report.kept
-    auto = Embedder(load_model(model_dir), engine="auto", onnx_dir=tmp_path / "onnx")
-    assert auto.engine_name == ("onnx-int8" if report.kept else "onnx")
+    images = [r.path for r in read_dataset(shapes).split("val").records[:4]]
+
+    monkeypatch.setattr(quantization, "measure_rate", _rates(int8=200.0, fp32=100.0))
+    report = quantize_and_check(model_dir, shapes, "val", onnx, calibration_images=16, max_drop=1)
+    assert report.kept and 0 <= report.int8_r_precision <= 1
+    graph = model_dir / INT8_FILE  # beside the weights: it travels with the model
+    check = int8_check(graph)
+    assert check is not None and check.kept and check.int8_img_s == 200.0
+    auto = Embedder(load_model(model_dir), engine="auto", onnx_dir=onnx)
+    fp32 = Embedder(load_model(model_dir), engine="auto", onnx_dir=onnx, int8=False)
+    assert (auto.engine_name, fp32.engine_name) == ("onnx-int8", "onnx")
+    import onnxruntime as ort
+
+    arrays = np.stack([fp32.prepare(p) for p in images])
+    (direct,) = ort.InferenceSession(str(graph)).run(["embeddings"], {"images": arrays})
+    np.testing.assert_allclose(auto.embed(images), direct, atol=1e-5)  # runs the kept graph
+    assert np.abs(fp32.embed(images) - direct).max() > 1e-4  # which is not the float32 one
+
+    copy = tmp_path / "copy"  # a copy of the model (as stored with the index) keeps its graph
+    save_model(load_model(model_dir), copy)
+    assert Embedder(load_model(copy), engine="auto", onnx_dir=onnx).engine_name == "onnx-int8"
+    flipped = load_model(model_dir)  # another version: the graph is not its own
+    flipped.update_config(test_time_flip=True)
+    assert Embedder(flipped, engine="auto", onnx_dir=onnx).engine_name == "onnx"
+
+    monkeypatch.setattr(quantization, "measure_rate", _rates(int8=90.0, fp32=100.0))
+    assert not quantize_and_check(model_dir, shapes, "val", onnx, max_drop=1).kept
+    assert not graph.exists()  # slower: removed
+    assert Embedder(load_model(model_dir), engine="auto", onnx_dir=onnx).engine_name == "onnx"
+    monkeypatch.setattr(quantization, "measure_rate", _rates(int8=200.0, fp32=100.0))
+    assert not quantize_and_check(model_dir, shapes, "val", onnx, max_drop=-1).kept
+    assert not graph.exists()  # faster but less accurate than allowed
 
 
 def test_lightning_logs_each_message_once_and_no_tips(caplog: pytest.LogCaptureFixture) -> None:
