@@ -48,6 +48,7 @@ class Figures:
     p99_ms: float = float("nan")
     qps: dict[int, float] = field(default_factory=dict)
     p50_ms_at: dict[int, float] = field(default_factory=dict)
+    cpu_ms: dict[int, float] = field(default_factory=dict)  # server CPU per request
 
 
 async def _load(
@@ -83,7 +84,9 @@ def _measure(server: Service, uploads: list[bytes], seconds: float) -> Figures:
     latencies, _ = asyncio.run(_load(server.url, uploads, 1, 300, seconds))
     figures.p50_ms, figures.p99_ms = (1e3 * v for v in np.percentile(latencies, [50, 99]))
     for clients in CLIENTS:
+        cpu = server.cpu_seconds()
         latencies, qps = asyncio.run(_load(server.url, uploads, clients, 100_000, seconds))
+        figures.cpu_ms[clients] = 1e3 * (server.cpu_seconds() - cpu) / len(latencies)
         figures.qps[clients] = qps
         figures.p50_ms_at[clients] = 1e3 * float(np.median(latencies))
     return figures
@@ -179,7 +182,10 @@ def main() -> None:
     logger.info("| server | p50 1 client | " + " | ".join(f"QPS {c}" for c in CLIENTS) + " |")
     logger.info("|---|---|" + "---|" * len(CLIENTS))
     for name, fig in runs.items():
-        qps = " | ".join(f"{fig.qps[c]:.1f} (p50 {fig.p50_ms_at[c]:.0f} ms)" for c in CLIENTS)
+        qps = " | ".join(
+            f"{fig.qps[c]:.1f} (p50 {fig.p50_ms_at[c]:.0f} ms, CPU {fig.cpu_ms[c]:.1f} ms/req)"
+            for c in CLIENTS
+        )
         logger.info("| %s | %.1f ms | %s |", name, fig.p50_ms, qps)
     logger.info("")
     logger.info("single-client p50 %.1f ms (p99 %.1f ms)", ours.p50_ms, ours.p99_ms)

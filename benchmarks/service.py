@@ -53,19 +53,40 @@ class Service:
         self.stop()
         raise RuntimeError(f"the service did not answer {ready_path} in {timeout_s} s")
 
-    def rss_mb(self) -> float:
-        """Resident memory of the service and its child processes (workers), in MB."""
-        total, pending = 0, [self.process.pid]
+    def _tree(self) -> list[int]:
+        """The service's process and its descendants (workers)."""
+        found, pending = [], [self.process.pid]
         while pending:
             pid = pending.pop()
             try:
-                status = Path(f"/proc/{pid}/status").read_text().splitlines()
                 children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
             except OSError:
                 continue
-            total += next((int(x.split()[1]) for x in status if x.startswith("VmRSS:")), 0)
+            found.append(pid)
             pending.extend(int(c) for c in children)
+        return found
+
+    def rss_mb(self) -> float:
+        """Resident memory of the service and its child processes (workers), in MB."""
+        total = 0
+        for pid in self._tree():
+            try:
+                status = Path(f"/proc/{pid}/status").read_text().splitlines()
+            except OSError:
+                continue
+            total += next((int(x.split()[1]) for x in status if x.startswith("VmRSS:")), 0)
         return total / 1024
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the service and its workers used so far."""
+        total = 0
+        for pid in self._tree():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        return total / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
         self.process.terminate()

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, get_args
 from carembed.choices import EngineChoice, HeadKind, LossName, PoolingKind, Recipe
 
 if TYPE_CHECKING:
+    from app.settings import AppSettings
     from carembed.settings import ModelSettings
     from indexer.index import CarIndex
     from indexer.settings import StoreSettings
@@ -324,22 +325,60 @@ def _serve(args: argparse.Namespace) -> int:
     from app.main import create_app
     from app.settings import AppSettings
 
-    settings = AppSettings(
-        **given(
-            model_dir=args.model,
-            gallery=args.gallery,
-            qdrant_url=args.qdrant_url,
-            qdrant_path=args.qdrant_path,
-            alias=args.alias,
-            data_dir=args.data_dir,
-            device=args.device,
-            threads=args.threads,
-            engine=args.engine,
-        )
+    options = given(
+        model_dir=args.model,
+        gallery=args.gallery,
+        qdrant_url=args.qdrant_url,
+        qdrant_path=args.qdrant_path,
+        alias=args.alias,
+        data_dir=args.data_dir,
+        device=args.device,
+        threads=args.threads,
+        engine=args.engine,
     )
+    settings = AppSettings(**options)
+    if args.workers > 1:
+        return _serve_workers(args, settings, options)
     if settings.gallery is not None and not settings.embedded:
         logger.info("--gallery with a Qdrant server: indexing it from this process as well")
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+    return 0
+
+
+def _serve_workers(args: argparse.Namespace, settings: AppSettings, options: dict[str, Any]) -> int:
+    """``--workers N``: N processes that share nothing but a Qdrant server (each one loads the
+    model and reads its settings from ``CARSEARCH_*``)."""
+    import os
+
+    import uvicorn
+
+    if settings.embedded:
+        logger.error(
+            "--workers %d needs a Qdrant server (--qdrant-url): the embedded store is opened "
+            "by one process; on one machine a single process with micro-batching is the "
+            "supported setup",
+            args.workers,
+        )
+        return 2
+    if settings.gallery is not None:
+        logger.error(
+            "--workers with --gallery: index the gallery first (carsearch index build "
+            "--gallery ... --qdrant-url ...), then start the workers"
+        )
+        return 2
+    for name, value in options.items():
+        os.environ[f"CARSEARCH_{name.upper()}"] = str(value)
+    # Each worker's engine gets its share of the cores, not all of them.
+    cores = os.cpu_count() or 1
+    os.environ.setdefault("CARSEARCH_THREADS", str(max(1, cores // args.workers)))
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        workers=args.workers,
+        host=args.host,
+        port=args.port,
+        log_level="info",
+    )
     return 0
 
 
@@ -548,6 +587,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes (a Qdrant server only: the embedded store is one process's)",
+    )
     _add_model_args(serve)
     _add_qdrant_args(serve)
     serve.set_defaults(handler=_serve)

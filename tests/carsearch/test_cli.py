@@ -73,3 +73,15 @@ def test_index_reads_the_model_from_the_environment_like_the_service(
     out = capsys.readouterr().out
     assert f"live model version {version}" in " ".join(out.split())
     assert "engine edge" in " ".join(out.split()) and "points 3" in " ".join(out.split())
+
+
+def test_serve_workers_need_a_qdrant_server_and_a_built_index(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = ["--qdrant-path", str(tmp_path / "qdrant"), "--data-dir", str(tmp_path / "data")]
+    assert main(["serve", "--workers", "2", *store]) == 2
+    assert "needs a Qdrant server" in caplog.text
+    assert not (tmp_path / "qdrant").exists()  # refused before anything was opened
+    server = ["--qdrant-url", "http://127.0.0.1:9", "--gallery", str(tmp_path)]
+    assert main(["serve", "--workers", "2", *server]) == 2
+    assert "index the gallery first" in caplog.text
