@@ -12,6 +12,7 @@ import logging
 import subprocess
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -231,7 +232,7 @@ def _trainer(config: TrainConfig, run_dir: Path, epochs: int, validate: bool) ->
         callbacks=callbacks,
         logger=CSVLogger(run_dir, name="logs"),
         enable_checkpointing=validate,
-        limit_val_batches=1.0 if validate else 0,
+        limit_val_batches=None if validate else 0,
         num_sanity_val_steps=0,
         log_every_n_steps=10,
         enable_model_summary=False,
@@ -328,6 +329,8 @@ def quiet_lightning() -> None:
         emitter = logging.getLogger(name)
         if not any(isinstance(f, _NoTips) for f in emitter.filters):
             emitter.addFilter(_NoTips())
+    # Lightning's own use of a torch API it has not caught up with: nothing a user can act on.
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 
 
 def train(config: TrainConfig) -> tuple[CarEmbeddingModel, dict[str, Any]]:

@@ -273,3 +273,47 @@ def test_lightning_logs_each_message_once_and_no_tips(caplog: pytest.LogCaptureF
         emitter.info("💡 Tip: For seamless cloud logging, try installing litlogger")
         emitter.info("GPU available: False")
     assert [r.getMessage() for r in caplog.records] == ["GPU available: False"]
+
+
+def test_train_prints_each_message_once_without_tips_or_lightning_internals(
+    shapes: Path, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "carsearch",
+            "train",
+            "--data",
+            str(shapes),
+            "--out",
+            str(tmp_path / "model"),
+            "--backbone",
+            "mobilenet_v2",
+            "--recipe",
+            "frozen",
+            "--epochs",
+            "2",
+            "--workers",
+            "0",
+            "--accelerator",
+            "cpu",
+            "--no-int8-check",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--work-dir",
+            str(tmp_path / "runs"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
+    lines = result.stderr.splitlines()
+    assert sum("GPU available" in line for line in lines) == 2  # once per trainer: select, refit
+    assert not [line for line in lines if "Tip" in line or "litlogger" in line]
+    assert not [line for line in lines if "LeafSpec" in line or "limit_val_batches" in line]
+    assert (tmp_path / "model" / "config.json").is_file()
