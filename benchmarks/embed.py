@@ -1,10 +1,13 @@
 """Embedding speed per backbone and engine, with the machine's matmul rate as the yardstick.
 
     python benchmarks/embed.py ../shared/datasets/stanford-cars-dev [--images 256]
+        [--models DIR ...] [--engines torch onnx auto]
 
-For each backbone and engine (torch eager, ONNX Runtime): images/s of decode + preprocess
-alone, of the forward pass alone (batch 32), and end to end (decode in one worker process +
-forward), and the share of the measured float32 matmul rate that the forward pass reaches.
+For each backbone (or each trained model folder of ``--models``) and engine (torch eager, ONNX
+Runtime float32, ``auto``: the int8 graph where the model has one that passed the gate):
+images/s of decode + preprocess alone, of the forward pass alone (batch 32), and end to end
+(decode in one worker process + forward), and the share of the measured float32 matmul rate
+that the forward pass reaches.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from carembed.artifact import load_model
 from carembed.backbones import OFFLINE
 from carembed.datasets import read_dataset
 from carembed.embedder import Embedder
@@ -51,6 +55,7 @@ def main() -> None:
     parser.add_argument("--backbones", nargs="+", default=sorted(OFFLINE))
     parser.add_argument("--engines", nargs="+", default=["torch", "onnx"])
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--models", nargs="+", type=Path, default=[], help="model folders")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
@@ -61,10 +66,15 @@ def main() -> None:
     )
     rows = []
     onnx_dir = Path(tempfile.mkdtemp(prefix="carsearch-onnx-"))
-    for name in args.backbones:
-        model = build_model(name)
+    models = (
+        [(str(folder), load_model(folder)) for folder in args.models]
+        if args.models
+        else [(name, build_model(name)) for name in args.backbones]
+    )
+    for name, model in models:
         for engine in args.engines:
             embedder = Embedder(model, engine=engine, onnx_dir=onnx_dir)
+            engine = embedder.engine_name if engine == "auto" else engine
             start = time.perf_counter()
             arrays = np.stack([embedder.prepare(p) for p in paths])
             decode = len(paths) / (time.perf_counter() - start)
@@ -78,7 +88,7 @@ def main() -> None:
             share = forward * forward_flops(embedder) / (gflops * 1e9)
             rows.append((name, engine, decode, forward, end_to_end, share))
     logger.info(
-        "| backbone | engine | decode+preprocess img/s | forward img/s | "
+        "| model | engine | decode+preprocess img/s | forward img/s | "
         "end to end img/s | end to end / forward | forward share of matmul rate |"
     )
     logger.info("|---|---|---|---|---|---|---|")
