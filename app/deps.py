@@ -22,7 +22,11 @@ from indexer.payload import StoredCar
 T = TypeVar("T")
 
 
-def get_services(request: Request) -> Services:
+# Dependencies are ``async def``: FastAPI runs plain ``def`` ones on its thread pool, a thread
+# hop per request for a few attribute reads.
+
+
+async def get_services(request: Request) -> Services:
     services: Services | None = getattr(request.app.state, "services", None)
     if services is None:
         raise unavailable("the model is not loaded yet")
@@ -32,7 +36,9 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def require_key(services: ServicesDep, x_api_key: Annotated[str | None, Header()] = None) -> None:
+async def require_key(
+    services: ServicesDep, x_api_key: Annotated[str | None, Header()] = None
+) -> None:
     expected = services.settings.api_key
     if expected is None:
         raise Problem(
@@ -47,7 +53,7 @@ def require_key(services: ServicesDep, x_api_key: Annotated[str | None, Header()
         raise Problem(403, "bad-api-key", "Missing or wrong API key", "send X-API-Key")
 
 
-def require_read_key(
+async def require_read_key(
     services: ServicesDep, x_api_key: Annotated[str | None, Header()] = None
 ) -> None:
     """When ``CARSEARCH_READ_API_KEY`` is set, reads need it (or the write key)."""

@@ -6,21 +6,20 @@ import asyncio
 import contextlib
 import logging
 import threading
-import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from app import problems
 from app.body_limit import BodyLimit
-from app.metrics import method_label, route_label
+from app.metrics import RequestMetrics
 from app.routes import cars, health, search
-from app.services import Services, build_services, follow_live_model, prepare_index
+from app.services import build_services, follow_live_model, prepare_index
 from app.settings import AppSettings
 
 logger = logging.getLogger(__name__)
@@ -84,27 +83,7 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
     for router in (search.router, cars.router, health.router):
         app.include_router(router)
 
-    @app.middleware("http")
-    async def record_metrics(request: Request, call_next: Any) -> Response:
-        services: Services | None = getattr(request.app.state, "services", None)
-        if services is None:
-            return await call_next(request)  # type: ignore[no-any-return]
-        metrics = services.metrics
-        metrics.in_flight.inc()
-        metrics.active += 1
-        started = time.perf_counter()
-        status = 500
-        try:
-            response: Response = await call_next(request)
-            status = response.status_code
-            return response
-        finally:
-            metrics.in_flight.dec()
-            metrics.active -= 1
-            route, method = route_label(request.scope.get("route")), method_label(request.method)
-            metrics.requests.labels(route, method, str(status)).inc()
-            metrics.latency.labels(route, method).observe(time.perf_counter() - started)
-
+    app.add_middleware(RequestMetrics)
     app.add_middleware(BodyLimit, limit=settings.max_upload_bytes)
     if settings.cors_origins:  # outermost: its headers reach every answer, a 413 included
         app.add_middleware(

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -54,3 +58,40 @@ def route_label(route: object) -> str:
     """The route's template (``/api/v1/cars/{car_id}``), never the raw path."""
     path = getattr(route, "path", None)
     return path if isinstance(path, str) else "unmatched"
+
+
+class RequestMetrics:
+    """ASGI middleware: requests, latency and in-flight count by route template and method.
+
+    Plain ASGI (not ``BaseHTTPMiddleware``, which runs every request in an extra task and
+    copies the response through a stream): it only watches the response's status go by."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        state: Any = getattr(scope.get("app"), "state", None)
+        services = getattr(state, "services", None)
+        if scope["type"] != "http" or services is None:
+            await self.app(scope, receive, send)
+            return
+        metrics: Metrics = services.metrics
+        status = 500
+
+        async def watch(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        metrics.in_flight.inc()
+        metrics.active += 1
+        started = time.perf_counter()
+        try:
+            await self.app(scope, receive, watch)
+        finally:
+            metrics.in_flight.dec()
+            metrics.active -= 1
+            route, method = route_label(scope.get("route")), method_label(scope["method"])
+            metrics.requests.labels(route, method, str(status)).inc()
+            metrics.latency.labels(route, method).observe(time.perf_counter() - started)

@@ -1,7 +1,7 @@
 """Service throughput, latency and memory against its own engine and a naive server.
 
     python benchmarks/serve.py ../shared/datasets/stanford-cars-dev [--seconds 20]
-        [--baseline naive|none] [--batching-off] [--model M]
+        [--baseline naive|none] [--also-max-batch N] [--model M]
 
 1. Indexes the dataset into a temporary embedded store (float32 ONNX, the default model or
    ``--model``).
@@ -10,8 +10,8 @@
 3. Starts ``carsearch serve`` (a subprocess on 127.0.0.1, its default settings): single-upload
    p50/p99, QPS at 1, 4 and 16 concurrent clients, resident memory after N1 and N2 requests.
 4. ``--baseline naive`` (the default) starts ``benchmarks/naive_server.py`` over the same
-   gallery vectors and loads it the same way; ``--batching-off`` also runs carsearch with
-   micro-batching off.
+   gallery vectors and loads it the same way; ``--also-max-batch N`` also runs carsearch with
+   ``CARSEARCH_MAX_BATCH=N``.
 5. Prints one table with the ratios the serving targets are stated in. Every loop is bounded
    in count and time; the load generator shares the machine's cores with the servers.
 """
@@ -122,7 +122,7 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=None, help="default: the default model")
     parser.add_argument("--seconds", type=float, default=20, help="per QPS measurement")
     parser.add_argument("--baseline", choices=("naive", "none"), default="naive")
-    parser.add_argument("--batching-off", action="store_true", help="also run max_batch 1")
+    parser.add_argument("--also-max-batch", type=int, default=0, help="another carsearch run")
     parser.add_argument("--memory-requests", type=int, nargs=2, default=(1000, 10000))
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -168,9 +168,12 @@ def main() -> None:
         rss_second = server.rss_mb()
     finally:
         server.stop()
-    if args.batching_off:
-        with Service(store_args, env=service_env | {"CARSEARCH_MAX_BATCH": "1"}) as server:
-            runs["carsearch, batching off"] = _measure(server, uploads, args.seconds)
+    if args.also_max_batch:
+        env = service_env | {"CARSEARCH_MAX_BATCH": str(args.also_max_batch)}
+        with Service(store_args, env=env) as server:
+            runs[f"carsearch, max batch {args.also_max_batch}"] = _measure(
+                server, uploads, args.seconds
+            )
     if args.baseline == "naive":
         command = [sys.executable, str(Path(__file__).parent / "naive_server.py")]
         with Service(naive_args, command=command) as server:

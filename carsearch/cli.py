@@ -341,7 +341,13 @@ def _serve(args: argparse.Namespace) -> int:
         return _serve_workers(args, settings, options)
     if settings.gallery is not None and not settings.embedded:
         logger.info("--gallery with a Qdrant server: indexing it from this process as well")
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+    uvicorn.run(
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        log_level="info",
+        access_log=settings.access_log,
+    )
     return 0
 
 
@@ -378,6 +384,7 @@ def _serve_workers(args: argparse.Namespace, settings: AppSettings, options: dic
         host=args.host,
         port=args.port,
         log_level="info",
+        access_log=settings.access_log,
     )
     return 0
 

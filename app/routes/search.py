@@ -136,6 +136,7 @@ async def _answer(
     started = time.perf_counter()
     where = _filter(params, exclude)
     k = model.calibration.depth
+    plain = where == CarFilter(exclude_ids=where.exclude_ids) and params.score_threshold is None
 
     async def nearest(
         where: CarFilter, limit: int, offset: int = 0, fields: Sequence[str] | None = None
@@ -170,13 +171,15 @@ async def _answer(
         groups = _groups(chosen, {c.id: c for c in whole})
         hits = [hit for group in groups for hit in group.hits]
         nearest_first = found
+    elif plain and not params.offset:  # one search serves the hits and the vote
+        nearest_first = await nearest(where, max(params.limit, k))
+        hits = [_hit(car) for car in nearest_first[: params.limit]]
     else:
         nearest_first = await nearest(where, params.limit, params.offset)
         hits = [_hit(car) for car in nearest_first]
         if params.offset:
             nearest_first = []
     # The vote reads the nearest cars of all: the hits serve when no filter narrowed them.
-    plain = where == CarFilter(exclude_ids=where.exclude_ids) and params.score_threshold is None
     voters = nearest_first if plain and len(nearest_first) >= k else None
     if voters is None:
         voters = await nearest(CarFilter(exclude_ids=where.exclude_ids), k, fields=VOTE_FIELDS)
