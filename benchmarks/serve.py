@@ -123,7 +123,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20, help="per QPS measurement")
     parser.add_argument("--baseline", choices=("naive", "none"), default="naive")
     parser.add_argument("--also-max-batch", type=int, default=0, help="another carsearch run")
-    parser.add_argument("--memory-requests", type=int, nargs=2, default=(1000, 10000))
+    parser.add_argument(
+        "--memory-requests",
+        type=int,
+        nargs=2,
+        default=(1000, 10000),
+        help="resident memory after N1 and N2 requests (0 0: skip)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -162,10 +168,11 @@ def main() -> None:
     try:
         runs["carsearch"] = _measure(server, uploads, args.seconds)
         first, second = args.memory_requests
-        asyncio.run(_load(server.url, uploads, 16, first, 900))
-        rss_first = server.rss_mb()
-        asyncio.run(_load(server.url, uploads, 16, second - first, 1800))
-        rss_second = server.rss_mb()
+        if second:
+            asyncio.run(_load(server.url, uploads, 16, first, 900))
+            rss_first = server.rss_mb()
+            asyncio.run(_load(server.url, uploads, 16, second - first, 1800))
+            rss_second = server.rss_mb()
     finally:
         server.stop()
     if args.also_max_batch:
@@ -211,14 +218,15 @@ def main() -> None:
                 ours.qps[clients] / runs["naive"].qps[clients],
                 " (target >= 4x)" if clients == 16 else "",
             )
-    logger.info(
-        "resident memory: %.0f MB after %d requests, %.0f MB after %d (%+.1f%%)",
-        rss_first,
-        first,
-        rss_second,
-        second,
-        100 * (rss_second / rss_first - 1),
-    )
+    if second:
+        logger.info(
+            "resident memory: %.0f MB after %d requests, %.0f MB after %d (%+.1f%%)",
+            rss_first,
+            first,
+            rss_second,
+            second,
+            100 * (rss_second / rss_first - 1),
+        )
 
 
 if __name__ == "__main__":
