@@ -17,8 +17,8 @@ import numpy as np
 from carembed.backbones import OFFLINE
 from carembed.datasets import read_dataset
 from carembed.embedder import Embedder
+from carembed.metrics import retrieval_metrics
 from carembed.model import build_model
-from training.metrics import retrieval_metrics
 
 logger = logging.getLogger("zero_shot")
 

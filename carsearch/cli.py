@@ -80,7 +80,7 @@ def _model_flip(args: argparse.Namespace) -> int:
 
 
 def _model_quantize(args: argparse.Namespace) -> int:
-    from training.quantization import quantize_and_check
+    from carembed.quantize import quantize_and_check
 
     report = quantize_and_check(
         args.dir, args.data, args.split, args.onnx_dir, max_drop=args.max_drop

@@ -16,9 +16,9 @@ from carembed.choices import EngineChoice
 from carembed.datasets import CarDataset, read_dataset
 from carembed.embedder import Embedder
 from carembed.identify import Calibration, calibration_of
+from carembed.metrics import retrieval_metrics
 from training.data import class_disjoint_split
 from training.identification import Labels, identification_report, plot_reliability
-from training.metrics import retrieval_metrics
 
 logger = logging.getLogger(__name__)
 

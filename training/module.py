@@ -12,9 +12,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from carembed.choices import LossName
+from carembed.metrics import retrieval_metrics
 from training.backbone_split import tail_modules
 from training.losses import MetricLoss
-from training.metrics import retrieval_metrics
 
 
 class RetrievalModule(L.LightningModule):

@@ -32,6 +32,7 @@ from carembed.datasets import CarDataset, read_dataset
 from carembed.embedder import Embedder
 from carembed.identify import Calibration
 from carembed.model import CarEmbeddingModel, build_model
+from carembed.quantize import check_int8
 from training.backbone_split import split_backbone
 from training.data import (
     FeatureSet,
@@ -45,7 +46,6 @@ from training.data import (
 from training.features import CachedFeatures, cached_features
 from training.identification import Labels, fit_calibration
 from training.module import RetrievalModule
-from training.quantization import check_int8
 
 logger = logging.getLogger(__name__)
 
@@ -243,7 +243,7 @@ def _score(module: RetrievalModule, dataset: Dataset[Any]) -> float:
     """R-Precision of the module as it is (before training: the untrained head)."""
     from torch.utils.data import DataLoader
 
-    from training.metrics import retrieval_metrics
+    from carembed.metrics import retrieval_metrics
 
     module.eval()
     embeddings, labels = [], []

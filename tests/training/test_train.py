@@ -86,7 +86,7 @@ def test_partial_recipe_trains_and_exports_the_last_blocks(
 ) -> None:
     from carembed.quantize import int8_check
 
-    caplog.set_level("INFO", logger="training.quantization")
+    caplog.set_level("INFO", logger="carembed.quantize")
     config = _config(
         shapes,
         tmp_path,
@@ -215,11 +215,10 @@ def _rates(int8: float, fp32: float):  # type: ignore[no-untyped-def]
 def test_int8_gate_keeps_the_graph_only_when_faster_and_as_accurate(
     shapes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from carembed import quantize as quantization
     from carembed.artifact import save_model
     from carembed.engines import MissingGraph
-    from carembed.quantize import INT8_FILE, int8_check
-    from training import quantization
-    from training.quantization import quantize_and_check
+    from carembed.quantize import INT8_FILE, int8_check, quantize_and_check
 
     with pytest.raises(MissingGraph, match="carsearch model quantize"):
         Embedder(build_model("mobilenet_v2"), engine="onnx-int8", onnx_dir=tmp_path)
