@@ -6,9 +6,8 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -17,35 +16,14 @@ from fastapi.staticfiles import StaticFiles
 
 from app import problems
 from app.body_limit import BodyLimit
+from app.int8 import adopt_int8
 from app.metrics import RequestMetrics
 from app.routes import cars, health, search
-from app.services import build_services, follow_live_model, prepare_index
+from app.services import build_services, follow_live_model, in_daemon_thread, prepare_index
 from app.settings import AppSettings
 
 logger = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
-
-
-def _in_daemon_thread(
-    loop: asyncio.AbstractEventLoop, work: Callable[..., None], *args: Any
-) -> asyncio.Future[None]:
-    """Run ``work`` in a daemon thread (it never holds up the process's exit); the future is
-    done when it returns."""
-    done: asyncio.Future[None] = loop.create_future()
-
-    def finish() -> None:
-        if not done.done():
-            done.set_result(None)
-
-    def run() -> None:
-        try:
-            work(*args)
-        finally:
-            with contextlib.suppress(RuntimeError):  # the loop is closed already
-                loop.call_soon_threadsafe(finish)
-
-    threading.Thread(target=run, name=getattr(work, "__name__", "work"), daemon=True).start()
-    return done
 
 
 def create_app(settings: AppSettings | None = None) -> FastAPI:
@@ -57,16 +35,18 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
         app.state.services = services
         loop = asyncio.get_running_loop()
         stop = threading.Event()
-        preparing = _in_daemon_thread(loop, prepare_index, services, stop)
+        preparing = in_daemon_thread(loop, prepare_index, services, stop)
         follower = loop.create_task(follow_live_model(services), name="model-follower")
+        int8_gate = loop.create_task(adopt_int8(services, preparing), name="int8-gate")
         try:
             yield
         finally:
             app.state.services = None
             stop.set()
-            follower.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await follower
+            for task in (follower, int8_gate):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             try:  # a gallery run stops at its next batch; a call to a silent store is left
                 await asyncio.wait_for(asyncio.shield(preparing), settings.shutdown_grace_s)
             except TimeoutError:

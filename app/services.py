@@ -10,13 +10,15 @@ meanwhile, and switches; requests already running finish with the model they sta
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -133,14 +135,17 @@ class Services:
         with them are done (after ``model_retire_s``): memory stays bounded across rollouts."""
         keep = {self.model.version, self.configured.version}
         for version in [v for v in self.loaded if v not in keep]:
-            retired = self.loaded.pop(version)
+            self.retire_later(self.loaded.pop(version))
 
-            async def stop_later(model: ServingModel = retired) -> None:
-                await asyncio.sleep(self.settings.model_retire_s)
-                await model.batcher.stop()
-                logger.info("model %s unloaded", model.version)
+    def retire_later(self, model: ServingModel) -> None:
+        """Stop ``model``'s batcher after ``model_retire_s`` (call on the loop)."""
 
-            self._retiring.add(asyncio.ensure_future(stop_later()))
+        async def stop_later() -> None:
+            await asyncio.sleep(self.settings.model_retire_s)
+            await model.batcher.stop()
+            logger.info("model %s (%s) unloaded", model.version, model.embedder.engine_name)
+
+        self._retiring.add(asyncio.ensure_future(stop_later()))
 
     async def close(self) -> None:
         for task in self._retiring:
@@ -267,6 +272,37 @@ async def follow_live_model(services: Services) -> None:
             logger.debug("the store did not answer the alias lookup in time")
         except Exception:
             logger.exception("following the live collection failed; trying again")
+
+
+T = TypeVar("T")
+
+
+def in_daemon_thread(
+    loop: asyncio.AbstractEventLoop, work: Callable[..., T], *args: Any
+) -> asyncio.Future[T]:
+    """Run ``work`` in a daemon thread (it never holds up the process's exit: unlike the
+    loop's executor, which the loop waits for when it closes); the future gets its result."""
+    done: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: T | None, error: BaseException | None) -> None:
+        if done.done():
+            return
+        if error is not None:
+            done.set_exception(error)
+        else:
+            done.set_result(result)  # type: ignore[arg-type]
+
+    def run() -> None:
+        result, error = None, None
+        try:
+            result = work(*args)
+        except BaseException as exc:  # handed to whoever awaits the future
+            error = exc
+        with contextlib.suppress(RuntimeError):  # the loop is closed already
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=run, name=getattr(work, "__name__", "work"), daemon=True).start()
+    return done
 
 
 class Stopped(Exception):

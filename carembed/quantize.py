@@ -112,6 +112,11 @@ class QuantizationReport(BaseModel):
         self.kept = faster and self.drop < max_drop
 
 
+def rejection_path(graph: Path) -> Path:
+    """Where a failed gate leaves its figures, so that it is not run again for this model."""
+    return graph.with_name(graph.name.removesuffix(".onnx") + ".rejected.json")
+
+
 def int8_check(path: Path) -> QuantizationReport | None:
     """The gate's figures stored in an int8 graph (None: no graph, or none recorded)."""
     import onnx
@@ -157,7 +162,8 @@ def check_int8(
 ) -> QuantizationReport:
     """Quantize ``model`` (calibrated on up to ``calibration_images`` of ``calibration``), score
     both graphs on ``evaluation`` and keep the int8 graph where the model's int8 graph lives
-    (``int8_graph_path``) only when it passes; a graph that fails is removed."""
+    (``int8_graph_path``) only when it passes; a graph that fails is removed and its figures
+    are left beside it (``rejection_path``)."""
     fp32 = Embedder(model, engine="onnx", onnx_dir=onnx_dir)
     rng = np.random.default_rng(0)
     chosen = rng.choice(len(calibration), min(calibration_images, len(calibration)), replace=False)
@@ -181,12 +187,15 @@ def check_int8(
         checked_on=checked_on,
     )
     report.decide(max_drop)
+    note = rejection_path(target)
     if report.kept:
         stamp(staged, {CHECK_KEY: report.model_dump_json()})
         staged.replace(target)
+        note.unlink(missing_ok=True)
     else:
         staged.unlink(missing_ok=True)
         target.unlink(missing_ok=True)
+        note.write_text(report.model_dump_json(indent=2) + "\n")
     logger.info(
         "int8 graph %s: %.0f -> %.0f photos/s at batch %d, %.0f -> %.0f at batch 1, "
         "R-Precision %.4f -> %.4f on %s",

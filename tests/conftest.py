@@ -30,6 +30,22 @@ def scene(seed: int, size: tuple[int, int] = (160, 96)) -> Image.Image:
     return img
 
 
+@pytest.fixture(scope="session", autouse=True)
+def float32_by_default() -> Iterator[None]:
+    """The services and commands under test run the float32 graph (no int8 gate on their
+    galleries, which would take the cores and switch engines mid-test); the gate's own tests
+    turn it back on."""
+    import os
+
+    before = os.environ.get("CARSEARCH_INT8")
+    os.environ["CARSEARCH_INT8"] = "false"
+    yield
+    if before is None:
+        os.environ.pop("CARSEARCH_INT8", None)
+    else:
+        os.environ["CARSEARCH_INT8"] = before
+
+
 @pytest.fixture(scope="session")
 def default_model() -> CarEmbeddingModel:
     return build_model()

@@ -30,6 +30,7 @@ async def readyz(request: Request) -> JSONResponse:
     body: dict[str, Any] = {
         "model_loaded": True,
         "model_version": model.version,
+        "model_engine": model.embedder.engine_name,
         "indexing": services.indexing.snapshot(),
         "uptime_s": round(time.time() - services.started, 1),
     }

@@ -1,0 +1,95 @@
+"""The default model's int8 graph, checked on first start.
+
+A trained model brings its int8 verdict from ``carsearch train``; the default model (no model
+folder) has none. When the service runs it on the CPU with ``--engine auto`` and a gallery whose
+photos are labelled by class, it runs the quality gate once, after the gallery is indexed, on
+those photos: a graph that passes is cached in ``<data dir>/onnx`` and serves at once (and from
+then on at every start); a graph that fails leaves its figures there, so the gate is not run
+again for this model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+
+from app.services import Services, in_daemon_thread, make_embedder, start_model
+from carembed.datasets import CarRecord, read_dataset
+from carembed.quantize import check_int8, int8_graph_path, rejection_path
+
+logger = logging.getLogger(__name__)
+
+GATE_CLASSES = 40
+GATE_PER_CLASS = 20
+
+
+def gate_photos(records: Sequence[CarRecord]) -> tuple[list[CarRecord], list[CarRecord]]:
+    """(scored, calibration): up to ``GATE_PER_CLASS`` photos of each of up to ``GATE_CLASSES``
+    classes with two or more photos, and the other photos (or the scored ones when there are
+    none) to calibrate on. No scored photos: fewer than two such classes."""
+    by_class: dict[str, list[CarRecord]] = defaultdict(list)
+    for record in records:
+        by_class[record.class_name].append(record)
+    usable = [name for name in sorted(by_class) if len(by_class[name]) >= 2][:GATE_CLASSES]
+    if len(usable) < 2:
+        return [], []
+    scored = [r for name in usable for r in by_class[name][:GATE_PER_CLASS]]
+    chosen = {r.path for r in scored}
+    return scored, [r for r in records if r.path not in chosen] or scored
+
+
+async def adopt_int8(services: Services, after: asyncio.Future[None]) -> None:
+    """Once ``after`` (the start-up gallery run) is done: the gate for the default model, and
+    the switch to its int8 graph when it passes."""
+    with contextlib.suppress(Exception):  # a failed gallery run is reported where it failed
+        await asyncio.shield(after)  # cancelling this task leaves the gallery run alone
+    try:
+        await _gate(services)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        logger.exception("the int8 gate failed: the float32 graph serves")
+
+
+async def _gate(services: Services) -> None:
+    settings, serving = services.settings, services.model
+    embedder = serving.embedder
+    if not (
+        settings.int8
+        and settings.engine == "auto"
+        and embedder.engine_name == "onnx"  # the float32 graph on the CPU
+        and embedder.model.source_dir is None  # the default model
+        and settings.gallery is not None
+    ):
+        return
+    onnx_dir = settings.data_dir / "onnx"
+    if rejection_path(int8_graph_path(embedder.model, onnx_dir)).is_file():
+        return  # checked before: it did not pass
+    records = await in_daemon_thread(asyncio.get_running_loop(), read_dataset, settings.gallery)
+    scored, calibration = gate_photos(records.records)
+    if not scored:
+        logger.info("int8 gate not run: the gallery has fewer than two labelled classes")
+        return
+    loop = asyncio.get_running_loop()
+    report = await in_daemon_thread(
+        loop,
+        check_int8,
+        embedder.model,
+        onnx_dir,
+        scored,
+        calibration,
+        f"{len({r.class_name for r in scored})} gallery classes ({len(scored)} photos)",
+    )
+    if not report.kept:
+        return
+    int8 = await in_daemon_thread(loop, make_embedder, settings, embedder.model)
+    if services.model is not serving or int8.engine_name != "onnx-int8":
+        return  # another model serves by now; the graph is cached for the next start
+    services.loaded[int8.version] = services.model = start_model(settings, services.metrics, int8)
+    if services.configured is embedder:
+        services.configured = int8
+    services.retire_later(serving)
+    logger.info("model %s now runs its int8 graph", int8.version)

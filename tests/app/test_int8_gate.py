@@ -1,0 +1,80 @@
+"""The default model's int8 gate on first start: run once on the gallery, cached either way."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app import int8 as gate
+from app.int8 import gate_photos
+from app.main import create_app
+from app.settings import AppSettings
+from carembed import quantize
+from carembed.datasets import CarRecord
+from carembed.model import build_model
+from carembed.quantize import int8_graph_path, rejection_path
+from tests.indexer.conftest import make_gallery
+
+
+def test_gate_photos_score_labelled_classes_and_calibrate_on_the_rest() -> None:
+    records = [CarRecord(Path(f"{c}/{i}.jpg"), f"{c}/{i}.jpg", c) for c in "abc" for i in range(3)]
+    records.append(CarRecord(Path("d/0.jpg"), "d/0.jpg", "d"))  # alone: no query of its own
+    scored, calibration = gate_photos(records)
+    assert {r.class_name for r in scored} == {"a", "b", "c"} and len(scored) == 9
+    assert [r.class_name for r in calibration] == ["d"]
+    assert gate_photos(records[:3] + records[-1:]) == ([], [])  # one usable class: no gate
+
+
+def _rates(int8: float, fp32: float):  # type: ignore[no-untyped-def]
+    def rate(forward: object, batch: object, repeats: int = 3) -> float:
+        return int8 if "int8" in Path(getattr(forward, "path", "")).name else fp32
+
+    return rate
+
+
+def _wait(client: TestClient, engine: str, gated: list[Any]) -> dict[str, Any]:
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        ready = client.get("/readyz").json()
+        if ready["indexing"]["state"] == "done" and gated and ready["model_engine"] == engine:
+            return ready  # type: ignore[no-any-return]
+        time.sleep(0.5)
+    raise AssertionError(f"no {engine} engine in time: {ready}")
+
+
+@pytest.mark.parametrize("faster", [True, False])
+def test_default_model_runs_the_gate_once_and_keeps_its_verdict(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, faster: bool
+) -> None:
+    monkeypatch.setenv("CARSEARCH_INT8", "true")
+    monkeypatch.setattr(quantize, "measure_rate", _rates(200.0 if faster else 50.0, 100.0))
+    gated: list[Any] = []
+    real = gate.check_int8
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        # The gate's decision itself is tested with the train recipe; here the generated
+        # gallery's quality figures must not decide, only the (stand-in) speed.
+        report = real(*args, **kwargs | {"max_drop": 1.0})
+        gated.append(args[-1])  # checked_on, once the gate is done
+        return report
+
+    monkeypatch.setattr(gate, "check_int8", counted)
+    gallery = make_gallery(tmp_path / "gallery")
+    settings = AppSettings(gallery=gallery, qdrant_path=tmp_path / "q", data_dir=tmp_path / "d")
+    engine = "onnx-int8" if faster else "onnx"
+    with TestClient(create_app(settings)) as client:
+        _wait(client, engine, gated)
+        data = next(gallery.rglob("*.jpg")).read_bytes()
+        r = client.post("/api/v1/search", files={"image": ("q.jpg", data)})
+        assert r.status_code == 200 and r.json()["hits"]
+    graph = int8_graph_path(build_model(), tmp_path / "d" / "onnx")
+    assert graph.is_file() == faster and rejection_path(graph).is_file() != faster
+    assert len(gated) == 1 and "gallery classes" in gated[0]
+    with TestClient(create_app(settings)) as client:  # the next start: the verdict is known
+        ready = client.get("/readyz").json()
+        assert ready["model_engine"] == engine
+    assert len(gated) == 1  # not run again
