@@ -52,7 +52,12 @@ class ModelConfig(BaseModel):
     training: dict[str, Any] = Field(default_factory=dict)
 
     def canonical_json(self) -> str:
-        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        """The config as the model version hashes it. ``test_time_flip`` appears only when on:
+        a model saved before the setting existed keeps its version (and its index)."""
+        config = self.model_dump(mode="json")
+        if not config["test_time_flip"]:
+            del config["test_time_flip"]
+        return json.dumps(config, sort_keys=True, separators=(",", ":"))
 
 
 class CarEmbeddingModel(nn.Module):

@@ -43,6 +43,8 @@ def _config(shapes: Path, tmp: Path, **changes: object) -> TrainConfig:
         "devices": 1,
         "lr": 3e-3,
         "int8_check": False,
+        "image_size": None,
+        "test_time_flip": False,
     }
     return TrainConfig(**(base | changes))  # type: ignore[arg-type]
 
