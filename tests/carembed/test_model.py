@@ -106,6 +106,17 @@ def test_version_changes_with_weights_and_config(tmp_path: Path) -> None:
     assert a.version() != build_model(head="skip", pooling="gem").version()
 
 
+def test_a_model_saved_before_test_time_flip_existed_keeps_its_version(tmp_path: Path) -> None:
+    version = save_model(build_model(head="linear", embedding_dim=16), tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config.pop("test_time_flip") is False
+    (tmp_path / "config.json").write_text(json.dumps(config))  # as an older carsearch wrote it
+    assert load_model(tmp_path).version() == version  # same version: its index still matches
+    flipped = load_model(tmp_path)
+    flipped.update_config(test_time_flip=True)
+    assert flipped.version() != version
+
+
 def test_gpu_saved_tensors_load_on_cpu(tmp_path: Path) -> None:
     model = build_model(head="linear", embedding_dim=16)
     save_model(model, tmp_path)
