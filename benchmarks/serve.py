@@ -4,7 +4,8 @@
         [--baseline naive|none] [--also-max-batch N] [--model M]
 
 1. Indexes the dataset into a temporary embedded store (float32 ONNX, the default model or
-   ``--model``).
+   ``--model``), and runs the int8 quality gate on its photos as the service does on its first
+   start (``--float32``: not).
 2. Measures the bare engines in this process: one batch-1 forward of the float32 ONNX graph
    (and of the int8 graph when the service would run it), as photos per second.
 3. Starts ``carsearch serve`` (a subprocess on 127.0.0.1, its default settings): single-upload
@@ -32,9 +33,11 @@ import httpx
 import numpy as np
 from service import Service
 
+from app.int8 import gate_photos
 from carembed.artifact import load_or_default
 from carembed.datasets import read_dataset
 from carembed.embedder import Embedder
+from carembed.quantize import check_int8
 from indexer.index import CarIndex
 from indexer.settings import StoreSettings
 
@@ -122,6 +125,9 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=None, help="default: the default model")
     parser.add_argument("--seconds", type=float, default=20, help="per QPS measurement")
     parser.add_argument("--baseline", choices=("naive", "none"), default="naive")
+    parser.add_argument(
+        "--float32", action="store_true", help="no int8 gate: the service runs float32"
+    )
     parser.add_argument("--also-max-batch", type=int, default=0, help="another carsearch run")
     parser.add_argument(
         "--memory-requests",
@@ -145,9 +151,12 @@ def main() -> None:
     naive_args = _gallery_files(index, work) if args.baseline == "naive" else []
     index.close()
 
+    if not args.float32 and model.source_dir is None:  # as the service on its first start
+        scored, calibration = gate_photos(records)
+        check_int8(model, onnx_dir, scored, calibration, f"{len(scored)} gallery photos")
     one = np.stack([fp32.prepare(records[0].path)])
     bare = {"fp32": _bare_batch1(fp32, one)}
-    service_env: dict[str, str] = {}  # the service's graphs live in its data dir as well
+    service_env = {"CARSEARCH_INT8": "false" if args.float32 else "true"}  # graphs: its data dir
     if args.model is not None:
         service_env["CARSEARCH_MODEL_DIR"] = str(args.model)
     auto = Embedder(model, engine="auto", onnx_dir=onnx_dir)
