@@ -175,15 +175,8 @@ def start_model(settings: AppSettings, metrics: Metrics, embedder: Embedder) -> 
 
 def make_embedder(settings: AppSettings, model: CarEmbeddingModel) -> Embedder:
     """An embedder as the service runs it, warmed up with one forward pass."""
-    embedder = Embedder(
-        model,
-        device=settings.device,
-        threads=settings.threads,
-        batch_size=settings.batch_limit,
-        limits=settings.limits,
-        engine=settings.engine,
-        onnx_dir=settings.data_dir / "onnx",
-        int8=settings.int8,
+    embedder = settings.embedder(
+        model, batch_size=settings.batch_limit, onnx_dir=settings.data_dir / "onnx"
     )
     size = embedder.preprocessing.size
     embedder.embed_arrays(np.zeros((1, 3, size, size), np.float32))

@@ -5,12 +5,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from carembed.choices import EngineChoice
 from carembed.images import ImageLimits
+
+if TYPE_CHECKING:
+    from carembed.embedder import Embedder
+    from carembed.model import CarEmbeddingModel
 
 
 class ModelSettings(BaseSettings):
@@ -34,3 +39,18 @@ class ModelSettings(BaseSettings):
     @property
     def limits(self) -> ImageLimits:
         return ImageLimits(max_pixels=self.max_pixels)
+
+    def embedder(self, model: CarEmbeddingModel, **options: Any) -> Embedder:
+        """``model`` ready to run as these settings say (device, engine, threads, int8 graph,
+        image limits); ``options``: the Embedder's others (batch size, ONNX folder)."""
+        from carembed.embedder import Embedder
+
+        return Embedder(
+            model,
+            device=self.device,
+            threads=self.threads,
+            engine=self.engine,
+            limits=self.limits,
+            int8=self.int8,
+            **options,
+        )

@@ -103,18 +103,10 @@ def _embed(args: argparse.Namespace) -> int:
     import numpy as np
 
     from carembed.artifact import load_or_default
-    from carembed.embedder import Embedder
     from carembed.images import ImageError
 
     model = _model_settings(args)
-    embedder = Embedder(
-        load_or_default(model.model_dir, device=model.device),
-        device=model.device,
-        threads=model.threads,
-        engine=model.engine,
-        limits=model.limits,
-        int8=model.int8,
-    )
+    embedder = model.embedder(load_or_default(model.model_dir, device=model.device))
     try:
         vectors = embedder.embed(args.images)
     except (ImageError, FileNotFoundError) as exc:
@@ -208,18 +200,11 @@ def _index_snapshot(args: argparse.Namespace) -> int:
 
 def _index_build(args: argparse.Namespace) -> int:
     from carembed.artifact import load_or_default
-    from carembed.embedder import Embedder
     from indexer.errors_report import write_skipped
 
     model = _model_settings(args)
-    embedder = Embedder(
-        load_or_default(model.model_dir, device=model.device),
-        device=model.device,
-        threads=model.threads,
-        batch_size=args.batch_size,
-        engine=model.engine,
-        limits=model.limits,
-        int8=model.int8,
+    embedder = model.embedder(
+        load_or_default(model.model_dir, device=model.device), batch_size=args.batch_size
     )
     index = _open_index(args)
     try:
