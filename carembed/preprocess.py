@@ -59,10 +59,13 @@ class Preprocessing(BaseModel):
         return resized.crop((left, top, left + size, top + size))
 
     def to_array(self, img: Image.Image) -> np.ndarray:
-        """RGB image -> normalised float32 array of shape (3, size, size)."""
-        resized = self.resize_image(img)
-        arr = np.asarray(resized, dtype=np.float32) * (1.0 / 255.0)
-        mean = np.asarray(self.mean, dtype=np.float32)
-        inv_std = 1.0 / np.asarray(self.std, dtype=np.float32)
-        arr = (arr - mean) * inv_std
-        return np.ascontiguousarray(arr.transpose(2, 0, 1))
+        """RGB image -> normalised float32 array of shape (3, size, size): ``(x / 255 - mean) /
+        std`` as one multiply-add per channel, written channel-first in two passes."""
+        pixels = np.asarray(self.resize_image(img)).transpose(2, 0, 1)  # uint8 view
+        std = np.asarray(self.std, dtype=np.float64)
+        scale = (1.0 / (255.0 * std)).astype(np.float32)[:, None, None]
+        offset = (-np.asarray(self.mean, dtype=np.float64) / std).astype(np.float32)
+        out = np.empty(pixels.shape, dtype=np.float32)
+        np.multiply(pixels, scale, out=out)
+        out += offset[:, None, None]
+        return out

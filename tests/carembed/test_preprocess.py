@@ -15,6 +15,15 @@ def test_normalisation_matches_hand_computation() -> None:
     np.testing.assert_allclose(arr[:, 10, 10], expected, rtol=1e-5)
 
 
+def test_every_pixel_is_normalised_channel_first_and_contiguous() -> None:
+    pixels = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    pre = Preprocessing(size=32, resize="squash", mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    arr = pre.to_array(Image.fromarray(pixels))  # same size: the resize leaves pixels alone
+    expected = (pixels / 255.0 - np.asarray(IMAGENET_MEAN)) / np.asarray(IMAGENET_STD)
+    np.testing.assert_allclose(arr, expected.transpose(2, 0, 1), atol=1e-5)
+    assert arr.flags.c_contiguous and arr.dtype == np.float32
+
+
 def _halves() -> Image.Image:
     img = Image.new("RGB", (200, 100), (0, 0, 0))
     img.paste((255, 255, 255), (100, 0, 200, 100))  # right half white
