@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # On the GPU machine (the device tool; carry data/gpu-pack and data/gpu-wheels):
-# fine-tunes RECIPE (default full: every block, bf16) on the packed training photos and writes
+# fine-tunes RECIPE (default full: every block, bf16, at the pack's 224 px) on the packed photos, writing
 # the model folder and the training log to OUT ($OUT on the device). Back here, score it on val
 # and run the int8 gate on this machine's CPU (the GPU machine's CPU is not where it serves):
 #   carsearch evaluate --model <files_at>/model --data ../shared/datasets/stanford-cars-dev
@@ -22,7 +22,7 @@ export PYTHONPATH="$PWD:${PYTHONPATH:-}" PYTHONUNBUFFERED=1
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total --format=csv
 start=$(date +%s)
 "$python" -m carsearch train --data data/gpu-pack --out "$out/model" \
-  --recipe "${RECIPE:-full}" --trainable-blocks "${BLOCKS:-0}" \
+  --recipe "${RECIPE:-full}" --trainable-blocks "${BLOCKS:-0}" --image-size "${SIZE:-224}" \
   --accelerator "${ACCELERATOR:-gpu}" --devices 1 --workers "${WORKERS:-12}" \
   --epochs "${EPOCHS:-30}" --patience "${PATIENCE:-5}" --no-int8-check \
   --cache-dir /tmp/carsearch-cache --work-dir /tmp/carsearch-runs 2>&1 | tee "$out/train.log"
