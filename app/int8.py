@@ -68,12 +68,12 @@ async def _gate(services: Services) -> None:
     onnx_dir = settings.data_dir / "onnx"
     if rejection_path(int8_graph_path(embedder.model, onnx_dir)).is_file():
         return  # checked before: it did not pass
-    records = await in_daemon_thread(asyncio.get_running_loop(), read_dataset, settings.gallery)
+    loop = asyncio.get_running_loop()
+    records = await in_daemon_thread(loop, read_dataset, settings.gallery)
     scored, calibration = gate_photos(records.records)
     if not scored:
         logger.info("int8 gate not run: the gallery has fewer than two labelled classes")
         return
-    loop = asyncio.get_running_loop()
     report = await in_daemon_thread(
         loop,
         check_int8,
