@@ -5,10 +5,31 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
+from pydantic.config import JsonDict
 
 from indexer.payload import CarFields
 
-_EXAMPLE_URL = "/api/v1/cars/0b5e2d8a-6c1f-5a43-9d53-1f0c2a7e9b44/image?size="
+
+def car_image_url(car_id: str, size: Literal["full", "thumb"]) -> str:
+    """Where the API serves a car's photo (``GET /api/v1/cars/{id}/image``)."""
+    return f"/api/v1/cars/{car_id}/image?size={size}"
+
+
+_EXAMPLE_ID = "0b5e2d8a-6c1f-5a43-9d53-1f0c2a7e9b44"
+_EXAMPLE_IDENTIFICATION: JsonDict = {
+    "candidates": [
+        {
+            "make": "Audi",
+            "model": "TTS Coupe",
+            "year": 2012,
+            "class_name": "Audi TTS Coupe 2012",
+            "confidence": 0.82,
+            "share": 0.77,
+        }
+    ],
+    "make": {"make": "Audi", "confidence": 0.93},
+    "calibrated": True,
+}
 
 
 class Hit(CarFields):
@@ -45,26 +66,7 @@ class Identification(BaseModel):
     make: MakeAnswer
     calibrated: bool = Field(description="false: the model has no fitted calibration")
 
-    model_config = {
-        "json_schema_extra": {
-            "examples": [
-                {
-                    "candidates": [
-                        {
-                            "make": "Audi",
-                            "model": "TTS Coupe",
-                            "year": 2012,
-                            "class_name": "Audi TTS Coupe 2012",
-                            "confidence": 0.82,
-                            "share": 0.77,
-                        }
-                    ],
-                    "make": {"make": "Audi", "confidence": 0.93},
-                    "calibrated": True,
-                }
-            ]
-        }
-    }
+    model_config = {"json_schema_extra": {"examples": [_EXAMPLE_IDENTIFICATION]}}
 
 
 class Group(CarFields):
@@ -95,26 +97,13 @@ class SearchResponse(BaseModel):
                             "year": 2012,
                             "body": "Coupe",
                             "class_name": "Audi TTS Coupe 2012",
-                            "image_url": _EXAMPLE_URL + "full",
-                            "thumb_url": _EXAMPLE_URL + "thumb",
+                            "image_url": car_image_url(_EXAMPLE_ID, "full"),
+                            "thumb_url": car_image_url(_EXAMPLE_ID, "thumb"),
                         }
                     ],
                     "timings": {"decode_ms": 6.1, "embed_ms": 41.0, "search_ms": 3.2},
                     "model_version": "efficientnetlite0-identity-3f2a9c1b7d0e",
-                    "identification": {
-                        "candidates": [
-                            {
-                                "make": "Audi",
-                                "model": "TTS Coupe",
-                                "year": 2012,
-                                "class_name": "Audi TTS Coupe 2012",
-                                "confidence": 0.82,
-                                "share": 0.77,
-                            }
-                        ],
-                        "make": {"make": "Audi", "confidence": 0.93},
-                        "calibrated": True,
-                    },
+                    "identification": _EXAMPLE_IDENTIFICATION,
                     "groups": None,
                 }
             ]

@@ -27,7 +27,7 @@ from app.deps import (
     store,
 )
 from app.problems import Problem
-from app.schemas import Car
+from app.schemas import Car, car_image_url
 from app.services import Services
 from carembed.images import ImageError, ImageLimits, load_image
 from indexer.payload import CarFields, CarPayload, StoredCar, upload_payload
@@ -39,7 +39,7 @@ def _car(car: StoredCar) -> Car:
     payload = car.payload
     return Car(
         id=car.id,
-        image_url=f"/api/v1/cars/{car.id}/image?size=full",
+        image_url=car_image_url(car.id, "full"),
         width=payload.width,
         height=payload.height,
         source=payload.source,

@@ -33,6 +33,7 @@ from app.schemas import (
     SearchParams,
     SearchResponse,
     Timings,
+    car_image_url,
 )
 from app.services import Services, ServingModel
 from carembed.identify import Calibration, Neighbour, identify
@@ -56,8 +57,8 @@ def _hit(car: StoredCar, score: float | None = None) -> Hit:
     return Hit(
         id=car.id,
         score=score if score is not None else car.score or 0.0,
-        image_url=f"/api/v1/cars/{car.id}/image?size=full",
-        thumb_url=f"/api/v1/cars/{car.id}/image?size=thumb",
+        image_url=car_image_url(car.id, "full"),
+        thumb_url=car_image_url(car.id, "thumb"),
         **car.payload.car_fields(),
     )
 
