@@ -30,6 +30,17 @@ def scene(seed: int, size: tuple[int, int] = (160, 96)) -> Image.Image:
     return img
 
 
+def stub_rates(int8: float, fp32: float):  # type: ignore[no-untyped-def]
+    """A stand-in for ``carembed.quantize.measure_rate``: a graph whose file name holds
+    "int8" (staged as .model.int8.onnx.partial, or <version>.int8.onnx) gets ``int8`` photos/s,
+    the float32 one ``fp32``."""
+
+    def rate(forward: object, batch: object, repeats: int = 3) -> float:
+        return int8 if "int8" in Path(getattr(forward, "path", "")).name else fp32
+
+    return rate
+
+
 @pytest.fixture(scope="session", autouse=True)
 def float32_by_default() -> Iterator[None]:
     """The services and commands under test run the float32 graph (no int8 gate on their

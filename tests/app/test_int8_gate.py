@@ -17,6 +17,7 @@ from carembed import quantize
 from carembed.datasets import CarRecord
 from carembed.model import build_model
 from carembed.quantize import int8_graph_path, rejection_path
+from tests.conftest import stub_rates
 from tests.indexer.conftest import make_gallery
 
 
@@ -27,13 +28,6 @@ def test_gate_photos_score_labelled_classes_and_calibrate_on_the_rest() -> None:
     assert {r.class_name for r in scored} == {"a", "b", "c"} and len(scored) == 9
     assert [r.class_name for r in calibration] == ["d"]
     assert gate_photos(records[:3] + records[-1:]) == ([], [])  # one usable class: no gate
-
-
-def _rates(int8: float, fp32: float):  # type: ignore[no-untyped-def]
-    def rate(forward: object, batch: object, repeats: int = 3) -> float:
-        return int8 if "int8" in Path(getattr(forward, "path", "")).name else fp32
-
-    return rate
 
 
 def _wait(client: TestClient, engine: str, gated: list[Any]) -> dict[str, Any]:
@@ -51,7 +45,7 @@ def test_default_model_runs_the_gate_once_and_keeps_its_verdict(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, faster: bool
 ) -> None:
     monkeypatch.setenv("CARSEARCH_INT8", "true")
-    monkeypatch.setattr(quantize, "measure_rate", _rates(200.0 if faster else 50.0, 100.0))
+    monkeypatch.setattr(quantize, "measure_rate", stub_rates(200.0 if faster else 50.0, 100.0))
     gated: list[Any] = []
     real = gate.check_int8
 

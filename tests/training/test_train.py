@@ -14,6 +14,7 @@ from carembed.artifact import load_model
 from carembed.datasets import read_dataset
 from carembed.embedder import Embedder
 from carembed.model import build_model
+from tests.conftest import stub_rates
 from tests.training.conftest import make_shapes_dataset
 from training.evaluate import evaluate
 from training.features import cached_features
@@ -204,16 +205,6 @@ def test_bad_image_is_skipped_and_reported(shapes: Path, tmp_path: Path) -> None
         bad.unlink()
 
 
-def _rates(int8: float, fp32: float):  # type: ignore[no-untyped-def]
-    """A stand-in for measure_rate: the int8 graph (staged as .model.int8.onnx.partial or
-    <version>.int8.onnx) gets ``int8`` photos/s, float32 ``fp32``."""
-
-    def rate(forward: object, batch: object, repeats: int = 3) -> float:
-        return int8 if "int8" in Path(getattr(forward, "path", "")).name else fp32
-
-    return rate
-
-
 def test_int8_gate_keeps_the_graph_only_when_faster_and_as_accurate(
     shapes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -228,7 +219,7 @@ def test_int8_gate_keeps_the_graph_only_when_faster_and_as_accurate(
     save_model(build_model("mobilenet_v2"), model_dir)
     images = [r.path for r in read_dataset(shapes).split("val").records[:4]]
 
-    monkeypatch.setattr(quantization, "measure_rate", _rates(int8=200.0, fp32=100.0))
+    monkeypatch.setattr(quantization, "measure_rate", stub_rates(int8=200.0, fp32=100.0))
     report = quantize_and_check(model_dir, shapes, "val", onnx, calibration_images=16, max_drop=1)
     assert report.kept and 0 <= report.int8_r_precision <= 1
     graph = model_dir / INT8_FILE  # beside the weights: it travels with the model
@@ -251,11 +242,11 @@ def test_int8_gate_keeps_the_graph_only_when_faster_and_as_accurate(
     flipped.update_config(test_time_flip=True)
     assert Embedder(flipped, engine="auto", onnx_dir=onnx).engine_name == "onnx"
 
-    monkeypatch.setattr(quantization, "measure_rate", _rates(int8=90.0, fp32=100.0))
+    monkeypatch.setattr(quantization, "measure_rate", stub_rates(int8=90.0, fp32=100.0))
     assert not quantize_and_check(model_dir, shapes, "val", onnx, max_drop=1).kept
     assert not graph.exists()  # slower: removed
     assert Embedder(load_model(model_dir), engine="auto", onnx_dir=onnx).engine_name == "onnx"
-    monkeypatch.setattr(quantization, "measure_rate", _rates(int8=200.0, fp32=100.0))
+    monkeypatch.setattr(quantization, "measure_rate", stub_rates(int8=200.0, fp32=100.0))
     assert not quantize_and_check(model_dir, shapes, "val", onnx, max_drop=-1).kept
     assert not graph.exists()  # faster but less accurate than allowed
 
