@@ -48,11 +48,12 @@ def save_model(model: CarEmbeddingModel, directory: Path) -> str:
         config = model.config.model_dump(mode="json") | {"model_version": version}
         (staging / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         names = [WEIGHTS_FILE, CONFIG_FILE]  # config last: a folder with it is complete
-        int8 = model.source_dir / INT8_FILE if model.source_dir is not None else None
-        elsewhere = int8 is not None and int8.parent.resolve() != directory.resolve()
-        if elsewhere and int8 is not None and int8.is_file() and graph_version(int8) == version:
-            shutil.copyfile(int8, staging / INT8_FILE)
-            names.insert(0, INT8_FILE)
+        source = model.source_dir
+        if source is not None and source.resolve() != directory.resolve():
+            int8 = source / INT8_FILE
+            if int8.is_file() and graph_version(int8) == version:
+                shutil.copyfile(int8, staging / INT8_FILE)
+                names.insert(0, INT8_FILE)
         for name in names:
             os.replace(staging / name, directory / name)
     finally:
