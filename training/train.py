@@ -73,7 +73,7 @@ class TrainConfig(BaseModel):
     image_size: int | None = Field(
         256,
         ge=32,
-        description="square input side (256: +0.013 val R-Precision over 224 for 1.3x the "
+        description="square input side (256: +0.013 val R-Precision over 224 for 1.4x the "
         "compute); None: the backbone's own (224 for Lite0)",
     )
     embedding_dim: int | None = None
