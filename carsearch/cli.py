@@ -258,6 +258,7 @@ def _train(args: argparse.Namespace) -> int:
         "classes_per_batch": args.classes_per_batch,
         "per_class": args.per_class,
         "seed": args.seed,
+        "all_classes": args.all_classes,
         "deterministic": args.deterministic,
         "accelerator": args.accelerator,
         "devices": args.devices,
@@ -549,6 +550,12 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--classes-per-batch", type=int, default=None, help="P of P x K batches")
     tr.add_argument("--per-class", type=int, default=None, help="K of P x K batches")
     tr.add_argument("--seed", type=int, default=None)
+    tr.add_argument(
+        "--all-classes",
+        action="store_true",
+        default=None,
+        help="train on every photo, the evaluation split included (as the shipped model is)",
+    )
     tr.add_argument("--deterministic", action="store_true", default=None)
     tr.add_argument("--accelerator", default=None, help="auto, cpu, gpu")
     tr.add_argument("--devices", type=_devices, default=None, help="auto or a count")

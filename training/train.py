@@ -95,6 +95,11 @@ class TrainConfig(BaseModel):
     per_class: int = Field(8, ge=2)
     select_fraction: float = Field(0.2, gt=0, lt=1)
     eval_split: str = "val"
+    all_classes: bool = Field(
+        False,
+        description="train on every photo of the data, the evaluation split included (the "
+        "shipped model); its figures on that split then mean nothing",
+    )
     seed: int = 0
     deterministic: bool = False
     accelerator: str = "auto"
@@ -349,7 +354,10 @@ def train(config: TrainConfig) -> tuple[CarEmbeddingModel, dict[str, Any]]:
     quiet_lightning()
     L.seed_everything(config.seed, workers=True)
     dataset = read_dataset(config.data)
-    train_set, _ = class_disjoint_split(dataset, config.eval_split, seed=config.seed)
+    if config.all_classes:
+        train_set = dataset
+    else:
+        train_set, _ = class_disjoint_split(dataset, config.eval_split, seed=config.seed)
     fit_part, select_part = holdout_classes(train_set, config.select_fraction, config.seed)
     logger.info(
         "training classes %d (fit %d, selection %d), images %d",
@@ -394,8 +402,12 @@ def train(config: TrainConfig) -> tuple[CarEmbeddingModel, dict[str, Any]]:
 
     metadata = {
         "recipe": config.recipe,
+        "data": config.data.resolve().name,
         "dataset_fingerprint": _dataset_fingerprint(train_set),
         "class_names": train_set.class_names,
+        "classes": len(train_set.class_names),
+        "photos": len(views.records),
+        "seed": config.seed,
         "metrics": {"selection_r_precision": best_score, "selection_zero_shot": zero_shot},
         "best_epoch": best_epoch + 1,
         "refit": config.refit,
