@@ -18,7 +18,7 @@ from indexer import build
 from indexer.build import BatchHook, IndexReport
 from indexer.engine import CollectionMissing, Engine, NewPoint
 from indexer.models import ModelCopies
-from indexer.payload import CarFilter, CarPayload, StoredCar
+from indexer.payload import CarFilter, CarPayload, StoredCar, point_id
 from indexer.settings import StoreSettings
 from indexer.uploads import UploadLedger
 from indexer.versions import AliasState, model_version_of
@@ -152,25 +152,28 @@ class CarIndex:
     ) -> StoredCar:
         """A car added through the API: its photo and payload go to the upload ledger (so that
         every later build keeps it), its point into ``collection``, searchable at once."""
-        upload = self.ledger.add(data, payload)
-        self.engine.upsert(collection, [NewPoint(upload.id, vector, payload)])
+        car_id = point_id(payload.sha256 or "")
+        with self.ledger.writing(car_id):
+            upload = self.ledger.add(data, payload)
+            self.engine.upsert(collection, [NewPoint(upload.id, vector, payload)])
         return StoredCar(upload.id, payload)
 
     def delete(self, car_id: str) -> StoredCar | None:
         """Delete a car for good: from the live and previous collections, its uploaded photo,
         and from every later build (a tombstone). Returns what was deleted, or None."""
-        state = self.state()
-        found: StoredCar | None = None
-        for name in (state.live, state.previous):
-            if name is None:
-                continue
-            try:
-                found = found or self.get(name, car_id)
-                self.engine.delete(name, [car_id])
-            except CollectionMissing:
-                continue
-        if found is not None:
-            self.ledger.delete(car_id, found.payload)
+        with self.ledger.writing(car_id):
+            state = self.state()
+            found: StoredCar | None = None
+            for name in (state.live, state.previous):
+                if name is None:
+                    continue
+                try:
+                    found = found or self.get(name, car_id)
+                    self.engine.delete(name, [car_id])
+                except CollectionMissing:
+                    continue
+            if found is not None:
+                self.ledger.delete(car_id, found.payload)
         return found
 
     def sync_uploads(self, collection: str, embedder: Embedder) -> tuple[int, int]:

@@ -4,6 +4,8 @@
     <data_dir>/uploads/<sha256>.<ext>    the photo, as uploaded
     <data_dir>/uploads/<sha256>.json     its payload (make, model, year, … as given)
     <data_dir>/tombstones.json           content ids deleted through the API
+    <data_dir>/uploads/quarantine/       records found without their photo (set aside, logged)
+    <data_dir>/locks/<xy>.lock           one car's adds and deletes, one at a time
 
 A photo deleted through the API stays deleted: its tombstone keeps builds from indexing the
 same bytes again (a gallery file included) until the same photo is added through the API again.
@@ -14,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +42,12 @@ class UploadLedger:
     def _locked(self) -> contextlib.AbstractContextManager[None]:
         return locked(self.data_dir / ".ledger.lock")
 
+    def writing(self, car_id: str) -> contextlib.AbstractContextManager[None]:
+        """Held while one car is added or deleted (its files, its tombstone and its points),
+        across threads and processes: any interleaving of adds and deletes of the same photo
+        then ends with the car whole or deleted whole. Ids share 256 lock files."""
+        return locked(self.data_dir / "locks" / f"{car_id[:2]}.lock")
+
     def add(self, data: bytes, payload: CarPayload) -> Upload:
         """Keep the photo and its payload (both written atomically), and lift a tombstone of
         the same bytes."""
@@ -58,8 +67,9 @@ class UploadLedger:
         return Upload(pid, photo, payload)
 
     def uploads(self) -> list[Upload]:
-        """Every upload whose photo and payload are both there (an unreadable one is logged and
-        left on disk)."""
+        """Every upload whose photo and payload are both there. An unreadable record is logged
+        and left on disk; a record whose photo is gone is moved to ``uploads/quarantine/``
+        (and logged once)."""
         found = []
         for meta in sorted(self.uploads_dir.glob("*.json")) if self.uploads_dir.is_dir() else []:
             try:
@@ -69,10 +79,19 @@ class UploadLedger:
                 continue
             photo = self.uploads_dir / (payload.path or "")
             if payload.sha256 is None or not photo.is_file():
-                logger.warning("upload record %s has no photo: not indexed", meta)
+                self._quarantine(meta, payload)
                 continue
             found.append(Upload(point_id(payload.sha256), photo, payload))
         return found
+
+    def _quarantine(self, meta: Path, payload: CarPayload) -> None:
+        with self.writing(point_id(payload.sha256 or meta.stem)):
+            if not meta.is_file() or (self.uploads_dir / (payload.path or "")).is_file():
+                return  # deleted or completed meanwhile
+            target = self.uploads_dir / "quarantine" / meta.name
+            target.parent.mkdir(exist_ok=True)
+            os.replace(meta, target)
+        logger.warning("upload record %s has no photo: not indexed, moved to %s", meta, target)
 
     def _read_tombstones(self) -> set[str]:
         if not self._tombstones.is_file():
