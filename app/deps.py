@@ -13,6 +13,7 @@ from fastapi import Depends, Header, Request, UploadFile
 
 from app.problems import Problem, unavailable
 from app.services import Services, ServingModel
+from app.settings import AppSettings
 from carembed.embedder import prepare
 from carembed.images import ImageError, ImageTooLargeError, UnreadableImageError
 from indexer.engine import CollectionMissing, StoreError
@@ -36,34 +37,51 @@ async def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-async def require_key(
-    services: ServicesDep, x_api_key: Annotated[str | None, Header()] = None
-) -> None:
-    expected = services.settings.api_key
-    if expected is None:
-        raise Problem(
+def key_problem(settings: AppSettings, given: list[str], write: bool) -> Problem | None:
+    """Why the ``X-API-Key`` values ``given`` may not write (``write``) or read, or None. Writes
+    need ``CARSEARCH_API_KEY``; reads need ``CARSEARCH_READ_API_KEY`` (or the write key) when
+    it is set. One key header exactly: two are refused, whatever their values."""
+    if write and settings.api_key is None:
+        return Problem(
             403,
             "writes-disabled",
             "Writes are disabled",
             "no API key is configured on this service (CARSEARCH_API_KEY)",
         )
-    if x_api_key is None or not hmac.compare_digest(
-        x_api_key.encode(), expected.get_secret_value().encode()
+    if not write and settings.read_api_key is None:
+        return None
+    keys = [k for k in (settings.api_key, None if write else settings.read_api_key) if k]
+    if len(given) == 1 and any(
+        hmac.compare_digest(given[0].encode(), k.get_secret_value().encode()) for k in keys
     ):
-        raise Problem(403, "bad-api-key", "Missing or wrong API key", "send X-API-Key")
+        return None
+    return Problem(403, "bad-api-key", "Missing or wrong API key", "send one X-API-Key")
+
+
+# The ``x_api_key`` parameters document the header in the OpenAPI description; the check reads
+# every X-API-Key header of the request.
+
+
+async def require_key(
+    request: Request,
+    services: ServicesDep,
+    x_api_key: Annotated[str | None, Header()] = None,
+) -> None:
+    """Writes: the write key (``KeyBeforeBody`` checks it before the body is read, too)."""
+    problem = key_problem(services.settings, request.headers.getlist("x-api-key"), True)
+    if problem is not None:
+        raise problem
 
 
 async def require_read_key(
-    services: ServicesDep, x_api_key: Annotated[str | None, Header()] = None
+    request: Request,
+    services: ServicesDep,
+    x_api_key: Annotated[str | None, Header()] = None,
 ) -> None:
     """When ``CARSEARCH_READ_API_KEY`` is set, reads need it (or the write key)."""
-    read = services.settings.read_api_key
-    if read is None:
-        return
-    keys = [read] + ([services.settings.api_key] if services.settings.api_key else [])
-    given = (x_api_key or "").encode()
-    if not any(hmac.compare_digest(given, k.get_secret_value().encode()) for k in keys):
-        raise Problem(403, "bad-api-key", "Missing or wrong API key", "send X-API-Key")
+    problem = key_problem(services.settings, request.headers.getlist("x-api-key"), False)
+    if problem is not None:
+        raise problem
 
 
 async def store(services: Services, call: Any, *args: Any) -> Any:

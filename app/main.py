@@ -17,6 +17,7 @@ from fastapi.staticfiles import StaticFiles
 from app import problems
 from app.body_limit import BodyLimit
 from app.int8 import adopt_int8
+from app.key_first import KeyBeforeBody
 from app.metrics import RequestMetrics
 from app.routes import cars, health, search
 from app.services import build_services, follow_live_model, in_daemon_thread, prepare_index
@@ -60,9 +61,11 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     problems.install(app)
-    for router in (search.router, cars.router, health.router):
+    routers = (search.router, cars.router, health.router)
+    for router in routers:
         app.include_router(router)
 
+    app.add_middleware(KeyBeforeBody, routers=routers, settings=settings)
     app.add_middleware(RequestMetrics)
     app.add_middleware(BodyLimit, limit=settings.max_upload_bytes)
     if settings.cors_origins:  # outermost: its headers reach every answer, a 413 included

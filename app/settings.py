@@ -66,6 +66,19 @@ class AppSettings(StoreSettings, ModelSettings):
         None, description="when set, searches need it in X-API-Key (writes keep API_KEY)"
     )
     max_batch_images: int = Field(16, ge=1, le=256, description="photos in one batch search")
+    max_header_bytes: int = Field(
+        32 * 1024, ge=1024, description="request line and headers together; larger: 431"
+    )
+    max_url_bytes: int = Field(8 * 1024, ge=256, description="request target; longer: 414")
+    read_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="an unfinished request (head or body) that sends nothing this long: 408",
+    )
+    keep_alive_s: float = Field(5.0, gt=0, description="an idle keep-alive connection closes")
+    max_connections: int | None = Field(
+        1000, ge=1, description="open connections and requests at once; more: 503"
+    )
     cors_origins: list[str] = Field(default_factory=list)
     thumb_size: int = Field(256, ge=32, le=1024)
 
