@@ -35,7 +35,7 @@ def _model_info(args: argparse.Namespace) -> int:
     config = model.config
     pre = config.preprocessing
     emit(f"model version   {model.version()}")
-    emit(f"folder          {args.dir or '(default model)'}")
+    emit(f"folder          {model.source_dir or '(zero-shot: no folder)'}")
     emit(
         f"backbone        {config.backbone.name} ({config.backbone.weights_source}, "
         f"sha256 {config.backbone.weights_sha256[:16]}…, pooling {config.backbone.pooling}"
@@ -308,6 +308,7 @@ def _devices(value: str) -> int | str:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from app.http_limits import serve_options
     from app.main import create_app
     from app.settings import AppSettings
 
@@ -333,6 +334,7 @@ def _serve(args: argparse.Namespace) -> int:
         port=args.port,
         log_level="info",
         access_log=settings.access_log,
+        **serve_options(settings),
     )
     return 0
 
@@ -363,6 +365,8 @@ def _serve_workers(args: argparse.Namespace, settings: AppSettings, options: dic
     # Each worker's engine gets its share of the cores, not all of them.
     cores = os.cpu_count() or 1
     os.environ.setdefault("CARSEARCH_THREADS", str(max(1, cores // args.workers)))
+    from app.http_limits import serve_options
+
     uvicorn.run(
         "app.main:create_app",
         factory=True,
@@ -371,6 +375,7 @@ def _serve_workers(args: argparse.Namespace, settings: AppSettings, options: dic
         port=args.port,
         log_level="info",
         access_log=settings.access_log,
+        **serve_options(settings),
     )
     return 0
 
@@ -399,7 +404,7 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
         "--model",
         type=Path,
         default=None,
-        help="servable model folder (default: the default zero-shot model)",
+        help="servable model folder, or zero-shot (default: the shipped car model)",
     )
     parser.add_argument("--device", default=None, help="cpu (default), cuda, cuda:1, ...")
     parser.add_argument("--threads", type=int, default=None, help="intra-op threads")
@@ -420,7 +425,11 @@ def build_parser() -> argparse.ArgumentParser:
     model_commands = model.add_subparsers(dest="model_command", required=True, metavar="ACTION")
     info = model_commands.add_parser("info", help="backbone, head, dim, preprocessing, version")
     info.add_argument(
-        "dir", type=Path, nargs="?", default=None, help="model folder (default: the default model)"
+        "dir",
+        type=Path,
+        nargs="?",
+        default=None,
+        help="model folder, or zero-shot (default: the shipped car model)",
     )
     info.add_argument("--onnx-dir", type=Path, default=Path("data/onnx"))
     info.set_defaults(handler=_model_info)
@@ -571,7 +580,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument(
         "--no-zero-shot",
         action="store_true",
-        help="skip the zero-shot comparison when --model is given",
+        help="skip the comparison with the zero-shot model",
     )
     ev.add_argument("--workers", type=int, default=1)
     _add_model_args(ev)
