@@ -25,6 +25,7 @@ import numpy as np
 from app.batcher import MicroBatcher
 from app.metrics import Metrics
 from app.settings import AppSettings
+from app.single_flight import SingleFlight
 from carembed.artifact import load_or_default
 from carembed.datasets import dataset_root
 from carembed.embedder import Embedder
@@ -87,6 +88,7 @@ class Services:
     missing_models: set[str] = field(default_factory=set)  # live versions with no stored copy
     indexing: IndexingProgress = field(default_factory=IndexingProgress)
     started: float = field(default_factory=time.time)
+    thumbnails: SingleFlight[None] = field(default_factory=SingleFlight, repr=False)
     _retiring: set[asyncio.Future[None]] = field(default_factory=set, repr=False)
     store_executor: ThreadPoolExecutor = field(init=False, repr=False)
     decode_executor: ThreadPoolExecutor = field(init=False, repr=False)

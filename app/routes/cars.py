@@ -99,8 +99,8 @@ def _links_stay_inside(root: Path, path: Path) -> bool:
 
 
 def _thumbnail(source: Path, target: Path, size: int, limits: ImageLimits) -> None:
-    """Write the thumbnail under a unique temporary name, then replace atomically: concurrent
-    first requests each write their own file, and readers see a whole thumbnail or none."""
+    """Write the thumbnail under a unique temporary name, then replace atomically: readers see
+    a whole thumbnail or none."""
     img = load_image(source, limits=limits, draft_size=(size, size))
     img.thumbnail((size, size))
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -129,16 +129,20 @@ async def car_image(
         return FileResponse(path)
     thumb = services.thumbs_dir / f"{car_id}.jpg"
     if not thumb.is_file():
-        limits = services.settings.limits
-        try:
+        settings = services.settings
+
+        async def make() -> None:  # one decode however many first requests wait for it
             await asyncio.get_running_loop().run_in_executor(
                 services.decode_executor,
                 _thumbnail,
                 path,
                 thumb,
-                services.settings.thumb_size,
-                limits,
+                settings.thumb_size,
+                settings.limits,
             )
+
+        try:
+            await services.thumbnails.run(car_id, make)
         except ImageError as exc:
             raise Problem(404, "image-unavailable", "Image not available") from exc
     return FileResponse(
