@@ -113,17 +113,37 @@ def _best(shares: dict[str, float], top: int) -> list[tuple[str, float]]:
 def identify(
     neighbours: Sequence[Neighbour], calibration: Calibration, top: int = 3
 ) -> Identification:
-    """The votes of the nearest neighbours (best first): the first ``k`` for the exact model,
-    the first ``make_k`` for the make."""
+    """The votes of the nearest neighbours (best first): the first ``make_k`` for the make, the
+    first ``k`` for the exact model. The answers never contradict each other: the first
+    candidate is the best-voted model *of the winning make* (the others follow by share), so a
+    model of another make with more votes is not the answer; when no neighbour of the winning
+    make voted for a model, its nearest car of that make is, with share 0 (not sure)."""
     voters = [n for n in neighbours[: calibration.k] if n.class_name]
     if not voters:
         return Identification([], None, 0.0, 0.0, calibration.fitted)
+    makers = [n for n in neighbours[: calibration.make_k] if n.make]
+    by_make = _shares(
+        [n.make or "" for n in makers], [n.score for n in makers], calibration.make_temperature
+    )
+    make, make_share = _best(by_make, 1)[0] if by_make else (None, 0.0)
     first: dict[str, Neighbour] = {}
     for n in voters:
         first.setdefault(n.class_name or "", n)
     by_class = _shares(
         [n.class_name or "" for n in voters], [n.score for n in voters], calibration.temperature
     )
+    ranked = _best(by_class, len(by_class))
+    if make is not None:
+        lead = next((kv for kv in ranked if first[kv[0]].make == make), None)
+        if lead is None:
+            nearest = next((n for n in makers if n.make == make and n.class_name), None)
+            if nearest is None:  # no model of that make is known: no exact answer
+                return Identification(
+                    [], make, make_share, calibration.make(make_share), calibration.fitted
+                )
+            first[nearest.class_name or ""] = nearest
+            lead = (nearest.class_name or "", 0.0)
+        ranked = [lead, *(kv for kv in ranked if kv != lead)]
     candidates = [
         Candidate(
             name,
@@ -133,13 +153,8 @@ def identify(
             share,
             calibration.model(share),
         )
-        for name, share in _best(by_class, top)
+        for name, share in ranked[:top]
     ]
-    makers = [n for n in neighbours[: calibration.make_k] if n.make]
-    by_make = _shares(
-        [n.make or "" for n in makers], [n.score for n in makers], calibration.make_temperature
-    )
-    make, make_share = _best(by_make, 1)[0] if by_make else (None, 0.0)
     return Identification(
         candidates, make, make_share, calibration.make(make_share), calibration.fitted
     )

@@ -48,6 +48,7 @@ class Answers:
     make_share: np.ndarray
     top1: dict[str, np.ndarray]  # level -> right or not
     top3: dict[str, np.ndarray]
+    contradictions: int  # answers whose exact model is of another make than the make answer
 
 
 def _neighbours(
@@ -76,12 +77,15 @@ def leave_one_out(vectors: np.ndarray, labels: Labels, calibration: Calibration)
     model_share, make_share = np.zeros(n), np.zeros(n)
     top1 = {level: np.zeros(n, dtype=bool) for level in LEVELS}
     top3 = {level: np.zeros(n, dtype=bool) for level in LEVELS}
+    contradictions = 0
     for i in range(n):
         neighbours = [
             Neighbour(labels.classes[j], labels.makes[j], labels.models[j], labels.years[j], s)
             for j, s in zip(indices[i], scores[i], strict=True)
         ]
         found = identify(neighbours, calibration, top=3)
+        if found.candidates and found.make and found.candidates[0].make != found.make:
+            contradictions += 1
         model_share[i] = found.candidates[0].share if found.candidates else 0.0
         make_share[i] = found.make_share
         for level in LEVELS:
@@ -101,7 +105,7 @@ def leave_one_out(vectors: np.ndarray, labels: Labels, calibration: Calibration)
                 found.make == labels.makes[i] if level == "make" else answers[:1] == [truth]
             )
             top3[level][i] = truth in answers[:3]
-    return Answers(model_share, make_share, top1, top3)
+    return Answers(model_share, make_share, top1, top3, contradictions)
 
 
 def fit_isotonic(shares: np.ndarray, right: np.ndarray) -> Mapping:
@@ -188,7 +192,21 @@ def identification_report(
     make_conf = np.array([calibration.make(s) for s in answers.make_share])
     report["ece_model"] = expected_calibration_error(model_conf, answers.top1["make_model_year"])
     report["ece_make"] = expected_calibration_error(make_conf, answers.top1["make"])
+    report["contradictions"] = answers.contradictions
+    report["coverage_at_95"] = coverage_at_precision(model_conf, answers.top1["make_model_year"])
     return report
+
+
+def coverage_at_precision(
+    confidence: np.ndarray, right: np.ndarray, precision: float = 0.95
+) -> float:
+    """The largest share of answers that can be given, most confident first, with at least
+    ``precision`` of them right (0 when even the most confident answer is wrong)."""
+    order = np.argsort(-np.asarray(confidence, np.float64), kind="stable")
+    hits = np.cumsum(np.asarray(right, np.float64)[order])
+    counts = np.arange(1, len(order) + 1)
+    ok = np.nonzero(hits / counts >= precision)[0]
+    return float((ok[-1] + 1) / len(order)) if len(ok) else 0.0
 
 
 def plot_reliability(

@@ -10,6 +10,7 @@ import pytest
 from carembed.identify import Calibration, Mapping, Neighbour, identify
 from training.identification import (
     Labels,
+    coverage_at_precision,
     expected_calibration_error,
     fit_isotonic,
     leave_one_out,
@@ -50,6 +51,54 @@ def test_the_vote_weighs_neighbours_by_softmax_of_their_scores() -> None:
     )
     assert identify(near, fitted).candidates[0].confidence == pytest.approx(audi / 2)
     assert identify([], fitted).candidates == []
+
+
+def test_the_exact_answer_is_a_model_of_the_winning_make() -> None:
+    """The nearest two are one BMW model, the next three three Audi models: by models the BMW
+    leads, by makes Audi. The answer is the best Audi model, the BMW follows."""
+    near = [
+        Neighbour("BMW X6 SUV 2012", "BMW", "X6 SUV", 2012, 0.90),
+        Neighbour("BMW X6 SUV 2012", "BMW", "X6 SUV", 2012, 0.89),
+        Neighbour("Audi Q7 SUV 2012", "Audi", "Q7 SUV", 2012, 0.88),
+        Neighbour("Audi Q5 SUV 2012", "Audi", "Q5 SUV", 2012, 0.87),
+        Neighbour("Audi S4 Sedan 2012", "Audi", "S4 Sedan", 2012, 0.86),
+    ]
+    calibration = Calibration(k=5, temperature=1.0, make_k=5, make_temperature=1.0)
+    found = identify(near, calibration)
+    w = [math.exp(s - 0.90) for s in (0.90, 0.89, 0.88, 0.87, 0.86)]
+    assert found.make == "Audi" and found.make_share == pytest.approx(sum(w[2:]) / sum(w))
+    names = [c.class_name for c in found.candidates]
+    assert names == ["Audi Q7 SUV 2012", "BMW X6 SUV 2012", "Audi Q5 SUV 2012"]
+    assert found.candidates[0].share == pytest.approx(w[2] / sum(w))
+    assert found.candidates[1].share == pytest.approx((w[0] + w[1]) / sum(w))
+
+
+def test_a_winning_make_without_a_voting_model_gives_its_nearest_car_unsure() -> None:
+    """The make reads 4 neighbours, the exact vote 2: Audi wins the make on the 3rd and 4th,
+    so the answer is the nearest Audi, with share 0."""
+    near = [
+        Neighbour("BMW X6 SUV 2012", "BMW", "X6 SUV", 2012, 0.9),
+        Neighbour("Audi Q7 SUV 2012", "Audi", "Q7 SUV", 2012, 0.1),
+        Neighbour("Audi Q5 SUV 2012", "Audi", "Q5 SUV", 2012, 0.9),
+        Neighbour("Audi Q5 SUV 2012", "Audi", "Q5 SUV", 2012, 0.9),
+    ]
+    found = identify(near, Calibration(k=1, temperature=1.0, make_k=4, make_temperature=1.0))
+    assert found.make == "Audi"
+    assert [(c.class_name, c.share) for c in found.candidates] == [
+        ("Audi Q7 SUV 2012", 0.0),
+        ("BMW X6 SUV 2012", 1.0),
+    ]
+
+
+def test_coverage_at_precision_by_hand() -> None:
+    confidence = np.array([0.9, 0.8, 0.7, 0.6, 0.5])
+    right = np.array([1, 1, 0, 1, 1])
+    # Most confident first: 1/1, 2/2, 2/3, 3/4, 4/5 right.
+    assert coverage_at_precision(confidence, right, 0.95) == pytest.approx(2 / 5)
+    assert coverage_at_precision(confidence, right, 0.8) == pytest.approx(1.0)
+    # 1/1, 1/2, 2/3, 3/4, 3/5: the longest prefix at 70 % is the first four.
+    assert coverage_at_precision(confidence, np.array([1, 0, 1, 1, 0]), 0.7) == 0.8
+    assert coverage_at_precision(np.array([0.9]), np.array([0]), 0.95) == 0.0
 
 
 def test_isotonic_fit_pools_adjacent_violators() -> None:
