@@ -297,6 +297,13 @@ def _evaluate(args: argparse.Namespace) -> int:
             f"{name:10} {m['r_precision']:7.4f} {m['map_at_r']:7.4f} {m['recall_at_1']:7.4f} "
             f"{m['recall_at_2']:7.4f} {m['recall_at_4']:7.4f} {m['recall_at_8']:7.4f}"
         )
+    found = report["identification"]
+    emit(
+        f"identification: top-1 make {found['top1_make']:.4f}, make+model+year "
+        f"{found['top1_make_model_year']:.4f}; ECE {found['ece_make']:.4f} / "
+        f"{found['ece_model']:.4f}; contradictions {found['contradictions']}; answered at 95% "
+        f"precision {found['coverage_at_95']:.1%}"
+    )
     emit(f"report: {args.out / 'report.json'}")
     return 0
 
