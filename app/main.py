@@ -66,8 +66,8 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
         app.include_router(router)
 
     app.add_middleware(KeyBeforeBody, routers=routers, settings=settings)
-    app.add_middleware(RequestMetrics)
     app.add_middleware(BodyLimit, limit=settings.max_upload_bytes)
+    app.add_middleware(RequestMetrics)  # outside the body limit: its 413s are counted too
     if settings.cors_origins:  # outermost: its headers reach every answer, a 413 included
         app.add_middleware(
             CORSMiddleware,

@@ -60,6 +60,9 @@ def route_label(route: object) -> str:
     return path if isinstance(path, str) else "unmatched"
 
 
+CLIENT_CLOSED = 499  # the client closed the connection before it was answered (nginx's code)
+
+
 class RequestMetrics:
     """ASGI middleware: requests, latency and in-flight count by route template and method.
 
@@ -76,20 +79,28 @@ class RequestMetrics:
             await self.app(scope, receive, send)
             return
         metrics: Metrics = services.metrics
-        status = 500
+        status, answered, gone = 500, False, False
 
         async def watch(message: Message) -> None:
-            nonlocal status
+            nonlocal status, answered
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, answered = message["status"], True
             await send(message)
+
+        async def listen() -> Message:
+            nonlocal gone
+            message = await receive()
+            gone = gone or (message["type"] == "http.disconnect" and not answered)
+            return message
 
         metrics.in_flight.inc()
         metrics.active += 1
         started = time.perf_counter()
         try:
-            await self.app(scope, receive, watch)
+            await self.app(scope, listen, watch)
         finally:
+            if gone:  # the client left before its answer: not a bad request of its own
+                status = CLIENT_CLOSED
             metrics.in_flight.dec()
             metrics.active -= 1
             route, method = route_label(scope.get("route")), method_label(scope["method"])

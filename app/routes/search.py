@@ -288,11 +288,13 @@ async def search_batch(
         raise Problem(422, "invalid-request", "Too many photos", f"at most {limit} per request")
     model = services.model
     results: list[SearchResponse | ProblemDetail | None] = [None] * len(images)
-    decoded: list[tuple[int, np.ndarray]] = []
+    decoded: list[tuple[int, np.ndarray, float]] = []  # (position, array, decode seconds)
     for i, upload in enumerate(images):
+        t0 = time.perf_counter()
         try:
             data = await read_upload(upload, services.settings.max_upload_bytes)
-            decoded.append((i, (await decode(services, model, data))[0]))
+            array = (await decode(services, model, data))[0]
+            decoded.append((i, array, time.perf_counter() - t0))
         except Problem as problem:  # this photo's own answer; the others go on
             results[i] = ProblemDetail(
                 type=f"/problems/{problem.slug}",
@@ -301,7 +303,16 @@ async def search_batch(
                 detail=problem.detail,
             )
     if decoded:
-        vectors = await model.batcher.embed_many(np.stack([a for _, a in decoded]))
-        for (i, _), vector in zip(decoded, vectors, strict=True):
-            results[i] = await _answer(services, model, vector, params, None)
+        t1 = time.perf_counter()
+        vectors = await model.batcher.embed_many(np.stack([a for _, a, _ in decoded]))
+        embed_s = time.perf_counter() - t1  # one forward pass shared by the photos
+        for (i, _, decode_s), vector in zip(decoded, vectors, strict=True):
+            t2 = time.perf_counter()
+            answer = await _answer(services, model, vector, params, None)
+            answer.timings = Timings(
+                decode_ms=decode_s * 1e3,
+                embed_ms=embed_s * 1e3,
+                search_ms=(time.perf_counter() - t2) * 1e3,
+            )
+            results[i] = answer
     return BatchResponse(results=[r for r in results if r is not None])

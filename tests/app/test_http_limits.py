@@ -116,3 +116,28 @@ def test_a_normal_request_still_passes(address: tuple[str, int]) -> None:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         answer, _ = _answer(sock)
         assert answer.startswith(b"HTTP/1.1 200 "), answer[:80]
+
+
+def _metric(address: tuple[str, int], route: str, status: int) -> float:
+    import httpx
+
+    text = httpx.get(f"http://{address[0]}:{address[1]}/metrics", timeout=10).text
+    label = f'carsearch_requests_total{{method="POST",route="{route}",status="{status}"}}'
+    found = [line.split()[-1] for line in text.splitlines() if line.startswith(label)]
+    return float(found[0]) if found else 0.0
+
+
+def test_a_client_that_leaves_mid_body_is_counted_as_gone_not_as_a_bad_request(
+    address: tuple[str, int],
+) -> None:
+    before = _metric(address, "/api/v1/search", 499), _metric(address, "/api/v1/search", 400)
+    with socket.create_connection(address) as sock:
+        sock.sendall(
+            b"POST /api/v1/search HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; "
+            b"boundary=b\r\nContent-Length: 100000\r\n\r\n--b\r\n"
+        )
+    deadline = time.monotonic() + 10
+    while _metric(address, "/api/v1/search", 499) == before[0]:
+        assert time.monotonic() < deadline, "the request was never counted"
+        time.sleep(0.05)
+    assert _metric(address, "/api/v1/search", 400) == before[1]

@@ -16,6 +16,7 @@ from app.main import create_app
 from app.settings import AppSettings
 from carembed.artifact import load_or_default
 from carembed.embedder import Embedder
+from carembed.settings import ModelSettings
 from tests.conftest import scene
 from tests.indexer.conftest import CLASSES, make_gallery
 
@@ -103,6 +104,8 @@ def test_batch_search_answers_each_photo_in_order_and_a_bad_one_alone(
     r = client.post("/api/v1/search/batch", files=photos, data={"limit": "2"})
     assert r.status_code == 200, r.text
     first, bad, third = r.json()["results"]
+    for answer in (first, third):  # each photo's own decode, the shared forward, its search
+        assert min(answer["timings"].values()) > 0, answer["timings"]
     assert first["hits"][0]["class_name"].startswith("Audi") and len(first["hits"]) == 2
     assert bad["status"] == 415 and bad["type"] == "/problems/unreadable-image"
     assert third["hits"][0]["class_name"].startswith("Tesla")
@@ -114,7 +117,7 @@ def test_embed_returns_the_vector_carsearch_embed_computes(served: tuple[TestCli
     client, _ = served
     data = _jpeg(5)
     body = client.post("/api/v1/embed", files={"image": ("q.jpg", data)}).json()
-    local = Embedder(load_or_default(None), engine="torch").embed([data])[0]
+    local = Embedder(load_or_default(ModelSettings().model_dir), engine="torch").embed([data])[0]
     assert body["dim"] == len(body["vector"]) == 1280
     assert body["model_version"] == client.get("/readyz").json()["model_version"]
     np.testing.assert_allclose(body["vector"], local, atol=1e-4)
