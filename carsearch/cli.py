@@ -618,10 +618,12 @@ INDEX_ACTIONS = ("build", "status", "rollback", "snapshot")
 
 
 def _with_default_index_action(argv: Sequence[str]) -> list[str]:
-    """``carsearch index --gallery …`` means ``carsearch index build --gallery …``."""
+    """``carsearch index --gallery …`` means ``carsearch index build --gallery …``. Only the
+    command word counts: ``carsearch serve --gallery index`` is left alone."""
     args = list(argv)
-    if "index" in args:
-        at = args.index("index") + 1
+    command = next((i for i, arg in enumerate(args) if not arg.startswith("-")), None)
+    if command is not None and args[command] == "index":
+        at = command + 1
         if at == len(args) or args[at] not in (*INDEX_ACTIONS, "-h", "--help"):
             args.insert(at, "build")
     return args

@@ -6,7 +6,7 @@ import pytest
 
 from carembed.artifact import save_model
 from carembed.model import build_model
-from carsearch.cli import main
+from carsearch.cli import _with_default_index_action, build_parser, main
 from tests.conftest import scene
 
 
@@ -85,3 +85,19 @@ def test_serve_workers_need_a_qdrant_server_and_a_built_index(
     server = ["--qdrant-url", "http://127.0.0.1:9", "--gallery", str(tmp_path)]
     assert main(["serve", "--workers", "2", *server]) == 2
     assert "index the gallery first" in caplog.text
+
+
+def test_index_alone_means_build_and_a_gallery_named_index_stays_a_gallery() -> None:
+    assert _with_default_index_action(["index", "--gallery", "g"]) == [
+        "index",
+        "build",
+        "--gallery",
+        "g",
+    ]
+    assert _with_default_index_action(["index", "status"]) == ["index", "status"]
+    assert _with_default_index_action(["serve", "--gallery", "index"]) == [
+        "serve",
+        "--gallery",
+        "index",
+    ]
+    assert build_parser().parse_args(["serve", "--gallery", "index"]).gallery == Path("index")
