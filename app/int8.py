@@ -1,7 +1,8 @@
-"""The default model's int8 graph, checked on first start.
+"""The zero-shot model's int8 graph, checked on first start.
 
-A trained model brings its int8 verdict from ``carsearch train``; the default model (no model
-folder) has none. When the service runs it on the CPU with ``--engine auto`` and a gallery whose
+A trained model (the shipped one included) brings its int8 verdict in its folder, from
+``carsearch train`` or ``carsearch model quantize``; the zero-shot model (``--model zero-shot``:
+no folder) has none. When the service runs it on the CPU with ``--engine auto`` and a gallery whose
 photos are labelled by class, it runs the quality gate once, after the gallery is indexed, on
 those photos: a graph that passes is cached in ``<data dir>/onnx`` and serves at once (and from
 then on at every start); a graph that fails leaves its figures there, so the gate is not run
@@ -42,7 +43,7 @@ def gate_photos(records: Sequence[CarRecord]) -> tuple[list[CarRecord], list[Car
 
 
 async def adopt_int8(services: Services, after: asyncio.Future[None]) -> None:
-    """Once ``after`` (the start-up gallery run) is done: the gate for the default model, and
+    """Once ``after`` (the start-up gallery run) is done: the gate for the zero-shot model, and
     the switch to its int8 graph when it passes."""
     with contextlib.suppress(Exception):  # a failed gallery run is reported where it failed
         await asyncio.shield(after)  # cancelling this task leaves the gallery run alone
@@ -61,7 +62,7 @@ async def _gate(services: Services) -> None:
         settings.int8
         and settings.engine == "auto"
         and embedder.engine_name == "onnx"  # the float32 graph on the CPU
-        and embedder.model.source_dir is None  # the default model
+        and embedder.model.source_dir is None  # the zero-shot model: no folder
         and settings.gallery is not None
     ):
         return

@@ -1,10 +1,11 @@
 """The naive baseline of ``benchmarks/serve.py``: what a first similar-image server looks like.
 
 FastAPI with a plain ``def`` route (Starlette's thread pool), the photo decoded with PIL at full
-size, eager PyTorch EfficientNet-Lite0 at batch 1 per request, and a numpy brute-force cosine
-search over the same gallery vectors carsearch indexed (``--vectors``, ``--payloads``).
+size, the same model as carsearch (``--model``; default the shipped one) in eager PyTorch at
+batch 1 per request, and a numpy brute-force cosine search over the same gallery vectors
+carsearch indexed (``--vectors``, ``--payloads``).
 
-    python benchmarks/naive_server.py --vectors V.npy --payloads P.json --port 8001
+    python benchmarks/naive_server.py --vectors V.npy --payloads P.json --port 8001 [--model M]
 """
 
 from __future__ import annotations
@@ -21,11 +22,13 @@ import uvicorn
 from fastapi import FastAPI, File, UploadFile
 from PIL import Image
 
-from carembed.model import build_model
+from carembed.artifact import load_or_default
 
 
-def create_app(vectors: np.ndarray, payloads: list[dict[str, Any]]) -> FastAPI:
-    model = build_model("efficientnet_lite0").eval()
+def create_app(
+    vectors: np.ndarray, payloads: list[dict[str, Any]], model_dir: Path | None
+) -> FastAPI:
+    model = load_or_default(model_dir)
     preprocessing = model.preprocessing
     app = FastAPI(title="naive baseline")
 
@@ -51,10 +54,11 @@ def main() -> None:
     parser.add_argument("--vectors", type=Path, required=True, help="(N, D) float32 .npy")
     parser.add_argument("--payloads", type=Path, required=True, help="JSON list of N objects")
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--model", type=Path, default=None, help="default: the shipped model")
     args = parser.parse_args()
     vectors = np.load(args.vectors)
     payloads = json.loads(args.payloads.read_text())
-    app = create_app(vectors, payloads)
+    app = create_app(vectors, payloads, args.model)
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
 
 

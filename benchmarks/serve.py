@@ -122,7 +122,7 @@ def _gallery_files(index: CarIndex, work: Path) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("data", type=Path)
-    parser.add_argument("--model", type=Path, default=None, help="default: the default model")
+    parser.add_argument("--model", type=Path, default=None, help="default: the shipped model")
     parser.add_argument("--seconds", type=float, default=20, help="per QPS measurement")
     parser.add_argument("--baseline", choices=("naive", "none"), default="naive")
     parser.add_argument(
@@ -192,7 +192,8 @@ def main() -> None:
             )
     if args.baseline == "naive":
         command = [sys.executable, str(Path(__file__).parent / "naive_server.py")]
-        with Service(naive_args, command=command) as server:
+        model_args = [] if args.model is None else ["--model", str(args.model)]
+        with Service(naive_args + model_args, command=command) as server:
             runs["naive"] = _measure(server, uploads, args.seconds)
 
     rate = 1 / bare["fp32"]

@@ -28,6 +28,14 @@ logger = logging.getLogger(__name__)
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 INT8_FILE = "model.int8.onnx"  # optional: the int8 graph that passed the quality gate
+ZERO_SHOT = "zero-shot"
+"""The model name (``--model zero-shot``) of the ImageNet backbone without fine-tuning."""
+
+
+def shipped_model_dir() -> Path:
+    """The fine-tuned car model that ships with carsearch (package data; ``LICENSE.md`` in it
+    says what its weights may be used for, ``scripts/build-shipped-model.sh`` rebuilds it)."""
+    return Path(__file__).resolve().parent / "shipped"
 
 
 class ArtifactError(RuntimeError):
@@ -122,11 +130,15 @@ def load_model(directory: Path, device: str | torch.device = "cpu") -> CarEmbedd
     return model.to(device).eval()
 
 
+def is_zero_shot(directory: Path | None) -> bool:
+    return directory is not None and str(directory) == ZERO_SHOT
+
+
 def load_or_default(
     directory: Path | None, device: str | torch.device = "cpu"
 ) -> CarEmbeddingModel:
-    """The model in ``directory``, or the default model (default backbone, identity head)."""
-    if directory is None:
-        logger.info("no model folder given: using the default model")
+    """The model in ``directory``; None: the shipped model; ``zero-shot``: the ImageNet
+    backbone with an identity head."""
+    if is_zero_shot(directory):
         return build_model().to(device).eval()
-    return load_model(directory, device)
+    return load_model(shipped_model_dir() if directory is None else directory, device)

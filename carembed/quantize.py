@@ -5,7 +5,7 @@ The int8 graph is kept only when it passed the quality gate: faster than the flo
 batch 1 and at batch 16, and less than ``max_drop`` R-Precision lost on class-labelled photos
 (``carsearch train`` checks at export, ``carsearch model quantize`` on demand). It lives beside
 the weights (``<model folder>/model.int8.onnx``, so it travels with the model and its copies in
-the index), or ``<onnx_dir>/<version>.int8.onnx`` for the default model; the graph carries the
+the index), or ``<onnx_dir>/<version>.int8.onnx`` for the zero-shot model; the graph carries the
 model version and the gate's figures. ``--engine auto`` runs it unless ``CARSEARCH_INT8=false``.
 """
 
@@ -34,7 +34,7 @@ CHECK_KEY = "carsearch_int8_check"
 
 
 def int8_graph_path(model: CarEmbeddingModel, onnx_dir: Path) -> Path:
-    """Where the model's int8 graph lives: its folder, else (the default model) ``onnx_dir``."""
+    """Where the model's int8 graph lives: its folder, else (the zero-shot model) ``onnx_dir``."""
     if model.source_dir is not None:
         return model.source_dir / INT8_FILE
     return Path(onnx_dir) / f"{model.version()}.int8.onnx"
@@ -51,9 +51,29 @@ def stamp(path: Path, metadata: dict[str, str]) -> None:
     onnx.save(graph, str(path))
 
 
-def quantize_static_int8(fp32_path: Path, out_path: Path, calibration: np.ndarray) -> None:
-    """QDQ int8 (per-channel weights) calibrated on ``calibration`` (N, 3, S, S) images; the
-    float32 graph's metadata (the model version) travels along."""
+QUANTIZED_PREFIX = "/backbone/"  # ONNX node names of the backbone (torch.onnx's module paths)
+
+
+def float_nodes(graph_path: Path, prefix: str = QUANTIZED_PREFIX) -> list[str]:
+    """The nodes that stay float32 in the int8 graph: all but the backbone's convolutions and
+    what runs between them. Pooling (GeM raises activations to a power, which magnifies their
+    rounding), the head, the L2 normalisation and the mirror's averaging lose most when
+    quantized and cost little in float. The backbone's first and last convolutions stay float
+    too: the stem sees the raw normalised photo, the last feeds the pooling."""
+    import onnx
+
+    nodes = onnx.load(str(graph_path), load_external_data=False).graph.node
+    convs = [n.name for n in nodes if n.op_type == "Conv" and n.name.startswith(prefix)]
+    outside = [n.name for n in nodes if not n.name.startswith(prefix)]
+    return outside + convs[:1] + convs[-1:]
+
+
+def quantize_static_int8(
+    fp32_path: Path, out_path: Path, calibration: np.ndarray, *, keep_float: bool = True
+) -> None:
+    """QDQ int8 (per-channel weights) calibrated on ``calibration`` (N, 3, S, S) images, with
+    ``float_nodes`` left in float32 unless ``keep_float`` is off; the float32 graph's metadata
+    (the model version) travels along."""
     import onnx
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -82,6 +102,8 @@ def quantize_static_int8(fp32_path: Path, out_path: Path, calibration: np.ndarra
             per_channel=True,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
+            nodes_to_exclude=float_nodes(prepared) if keep_float else None,
+            extra_options={"CalibMovingAverage": True},
         )
     source, target = onnx.load(str(fp32_path)), onnx.load(str(out_path))
     del target.metadata_props[:]
@@ -157,7 +179,7 @@ def check_int8(
     calibration: Sequence[CarRecord],
     checked_on: str,
     *,
-    calibration_images: int = 64,
+    calibration_images: int = 256,
     max_drop: float = 0.005,
 ) -> QuantizationReport:
     """Quantize ``model`` (calibrated on up to ``calibration_images`` of ``calibration``), score
@@ -218,7 +240,7 @@ def quantize_and_check(
     split: str,
     onnx_dir: Path,
     *,
-    calibration_images: int = 64,
+    calibration_images: int = 256,
     max_drop: float = 0.005,
 ) -> QuantizationReport:
     """``carsearch model quantize``: the gate on ``split`` of ``data``, calibrated on its other

@@ -23,7 +23,11 @@ class ModelSettings(BaseSettings):
         env_prefix="CARSEARCH_", extra="ignore", env_ignore_empty=True
     )
 
-    model_dir: Path | None = Field(None, description="servable model folder; unset: default model")
+    model_dir: Path | None = Field(
+        None,
+        description="servable model folder; unset: the shipped car model; zero-shot: the "
+        "ImageNet backbone without fine-tuning",
+    )
     device: str = "cpu"
     engine: EngineChoice = Field("auto", description="auto: ONNX Runtime on CPU, PyTorch on a GPU")
     threads: int | None = None

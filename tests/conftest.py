@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -41,20 +43,37 @@ def stub_rates(int8: float, fp32: float):  # type: ignore[no-untyped-def]
     return rate
 
 
-@pytest.fixture(scope="session", autouse=True)
-def float32_by_default() -> Iterator[None]:
-    """The services and commands under test run the float32 graph (no int8 gate on their
-    galleries, which would take the cores and switch engines mid-test); the gate's own tests
-    turn it back on."""
-    import os
+@contextmanager
+def environment(**values: str) -> Iterator[None]:
+    """``CARSEARCH_<NAME>`` set to these values for the duration, restored after."""
+    names = {f"CARSEARCH_{key.upper()}": value for key, value in values.items()}
+    before = {name: os.environ.get(name) for name in names}
+    os.environ.update(names)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
-    before = os.environ.get("CARSEARCH_INT8")
-    os.environ["CARSEARCH_INT8"] = "false"
-    yield
-    if before is None:
-        os.environ.pop("CARSEARCH_INT8", None)
-    else:
-        os.environ["CARSEARCH_INT8"] = before
+
+@pytest.fixture(scope="session", autouse=True)
+def float32_zero_shot_by_default() -> Iterator[None]:
+    """The services and commands under test run the zero-shot model's float32 graph: a third
+    of the shipped model's compute per photo, no int8 gate on their galleries (it would take
+    the cores and switch engines mid-test). The gate's own tests turn int8 back on; the
+    shipped model's tests unset the model."""
+    with environment(int8="false", model_dir="zero-shot"):
+        yield
+
+
+@pytest.fixture(autouse=True)
+def own_data_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test gets its own data dir (commands and services that name none use it): none
+    reads or writes the checkout's ``data/``."""
+    monkeypatch.setenv("CARSEARCH_DATA_DIR", str(tmp_path_factory.mktemp("data")))
 
 
 @pytest.fixture(scope="session")

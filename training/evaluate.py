@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from carembed.artifact import load_or_default
+from carembed.artifact import ZERO_SHOT, is_zero_shot, load_or_default
 from carembed.choices import EngineChoice
 from carembed.datasets import CarDataset, read_dataset
 from carembed.embedder import Embedder
@@ -69,6 +69,15 @@ def evaluate(
     names = [r.class_name for r in records]
     _, labels = np.unique(names, return_inverse=True)
     metrics = retrieval_metrics(vectors, labels, ks=CURVE_KS)
+    seen = sorted(set(names) & set(embedder.model.config.training.get("class_names", [])))
+    if seen:
+        logger.warning(
+            "the model trained on %d of the %d classes evaluated here (%s, ...): these figures "
+            "do not measure car models it never saw",
+            len(seen),
+            len(set(names)),
+            seen[0],
+        )
     report: dict[str, Any] = {
         **metrics,
         "model_version": embedder.version,
@@ -78,15 +87,19 @@ def evaluate(
         "split": split,
         "images": len(kept),
         "classes": len(set(names)),
+        "classes_trained_on": len(seen),
         "skipped": len(paths) - len(kept),
     }
     labels_of = Labels(
         names, [r.make for r in records], [r.model for r in records], [r.year for r in records]
     )
     report["identification"] = identification_report(vectors, labels_of, calibration)
-    curves = {"tuned" if model_dir else "zero-shot": metrics}
-    if model_dir is not None and compare_zero_shot:
-        zs_vectors, zs_kept, zero_shot, _ = _embed(None, paths, workers, device, engine, int8)
+    zero_shot_model = is_zero_shot(model_dir)
+    curves = {"zero-shot" if zero_shot_model else "tuned": metrics}
+    if compare_zero_shot and not zero_shot_model:
+        zs_vectors, zs_kept, zero_shot, _ = _embed(
+            Path(ZERO_SHOT), paths, workers, device, engine, int8
+        )
         zs_labels = np.unique([part.records[i].class_name for i in zs_kept], return_inverse=True)[1]
         report["zero_shot"] = {
             **retrieval_metrics(zs_vectors, zs_labels, ks=CURVE_KS),

@@ -70,6 +70,7 @@ def service(
         gallery=gallery,
         data_dir=tmp_path / "data",
         api_key=KEY,
+        model_dir=None,  # no model named: the service follows the live collection's model
         engine="torch",
         model_poll_s=0.5,
         model_retire_s=0.3,
@@ -266,7 +267,7 @@ def test_the_services_own_rebuild_after_a_model_change_keeps_answering(tmp_path:
 
 def test_serve_without_a_model_keeps_the_live_model_for_its_gallery(tmp_path: Path) -> None:
     """No --model: the service serves, and indexes its --gallery with, the live collection's
-    model; it never rebuilds the index with the zero-shot default."""
+    model; it never rebuilds the index with the shipped default."""
     from carembed.embedder import Embedder
     from indexer.index import CarIndex
     from indexer.settings import StoreSettings
@@ -278,7 +279,11 @@ def test_serve_without_a_model_keeps_the_live_model_for_its_gallery(tmp_path: Pa
     index.close()
     scene(4321).save(gallery / "BMW_M3_Coupe_2012" / "new.jpg")
     settings = AppSettings(
-        gallery=gallery, qdrant_path=tmp_path / "q", data_dir=tmp_path / "d", engine="torch"
+        gallery=gallery,
+        qdrant_path=tmp_path / "q",
+        data_dir=tmp_path / "d",
+        engine="torch",
+        model_dir=None,
     )
     with TestClient(create_app(settings)) as client:
         body = _wait(client, lambda b: b["indexing"]["state"] == "done")

@@ -143,8 +143,8 @@ def test_damaged_model_folders_are_clear_errors(tmp_path: Path) -> None:
         load_model(tmp_path)
 
 
-def test_default_model_when_no_folder_given() -> None:
-    model = load_or_default(None)
+def test_zero_shot_names_the_imagenet_backbone_with_an_identity_head() -> None:
+    model = load_or_default(Path("zero-shot"))
     assert model.config.backbone.name == "efficientnet_lite0"
     assert model.config.head.kind == "identity"
 
