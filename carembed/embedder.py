@@ -33,7 +33,9 @@ def prepare(
     if isinstance(source, Image.Image):
         image, size = (source.convert("RGB") if source.mode != "RGB" else source), source.size
     else:
-        image, size = load_image_with_size(source, limits, draft_size=preprocessing.draft_size)
+        image, size = load_image_with_size(
+            source, limits, preprocessing.draft_size, squash=preprocessing.resize == "squash"
+        )
     return preprocessing.to_array(image), size
 
 

@@ -99,25 +99,35 @@ _SWAPS_SIDES = frozenset({5, 6, 7, 8})  # EXIF orientations that rotate by 90 de
 _SIXTEEN_BIT = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
 
 
-def _reduced(img: Image.Image, side: int) -> Image.Image:
-    """``img`` shrunk by the largest whole factor that keeps both sides >= ``side``, in its own
-    mode (block averages), so that converting it costs little: a 36-Mpx 16-bit or RGBA PNG
-    never becomes a full-size float or RGBA copy."""
-    factor = min(img.width // side, img.height // side)
-    if factor < 2:
+def _factors(width: int, height: int, side: int, squash: bool) -> tuple[int, int]:
+    """Whole factors (x, y) to shrink by: the largest common one that keeps both sides >=
+    ``side``; with ``squash`` (the model squashes the photo to a square, so each side needs
+    only ``side`` pixels) the longer side of an elongated photo is then shrunk further."""
+    common = max(1, min(width // side, height // side))
+    if not squash:
+        return common, common
+    return common * max(1, width // common // side), common * max(1, height // common // side)
+
+
+def _reduced(img: Image.Image, side: int, squash: bool = False) -> Image.Image:
+    """``img`` shrunk by whole factors (``_factors``) in its own mode (block averages), so that
+    converting it costs little: a 36-Mpx 16-bit or RGBA PNG never becomes a full-size float or
+    RGBA copy, nor does a 1,250,000 x 32 px strip."""
+    fx, fy = _factors(img.width, img.height, side, squash)
+    if max(fx, fy) < 2:
         return img
     if img.mode in _SIXTEEN_BIT:  # Pillow cannot reduce these: block means in numpy
         arr = np.asarray(img)
-        h, w = (arr.shape[0] // factor) * factor, (arr.shape[1] // factor) * factor
-        blocks = arr[:h, :w].reshape(h // factor, factor, w // factor, factor)
+        h, w = (arr.shape[0] // fy) * fy, (arr.shape[1] // fx) * fx
+        blocks = arr[:h, :w].reshape(h // fy, fy, w // fx, fx)
         sums = blocks.sum(axis=3, dtype=np.uint32).sum(axis=1, dtype=np.uint64)  # no big temps
-        means = (sums + factor * factor // 2) // (factor * factor)
+        means = (sums + fx * fy // 2) // (fx * fy)
         return Image.fromarray(means.astype(np.int32), mode="I")
     if img.mode == "P":
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
     elif img.mode == "1":
         img = img.convert("L")
-    return img.reduce(factor)
+    return img.reduce((fx, fy))
 
 
 def _orientation(img: Image.Image) -> int | None:
@@ -160,12 +170,15 @@ def load_image_with_size(
     source: ImageSource,
     limits: ImageLimits | None = None,
     draft_size: tuple[int, int] | None = None,
+    squash: bool = False,
 ) -> tuple[Image.Image, tuple[int, int]]:
     """Open, check, decode and convert one image to RGB; also its full (width, height) as shown.
 
     ``draft_size``: the smallest (width, height) the caller needs; JPEGs are then decoded
     at the smallest scale (1/2, 1/4, 1/8) that still covers it, which is several times faster,
-    and other formats are shrunk in their own mode before any conversion (bounded memory).
+    and other formats are shrunk in their own mode before any conversion (bounded memory);
+    ``squash``: the caller squashes the photo to ``draft_size``, so the aspect ratio need not
+    be kept and an elongated photo's long side is shrunk further.
     Raises :class:`ImageError` subclasses for unusable images and ``FileNotFoundError``
     for a missing file.
     """
@@ -194,7 +207,7 @@ def load_image_with_size(
         if orientation in _SWAPS_SIDES:
             width, height = height, width
         if draft_size is not None:
-            img = _reduced(img, max(draft_size))
+            img = _reduced(img, max(draft_size), squash)
         return _to_rgb(_upright(img, orientation)), (width, height)
     except BaseException:
         img.close()

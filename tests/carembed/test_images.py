@@ -15,6 +15,7 @@ from carembed.images import (
     ImageTooSmallError,
     UnreadableImageError,
     load_image,
+    load_image_with_size,
 )
 
 
@@ -178,3 +179,23 @@ def test_formats_people_upload() -> None:
     for unreadable in (b"", svg, heic):
         with pytest.raises(UnreadableImageError):
             load_image(unreadable)
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "I;16"])
+def test_an_elongated_photo_is_shrunk_along_its_long_side_when_squashed(mode: str) -> None:
+    """A 40,000 x 40 strip: no common factor keeps both sides >= 32, so only a squashing
+    caller may shrink it, along its long side alone; the result matches shrinking the full
+    decode."""
+    if mode == "RGBA":
+        strip = Image.new("RGBA", (40_000, 40), (0, 0, 255, 255))
+        strip.paste((255, 0, 0, 255), (0, 0, 20_000, 40))  # left half red
+    else:
+        ramp = np.tile(np.linspace(0, 65535, 40_000).astype(np.uint16), (40, 1))
+        strip = Image.fromarray(ramp)
+    data = _saved(strip, "PNG")
+    assert load_image(data, draft_size=(32, 32)).size == (40_000, 40)  # aspect kept
+    squashed = load_image_with_size(data, draft_size=(32, 32), squash=True)
+    assert squashed[0].size == (32, 40) and squashed[1] == (40_000, 40)
+    full = np.asarray(load_image(data).resize((32, 32), Image.Resampling.BOX), dtype=int)
+    small = np.asarray(squashed[0].resize((32, 32), Image.Resampling.BOX), dtype=int)
+    assert np.abs(full - small).max() <= 8
