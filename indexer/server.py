@@ -47,20 +47,29 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def _not_found(exc: BaseException) -> bool:
+    """A missing collection: the server's 404, or the ValueError of qdrant-client's local mode."""
     from qdrant_client.http.exceptions import UnexpectedResponse
 
-    return isinstance(exc, UnexpectedResponse) and exc.status_code == 404
+    if isinstance(exc, UnexpectedResponse):
+        return exc.status_code == 404
+    return (
+        isinstance(exc, ValueError)
+        and str(exc).startswith("Collection ")
+        and "not found" in str(exc)
+    )
 
 
 class ServerEngine:
     name = "server"
 
-    def __init__(self, settings: StoreSettings) -> None:
+    def __init__(self, settings: StoreSettings, client: QdrantClient | None = None) -> None:
+        """``client``: another qdrant-client (its local mode stands in for a server in the
+        tests); by default one for ``settings.qdrant_url``."""
         from qdrant_client import QdrantClient
 
         key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
         self._settings = settings
-        self.client: QdrantClient = QdrantClient(
+        self.client: QdrantClient = client or QdrantClient(
             url=settings.qdrant_url,
             api_key=key,
             timeout=max(1, round(settings.qdrant_timeout_s)),
@@ -106,8 +115,19 @@ class ServerEngine:
         return AliasState(alias, names.get(alias), names.get(alias + PREVIOUS_SUFFIX))
 
     def move_aliases(self, before: AliasState, after: AliasState) -> None:
+        """Move the aliases from ``before`` to ``after`` in one server operation, as a
+        compare-and-swap: when they are not at ``before`` (another build moved them), nothing
+        is changed and StoreError says so. The server has no conditional alias update, so the
+        state is read just before the move and again after it: a build that lost the race in
+        between fails too, rather than report a move that did not last."""
         from qdrant_client import models
 
+        current = self.alias_state(before.alias)
+        if current != before:
+            raise StoreError(
+                f"the alias {before.alias!r} was moved by another process meanwhile "
+                f"(now {current.live}); run the command again"
+            )
         operations: list[Any] = []
         for alias, collection in after.names.items():
             if before.names[alias] == collection:
@@ -129,6 +149,12 @@ class ServerEngine:
                 "aliases",
                 self.client.update_collection_aliases,
                 change_aliases_operations=operations,
+            )
+        moved = self.alias_state(before.alias)
+        if moved != after:
+            raise StoreError(
+                f"the alias {before.alias!r} was moved by another process during this move "
+                f"(now {moved.live}); run the command again"
             )
 
     # -- collections -----------------------------------------------------------------------

@@ -38,15 +38,25 @@ ALIAS = "cars-test"
 
 
 def open_index(kind: str, root: Path, alias: str = ALIAS) -> CarIndex:
-    """A fresh index on the embedded engine (a folder under ``root``) or on the server at
-    QDRANT_URL (this alias's collections deleted first); skips when no server is set."""
+    """A fresh index on the embedded engine (a folder under ``root``), or on the server
+    adapter: against the server at QDRANT_URL (this alias's collections deleted first), else
+    against qdrant-client's local mode (a folder under ``root``), which implements the same
+    client API."""
     if kind == "edge":
         return CarIndex.open(
             StoreSettings(qdrant_path=root / "qdrant", data_dir=root / "data", alias=alias)
         )
     url = os.environ.get("QDRANT_URL")
     if not url:
-        pytest.skip("QDRANT_URL is not set: no Qdrant server to test against")
+        from qdrant_client import QdrantClient
+
+        from indexer.server import ServerEngine
+
+        local = root / "qdrant-local"
+        settings = StoreSettings(
+            qdrant_url=f"local:{local}", data_dir=root / "data", alias=alias, qdrant_retries=0
+        )
+        return CarIndex(ServerEngine(settings, QdrantClient(path=str(local))), settings)
     index = CarIndex.open(
         StoreSettings(
             qdrant_url=url,

@@ -1,5 +1,6 @@
-"""The car index's behaviour, on Qdrant Edge always and on a Qdrant server when QDRANT_URL is
-set (the ``index`` fixture runs each test on both)."""
+"""The car index's behaviour on both engines (the ``index`` fixture runs each test on each):
+Qdrant Edge, and the server adapter against the Qdrant server at QDRANT_URL or, without one,
+against qdrant-client's local mode."""
 
 from __future__ import annotations
 
@@ -530,3 +531,20 @@ def test_cars_added_and_deleted_during_a_build_are_right_in_the_new_collection(
     assert len(ids) == report.total_points == 9  # 9 gallery - 1 deleted + 1 added
     added = index.get(report.collection, during[0])
     assert added is not None and added.payload.model_version == other.version
+
+
+def test_an_alias_move_from_a_stale_state_is_refused_on_both_engines(
+    index: CarIndex, small_embedder: Embedder
+) -> None:
+    """Two builds read the alias; the first moves it; the second's move, from the state it read,
+    is refused and changes nothing (a compare-and-swap on both engines)."""
+    from indexer.engine import StoreError
+    from indexer.versions import AliasState
+
+    index.engine.create("cars-test__a", small_embedder.dim)
+    index.engine.create("cars-test__b", small_embedder.dim)
+    read = index.state()
+    index.engine.move_aliases(read, AliasState(read.alias, "cars-test__a", None))
+    with pytest.raises(StoreError, match="moved by another process"):
+        index.engine.move_aliases(read, AliasState(read.alias, "cars-test__b", None))
+    assert index.state().live == "cars-test__a"
