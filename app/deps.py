@@ -15,7 +15,12 @@ from app.problems import Problem, unavailable
 from app.services import Services, ServingModel
 from app.settings import AppSettings
 from carembed.embedder import prepare
-from carembed.images import ImageError, ImageTooLargeError, UnreadableImageError
+from carembed.images import (
+    ImageError,
+    ImageTooLargeError,
+    UnreadableImageError,
+    decoded_pixels,
+)
 from indexer.engine import CollectionMissing, StoreError
 from indexer.index import IndexNotReady
 from indexer.payload import StoredCar
@@ -153,9 +158,11 @@ async def decode(
     embedder = model.embedder
     loop = asyncio.get_running_loop()
     try:
-        return await loop.run_in_executor(
-            services.decode_executor, prepare, data, embedder.preprocessing, embedder.limits
-        )
+        pixels = decoded_pixels(data, embedder.preprocessing.draft_size)  # the header alone
+        async with services.pixels.reserve(pixels):
+            return await loop.run_in_executor(
+                services.decode_executor, prepare, data, embedder.preprocessing, embedder.limits
+            )
     except ImageTooLargeError as exc:
         raise Problem(422, "too-many-pixels", "Image has too many pixels", str(exc)) from exc
     except UnreadableImageError as exc:

@@ -24,6 +24,7 @@ import numpy as np
 
 from app.batcher import MicroBatcher
 from app.metrics import Metrics
+from app.pixel_budget import PixelBudget
 from app.settings import AppSettings
 from app.single_flight import SingleFlight
 from carembed.artifact import load_or_default
@@ -89,6 +90,7 @@ class Services:
     indexing: IndexingProgress = field(default_factory=IndexingProgress)
     started: float = field(default_factory=time.time)
     thumbnails: SingleFlight[None] = field(default_factory=SingleFlight, repr=False)
+    pixels: PixelBudget = field(init=False, repr=False)
     _retiring: set[asyncio.Future[None]] = field(default_factory=set, repr=False)
     store_executor: ThreadPoolExecutor = field(init=False, repr=False)
     decode_executor: ThreadPoolExecutor = field(init=False, repr=False)
@@ -101,6 +103,9 @@ class Services:
         )
         self.decode_executor = ThreadPoolExecutor(
             self.settings.decode_workers, thread_name_prefix="decode"
+        )
+        self.pixels = PixelBudget(
+            self.settings.decode_pixel_budget, self.settings.decode_queue_pixels
         )
 
     @property

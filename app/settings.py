@@ -56,6 +56,17 @@ class AppSettings(StoreSettings, ModelSettings):
     decode_workers: int = Field(
         2, ge=1, le=64, description="images decoded at once (bounds the memory of decoding)"
     )
+    decode_pixel_budget: int = Field(
+        48_000_000,
+        gt=0,
+        description="pixels decoded at once across all requests (JPEGs count at their reduced "
+        "decode size); a photo waits until its pixels fit, one needing more alone is refused",
+    )
+    decode_queue_pixels: int = Field(
+        400_000_000,
+        ge=0,
+        description="pixels that may wait for the decode budget; past it a photo gets 503",
+    )
     identify_k: int | None = Field(
         None, ge=1, le=100, description="neighbours that vote; unset: the model's calibrated k"
     )

@@ -157,6 +157,23 @@ def _upright(img: Image.Image, orientation: int | None) -> Image.Image:
     return img if method is None else img.transpose(method)
 
 
+def decoded_pixels(source: ImageSource, draft_size: tuple[int, int] | None = None) -> int:
+    """How many pixels decoding the image will hold at once, from its header alone: JPEGs are
+    decoded at the smallest scale (1/2, 1/4, 1/8) that covers ``draft_size``, other formats
+    whole. Raises :class:`ImageError` for what is not an image."""
+    img = _open(source)
+    try:
+        width, height = img.size
+        scale = 1
+        if draft_size is not None and img.format == "JPEG":
+            side = max(draft_size)
+            while scale < 8 and min(width, height) // (2 * scale) >= side:
+                scale *= 2
+        return -(-width // scale) * -(-height // scale)
+    finally:
+        img.close()
+
+
 def load_image(
     source: ImageSource,
     limits: ImageLimits | None = None,

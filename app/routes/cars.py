@@ -29,7 +29,7 @@ from app.deps import (
 from app.problems import Problem
 from app.schemas import Car, car_image_url
 from app.services import Services
-from carembed.images import ImageError, ImageLimits, load_image
+from carembed.images import ImageError, ImageLimits, decoded_pixels, load_image
 from indexer.payload import CarFields, CarPayload, StoredCar, upload_payload
 
 router = APIRouter(prefix="/api/v1", tags=["cars"])
@@ -132,14 +132,11 @@ async def car_image(
         settings = services.settings
 
         async def make() -> None:  # one decode however many first requests wait for it
-            await asyncio.get_running_loop().run_in_executor(
-                services.decode_executor,
-                _thumbnail,
-                path,
-                thumb,
-                settings.thumb_size,
-                settings.limits,
-            )
+            side = settings.thumb_size
+            async with services.pixels.reserve(decoded_pixels(path, (side, side))):
+                await asyncio.get_running_loop().run_in_executor(
+                    services.decode_executor, _thumbnail, path, thumb, side, settings.limits
+                )
 
         try:
             await services.thumbnails.run(car_id, make)
