@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import uuid
+from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
 import numpy as np
@@ -156,13 +157,19 @@ async def decode(
     """The model's input array and the photo's (width, height) as shown (EXIF applied), decoded
     on the decode threads."""
     embedder = model.embedder
+    return await decoding(services, model, data, prepare, embedder.preprocessing, embedder.limits)
+
+
+async def decoding(
+    services: Services, model: ServingModel, data: bytes, work: Callable[..., T], *args: Any
+) -> T:
+    """``work(data, *args)`` on the decode threads, within the pixel budget (the photo's decode
+    size read from its header first); unusable images become their problem answers."""
     loop = asyncio.get_running_loop()
     try:
-        pixels = decoded_pixels(data, embedder.preprocessing.draft_size)  # the header alone
+        pixels = decoded_pixels(data, model.embedder.preprocessing.draft_size)
         async with services.pixels.reserve(pixels):
-            return await loop.run_in_executor(
-                services.decode_executor, prepare, data, embedder.preprocessing, embedder.limits
-            )
+            return await loop.run_in_executor(services.decode_executor, work, data, *args)
     except ImageTooLargeError as exc:
         raise Problem(422, "too-many-pixels", "Image has too many pixels", str(exc)) from exc
     except UnreadableImageError as exc:

@@ -57,10 +57,11 @@ class AppSettings(StoreSettings, ModelSettings):
         2, ge=1, le=64, description="images decoded at once (bounds the memory of decoding)"
     )
     decode_pixel_budget: int = Field(
-        48_000_000,
+        16_000_000,
         gt=0,
         description="pixels decoded at once across all requests (JPEGs count at their reduced "
-        "decode size); a photo waits until its pixels fit, one needing more alone is refused",
+        "decode size, other formats whole: a 36-Mpx WebP peaks at about 15 bytes a pixel); a "
+        "photo waits until its pixels fit, one needing more alone is refused (422)",
     )
     decode_queue_pixels: int = Field(
         400_000_000,

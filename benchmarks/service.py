@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from types import TracebackType
@@ -99,3 +100,25 @@ class Service:
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def peak_rss_during(service: Service, work: object) -> tuple[float, float, object]:
+    """(RSS before, peak RSS while ``work()`` runs, its result)."""
+    before = service.rss_mb()
+    peak = before
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, service.rss_mb())
+            time.sleep(0.005)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        result = work()  # type: ignore[operator]
+    finally:
+        done.set()
+        sampler.join()
+    return before, peak, result

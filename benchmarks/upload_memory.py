@@ -18,14 +18,12 @@ import json
 import logging
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 import httpx
 import numpy as np
 from PIL import Image
-from service import Service
+from service import Service, peak_rss_during
 
 logger = logging.getLogger("upload_memory")
 
@@ -50,28 +48,6 @@ async def _burst(url: str, data: bytes, n: int) -> list[int]:
     return [r.status_code for r in rs]
 
 
-def _peak_during(service: Service, work: object) -> tuple[float, float, object]:
-    """(RSS before, peak RSS while ``work()`` runs, its result)."""
-    before = service.rss_mb()
-    peak = before
-    done = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak
-        while not done.is_set():
-            peak = max(peak, service.rss_mb())
-            time.sleep(0.005)
-
-    sampler = threading.Thread(target=sample)
-    sampler.start()
-    try:
-        result = work()  # type: ignore[operator]
-    finally:
-        done.set()
-        sampler.join()
-    return before, peak, result
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--concurrent", type=int, default=8)
@@ -87,7 +63,7 @@ def main() -> None:
         for kind in ("grey16", "rgba"):
             data = _png(args.side, kind)
             asyncio.run(_burst(url, data, 1))  # warm-up: allocator pools, code paths
-            before, peak, statuses = _peak_during(
+            before, peak, statuses = peak_rss_during(
                 server, lambda d=data: asyncio.run(_burst(url, d, args.concurrent))
             )
             logger.info(

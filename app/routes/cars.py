@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import io
 import os
-import tempfile
 from pathlib import Path
 from typing import Annotated, Literal
 
+import numpy as np
 from fastapi import APIRouter, Depends, File, Form, UploadFile
 from fastapi.responses import FileResponse
 from PIL import Image
@@ -17,7 +18,7 @@ from PIL import Image
 from app.deps import (
     ServicesDep,
     check_id,
-    decode,
+    decoding,
     get_car,
     on_serving,
     one_image,
@@ -29,7 +30,9 @@ from app.deps import (
 from app.problems import Problem
 from app.schemas import Car, car_image_url
 from app.services import Services
-from carembed.images import ImageError, ImageLimits, decoded_pixels, load_image
+from carembed.images import ImageError, ImageLimits, decoded_pixels, load_image_with_size
+from carembed.preprocess import Preprocessing
+from indexer.files import write_atomically
 from indexer.payload import CarFields, CarPayload, StoredCar, upload_payload
 
 router = APIRouter(prefix="/api/v1", tags=["cars"])
@@ -98,20 +101,27 @@ def _links_stay_inside(root: Path, path: Path) -> bool:
     return True
 
 
-def _thumbnail(source: Path, target: Path, size: int, limits: ImageLimits) -> None:
-    """Write the thumbnail under a unique temporary name, then replace atomically: readers see
-    a whole thumbnail or none."""
-    img = load_image(source, limits=limits, draft_size=(size, size))
-    img.thumbnail((size, size))
+def _prepare_with_thumbnail(
+    data: bytes, preprocessing: Preprocessing, limits: ImageLimits, side: int
+) -> tuple[np.ndarray, tuple[int, int], bytes]:
+    """One decode of an added photo: the model's input, its size as shown, its thumbnail."""
+    image, size = load_image_with_size(data, limits, preprocessing.draft_size)
+    return preprocessing.to_array(image), size, _jpeg_thumbnail(image, side)
+
+
+def _jpeg_thumbnail(image: Image.Image, side: int) -> bytes:
+    thumb = image.copy()
+    thumb.thumbnail((side, side))
+    buf = io.BytesIO()
+    thumb.save(buf, "JPEG", quality=85)
+    return buf.getvalue()
+
+
+def _thumbnail(source: Path, target: Path, side: int, limits: ImageLimits) -> None:
+    """The thumbnail of a stored photo, written atomically: readers see all of it or none."""
+    image, _ = load_image_with_size(source, limits, (side, side))
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.", suffix=".jpg")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            img.save(fh, "JPEG", quality=85)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(target, _jpeg_thumbnail(image, side))
 
 
 @router.get(
@@ -133,7 +143,9 @@ async def car_image(
 
         async def make() -> None:  # one decode however many first requests wait for it
             side = settings.thumb_size
-            async with services.pixels.reserve(decoded_pixels(path, (side, side))):
+            # A stored photo larger than the whole budget is decoded alone, not refused.
+            pixels = min(decoded_pixels(path, (side, side)), services.pixels.total)
+            async with services.pixels.reserve(pixels):
                 await asyncio.get_running_loop().run_in_executor(
                     services.decode_executor, _thumbnail, path, thumb, side, settings.limits
                 )
@@ -165,7 +177,16 @@ async def add_car(
 ) -> Car:
     data = await read_upload(image, services.settings.max_upload_bytes)
     serving = services.model
-    array, size = await decode(services, serving, data)
+    preprocessing = serving.embedder.preprocessing
+    array, size, thumbnail = await decoding(
+        services,
+        serving,
+        data,
+        _prepare_with_thumbnail,
+        preprocessing,
+        serving.embedder.limits,
+        services.settings.thumb_size,
+    )
     vector = await serving.batcher.embed(array)
     sha = hashlib.sha256(data).hexdigest()
     with Image.open(io.BytesIO(data)) as probe:  # already decoded once: only its format
@@ -178,6 +199,9 @@ async def add_car(
         raise Problem(
             507, "insufficient-storage", "Cannot store the photo", "the service's disk is full"
         ) from exc
+    with contextlib.suppress(OSError):  # a thumbnail can always be made again on request
+        services.thumbs_dir.mkdir(parents=True, exist_ok=True)
+        write_atomically(services.thumbs_dir / f"{added.id}.jpg", thumbnail)
     return _car(added)
 
 

@@ -58,3 +58,33 @@ def test_concurrent_first_thumbnails_share_one_decode(
     assert len(calls) == 1
     assert [a.status_code for a in answers] == [200] * CLIENTS
     assert len({a.content for a in answers}) == 1 and answers[0].content[:2] == b"\xff\xd8"
+
+
+def test_an_added_car_gets_its_thumbnail_from_the_add_decode(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The add decodes the photo once, for the model and the thumbnail: the first thumbnail
+    request decodes nothing."""
+
+    def no_decode(*args: object) -> None:
+        raise AssertionError("the thumbnail was decoded again")
+
+    monkeypatch.setattr(cars, "_thumbnail", no_decode)
+    settings = AppSettings(data_dir=tmp_path / "data", qdrant_path=tmp_path / "q", api_key="k")
+    photo = (make_gallery(tmp_path / "gallery") / "BMW_M3_Coupe_2012" / "1.jpg").read_bytes()
+    with TestClient(create_app(settings)) as client:
+        deadline = time.monotonic() + 60
+        while client.get("/readyz").status_code != 200:  # the empty collection is created
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        added = client.post(
+            "/api/v1/cars", files={"image": ("c.jpg", photo)}, headers={"X-API-Key": "k"}
+        )
+        assert added.status_code == 201
+        thumb = client.get(f"/api/v1/cars/{added.json()['id']}/image")
+    assert thumb.status_code == 200 and thumb.content[:2] == b"\xff\xd8"
+    import io
+
+    from PIL import Image
+
+    assert Image.open(io.BytesIO(thumb.content)).size == (160, 96)  # small photos stay whole
