@@ -29,12 +29,18 @@ class KeyBeforeBody:
 
     def __init__(self, app: ASGIApp, routers: Sequence[APIRouter], settings: AppSettings) -> None:
         self.app, self.settings = app, settings
-        self.routes = [route for router in routers for route in router.routes]
+        # Only the routes that need a key with these settings are matched per request.
+        routes = [(route, _needs(route)) for router in routers for route in router.routes]
+        self.routes = [
+            (route, write)
+            for route, write in routes
+            if write or (write is False and settings.read_api_key is not None)
+        ]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             write = next(
-                (_needs(r) for r in self.routes if r.matches(scope)[0] == Match.FULL),
+                (w for r, w in self.routes if r.matches(scope)[0] == Match.FULL),
                 None,
             )
             if write is not None:
