@@ -171,8 +171,11 @@ def test_rollout_beside_the_service_loses_nothing_and_fails_no_query(
             build.kill()
     assert not failures, failures[:3]
     assert answered[0] == old_version and answered[-1] == new_version
-    time.sleep(0.6)  # past model_retire_s: the old model is unloaded
-    assert set(client.app.state.services.loaded) == {new_version}  # type: ignore[attr-defined]
+    services = client.app.state.services  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 10  # model_retire_s is 0.3 s: the old model is unloaded
+    while set(services.loaded) != {new_version}:
+        assert time.monotonic() < deadline, set(services.loaded)
+        time.sleep(0.05)
     assert switch_s < 10
     body = _ready(client)
     assert body["collection"] == body["live_collection"] and body["points"] == 9 - 1 + 3
