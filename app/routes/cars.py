@@ -143,9 +143,9 @@ async def car_image(
 
         async def make() -> None:  # one decode however many first requests wait for it
             side = settings.thumb_size
-            # A stored photo larger than the whole budget is decoded alone, not refused.
-            pixels = min(decoded_pixels(path, (side, side)), services.pixels.total)
-            async with services.pixels.reserve(pixels):
+            # A stored photo that cannot be decoded within the budget has no thumbnail (422);
+            # its full image is still served as stored.
+            async with services.pixels.reserve(decoded_pixels(path, (side, side))):
                 await asyncio.get_running_loop().run_in_executor(
                     services.decode_executor, _thumbnail, path, thumb, side, settings.limits
                 )

@@ -86,3 +86,32 @@ def test_the_api_refuses_a_photo_over_the_budget_before_decoding_it(tmp_path: Pa
         assert answer.json()["type"] == "/problems/too-many-pixels"
         small = _encoded((900, 1000), "PNG")
         assert client.post("/api/v1/embed", files={"image": ("s.png", small)}).status_code == 200
+
+
+def test_a_gallery_photo_over_the_budget_has_no_thumbnail_but_its_file(tmp_path: Path) -> None:
+    import time
+
+    from indexer.payload import point_id
+
+    gallery = tmp_path / "gallery" / "Big_Car_2012"
+    gallery.mkdir(parents=True)
+    big = _encoded((1200, 1000), "PNG")
+    (gallery / "big.png").write_bytes(big)
+    settings = AppSettings(
+        gallery=gallery.parent,
+        data_dir=tmp_path / "data",
+        qdrant_path=tmp_path / "q",
+        decode_pixel_budget=1_000_000,
+    )
+    import hashlib
+
+    car = point_id(hashlib.sha256(big).hexdigest())
+    with TestClient(create_app(settings)) as client:
+        deadline = time.monotonic() + 60
+        while client.get("/readyz").json()["indexing"]["state"] != "done":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        thumb = client.get(f"/api/v1/cars/{car}/image")
+        assert thumb.status_code == 422 and thumb.json()["type"] == "/problems/too-many-pixels"
+        full = client.get(f"/api/v1/cars/{car}/image", params={"size": "full"})
+        assert full.status_code == 200 and full.content == big
