@@ -22,7 +22,7 @@ from carembed.images import (
     UnreadableImageError,
     decoded_pixels,
 )
-from indexer.engine import CollectionMissing, StoreError
+from indexer.engine import CollectionMissing, StoreError, single_attempt
 from indexer.index import IndexNotReady
 from indexer.payload import StoredCar
 
@@ -91,12 +91,13 @@ async def require_read_key(
 
 
 async def store(services: Services, call: Any, *args: Any) -> Any:
-    """A call of the car index on the store's own threads, within the request deadline. A store
-    that is down, slow or being rebuilt becomes a fast 503; other errors are not disguised."""
+    """A call of the car index on the store's own threads, within the request deadline and
+    without retries. A store that is down, slow or being rebuilt becomes a fast 503; other
+    errors are not disguised."""
     loop = asyncio.get_running_loop()
     try:
         return await asyncio.wait_for(
-            loop.run_in_executor(services.store_executor, call, *args),
+            loop.run_in_executor(services.store_executor, single_attempt, call, *args),
             services.settings.store_deadline_s,
         )
     except TimeoutError as exc:

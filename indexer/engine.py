@@ -5,14 +5,35 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
 from indexer.payload import CarFilter, CarPayload, StoredCar
 from indexer.versions import AliasState
+
+T = TypeVar("T")
+
+_SINGLE_ATTEMPT: ContextVar[bool] = ContextVar("carsearch_single_attempt", default=False)
+
+
+def single_attempt(call: Callable[..., T], *args: Any) -> T:
+    """``call(*args)`` with every store call in it tried once: what a request that has a
+    deadline uses (a store that fails answers 503 at once, and no thread keeps retrying after
+    the request gave up). Background work (builds, start-up indexing) retries."""
+    token = _SINGLE_ATTEMPT.set(True)
+    try:
+        return call(*args)
+    finally:
+        _SINGLE_ATTEMPT.reset(token)
+
+
+def retries_allowed() -> bool:
+    """False inside ``single_attempt``."""
+    return not _SINGLE_ATTEMPT.get()
 
 
 class StoreError(RuntimeError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import random
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from indexer.engine import CollectionMissing, NewPoint, StoreError
+from indexer.engine import CollectionMissing, NewPoint, StoreError, retries_allowed
 from indexer.payload import PAYLOAD_INDEXES, CarFilter, Match, StoredCar
 from indexer.settings import StoreSettings
 from indexer.versions import PREVIOUS_SUFFIX, AliasState
@@ -78,10 +79,12 @@ class ServerEngine:
         )
 
     def call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """``fn(*args, **kwargs)``, retried on transient errors (then StoreError: the server is
-        down); a missing collection raises CollectionMissing; other errors (a bad request, a
-        bug) as they are."""
-        retries, backoff = self._settings.qdrant_retries, self._settings.qdrant_backoff_s
+        """``fn(*args, **kwargs)``, retried on transient errors with jittered exponential
+        backoff (none inside ``indexer.engine.single_attempt``: a request's deadline) and then
+        StoreError (the server is down); a missing collection raises CollectionMissing; other
+        errors (a bad request, a bug) as they are."""
+        retries = self._settings.qdrant_retries if retries_allowed() else 0
+        backoff = self._settings.qdrant_backoff_s
         for attempt in range(retries + 1):
             try:
                 return fn(*args, **kwargs)
@@ -95,7 +98,7 @@ class ServerEngine:
                         f"the Qdrant server did not answer ({what}, {type(exc).__name__}, "
                         f"{retries + 1} tries)"
                     ) from exc
-                delay = backoff * 2**attempt
+                delay = backoff * 2**attempt * random.uniform(0.5, 1.5)  # jitter: no herd
                 logger.warning(
                     "qdrant %s failed (%s); retry %d in %.1f s",
                     what,

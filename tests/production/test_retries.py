@@ -172,3 +172,19 @@ def test_collection_settings_reach_the_embedded_engine(tmp_path: Path) -> None:
     )
     text = json.dumps(config)
     assert '"m": 32' in text and '"ef_construct": 200' in text and "int8" in text.lower()
+
+
+def test_a_request_tries_once_and_background_work_retries(fake_qdrant: tuple[str, Script]) -> None:
+    """Inside ``single_attempt`` (the service's request path) a transient failure is the
+    answer at once; outside it (builds, start-up work) it is retried."""
+    from indexer.engine import StoreError, single_attempt
+
+    url, script = fake_qdrant
+    engine = _client(url, qdrant_retries=3)
+    script.plan = [503, 200]
+    with pytest.raises(StoreError, match="1 tries"):
+        single_attempt(engine.collections)
+    assert script.calls == 1
+    script.plan, script.calls = [503, 503, 200], 0
+    assert engine.collections() == []
+    assert script.calls == 3
