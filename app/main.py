@@ -14,7 +14,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
-from app import problems
+from app import openapi, problems
 from app.body_limit import BodyLimit
 from app.int8 import adopt_int8
 from app.key_first import KeyBeforeBody
@@ -59,7 +59,9 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
         version="0.1.0",
         description="Similar-car image search: upload a photo, get the most similar cars.",
         lifespan=lifespan,
+        generate_unique_id_function=openapi.operation_id,
     )
+    openapi.install(app)
     problems.install(app)
     routers = (search.router, cars.router, health.router)
     for router in routers:

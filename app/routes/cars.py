@@ -54,6 +54,7 @@ def _car(car: StoredCar) -> Car:
 
 @router.get(
     "/cars/{car_id}",
+    name="get_car",
     response_model=Car,
     summary="One car's metadata",
     dependencies=[Depends(require_read_key)],

@@ -223,7 +223,12 @@ async def search(
     return response
 
 
-@router.get("/cars/{car_id}/similar", response_model=SearchResponse, summary="More like this car")
+@router.get(
+    "/cars/{car_id}/similar",
+    name="similar_cars",
+    response_model=SearchResponse,
+    summary="More like this car",
+)
 async def similar(
     services: ServicesDep,
     car_id: str,
@@ -240,6 +245,7 @@ async def similar(
 
 @router.post(
     "/identify",
+    name="identify",
     response_model=Identification,
     summary="What car is this? (candidates with calibrated confidence, and the make)",
     dependencies=[Depends(one_image)],
