@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args
 
 from carembed.choices import EngineChoice, HeadKind, LossName, PoolingKind, Recipe
+from carsearch import stored_models
 
 if TYPE_CHECKING:
     from app.settings import AppSettings
@@ -455,6 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
     quantize.add_argument("--onnx-dir", type=Path, default=Path("data/onnx"))
     quantize.add_argument("--max-drop", type=float, default=0.005)
     quantize.set_defaults(handler=_model_quantize)
+    stored_models.add_parsers(model_commands, _add_qdrant_args, _open_index, emit)
 
     embed = commands.add_parser("embed", help="embed images and show each one's nearest other")
     embed.add_argument("images", nargs="+", type=Path)

@@ -338,6 +338,11 @@ class EdgeEngine:
             write_atomically(folder / name, data)
         write_atomically(folder / COMPLETE_FILE, json.dumps(sorted(files)).encode())
 
+    def model_versions(self) -> list[str]:
+        folder = self.root / "models"
+        found = folder.iterdir() if folder.is_dir() else iter(())
+        return sorted(p.name for p in found if self.has_model(p.name))
+
     def get_model(self, version: str) -> dict[str, bytes] | None:
         if not self.has_model(version):
             return None

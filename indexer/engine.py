@@ -120,4 +120,7 @@ class Engine(Protocol):
 
     def get_model(self, version: str) -> dict[str, bytes] | None: ...
 
+    def model_versions(self) -> list[str]:
+        """The versions of the models stored whole, sorted."""
+
     def close(self) -> None: ...

@@ -36,6 +36,19 @@ class ModelCopies:
         )
         return version
 
+    def versions(self) -> list[str]:
+        """The versions of the models stored with the index."""
+        return self._engine.model_versions()
+
+    def export(self, version: str, folder: Path) -> str:
+        """Write the stored model ``version`` as a servable folder; LookupError (naming the
+        stored versions) when there is none."""
+        model = self.load(version)
+        if model is None:
+            stored = ", ".join(self.versions()) or "none"
+            raise LookupError(f"no model {version} is stored with the index (stored: {stored})")
+        return save_model(model, folder)
+
     def load(self, version: str, device: str = "cpu") -> CarEmbeddingModel | None:
         """The stored model of this version, or None when the store has no copy."""
         folder = self.cache_dir / version

@@ -399,6 +399,26 @@ class ServerEngine:
         )
         self.call("models", self.client.upsert, MODELS_COLLECTION, points=[manifest], wait=True)
 
+    def model_versions(self) -> list[str]:
+        """Every chunk names its model's version; the versions whose manifest is there."""
+        if MODELS_COLLECTION not in self.collections():
+            return []
+        versions: set[str] = set()
+        offset = None
+        while True:
+            records, offset = self.call(
+                "models",
+                self.client.scroll,
+                MODELS_COLLECTION,
+                limit=256,
+                offset=offset,
+                with_payload=["version"],
+                with_vectors=False,
+            )
+            versions.update(str(v) for r in records if (v := (r.payload or {}).get("version")))
+            if offset is None:
+                return sorted(v for v in versions if self.has_model(v))
+
     def get_model(self, version: str) -> dict[str, bytes] | None:
         manifest = self._manifest(version)
         if manifest is None:

@@ -548,3 +548,24 @@ def test_an_alias_move_from_a_stale_state_is_refused_on_both_engines(
     with pytest.raises(StoreError, match="moved by another process"):
         index.engine.move_aliases(read, AliasState(read.alias, "cars-test__b", None))
     assert index.state().live == "cars-test__a"
+
+
+def test_stored_models_are_listed_with_their_collections_and_exported(
+    index: CarIndex, gallery: Path, small_embedder: Embedder, tmp_path: Path
+) -> None:
+    from carembed.artifact import load_model
+    from carsearch.stored_models import model_export, model_list
+
+    live = index.build(small_embedder, gallery, progress=False).collection
+    assert index.models.versions() == [small_embedder.version]
+    lines: list[str] = []
+    assert model_list(index, lines.append) == 0
+    row = next(line for line in lines if line.startswith(small_embedder.version))
+    assert f"{live} (live)" in row and "mobilenet_v2" in row
+
+    assert model_export(index, small_embedder.version, tmp_path / "out", lines.append) == 0
+    assert load_model(tmp_path / "out").version() == small_embedder.version
+    with pytest.raises(LookupError, match=f"stored: {small_embedder.version}"):
+        index.models.export("efficientnetlite0-identity-000000000000", tmp_path / "none")
+    missing = "efficientnetlite0-identity-000000000000"
+    assert model_export(index, missing, tmp_path / "x", lines.append) == 2

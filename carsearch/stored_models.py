@@ -1,0 +1,84 @@
+"""``carsearch model list`` and ``carsearch model export``: the models stored with the index
+(every build stores the one that made its vectors)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from indexer.index import CarIndex
+
+logger = logging.getLogger(__name__)
+
+Opener = Callable[[argparse.Namespace], "CarIndex"]
+Emitter = Callable[[str], None]
+
+
+def model_list(index: CarIndex, emit: Emitter) -> int:
+    """Each stored model: version, when its copy was made, backbone, flips, precision, and the
+    collections of this alias built with it."""
+    from carembed.artifact import INT8_FILE
+    from indexer.versions import model_version_of
+
+    state = index.state()
+    roles = {state.live: "live", state.previous: "previous"}
+    by_version: dict[str, list[str]] = {}
+    for name in index.engine.collections():
+        version = model_version_of(name)
+        if version is not None and name.startswith(index.alias + "__"):
+            label = f"{name} ({roles[name]})" if name in roles else name
+            by_version.setdefault(version, []).append(label)
+    emit(f"{'version':42} {'backbone':20} {'flips':5} {'int8':4} collections")
+    for version in index.models.versions():
+        model = index.models.load(version)
+        assert model is not None  # listed: stored whole
+        source = model.source_dir
+        int8 = "yes" if source is not None and (source / INT8_FILE).is_file() else "no"
+        flips = "on" if model.config.test_time_flip else "off"
+        used = ", ".join(by_version.get(version, [])) or "-"
+        emit(f"{version:42} {model.config.backbone.name:20} {flips:5} {int8:4} {used}")
+    return 0
+
+
+def model_export(index: CarIndex, version: str, out: Path, emit: Emitter) -> int:
+    try:
+        written = index.models.export(version, out)
+    except LookupError as exc:
+        logger.error("%s", exc)
+        return 2
+    emit(f"model {written} written to {out}")
+    return 0
+
+
+def add_parsers(
+    commands: argparse._SubParsersAction,  # type: ignore[type-arg]
+    add_store_args: Callable[[argparse.ArgumentParser], None],
+    open_index: Opener,
+    emit: Emitter,
+) -> None:
+    def run_list(args: argparse.Namespace) -> int:
+        index = open_index(args)
+        try:
+            return model_list(index, emit)
+        finally:
+            index.close()
+
+    def run_export(args: argparse.Namespace) -> int:
+        index = open_index(args)
+        try:
+            return model_export(index, args.version, args.out, emit)
+        finally:
+            index.close()
+
+    listing = commands.add_parser("list", help="the models stored with the index")
+    add_store_args(listing)
+    listing.set_defaults(handler=run_list)
+    export = commands.add_parser("export", help="a stored model as a servable folder")
+    export.add_argument("version")
+    export.add_argument("--out", type=Path, required=True)
+    add_store_args(export)
+    export.set_defaults(handler=run_export)
