@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -93,7 +94,11 @@ def test_the_docker_image_and_the_package_carry_the_folder() -> None:
 def test_the_installed_package_loads_it_offline(tmp_path: Path) -> None:
     """A non-editable install (as the Docker image and ``pip install .`` make) holds the model;
     it loads from there with the network refused."""
-    site = tmp_path / "site"
+    site, source = tmp_path / "site", tmp_path / "source"
+    for name in ("carembed", "carsearch", "app", "indexer", "training"):  # builds write there
+        shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
     subprocess.run(
         [
             sys.executable,
@@ -105,7 +110,7 @@ def test_the_installed_package_loads_it_offline(tmp_path: Path) -> None:
             "--no-build-isolation",
             "--target",
             str(site),
-            str(ROOT),
+            str(source),
         ],
         check=True,
         capture_output=True,
