@@ -26,6 +26,16 @@ from carembed.preprocess import Preprocessing
 logger = logging.getLogger(__name__)
 
 
+def load_for_model(
+    source: ImageSource, preprocessing: Preprocessing, limits: ImageLimits
+) -> tuple[Image.Image, tuple[int, int]]:
+    """One photo decoded as the model needs it (reduced early; an elongated photo shrunk along
+    its long side when the model squashes) and its full (width, height) as shown."""
+    return load_image_with_size(
+        source, limits, preprocessing.draft_size, squash=preprocessing.resize == "squash"
+    )
+
+
 def prepare(
     source: ImageSource | Image.Image, preprocessing: Preprocessing, limits: ImageLimits
 ) -> tuple[np.ndarray, tuple[int, int]]:
@@ -33,9 +43,7 @@ def prepare(
     if isinstance(source, Image.Image):
         image, size = (source.convert("RGB") if source.mode != "RGB" else source), source.size
     else:
-        image, size = load_image_with_size(
-            source, limits, preprocessing.draft_size, squash=preprocessing.resize == "squash"
-        )
+        image, size = load_for_model(source, preprocessing, limits)
     return preprocessing.to_array(image), size
 
 

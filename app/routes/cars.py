@@ -30,6 +30,7 @@ from app.deps import (
 from app.problems import Problem
 from app.schemas import Car, car_image_url
 from app.services import Services
+from carembed.embedder import load_for_model
 from carembed.images import ImageError, ImageLimits, decoded_pixels, load_image_with_size
 from carembed.preprocess import Preprocessing
 from indexer.files import write_atomically
@@ -105,24 +106,27 @@ def _links_stay_inside(root: Path, path: Path) -> bool:
 def _prepare_with_thumbnail(
     data: bytes, preprocessing: Preprocessing, limits: ImageLimits, side: int
 ) -> tuple[np.ndarray, tuple[int, int], bytes]:
-    """One decode of an added photo: the model's input, its size as shown, its thumbnail."""
-    image, size = load_image_with_size(data, limits, preprocessing.draft_size)
-    return preprocessing.to_array(image), size, _jpeg_thumbnail(image, side)
+    """One decode of an added photo, the one search and indexing make (so its vector is
+    theirs): the model's input, its size as shown, its thumbnail."""
+    image, size = load_for_model(data, preprocessing, limits)
+    return preprocessing.to_array(image), size, _jpeg_thumbnail(image, size, side)
 
 
-def _jpeg_thumbnail(image: Image.Image, side: int) -> bytes:
-    thumb = image.copy()
-    thumb.thumbnail((side, side))
+def _jpeg_thumbnail(image: Image.Image, size: tuple[int, int], side: int) -> bytes:
+    """``image`` within ``side`` x ``side`` at the aspect of the photo as shown (``size``: an
+    early reduction for the model may have squashed it), never enlarged."""
+    scale = min(1.0, side / max(size))
+    target = (max(1, round(size[0] * scale)), max(1, round(size[1] * scale)))
     buf = io.BytesIO()
-    thumb.save(buf, "JPEG", quality=85)
+    image.resize(target, Image.Resampling.LANCZOS).save(buf, "JPEG", quality=85)
     return buf.getvalue()
 
 
 def _thumbnail(source: Path, target: Path, side: int, limits: ImageLimits) -> None:
     """The thumbnail of a stored photo, written atomically: readers see all of it or none."""
-    image, _ = load_image_with_size(source, limits, (side, side))
+    image, size = load_image_with_size(source, limits, (side, side))
     target.parent.mkdir(parents=True, exist_ok=True)
-    write_atomically(target, _jpeg_thumbnail(image, side))
+    write_atomically(target, _jpeg_thumbnail(image, size, side))
 
 
 @router.get(

@@ -88,3 +88,36 @@ def test_an_added_car_gets_its_thumbnail_from_the_add_decode(
     from PIL import Image
 
     assert Image.open(io.BytesIO(thumb.content)).size == (160, 96)  # small photos stay whole
+
+
+def test_an_added_elongated_photo_gets_the_search_vector_and_a_true_aspect_thumbnail(
+    tmp_path: Path,
+) -> None:
+    """The add decodes as search does (an elongated photo shrunk along its long side for the
+    squashing model), so the stored vector is the one /embed gives; its thumbnail keeps the
+    photo's aspect all the same."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from tests.conftest import scene
+
+    buf = io.BytesIO()
+    scene(77, size=(900, 200)).save(buf, "JPEG", quality=90)
+    photo = buf.getvalue()
+    settings = AppSettings(data_dir=tmp_path / "data", qdrant_path=tmp_path / "q", api_key="k")
+    with TestClient(create_app(settings)) as client:
+        deadline = time.monotonic() + 60
+        while client.get("/readyz").status_code != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        car = client.post(
+            "/api/v1/cars", files={"image": ("c.jpg", photo)}, headers={"X-API-Key": "k"}
+        ).json()
+        embedded = client.post("/api/v1/embed", files={"image": ("c.jpg", photo)}).json()
+        services = client.app.state.services  # type: ignore[attr-defined]
+        stored = services.index.get(services.serving_collection(), car["id"], with_vector=True)
+        thumb = client.get(f"/api/v1/cars/{car['id']}/image")
+    np.testing.assert_allclose(stored.vector, embedded["vector"], atol=1e-5)
+    assert Image.open(io.BytesIO(thumb.content)).size == (256, 57)
