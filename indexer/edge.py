@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from indexer.engine import CollectionMissing, NewPoint, StoreError
+from indexer.engine import CollectionMissing, NewPoint, StoreError, check_alias
 from indexer.files import locked, write_atomically
 from indexer.payload import PAYLOAD_INDEXES, CarFilter, Match, StoredCar
 from indexer.settings import StoreSettings
@@ -97,11 +97,7 @@ class EdgeEngine:
             current = AliasState(
                 before.alias, names.get(before.alias), names.get(before.alias + PREVIOUS_SUFFIX)
             )
-            if current != before:
-                raise StoreError(
-                    f"the alias {before.alias!r} was moved by another process meanwhile "
-                    f"(now {current.live}); run the command again"
-                )
+            check_alias(before, current)
             for alias, collection in after.names.items():
                 if collection is None:
                     names.pop(alias, None)

@@ -40,6 +40,16 @@ class StoreError(RuntimeError):
     """The store cannot be used: held by another process, unreachable, of an old format."""
 
 
+def check_alias(expected: AliasState, found: AliasState) -> None:
+    """The compare of an alias move's compare-and-swap: StoreError when the alias is not
+    where the move expected it (another process moved it)."""
+    if found != expected:
+        raise StoreError(
+            f"the alias {expected.alias!r} was moved by another process meanwhile "
+            f"(now {found.live}); run the command again"
+        )
+
+
 class CollectionMissing(LookupError):
     """The collection does not exist (deleted by a newer build, or never built)."""
 

@@ -11,7 +11,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from indexer.engine import CollectionMissing, NewPoint, StoreError, retries_allowed
+from indexer.engine import (
+    CollectionMissing,
+    NewPoint,
+    StoreError,
+    check_alias,
+    retries_allowed,
+)
 from indexer.payload import PAYLOAD_INDEXES, CarFilter, Match, StoredCar
 from indexer.server_models import ServerModelCopies
 from indexer.settings import StoreSettings
@@ -121,12 +127,7 @@ class ServerEngine(ServerModelCopies):
         between fails too, rather than report a move that did not last."""
         from qdrant_client import models
 
-        current = self.alias_state(before.alias)
-        if current != before:
-            raise StoreError(
-                f"the alias {before.alias!r} was moved by another process meanwhile "
-                f"(now {current.live}); run the command again"
-            )
+        check_alias(before, self.alias_state(before.alias))
         operations: list[Any] = []
         for alias, collection in after.names.items():
             if before.names[alias] == collection:
@@ -149,12 +150,7 @@ class ServerEngine(ServerModelCopies):
                 self.client.update_collection_aliases,
                 change_aliases_operations=operations,
             )
-        moved = self.alias_state(before.alias)
-        if moved != after:
-            raise StoreError(
-                f"the alias {before.alias!r} was moved by another process during this move "
-                f"(now {moved.live}); run the command again"
-            )
+        check_alias(after, self.alias_state(before.alias))
 
     # -- collections -----------------------------------------------------------------------
     def collections(self) -> list[str]:
