@@ -68,12 +68,10 @@ def float_nodes(graph_path: Path, prefix: str = QUANTIZED_PREFIX) -> list[str]:
     return outside + convs[:1] + convs[-1:]
 
 
-def quantize_static_int8(
-    fp32_path: Path, out_path: Path, calibration: np.ndarray, *, keep_float: bool = True
-) -> None:
+def quantize_static_int8(fp32_path: Path, out_path: Path, calibration: np.ndarray) -> None:
     """QDQ int8 (per-channel weights) calibrated on ``calibration`` (N, 3, S, S) images, with
-    ``float_nodes`` left in float32 unless ``keep_float`` is off; the float32 graph's metadata
-    (the model version) travels along."""
+    ``float_nodes`` left in float32; the float32 graph's metadata (the model version) travels
+    along."""
     import onnx
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -102,7 +100,7 @@ def quantize_static_int8(
             per_channel=True,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
-            nodes_to_exclude=float_nodes(prepared) if keep_float else None,
+            nodes_to_exclude=float_nodes(prepared),
             extra_options={"CalibMovingAverage": True},
         )
     source, target = onnx.load(str(fp32_path)), onnx.load(str(out_path))
