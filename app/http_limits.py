@@ -21,7 +21,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from app.settings import AppSettings
 
-_REASONS = {408: b"Request Timeout", 414: b"URI Too Long", 431: b"Request Header Fields Too Large"}
+_REASONS = {408: "Request Timeout", 414: "URI Too Long", 431: "Request Header Fields Too Large"}
 
 
 class LimitedHttpToolsProtocol(HttpToolsProtocol):
@@ -104,7 +104,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def _refuse(self, status: int, detail: str) -> None:
         self._disarm()
-        title = _REASONS[status].decode()
+        title = _REASONS[status]
         problem = {"type": "/problems/http-limit", "title": title, "status": status}
         body = json.dumps(problem | {"detail": detail}).encode()
         head = (

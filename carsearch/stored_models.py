@@ -19,7 +19,7 @@ Emitter = Callable[[str], None]
 
 
 def model_list(index: CarIndex, emit: Emitter) -> int:
-    """Each stored model: version, when its copy was made, backbone, flips, precision, and the
+    """Each stored model: version, backbone, flips, whether it carries an int8 graph, and the
     collections of this alias built with it."""
     from carembed.artifact import INT8_FILE
     from indexer.versions import model_version_of
