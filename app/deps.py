@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import uuid
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
@@ -23,7 +24,9 @@ from carembed.images import (
     decoded_pixels,
 )
 from indexer.engine import CollectionMissing, StoreError, single_attempt
+from indexer.fields import Condition, FieldError
 from indexer.index import IndexNotReady
+from indexer.listing import CursorError, ExternalIdTaken, UnknownCars
 from indexer.payload import StoredCar
 
 T = TypeVar("T")
@@ -106,6 +109,28 @@ async def store(services: Services, call: Any, *args: Any) -> Any:
         raise unavailable("the index for this model is being built") from exc
     except StoreError as exc:
         raise unavailable("the vector store is not reachable") from exc
+    except (FieldError, CursorError, UnknownCars) as exc:
+        raise Problem(422, "invalid-request", "Invalid request", str(exc)) from exc
+    except ExternalIdTaken as exc:
+        raise Problem(409, "external-id-taken", "External id in use", str(exc)) from exc
+
+
+def json_field(name: str, text: str | None) -> Any:
+    """A form or query field that holds JSON, parsed (None when not sent)."""
+    if text is None or not text.strip():
+        return None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise Problem(422, "invalid-request", "Invalid JSON", f"{name} is not valid JSON") from exc
+
+
+def conditions(services: Services, text: str | None) -> tuple[Condition, ...]:
+    """The conditions of a ``filter`` field."""
+    try:
+        return services.index.fields.parse_filter(json_field("filter", text))
+    except FieldError as exc:
+        raise Problem(422, "invalid-request", "Invalid filter", str(exc)) from exc
 
 
 async def on_serving(services: Services, model: ServingModel, call: Any, *args: Any) -> Any:

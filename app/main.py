@@ -19,7 +19,7 @@ from app.body_limit import BodyLimit
 from app.int8 import adopt_int8
 from app.key_first import KeyBeforeBody
 from app.metrics import RequestMetrics
-from app.routes import cars, health, search
+from app.routes import browse, cars, health, images, search
 from app.services import build_services, follow_live_model, in_daemon_thread, prepare_index
 from app.settings import AppSettings
 
@@ -63,7 +63,7 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
     )
     openapi.install(app)
     problems.install(app)
-    routers = (search.router, cars.router, health.router)
+    routers = (search.router, browse.router, cars.router, images.router, health.router)
     for router in routers:
         app.include_router(router)
 

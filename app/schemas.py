@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.config import JsonDict
 
-from indexer.payload import CarFields
+from app.problems import Problem
+from indexer.fields import MAX_EXTERNAL_ID, AttributeValue
+from indexer.payload import CarFields, Listing, StoredCar
 
 
 def car_image_url(car_id: str, size: Literal["full", "thumb"]) -> str:
@@ -32,7 +35,16 @@ _EXAMPLE_IDENTIFICATION: JsonDict = {
 }
 
 
-class Hit(CarFields):
+_EXAMPLE_LISTING: JsonDict = {
+    "external_id": "listing-48213",
+    "attributes": {"price": 18500.0, "mileage": 64000, "color": "red", "available": True},
+}
+
+MAX_EXAMPLES = 10
+"""Most car ids in ``positive`` and in ``negative``."""
+
+
+class Hit(CarFields, Listing):
     id: str
     score: float
     image_url: str
@@ -111,7 +123,7 @@ class SearchResponse(BaseModel):
     }
 
 
-class Car(CarFields):
+class Car(CarFields, Listing):
     id: str
     width: int | None = None
     height: int | None = None
@@ -119,6 +131,108 @@ class Car(CarFields):
     model_version: str | None = None
     indexed_at: str | None = None
     image_url: str
+    thumb_url: str
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": _EXAMPLE_ID,
+                    "make": "Audi",
+                    "model": "TTS Coupe",
+                    "year": 2012,
+                    "body": "Coupe",
+                    "class_name": "Audi TTS Coupe 2012",
+                    **_EXAMPLE_LISTING,
+                    "width": 640,
+                    "height": 480,
+                    "source": "upload",
+                    "model_version": "efficientnetlite0-identity-3f2a9c1b7d0e",
+                    "indexed_at": "2026-12-02T10:00:00+00:00",
+                    "image_url": car_image_url(_EXAMPLE_ID, "full"),
+                    "thumb_url": car_image_url(_EXAMPLE_ID, "thumb"),
+                }
+            ]
+        }
+    )
+
+    @classmethod
+    def of(cls, car: StoredCar) -> Car:
+        payload = car.payload
+        return cls(
+            id=car.id,
+            image_url=car_image_url(car.id, "full"),
+            thumb_url=car_image_url(car.id, "thumb"),
+            width=payload.width,
+            height=payload.height,
+            source=payload.source,
+            model_version=payload.model_version,
+            indexed_at=payload.indexed_at,
+            **payload.car_fields(),
+            **payload.listing_fields(),
+        )
+
+
+class NewCar(CarFields, Listing):
+    """What is known of a car added through the API (one entry of a bulk add's ``cars``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    make: str | None = Field(None, max_length=100)
+    model: str | None = Field(None, max_length=100)
+    year: int | None = Field(None, ge=1800, le=2200)
+    body: str | None = Field(None, max_length=100)
+    class_name: str | None = Field(None, max_length=200)
+
+
+class CarPatch(BaseModel):
+    """A JSON merge patch of a car: the fields sent replace the stored ones (``null`` clears
+    one); ``attributes`` are merged (``null`` removes one)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"year": 2011, "attributes": {"price": 17900.0, "available": None}}]
+        },
+    )
+
+    make: str | None = Field(None, max_length=100)
+    model: str | None = Field(None, max_length=100)
+    year: int | None = Field(None, ge=1800, le=2200)
+    body: str | None = Field(None, max_length=100)
+    class_name: str | None = Field(None, max_length=200)
+    external_id: str | None = Field(None, max_length=MAX_EXTERNAL_ID)
+    attributes: dict[str, AttributeValue | None] | None = None
+
+
+class CarList(BaseModel):
+    """One page of cars; ``next_cursor`` fetches the next (null: this was the last)."""
+
+    cars: list[Car]
+    next_cursor: str | None = None
+
+
+class FacetValue(BaseModel):
+    value: str | int | bool
+    count: int
+
+
+class FacetResponse(BaseModel):
+    """How many cars (under the filter) have each value of ``field``, most first."""
+
+    field: str
+    values: list[FacetValue]
+
+    model_config = {
+        "json_schema_extra": {
+            "examples": [
+                {
+                    "field": "make",
+                    "values": [{"value": "Audi", "count": 131}, {"value": "BMW", "count": 97}],
+                }
+            ]
+        }
+    }
 
 
 class SearchParams(BaseModel):
@@ -136,6 +250,36 @@ class SearchParams(BaseModel):
         None, description="class: one result per car model; limit then counts groups"
     )
     group_size: int = Field(3, ge=1, le=3, description="photos per group")
+    filter: str | None = Field(
+        None,
+        max_length=4000,
+        description='a JSON object over built-in fields and declared attributes: {"price": '
+        '{"gte": 5000, "lte": 20000}, "color": ["red", "black"], "available": true} (a value '
+        "matches, a list matches any of its values, an object is a range)",
+    )
+    positive: list[str] = Field(
+        default_factory=list,
+        description=f"up to {MAX_EXAMPLES} car ids: results move toward these cars",
+    )
+    negative: list[str] = Field(
+        default_factory=list,
+        description=f"up to {MAX_EXAMPLES} car ids: results move away from these cars",
+    )
+
+    @field_validator("positive", "negative", mode="before")
+    @classmethod
+    def _car_ids(cls, value: object) -> list[str]:
+        """Repeated fields, or ids separated by commas; each a car id."""
+        items = [value] if isinstance(value, str) else list(value or [])  # type: ignore[call-overload]
+        ids = [part.strip() for item in items for part in str(item).split(",") if part.strip()]
+        if len(ids) > MAX_EXAMPLES:
+            raise ValueError(f"at most {MAX_EXAMPLES} car ids")
+        for car_id in ids:
+            try:
+                uuid.UUID(car_id)
+            except ValueError:
+                raise ValueError(f"{car_id!r} is not a car id") from None
+        return [str(uuid.UUID(i)) for i in ids]
 
     @model_validator(mode="after")
     def _years_in_order(self) -> SearchParams:
@@ -152,6 +296,21 @@ class ProblemDetail(BaseModel):
     title: str
     status: int
     detail: str = ""
+
+    @classmethod
+    def of(cls, problem: Problem) -> ProblemDetail:
+        return cls(
+            type=f"/problems/{problem.slug}",
+            title=problem.title,
+            status=problem.status,
+            detail=problem.detail,
+        )
+
+
+class BatchAddResponse(BaseModel):
+    """One entry per photo, in the order sent: the car added, or the photo's problem."""
+
+    results: list[Car | ProblemDetail]
 
 
 class BatchResponse(BaseModel):

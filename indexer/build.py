@@ -14,19 +14,20 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from carembed.embedder import Embedder
 from indexer.engine import Engine, NewPoint, StoreError
+from indexer.fields import FieldSchema
 from indexer.gallery import GalleryItem, GalleryScan, scan_gallery
 from indexer.payload import (
     CarPayload,
     StoredCar,
     changed_fields,
+    edited,
     gallery_payload,
     record_fields,
     reindexed,
@@ -38,6 +39,15 @@ from indexer.versions import (
     stale_collections,
     unfinished_build,
 )
+from indexer.writes import (
+    BatchHook,
+    IndexReport,
+    Todo,
+    apply_edits,
+    sync_uploads,
+    upload_todo,
+    write,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -45,31 +55,9 @@ SKIPPED_KEY = "carsearch_skipped_sha256"
 MODEL_KEY = "carsearch_model_version"
 GALLERY_KEY = "carsearch_gallery_digest"
 
-BatchHook = Callable[[int, int], None]
-"""Called after each written batch with (files done, files to do)."""
-
 
 class IndexBuildError(RuntimeError):
     """The index could not be built or changed; the live collection is untouched."""
-
-
-@dataclass
-class IndexReport:
-    collection: str
-    indexed: int = 0
-    unchanged: int = 0
-    updated: int = 0  # payloads brought up to date (class folder or manifest changed)
-    deleted: int = 0
-    duplicates: int = 0
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # (relative path, reason)
-    skipped_uploads: list[tuple[str, str]] = field(default_factory=list)  # not in the share
-    total_points: int = 0
-    seconds: float = 0.0
-
-    @property
-    def failure_share(self) -> float:
-        attempted = self.indexed + self.unchanged + len(self.skipped)
-        return len(self.skipped) / attempted if attempted else 0.0
 
 
 @dataclass(frozen=True)
@@ -77,11 +65,13 @@ class _Plan:
     """What a collection should hold."""
 
     items: list[GalleryItem]  # the gallery's photos, less those deleted through the API
-    uploads: dict[str, Upload]  # id -> car added through the API, still there
+    uploads: dict[str, Upload]  # id -> car added through the API, still there (edited)
     tombstones: set[str]
+    edits: dict[str, dict[str, Any]]  # id -> the car's edit
+    schema: FieldSchema
 
     @classmethod
-    def of(cls, scan: GalleryScan, ledger: UploadLedger | None) -> _Plan:
+    def of(cls, scan: GalleryScan, ledger: UploadLedger | None, schema: FieldSchema) -> _Plan:
         dead = ledger.tombstones() if ledger else set()
         items = [i for i in scan.items if i.id not in dead]
         in_gallery = {i.id for i in items}
@@ -90,55 +80,38 @@ class _Plan:
             for u in (ledger.uploads() if ledger else [])
             if u.id not in dead and u.id not in in_gallery
         }
-        return cls(items, uploads, dead)
+        return cls(items, uploads, dead, ledger.edits() if ledger else {}, schema)
+
+    def fields(self, item: GalleryItem) -> dict[str, Any]:
+        """A gallery photo's payload fields: its record's, with its edit applied."""
+        return edited(record_fields(item.record, self.schema), self.edits.get(item.id))
 
 
-def _digest(scan: GalleryScan) -> str:
+def _digest(scan: GalleryScan, schema: FieldSchema) -> str:
     """What the gallery says, as one hash: photos, paths and the metadata of each."""
-    rows = sorted((i.id, record_fields(i.record)) for i in scan.items)
+    rows = sorted((i.id, record_fields(i.record, schema)) for i in scan.items)
     return hashlib.sha256(json.dumps(rows, sort_keys=True, default=str).encode()).hexdigest()
 
 
-@dataclass(frozen=True)
-class _Todo:
-    """A photo to embed and the payload its point gets (given the photo's size)."""
-
-    id: str
-    file: Path
-    label: str  # for reports: the gallery-relative path, or uploads/<file>
-    payload: Callable[[tuple[int, int]], CarPayload]
-    upload: bool = False
-
-
-def _gallery_todo(item: GalleryItem, version: str) -> _Todo:
-    return _Todo(
+def _gallery_todo(item: GalleryItem, fields: dict[str, Any], version: str) -> Todo:
+    return Todo(
         item.id,
         item.record.path,
         item.record.relative,
-        lambda size: gallery_payload(item.record, item.sha256, size, version),
-    )
-
-
-def _upload_todo(upload: Upload, version: str) -> _Todo:
-    return _Todo(
-        upload.id,
-        upload.photo,
-        f"uploads/{upload.photo.name}",
-        lambda size: reindexed(upload.payload, size, version),
-        upload=True,
+        lambda size: gallery_payload(fields, item.sha256, size, version),
     )
 
 
 def _unchanged(
-    engine: Engine, live: str, scan: GalleryScan, ledger: UploadLedger | None
+    engine: Engine, live: str, scan: GalleryScan, ledger: UploadLedger | None, schema: FieldSchema
 ) -> list[GalleryItem] | None:
     """If ``live`` holds exactly what it should (the gallery as it was described when it was
     built, the uploads, none of the deleted): the gallery items recorded as unusable. Else
     None."""
     metadata = engine.metadata(live)
-    if SKIPPED_KEY not in metadata or metadata.get(GALLERY_KEY) != _digest(scan):
+    if SKIPPED_KEY not in metadata or metadata.get(GALLERY_KEY) != _digest(scan, schema):
         return None
-    plan = _Plan.of(scan, ledger)
+    plan = _Plan.of(scan, ledger, schema)
     recorded = set(metadata[SKIPPED_KEY])
     stored = dict(engine.scroll(live, ["source"]))
     gallery = {pid for pid, p in stored.items() if p.get("source") == "gallery"}
@@ -156,62 +129,6 @@ def _check_failures(report: IndexReport, max_share: float, alias: str, live: str
             f"({report.failure_share:.1%} > {max_share:.1%}); the alias {alias!r} "
             f"still points to {live}."
         )
-
-
-def _write(
-    engine: Engine,
-    collection: str,
-    embedder: Embedder,
-    todos: list[_Todo],
-    report: IndexReport,
-    num_workers: int,
-    on_batch: BatchHook | None,
-    progress: bool,
-) -> None:
-    """Embed ``todos`` and upsert them batch by batch; unusable files go to ``report.skipped``.
-
-    A batch is written in a writer thread while the next one is embedded; each batch is
-    confirmed (``on_batch``) once its write has completed, so an interrupted run has written
-    every batch it reported.
-    """
-    from tqdm import tqdm
-
-    done = 0
-
-    def upsert(points: list[NewPoint], files: int) -> int:
-        engine.upsert(collection, points)
-        return files
-
-    def confirm(write: Future[int]) -> None:
-        nonlocal done
-        files = write.result()
-        done += files
-        bar.update(files)
-        if on_batch is not None:
-            on_batch(done, len(todos))
-
-    with (
-        tqdm(total=len(todos), unit="img", desc="indexing", disable=not progress) as bar,
-        ThreadPoolExecutor(max_workers=1, thread_name_prefix="upsert") as writer,
-    ):
-        pending: Future[int] | None = None
-        for batch in embedder.embed_files([t.file for t in todos], num_workers=num_workers):
-            for index, reason in batch.failures:
-                todo = todos[index]
-                failed = report.skipped_uploads if todo.upload else report.skipped
-                failed.append((todo.label, reason))
-            points = [
-                NewPoint(todos[index].id, vector, todos[index].payload(size))
-                for index, vector, size in zip(
-                    batch.indices, batch.vectors, batch.sizes, strict=True
-                )
-            ]
-            report.indexed += len(points)
-            if pending is not None:
-                confirm(pending)
-            pending = writer.submit(upsert, points, len(batch.indices) + len(batch.failures))
-        if pending is not None:
-            confirm(pending)
 
 
 PayloadFor = Callable[[StoredCar], CarPayload]
@@ -232,8 +149,10 @@ def _size(car: StoredCar) -> tuple[int, int]:
     return (car.payload.width or 0, car.payload.height or 0)
 
 
-def _copied_gallery(item: GalleryItem, version: str, car: StoredCar) -> CarPayload:
-    return gallery_payload(item.record, item.sha256, _size(car), version)
+def _copied_gallery(
+    item: GalleryItem, fields: dict[str, Any], version: str, car: StoredCar
+) -> CarPayload:
+    return gallery_payload(fields, item.sha256, _size(car), version)
 
 
 def _copied_upload(upload: Upload, version: str, car: StoredCar) -> CarPayload:
@@ -246,6 +165,7 @@ def _sync(
     embedder: Embedder,
     scan: GalleryScan,
     ledger: UploadLedger | None,
+    schema: FieldSchema,
     *,
     num_workers: int,
     on_batch: BatchHook | None,
@@ -258,7 +178,7 @@ def _sync(
     start = time.perf_counter()
     version = embedder.version
     report = IndexReport(collection, duplicates=len(scan.duplicates), skipped=list(scan.unreadable))
-    plan = _Plan.of(scan, ledger)
+    plan = _Plan.of(scan, ledger, schema)
     existing: dict[str, dict[str, Any]] = dict(engine.scroll(collection, None))
     wanted = {i.id for i in plan.items} | set(plan.uploads)
     # Cars added through the API before the upload ledger existed: kept, never dropped silently.
@@ -267,14 +187,14 @@ def _sync(
         for pid, p in existing.items()
         if p.get("source") == "upload" and pid not in plan.tombstones
     }
-    todos = [_gallery_todo(i, version) for i in plan.items if i.id not in existing]
-    todos += [_upload_todo(u, version) for u in plan.uploads.values() if u.id not in existing]
+    todos = [_gallery_todo(i, plan.fields(i), version) for i in plan.items if i.id not in existing]
+    todos += [upload_todo(u, version) for u in plan.uploads.values() if u.id not in existing]
     copies: dict[str, PayloadFor] = {}
     if reuse_from is not None:
         reusable = {pid: p.get("source") for pid, p in engine.scroll(reuse_from, ["source"])}
         for item in plan.items:
             if item.id not in existing and reusable.get(item.id) == "gallery":
-                copies[item.id] = partial(_copied_gallery, item, version)
+                copies[item.id] = partial(_copied_gallery, item, plan.fields(item), version)
         for upload in plan.uploads.values():
             if upload.id not in existing and upload.id in reusable:
                 copies[upload.id] = partial(_copied_upload, upload, version)
@@ -286,10 +206,14 @@ def _sync(
         todos = [t for t in todos if t.id not in copies]
     report.unchanged = len(plan.items) - sum(1 for t in todos if t.id not in plan.uploads)
     for item in plan.items:
-        if item.id in existing and (changes := changed_fields(existing[item.id], item.record)):
+        if item.id in existing and (
+            changes := changed_fields(existing[item.id], plan.fields(item))
+        ):
             engine.set_payload(collection, item.id, changes)
             report.updated += 1
-    _write(engine, collection, embedder, todos, report, num_workers, on_batch, progress)
+    write(engine, collection, embedder, todos, report, num_workers, on_batch, progress)
+    if ledger is not None:
+        apply_edits(engine, collection, ledger)
     skipped = {label for label, _ in report.skipped + report.skipped_uploads}
     wanted -= {t.id for t in todos if t.label in skipped}
     for label, reason in report.skipped_uploads:  # deleted meanwhile, or unreadable
@@ -298,7 +222,7 @@ def _sync(
         collection,
         {
             MODEL_KEY: version,
-            GALLERY_KEY: _digest(scan),
+            GALLERY_KEY: _digest(scan, schema),
             SKIPPED_KEY: sorted(i.sha256 for i in plan.items if i.id not in wanted),
         },
     )
@@ -308,29 +232,6 @@ def _sync(
     report.total_points = engine.count(collection)
     report.seconds = time.perf_counter() - start
     return report, wanted
-
-
-def sync_uploads(
-    engine: Engine, collection: str, embedder: Embedder, ledger: UploadLedger
-) -> tuple[int, int]:
-    """Bring ``collection`` up to date with the ledger alone (a build's last step, a service
-    switching to a new collection): add what was uploaded, drop what was deleted. Returns
-    (added, deleted)."""
-    plan_uploads = {u.id: u for u in ledger.uploads()}
-    dead = ledger.tombstones()
-    stored = {pid for pid, _ in engine.scroll(collection, ["source"])}
-    todos = [
-        _upload_todo(u, embedder.version)
-        for pid, u in plan_uploads.items()
-        if pid not in stored and pid not in dead
-    ]
-    report = IndexReport(collection)
-    _write(engine, collection, embedder, todos, report, 0, None, False)
-    for label, reason in report.skipped_uploads:
-        logger.warning("upload %s not indexed: %s", label, reason)
-    gone = sorted(stored & dead)
-    engine.delete(collection, gone)
-    return report.indexed, len(gone)
 
 
 def _reusable_live(engine: Engine, live: str | None, version: str) -> str | None:
@@ -351,6 +252,7 @@ def build_full(
     gallery: Path,
     alias: str,
     ledger: UploadLedger | None = None,
+    schema: FieldSchema | None = None,
     *,
     num_workers: int = 0,
     max_failure_share: float = 0.05,
@@ -361,10 +263,11 @@ def build_full(
     """Index the whole gallery (and the ledger's uploads) into a new collection, then move
     ``alias`` to it atomically (``on_moved`` runs then, before old collections are dropped)."""
     started = time.perf_counter()
+    schema = schema or FieldSchema({})
     scan = scan_gallery(gallery)
     state = engine.alias_state(alias)
     reuse = _reusable_live(engine, state.live, embedder.version)
-    unusable = _unchanged(engine, reuse, scan, ledger) if reuse is not None else None
+    unusable = _unchanged(engine, reuse, scan, ledger, schema) if reuse is not None else None
     if reuse is not None and unusable is not None:
         logger.info("nothing changed since %s was built: it stays live", reuse)
         skipped = [(i.record.relative, "unusable (recorded when it was indexed)") for i in unusable]
@@ -391,6 +294,7 @@ def build_full(
         embedder,
         scan,
         ledger,
+        schema,
         num_workers=num_workers,
         on_batch=on_batch,
         progress=progress,
@@ -437,6 +341,7 @@ def update_incremental(
     gallery: Path,
     alias: str,
     ledger: UploadLedger | None = None,
+    schema: FieldSchema | None = None,
     *,
     num_workers: int = 0,
     on_batch: BatchHook | None = None,
@@ -461,6 +366,7 @@ def update_incremental(
         embedder,
         scan_gallery(gallery),
         ledger,
+        schema or FieldSchema({}),
         num_workers=num_workers,
         on_batch=on_batch,
         progress=progress,

@@ -26,9 +26,17 @@ from typing import Any
 
 import numpy as np
 
-from indexer.engine import CollectionMissing, NewPoint, StoreError, check_alias
+from indexer.engine import (
+    CollectionMissing,
+    NewPoint,
+    Query,
+    Recommend,
+    StoreError,
+    check_alias,
+)
+from indexer.fields import Condition, Match, MatchAny
 from indexer.files import locked, write_atomically
-from indexer.payload import PAYLOAD_INDEXES, CarFilter, Match, StoredCar
+from indexer.payload import CarFilter, StoredCar
 from indexer.settings import StoreSettings
 from indexer.versions import PREVIOUS_SUFFIX, AliasState
 
@@ -140,11 +148,20 @@ class EdgeEngine:
             self._index_payload(shard)
 
     def _index_payload(self, shard: Any) -> None:
-        qe = self._qe
-        kinds = {"keyword": qe.PayloadSchemaType.Keyword, "integer": qe.PayloadSchemaType.Integer}
-        for field in sorted(set(PAYLOAD_INDEXES) - set(shard.info().payload_schema)):
-            kind = kinds[PAYLOAD_INDEXES[field]]
-            shard.update(qe.UpdateOperation.create_field_index(field, kind))
+        types = self._qe.PayloadSchemaType
+        kinds = {
+            "keyword": types.Keyword,
+            "integer": types.Integer,
+            "float": types.Float,
+            "bool": types.Bool,
+        }
+        wanted = self._settings.fields().indexes()
+        for field in sorted(set(wanted) - set(shard.info().payload_schema)):
+            shard.update(self._qe.UpdateOperation.create_field_index(field, kinds[wanted[field]]))
+
+    def index_fields(self, name: str) -> None:
+        with self._shard(name) as shard:
+            self._index_payload(shard)
 
     @contextlib.contextmanager
     def _shard(self, name: str) -> Iterator[Any]:
@@ -253,18 +270,50 @@ class EdgeEngine:
         with self._shard(name) as shard:
             return int(shard.count(self._qe.CountRequest(exact=True)))
 
+    def page(
+        self, name: str, where: CarFilter, limit: int, after: str | None
+    ) -> tuple[list[StoredCar], str | None]:
+        request = self._qe.ScrollRequest(
+            offset=after, limit=limit, filter=self._filter(where), with_payload=True
+        )
+        with self._shard(name) as shard:
+            records, following = shard.scroll(request)
+        cars = [StoredCar.from_point(r.id, r.payload) for r in records]
+        return cars, None if following is None else str(following)
+
+    def facet(self, name: str, key: str, where: CarFilter, limit: int) -> list[tuple[Any, int]]:
+        request = self._qe.FacetRequest(key, limit=limit, exact=True, filter=self._filter(where))
+        with self._shard(name) as shard:
+            hits = shard.facet(request).hits
+        return [(h.value, int(h.count)) for h in hits]
+
+    def _condition(self, c: Condition) -> Any:
+        qe = self._qe
+        if isinstance(c, Match):
+            # Edge reads a Python bool as the integer 1 or 0; numpy's bool stays a bool.
+            value = np.bool_(c.value) if isinstance(c.value, bool) else c.value
+            return qe.FieldCondition(c.key, match=qe.MatchValue(value))
+        if isinstance(c, MatchAny):
+            return qe.FieldCondition(c.key, match=qe.MatchAny(list(c.values)))
+        return qe.FieldCondition(c.key, range=qe.RangeFloat(gte=c.gte, lte=c.lte, gt=c.gt, lt=c.lt))
+
     def _filter(self, where: CarFilter) -> Any:
         qe = self._qe
         if where.empty:
             return None
-        must = [
-            qe.FieldCondition(c.key, match=qe.MatchValue(c.value))
-            if isinstance(c, Match)
-            else qe.FieldCondition(c.key, range=qe.RangeFloat(gte=c.gte, lte=c.lte))
-            for c in where.conditions()
-        ]
+        must = [self._condition(c) for c in where.conditions()]
         must_not = [qe.HasIdCondition(set(where.exclude_ids))] if where.exclude_ids else None
         return qe.Filter(must=must or None, must_not=must_not)
+
+    def _query(self, vector: Query) -> Any:
+        qe = self._qe
+        if isinstance(vector, Recommend):
+            examples = qe.RecommendQuery(
+                [np.asarray(v, np.float32).tolist() for v in vector.positives],
+                [np.asarray(v, np.float32).tolist() for v in vector.negatives],
+            )
+            return qe.Query.RecommendBestScore(examples)
+        return qe.Query.Nearest(np.asarray(vector, np.float32).tolist())
 
     def _search_params(self) -> Any:
         qe = self._qe
@@ -277,7 +326,7 @@ class EdgeEngine:
     def search(
         self,
         name: str,
-        vector: Sequence[float] | np.ndarray,
+        vector: Query,
         where: CarFilter,
         limit: int,
         offset: int = 0,
@@ -288,7 +337,7 @@ class EdgeEngine:
         request = qe.QueryRequest(
             limit=limit,
             offset=offset or None,
-            query=qe.Query.Nearest(np.asarray(vector, np.float32).tolist()),
+            query=self._query(vector),
             filter=self._filter(where),
             score_threshold=score_threshold,
             params=self._search_params(),

@@ -55,6 +55,20 @@ class CollectionMissing(LookupError):
 
 
 @dataclass(frozen=True)
+class Recommend:
+    """Cars near the ``positives`` and far from the ``negatives`` (unit vectors): Qdrant's
+    recommend query with the best-score strategy on both engines (a car's score is its
+    similarity to the nearest positive when that beats the nearest negative, else negative)."""
+
+    positives: tuple[np.ndarray, ...]
+    negatives: tuple[np.ndarray, ...] = ()
+
+
+Query = Sequence[float] | np.ndarray | Recommend
+"""What a search looks for: the cars nearest a vector, or a recommendation."""
+
+
+@dataclass(frozen=True)
 class NewPoint:
     id: str
     vector: np.ndarray | list[float]  # unit length
@@ -72,8 +86,13 @@ class Engine(Protocol):
     def collections(self) -> list[str]: ...
 
     def create(self, name: str, dim: int, bulk: bool = False) -> None:
-        """A collection for ``dim``-d unit vectors with the payload indexes (``bulk``: an engine
-        may build them at ``seal`` instead, after the bulk of the writes)."""
+        """A collection for ``dim``-d unit vectors with the payload indexes of the settings'
+        fields (``bulk``: an engine may build them at ``seal`` instead, after the bulk of the
+        writes)."""
+
+    def index_fields(self, name: str) -> None:
+        """Add the payload indexes the collection lacks (attributes declared since it was
+        made)."""
 
     def drop(self, name: str) -> None: ...
 
@@ -96,17 +115,28 @@ class Engine(Protocol):
 
     def count(self, name: str) -> int: ...
 
+    def page(
+        self, name: str, where: CarFilter, limit: int, after: str | None
+    ) -> tuple[list[StoredCar], str | None]:
+        """Up to ``limit`` cars matching ``where`` in id order, from the id ``after`` on
+        (inclusive); and the id the next page starts at, or None at the end."""
+
+    def facet(self, name: str, key: str, where: CarFilter, limit: int) -> list[tuple[Any, int]]:
+        """The most frequent values of the payload key ``key`` among the cars matching
+        ``where``, with their exact counts, most frequent first."""
+
     def search(
         self,
         name: str,
-        vector: Sequence[float] | np.ndarray,
+        vector: Query,
         where: CarFilter,
         limit: int,
         offset: int = 0,
         score_threshold: float | None = None,
         fields: Sequence[str] | None = None,
     ) -> list[StoredCar]:
-        """The nearest points, best first, with their payloads (``fields``: only these)."""
+        """The best points for ``vector`` (nearest it, or a recommendation), best first, with
+        their payloads (``fields``: only these)."""
 
     def metadata(self, name: str) -> dict[str, Any]:
         """What a build recorded about the collection ({} when nothing)."""

@@ -14,14 +14,16 @@ from typing import TypeVar
 import numpy as np
 
 from carembed.embedder import Embedder
-from indexer import build
-from indexer.build import BatchHook, IndexReport
-from indexer.engine import CollectionMissing, Engine, NewPoint
+from indexer import build, writes
+from indexer.engine import CollectionMissing, Engine, NewPoint, Query
+from indexer.fields import Match
+from indexer.listing import Listings
 from indexer.models import ModelCopies
 from indexer.payload import CarFilter, CarPayload, StoredCar, point_id
 from indexer.settings import StoreSettings
 from indexer.uploads import UploadLedger
 from indexer.versions import AliasState, model_version_of
+from indexer.writes import BatchHook, IndexReport
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -63,6 +65,8 @@ class CarIndex:
         self.engine, self.settings, self.alias = engine, settings, settings.alias
         self.ledger = UploadLedger(settings.data_dir)
         self.models = ModelCopies(engine, settings.data_dir / "models")
+        self.fields = settings.fields()
+        self.listings = Listings(self)
         self._serving: dict[str, tuple[float, str]] = {}
         self._lock = threading.Lock()
 
@@ -128,14 +132,15 @@ class CarIndex:
     def search(
         self,
         collection: str,
-        vector: Sequence[float] | np.ndarray,
+        vector: Query,
         where: CarFilter,
         limit: int,
         offset: int = 0,
         score_threshold: float | None = None,
         fields: Sequence[str] | None = None,
     ) -> list[StoredCar]:
-        """The nearest cars, best first; ``fields``: only these payload fields (cheaper)."""
+        """The best cars for ``vector`` (nearest it, or a recommendation), best first;
+        ``fields``: only these payload fields (cheaper)."""
         return self.engine.search(collection, vector, where, limit, offset, score_threshold, fields)
 
     def get_many(self, collection: str, car_ids: Sequence[str]) -> list[StoredCar]:
@@ -151,11 +156,17 @@ class CarIndex:
         self, collection: str, data: bytes, vector: np.ndarray, payload: CarPayload
     ) -> StoredCar:
         """A car added through the API: its photo and payload go to the upload ledger (so that
-        every later build keeps it), its point into ``collection``, searchable at once."""
+        every later build keeps it), its point into ``collection``, searchable at once. A car
+        that had the same external id is deleted (after the new one is in)."""
         car_id = point_id(payload.sha256 or "")
-        with self.ledger.writing(car_id):
-            upload = self.ledger.add(data, payload)
-            self.engine.upsert(collection, [NewPoint(upload.id, vector, payload)])
+        with self.ledger.claiming(payload.external_id):
+            with self.ledger.writing(car_id):
+                upload = self.ledger.add(data, payload)
+                self.engine.upsert(collection, [NewPoint(upload.id, vector, payload)])
+            if payload.external_id is not None:
+                for other in self.listings.with_external_id(payload.external_id):
+                    if other != car_id:
+                        self.delete(other)
         return StoredCar(upload.id, payload)
 
     def delete(self, car_id: str) -> StoredCar | None:
@@ -179,10 +190,15 @@ class CarIndex:
     def sync_uploads(self, collection: str, embedder: Embedder) -> tuple[int, int]:
         """Add the uploads ``collection`` lacks (embedded with ``embedder``), drop the deleted
         ones: what a process does when it starts serving a collection. (added, deleted)."""
-        return build.sync_uploads(self.engine, collection, embedder, self.ledger)
+        self.engine.index_fields(collection)
+        return writes.sync_uploads(self.engine, collection, embedder, self.ledger)
 
     def count(self, collection: str) -> int:
         return self.engine.count(collection)
+
+    def fields_match(self, field: str, value: str | int | bool) -> Match:
+        """The condition ``field == value`` on its payload key."""
+        return Match(self.fields.key(field), value)
 
     # -- builds ------------------------------------------------------------------------------
     def _forget_serving(self) -> None:
@@ -214,6 +230,7 @@ class CarIndex:
                 gallery,
                 self.alias,
                 self.ledger,
+                self.fields,
                 num_workers=num_workers,
                 max_failure_share=max_failure_share,
                 on_batch=on_batch,
@@ -238,6 +255,7 @@ class CarIndex:
             gallery,
             self.alias,
             self.ledger,
+            self.fields,
             num_workers=num_workers,
             on_batch=on_batch,
             progress=progress,

@@ -14,11 +14,14 @@ import numpy as np
 from indexer.engine import (
     CollectionMissing,
     NewPoint,
+    Query,
+    Recommend,
     StoreError,
     check_alias,
     retries_allowed,
 )
-from indexer.payload import PAYLOAD_INDEXES, CarFilter, Match, StoredCar
+from indexer.fields import Condition, Match, MatchAny
+from indexer.payload import CarFilter, StoredCar
 from indexer.server_models import ServerModelCopies
 from indexer.settings import StoreSettings
 from indexer.versions import PREVIOUS_SUFFIX, AliasState
@@ -185,14 +188,22 @@ class ServerEngine(ServerModelCopies):
             ),
             **params,
         )
-        for field, kind in PAYLOAD_INDEXES.items():
-            self.call(
-                "payload index",
-                self.client.create_payload_index,
-                name,
-                field,
-                field_schema=models.PayloadSchemaType(kind),
-            )
+        self.index_fields(name)
+
+    def index_fields(self, name: str) -> None:
+        from qdrant_client import models
+
+        info = self.call(name, self.client.get_collection, name)
+        present = set(info.payload_schema or {})
+        for field, kind in self._settings.fields().indexes().items():
+            if field not in present:
+                self.call(
+                    "payload index",
+                    self.client.create_payload_index,
+                    name,
+                    field,
+                    field_schema=models.PayloadSchemaType(kind),
+                )
 
     def drop(self, name: str) -> None:
         self.call("drop", self.client.delete_collection, name)
@@ -264,21 +275,69 @@ class ServerEngine(ServerModelCopies):
     def count(self, name: str) -> int:
         return int(self.call(name, self.client.count, name, exact=True).count)
 
+    def page(
+        self, name: str, where: CarFilter, limit: int, after: str | None
+    ) -> tuple[list[StoredCar], str | None]:
+        records, following = self.call(
+            name,
+            self.client.scroll,
+            name,
+            scroll_filter=self._filter(where),
+            limit=limit,
+            offset=after,
+            with_payload=True,
+            with_vectors=False,
+        )
+        cars = [StoredCar.from_point(r.id, r.payload) for r in records]
+        return cars, None if following is None else str(following)
+
+    def facet(self, name: str, key: str, where: CarFilter, limit: int) -> list[tuple[Any, int]]:
+        response = self.call(
+            name,
+            self.client.facet,
+            name,
+            key,
+            facet_filter=self._filter(where),
+            limit=limit,
+            exact=True,
+        )
+        return [(h.value, int(h.count)) for h in response.hits]
+
+    @staticmethod
+    def _condition(c: Condition) -> Any:
+        from qdrant_client import models
+
+        if isinstance(c, Match):
+            return models.FieldCondition(key=c.key, match=models.MatchValue(value=c.value))
+        if isinstance(c, MatchAny):
+            return models.FieldCondition(key=c.key, match=models.MatchAny(any=list(c.values)))
+        span = models.Range(gte=c.gte, lte=c.lte, gt=c.gt, lt=c.lt)
+        return models.FieldCondition(key=c.key, range=span)
+
     def _filter(self, where: CarFilter) -> Any:
         from qdrant_client import models
 
         if where.empty:
             return None
-        must: list[Any] = [
-            models.FieldCondition(key=c.key, match=models.MatchValue(value=c.value))
-            if isinstance(c, Match)
-            else models.FieldCondition(key=c.key, range=models.Range(gte=c.gte, lte=c.lte))
-            for c in where.conditions()
-        ]
+        must: list[Any] = [self._condition(c) for c in where.conditions()]
         must_not: list[Any] = (
             [models.HasIdCondition(has_id=sorted(where.exclude_ids))] if where.exclude_ids else []
         )
         return models.Filter(must=must or None, must_not=must_not or None)
+
+    @staticmethod
+    def _query(vector: Query) -> Any:
+        from qdrant_client import models
+
+        if isinstance(vector, Recommend):
+            return models.RecommendQuery(
+                recommend=models.RecommendInput(
+                    positive=[np.asarray(v, np.float32).tolist() for v in vector.positives],
+                    negative=[np.asarray(v, np.float32).tolist() for v in vector.negatives],
+                    strategy=models.RecommendStrategy.BEST_SCORE,
+                )
+            )
+        return np.asarray(vector, np.float32).tolist()
 
     def _search_params(self) -> Any:
         from qdrant_client import models
@@ -292,7 +351,7 @@ class ServerEngine(ServerModelCopies):
     def search(
         self,
         name: str,
-        vector: Sequence[float] | np.ndarray,
+        vector: Query,
         where: CarFilter,
         limit: int,
         offset: int = 0,
@@ -303,7 +362,7 @@ class ServerEngine(ServerModelCopies):
             name,
             self.client.query_points,
             name,
-            query=np.asarray(vector, np.float32).tolist(),
+            query=self._query(vector),
             query_filter=self._filter(where),
             limit=limit,
             offset=offset,

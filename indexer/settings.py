@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from indexer.fields import FieldSchema, parse_declared
 from indexer.versions import DEFAULT_ALIAS, validate_alias
 
 Distance = Literal["cosine", "dot"]
@@ -36,6 +37,11 @@ class StoreSettings(BaseSettings):
         "shared by the service replicas and the indexer",
     )
     alias: str = DEFAULT_ALIAS
+    attributes: str = Field(
+        "",
+        description="the attributes searches can filter on and facets count, with their kinds: "
+        '"price:float,mileage:integer,color:keyword,available:bool" (each gets a payload index)',
+    )
     distance: Distance = Field(
         "cosine", description="the model writes unit vectors: dot gives the same scores"
     )
@@ -54,6 +60,15 @@ class StoreSettings(BaseSettings):
     @classmethod
     def _valid_alias(cls, value: str) -> str:
         return validate_alias(value)
+
+    @field_validator("attributes")
+    @classmethod
+    def _valid_attributes(cls, value: str) -> str:
+        parse_declared(value)
+        return value
+
+    def fields(self) -> FieldSchema:
+        return FieldSchema.of(self.attributes)
 
     def search_tuning(self) -> tuple[int | None, dict[str, object] | None]:
         """(search-time ``hnsw_ef``, quantization search options or None); both engines build

@@ -4,24 +4,30 @@
     <data_dir>/uploads/<sha256>.<ext>    the photo, as uploaded
     <data_dir>/uploads/<sha256>.json     its payload (make, model, year, … as given)
     <data_dir>/tombstones.json           content ids deleted through the API
+    <data_dir>/edits/<id>.json           a car's edits (a JSON merge patch of its fields)
     <data_dir>/uploads/quarantine/       records found without their photo (set aside, logged)
-    <data_dir>/locks/<xy>.lock           one car's adds and deletes, one at a time
+    <data_dir>/locks/<xy>.lock           one car's adds, edits and deletes, one at a time
+    <data_dir>/locks/external-<xy>.lock  the cars of one external id, one writer at a time
 
-A photo deleted through the API stays deleted: its tombstone keeps builds from indexing the
-same bytes again (a gallery file included) until the same photo is added through the API again.
+Edits apply to gallery cars and uploads alike, in every build, until the car is deleted or its
+photo added again. A photo deleted through the API stays deleted: its tombstone keeps builds
+from indexing the same bytes again (a gallery file included) until the same photo is added
+through the API again.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from indexer.files import locked, write_atomically
-from indexer.payload import CarPayload, point_id
+from indexer.payload import CarPayload, edited, point_id
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +44,7 @@ class UploadLedger:
         self.data_dir = data_dir
         self.uploads_dir = data_dir / "uploads"
         self._tombstones = data_dir / "tombstones.json"
+        self.edits_dir = data_dir / "edits"
 
     def _locked(self) -> contextlib.AbstractContextManager[None]:
         return locked(self.data_dir / ".ledger.lock")
@@ -48,9 +55,17 @@ class UploadLedger:
         then ends with the car whole or deleted whole. Ids share 256 lock files."""
         return locked(self.data_dir / "locks" / f"{car_id[:2]}.lock")
 
+    def claiming(self, external_id: str | None) -> contextlib.AbstractContextManager[None]:
+        """Held while a car takes ``external_id`` (taken before ``writing``): two adds of the
+        same external id, in any threads or processes, run one after the other."""
+        if external_id is None:
+            return contextlib.nullcontext()
+        digest = hashlib.sha256(external_id.encode()).hexdigest()
+        return locked(self.data_dir / "locks" / f"external-{digest[:2]}.lock")
+
     def add(self, data: bytes, payload: CarPayload) -> Upload:
-        """Keep the photo and its payload (both written atomically), and lift a tombstone of
-        the same bytes."""
+        """Keep the photo and its payload (both written atomically), lift a tombstone of the
+        same bytes and drop edits of an earlier upload of them (the new payload is whole)."""
         if payload.sha256 is None or payload.path is None:
             raise ValueError("an upload's payload names its sha256 and file")
         self.uploads_dir.mkdir(parents=True, exist_ok=True)
@@ -64,12 +79,40 @@ class UploadLedger:
             dead = self._read_tombstones()
             if pid in dead:
                 self._write_tombstones(dead - {pid})
+        self._edit_file(pid).unlink(missing_ok=True)
         return Upload(pid, photo, payload)
 
+    # -- edits -----------------------------------------------------------------------------
+    def _edit_file(self, car_id: str) -> Path:
+        return self.edits_dir / f"{car_id}.json"
+
+    def edit(self, car_id: str, patch: dict[str, Any]) -> dict[str, Any]:
+        """Record ``patch`` (a merge patch of car fields, external id and attributes) on top
+        of the car's earlier edits (call within ``writing(car_id)``); returns the whole edit."""
+        whole = self.edits().get(car_id, {})
+        merged = {k: v for k, v in whole.items() if k != "attributes"}
+        merged |= {k: v for k, v in patch.items() if k != "attributes"}
+        attributes = whole.get("attributes", {}) | patch.get("attributes", {})
+        if attributes:
+            merged["attributes"] = attributes
+        self.edits_dir.mkdir(parents=True, exist_ok=True)
+        write_atomically(self._edit_file(car_id), json.dumps(merged, sort_keys=True).encode())
+        return merged
+
+    def edits(self) -> dict[str, dict[str, Any]]:
+        """Every car's edit by car id (an unreadable one is logged and left out)."""
+        found: dict[str, dict[str, Any]] = {}
+        for path in sorted(self.edits_dir.glob("*.json")) if self.edits_dir.is_dir() else []:
+            try:
+                found[path.stem] = dict(json.loads(path.read_bytes()))
+            except (ValueError, OSError) as exc:
+                logger.warning("edit record %s is unreadable (%s): not applied", path, exc)
+        return found
+
     def uploads(self) -> list[Upload]:
-        """Every upload whose photo and payload are both there. An unreadable record is logged
-        and left on disk; a record whose photo is gone is moved to ``uploads/quarantine/``
-        (and logged once)."""
+        """Every upload whose photo and payload are both there, with its edits applied. An
+        unreadable record is logged and left on disk; a record whose photo is gone is moved to
+        ``uploads/quarantine/`` (and logged once)."""
         found = []
         for meta in sorted(self.uploads_dir.glob("*.json")) if self.uploads_dir.is_dir() else []:
             try:
@@ -82,7 +125,13 @@ class UploadLedger:
                 self._quarantine(meta, payload)
                 continue
             found.append(Upload(point_id(payload.sha256), photo, payload))
-        return found
+        edits = self.edits()
+        return [
+            Upload(u.id, u.photo, CarPayload.model_validate(edited(u.payload.to_payload(), edit)))
+            if (edit := edits.get(u.id))
+            else u
+            for u in found
+        ]
 
     def _quarantine(self, meta: Path, payload: CarPayload) -> None:
         with self.writing(point_id(payload.sha256 or meta.stem)):
@@ -107,9 +156,11 @@ class UploadLedger:
             return self._read_tombstones()
 
     def delete(self, car_id: str, payload: CarPayload | None) -> None:
-        """Remember that ``car_id`` was deleted; an uploaded photo and its record go too."""
+        """Remember that ``car_id`` was deleted; its edits, an uploaded photo and its record go
+        too."""
         with self._locked():
             self._write_tombstones(self._read_tombstones() | {car_id})
+        self._edit_file(car_id).unlink(missing_ok=True)
         if payload is not None and payload.source == "upload" and payload.sha256:
             record = self.uploads_dir / f"{payload.sha256}.json"
             for path in (record, self.uploads_dir / (payload.path or "")):

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
 from app.deps import (
     ServicesDep,
     check_id,
+    conditions,
     decode,
     embed_upload,
     get_car,
@@ -37,19 +38,21 @@ from app.schemas import (
 )
 from app.services import Services, ServingModel
 from carembed.identify import Calibration, Neighbour, identify
+from indexer.engine import Query as StoreQuery
 from indexer.payload import CarFilter, StoredCar
 
 router = APIRouter(prefix="/api/v1", tags=["search"], dependencies=[Depends(require_read_key)])
 
 
-def _filter(params: SearchParams, exclude_id: str | None = None) -> CarFilter:
+def _filter(services: Services, params: SearchParams, exclude: set[str]) -> CarFilter:
     return CarFilter(
         make=params.make,
         model=params.model,
         body=params.body,
         year_min=params.year_min,
         year_max=params.year_max,
-        exclude_ids=frozenset({exclude_id} if exclude_id else ()),
+        exclude_ids=frozenset(exclude),
+        where=conditions(services, params.filter),
     )
 
 
@@ -60,6 +63,7 @@ def _hit(car: StoredCar, score: float | None = None) -> Hit:
         image_url=car_image_url(car.id, "full"),
         thumb_url=car_image_url(car.id, "thumb"),
         **car.payload.car_fields(),
+        **car.payload.listing_fields(),
     )
 
 
@@ -132,26 +136,47 @@ async def _answer(
     params: SearchParams,
     exclude: str | None,
 ) -> SearchResponse:
-    """Hits (or groups) for the filters, and the identification from the unfiltered nearest
-    neighbours."""
+    """Hits (or groups) for the filters, refined toward ``params.positive`` and away from
+    ``params.negative`` when given, and the identification of ``vector`` from its unfiltered
+    nearest neighbours."""
     started = time.perf_counter()
-    where = _filter(params, exclude)
+    examples = set(params.positive) | set(params.negative)
+    where = _filter(services, params, examples | ({exclude} if exclude else set()))
     k = model.calibration.depth
-    plain = where == CarFilter(exclude_ids=where.exclude_ids) and params.score_threshold is None
+    plain = (
+        where == CarFilter(exclude_ids=where.exclude_ids)
+        and params.score_threshold is None
+        and not examples
+    )
+    query: StoreQuery = vector
+    if examples:
+        query = await on_serving(
+            services,
+            model,
+            services.index.listings.refinement,
+            [vector],
+            params.positive,
+            params.negative,
+        )
 
-    async def nearest(
-        where: CarFilter, limit: int, offset: int = 0, fields: Sequence[str] | None = None
+    async def best(
+        where: CarFilter,
+        limit: int,
+        offset: int = 0,
+        fields: Sequence[str] | None = None,
+        query: StoreQuery = query,
+        threshold: float | None = params.score_threshold,
     ) -> list[StoredCar]:
         return list(
             await on_serving(
                 services,
                 model,
                 services.index.search,
-                vector,
+                query,
                 where,
                 limit,
                 offset,
-                params.score_threshold,
+                threshold,
                 fields,
             )
         )
@@ -161,7 +186,7 @@ async def _answer(
         wanted = params.offset + params.limit
         fetch = min(GROUP_FETCH_MAX, max(wanted * params.group_size * 4, 64))
         while True:  # a few fields only: whole payloads are read for the chosen cars alone
-            found = await nearest(where, fetch, fields=VOTE_FIELDS)
+            found = await best(where, fetch, fields=VOTE_FIELDS)
             grouped = group_by_class(found, params.group_size)
             if len(grouped) >= wanted or len(found) < fetch or fetch >= GROUP_FETCH_MAX:
                 break
@@ -173,17 +198,18 @@ async def _answer(
         hits = [hit for group in groups for hit in group.hits]
         nearest_first = found
     elif plain and not params.offset:  # one search serves the hits and the vote
-        nearest_first = await nearest(where, max(params.limit, k))
+        nearest_first = await best(where, max(params.limit, k))
         hits = [_hit(car) for car in nearest_first[: params.limit]]
     else:
-        nearest_first = await nearest(where, params.limit, params.offset)
+        nearest_first = await best(where, params.limit, params.offset)
         hits = [_hit(car) for car in nearest_first]
         if params.offset:
             nearest_first = []
     # The vote reads the nearest cars of all: the hits serve when no filter narrowed them.
     voters = nearest_first if plain and len(nearest_first) >= k else None
     if voters is None:
-        voters = await nearest(CarFilter(exclude_ids=where.exclude_ids), k, fields=VOTE_FIELDS)
+        alone = CarFilter(exclude_ids=frozenset({exclude} if exclude else ()))
+        voters = await best(alone, k, fields=VOTE_FIELDS, query=vector, threshold=None)
     identification = _identification(voters[:k], model.calibration)
     services.metrics.stage.labels("search").observe(time.perf_counter() - started)
     return SearchResponse(
@@ -302,12 +328,7 @@ async def search_batch(
             array = (await decode(services, model, data))[0]
             decoded.append((i, array, time.perf_counter() - t0))
         except Problem as problem:  # this photo's own answer; the others go on
-            results[i] = ProblemDetail(
-                type=f"/problems/{problem.slug}",
-                title=problem.title,
-                status=problem.status,
-                detail=problem.detail,
-            )
+            results[i] = ProblemDetail.of(problem)
     if decoded:
         t1 = time.perf_counter()
         vectors = await model.batcher.embed_many(np.stack([a for _, a, _ in decoded]))

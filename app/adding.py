@@ -1,0 +1,129 @@
+"""Adding cars through the API, one or a batch: one decode per photo (the model's input and
+its thumbnail), forward passes shared by a batch, then the ledger, the index and the
+thumbnail written."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from app.deps import decoding, json_field, on_serving
+from app.problems import Problem
+from app.routes.images import jpeg_thumbnail
+from app.schemas import Car, NewCar
+from app.services import Services, ServingModel
+from carembed.embedder import load_for_model
+from carembed.images import ImageLimits
+from carembed.preprocess import Preprocessing
+from indexer.fields import FieldError
+from indexer.files import write_atomically
+from indexer.payload import CarFields, Listing, upload_payload
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A decoded photo: its bytes, the model's input, its size as shown, its thumbnail."""
+
+    data: bytes
+    array: np.ndarray
+    size: tuple[int, int]
+    thumbnail: bytes
+
+
+def _prepare_with_thumbnail(
+    data: bytes, preprocessing: Preprocessing, limits: ImageLimits, side: int
+) -> tuple[np.ndarray, tuple[int, int], bytes]:
+    """One decode of an added photo, the one search and indexing make (so its vector is
+    theirs): the model's input, its size as shown, its thumbnail."""
+    image, size = load_for_model(data, preprocessing, limits)
+    return preprocessing.to_array(image), size, jpeg_thumbnail(image, size, side)
+
+
+async def prepare(services: Services, serving: ServingModel, data: bytes) -> Prepared:
+    embedder = serving.embedder
+    array, size, thumbnail = await decoding(
+        services,
+        serving,
+        data,
+        _prepare_with_thumbnail,
+        embedder.preprocessing,
+        embedder.limits,
+        services.settings.thumb_size,
+    )
+    return Prepared(data, array, size, thumbnail)
+
+
+def checked(services: Services, car: NewCar) -> NewCar:
+    """``car`` with its attributes checked against the declared ones (422 otherwise)."""
+    try:
+        services.index.fields.check_attributes(car.attributes)
+    except FieldError as exc:
+        raise Problem(422, "invalid-request", "Invalid attributes", str(exc)) from exc
+    return car
+
+
+def new_car(services: Services, fields: dict[str, Any], attributes: str | None) -> NewCar:
+    """A car from form fields and an ``attributes`` field holding a JSON object."""
+    given = json_field("attributes", attributes)
+    try:
+        car = NewCar.model_validate(fields | {"attributes": {} if given is None else given})
+    except ValueError as exc:
+        raise Problem(422, "invalid-request", "Invalid car", str(exc)) from exc
+    return checked(services, car)
+
+
+def new_cars(services: Services, text: str | None, photos: int) -> list[NewCar]:
+    """The ``cars`` field of a bulk add: a JSON array with one object per photo."""
+    given = json_field("cars", text)
+    if given is None:
+        return [NewCar() for _ in range(photos)]
+    if not isinstance(given, list) or len(given) != photos:
+        raise Problem(
+            422,
+            "invalid-request",
+            "Invalid cars",
+            f"cars is a JSON array with one object per photo ({photos})",
+        )
+    cars = []
+    for position, entry in enumerate(given):
+        try:
+            cars.append(checked(services, NewCar.model_validate(entry)))
+        except ValueError as exc:
+            raise Problem(
+                422, "invalid-request", "Invalid car", f"cars[{position}]: {exc}"
+            ) from exc
+    return cars
+
+
+async def store_car(
+    services: Services, serving: ServingModel, photo: Prepared, vector: np.ndarray, car: NewCar
+) -> Car:
+    """Keep the car: ledger and index (a car with the same external id is replaced), then
+    its thumbnail."""
+    sha = hashlib.sha256(photo.data).hexdigest()
+    with Image.open(io.BytesIO(photo.data)) as probe:  # already decoded once: only its format
+        filename = f"{sha}.{(probe.format or 'img').lower()}"
+    payload = upload_payload(
+        CarFields.model_validate(car.car_fields()),
+        sha,
+        filename,
+        photo.size,
+        serving.version,
+        Listing.model_validate(car.listing_fields()),
+    )
+    try:
+        added = await on_serving(services, serving, services.index.add, photo.data, vector, payload)
+    except OSError as exc:  # the disk is full or read-only: nothing half-written stays
+        raise Problem(
+            507, "insufficient-storage", "Cannot store the photo", "the service's disk is full"
+        ) from exc
+    with contextlib.suppress(OSError):  # a thumbnail can always be made again on request
+        services.thumbs_dir.mkdir(parents=True, exist_ok=True)
+        write_atomically(services.thumbs_dir / f"{added.id}.jpg", photo.thumbnail)
+    return Car.of(added)

@@ -1,0 +1,113 @@
+"""A car's photo and its thumbnail (made on first request, or when the car was added)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+from pathlib import Path
+from typing import Literal
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import FileResponse
+from PIL import Image
+
+from app.deps import ServicesDep, check_id, get_car, require_read_key
+from app.problems import Problem
+from app.services import Services
+from carembed.images import ImageError, ImageLimits, decoded_pixels, load_image_with_size
+from indexer.files import write_atomically
+from indexer.payload import CarPayload
+
+router = APIRouter(prefix="/api/v1", tags=["cars"])
+
+
+def _image_file(services: Services, payload: CarPayload) -> Path:
+    """The file of a car, from its stored payload; never a path a user typed."""
+    if payload.source == "upload":
+        root = services.uploads_dir
+    elif services.gallery_root is not None:
+        root = services.gallery_root
+    else:
+        raise Problem(
+            404,
+            "image-unavailable",
+            "Image not available",
+            "this service was started without the gallery folder",
+        )
+    return _inside(root, payload.path or "")
+
+
+def _inside(root: Path, relative: str) -> Path:
+    """``root / relative`` when it is a file inside ``root``: links inside the gallery are
+    followed, a path (or a link) that leads out of it is refused."""
+    root = root.resolve()
+    lexical = Path(os.path.normpath(root / relative))
+    path = (root / relative).resolve()
+    if not lexical.is_relative_to(root) or not _links_stay_inside(root, lexical):
+        raise Problem(404, "image-unavailable", "Image not available")
+    if not path.is_file():
+        raise Problem(404, "image-unavailable", "Image not available")
+    return path
+
+
+def _links_stay_inside(root: Path, path: Path) -> bool:
+    """Every symbolic link on the way from ``root`` to ``path`` points inside ``root``."""
+    current = root
+    for part in path.relative_to(root).parts:
+        current = current / part
+        if current.is_symlink() and not current.resolve().is_relative_to(root):
+            return False
+    return True
+
+
+def jpeg_thumbnail(image: Image.Image, size: tuple[int, int], side: int) -> bytes:
+    """``image`` within ``side`` x ``side`` at the aspect of the photo as shown (``size``: an
+    early reduction for the model may have squashed it), never enlarged."""
+    scale = min(1.0, side / max(size))
+    target = (max(1, round(size[0] * scale)), max(1, round(size[1] * scale)))
+    buf = io.BytesIO()
+    image.resize(target, Image.Resampling.LANCZOS).save(buf, "JPEG", quality=85)
+    return buf.getvalue()
+
+
+def _thumbnail(source: Path, target: Path, side: int, limits: ImageLimits) -> None:
+    """The thumbnail of a stored photo, written atomically: readers see all of it or none."""
+    image, size = load_image_with_size(source, limits, (side, side))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(target, jpeg_thumbnail(image, size, side))
+
+
+@router.get(
+    "/cars/{car_id}/image",
+    summary="A car's photo or thumbnail",
+    response_class=FileResponse,
+    dependencies=[Depends(require_read_key)],
+)
+async def car_image(
+    services: ServicesDep, car_id: str, size: Literal["thumb", "full"] = "thumb"
+) -> FileResponse:
+    car_id = check_id(car_id)
+    path = _image_file(services, (await get_car(services, services.model, car_id)).payload)
+    if size == "full":
+        return FileResponse(path)
+    thumb = services.thumbs_dir / f"{car_id}.jpg"
+    if not thumb.is_file():
+        settings = services.settings
+
+        async def make() -> None:  # one decode however many first requests wait for it
+            side = settings.thumb_size
+            # A stored photo that cannot be decoded within the budget has no thumbnail (422);
+            # its full image is still served as stored.
+            async with services.pixels.reserve(decoded_pixels(path, (side, side))):
+                await asyncio.get_running_loop().run_in_executor(
+                    services.decode_executor, _thumbnail, path, thumb, side, settings.limits
+                )
+
+        try:
+            await services.thumbnails.run(car_id, make)
+        except ImageError as exc:
+            raise Problem(404, "image-unavailable", "Image not available") from exc
+    return FileResponse(
+        thumb, media_type="image/jpeg", headers={"Cache-Control": "public, max-age=86400"}
+    )

@@ -1,0 +1,178 @@
+"""The index's cars as another service's listings: found by external id, edited, walked page by
+page with a cursor, counted per field value (facets), and refined searches ("more like these,
+less like that").
+
+A browse cursor names the id the next page starts at and the filter it belongs to, signed with
+a key kept beside the data (``<data_dir>/cursor.key``): a cursor that was altered, made up or
+used with another filter is refused. Pages go in id order, and ids come from the photos, so a
+walk sees every car that exists for the whole walk exactly once, also across rollouts.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import hashlib
+import hmac
+import json
+import os
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from indexer.engine import CollectionMissing, Recommend
+from indexer.fields import MAX_ATTRIBUTES, FieldError
+from indexer.files import locked, write_atomically
+from indexer.payload import CarFilter, CarPayload, StoredCar, edit_changes
+
+if TYPE_CHECKING:
+    from indexer.index import CarIndex
+
+CURSOR_KEY_FILE = "cursor.key"
+
+
+class CursorError(ValueError):
+    """A browse cursor this index did not give out for this filter."""
+
+
+class UnknownCars(LookupError):
+    """Car ids that are not in the index."""
+
+    def __init__(self, ids: list[str]) -> None:
+        super().__init__(f"no car with id {', '.join(ids)}")
+        self.ids = ids
+
+
+class ExternalIdTaken(ValueError):
+    """Another car has this external id."""
+
+
+def _filter_digest(where: CarFilter) -> str:
+    conditions = [[type(c).__name__, asdict(c)] for c in where.conditions()]
+    return hashlib.sha256(json.dumps(conditions, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class Listings:
+    def __init__(self, index: CarIndex) -> None:
+        self._index = index
+        self._key: bytes | None = None
+
+    # -- external ids ----------------------------------------------------------------------
+    def with_external_id(self, external_id: str) -> list[str]:
+        """The ids of the cars with this external id, in the live and previous collections."""
+        where = CarFilter(where=(self._index.fields_match("external_id", external_id),))
+        state, found = self._index.state(), []
+        for name in (state.live, state.previous):
+            if name is None:
+                continue
+            with contextlib.suppress(CollectionMissing):
+                found += [c.id for c in self._index.engine.page(name, where, 100, None)[0]]
+        return sorted(set(found))
+
+    def by_external_id(self, collection: str, external_id: str) -> StoredCar | None:
+        where = CarFilter(where=(self._index.fields_match("external_id", external_id),))
+        cars, _ = self._index.engine.page(collection, where, 1, None)
+        return cars[0] if cars else None
+
+    # -- edits -----------------------------------------------------------------------------
+    def edit(self, car_id: str, patch: dict[str, Any]) -> StoredCar | None:
+        """Apply ``patch`` (a JSON merge patch of car fields, ``external_id`` and
+        ``attributes``) to the car in the live and previous collections and keep it in the
+        ledger for every later build. None when there is no such car; ExternalIdTaken when
+        another car has the external id it sets."""
+        index, ledger = self._index, self._index.ledger
+        with ledger.claiming(patch.get("external_id")), ledger.writing(car_id):
+            state = index.state()
+            stored: dict[str, StoredCar] = {}
+            for name in (state.live, state.previous):
+                if name is not None:
+                    with contextlib.suppress(CollectionMissing):
+                        if (car := index.get(name, car_id)) is not None:
+                            stored[name] = car
+            if not stored:
+                return None
+            external = patch.get("external_id")
+            if external is not None and set(self.with_external_id(external)) - {car_id}:
+                raise ExternalIdTaken(f"another car has the external id {external!r}")
+            first = next(iter(stored.values())).payload
+            changes = edit_changes(first, patch)
+            if len(changes.get("attributes", first.attributes)) > MAX_ATTRIBUTES:
+                raise FieldError(f"at most {MAX_ATTRIBUTES} attributes per car")
+            ledger.edit(car_id, patch)
+            for name, car in stored.items():
+                if own := edit_changes(car.payload, patch):
+                    with contextlib.suppress(CollectionMissing):
+                        index.engine.set_payload(name, car_id, own)
+            payload = CarPayload.model_validate(first.to_payload() | changes)
+        return StoredCar(car_id, payload)
+
+    # -- browsing --------------------------------------------------------------------------
+    def _cursor_key(self) -> bytes:
+        if self._key is None:
+            path = self._index.settings.data_dir / CURSOR_KEY_FILE
+            with locked(self._index.settings.data_dir / ".cursor.lock"):
+                if not path.is_file():
+                    write_atomically(path, os.urandom(32))
+                self._key = path.read_bytes()
+        return self._key
+
+    def _sign(self, body: bytes) -> str:
+        return hmac.new(self._cursor_key(), body, hashlib.sha256).hexdigest()[:32]
+
+    def _cursor(self, after: str, where: CarFilter) -> str:
+        body = json.dumps({"after": after, "filter": _filter_digest(where)}).encode()
+        return base64.urlsafe_b64encode(body).decode().rstrip("=") + "." + self._sign(body)
+
+    def _after(self, cursor: str, where: CarFilter) -> str:
+        encoded, _, signature = cursor.partition(".")
+        try:
+            body = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+        except (binascii.Error, ValueError) as exc:
+            raise CursorError("the cursor is not one this service gave out") from exc
+        if not hmac.compare_digest(signature, self._sign(body)):
+            raise CursorError("the cursor is not one this service gave out")
+        content = json.loads(body)
+        if content["filter"] != _filter_digest(where):
+            raise CursorError("the cursor belongs to another filter: start again without one")
+        return str(content["after"])
+
+    def page(
+        self, collection: str, where: CarFilter, limit: int, cursor: str | None
+    ) -> tuple[list[StoredCar], str | None]:
+        """One page of cars matching ``where`` and the cursor of the next (None at the end)."""
+        after = self._after(cursor, where) if cursor else None
+        cars, following = self._index.engine.page(collection, where, limit, after)
+        return cars, None if following is None else self._cursor(following, where)
+
+    # -- facets and refinement -------------------------------------------------------------
+    def facet(
+        self, collection: str, field: str, where: CarFilter, limit: int
+    ) -> list[tuple[Any, int]]:
+        """The most frequent values of ``field`` among the cars matching ``where``."""
+        key = self._index.fields.facet_key(field)
+        return self._index.engine.facet(collection, key, where, limit)
+
+    def refinement(
+        self,
+        collection: str,
+        examples: list[np.ndarray],
+        positive: list[str],
+        negative: list[str],
+    ) -> Recommend:
+        """A recommendation toward ``examples`` (vectors: the photo searched with, the car
+        whose likes are asked for) and the ``positive`` cars, away from the ``negative`` ones;
+        UnknownCars names ids that are not in ``collection``."""
+        ids = list(dict.fromkeys(positive + negative))
+        found = {
+            c.id: np.asarray(c.vector, np.float32)
+            for c in self._index.engine.retrieve(collection, ids, with_vectors=True)
+            if c.vector is not None
+        }
+        if missing := [i for i in ids if i not in found]:
+            raise UnknownCars(missing)
+        return Recommend(
+            tuple(examples) + tuple(found[i] for i in positive),
+            tuple(found[i] for i in negative),
+        )

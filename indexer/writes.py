@@ -1,0 +1,155 @@
+"""Writing cars into a collection: embedding photos batch by batch (what builds and the ledger
+sync share), and bringing a collection up to date with the upload ledger: its uploads, deletes
+and edits."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from carembed.embedder import Embedder
+from indexer.engine import Engine, NewPoint
+from indexer.payload import CarPayload, edit_changes, reindexed
+from indexer.uploads import Upload, UploadLedger
+
+logger = logging.getLogger(__name__)
+
+BatchHook = Callable[[int, int], None]
+"""Called after each written batch with (files done, files to do)."""
+
+
+@dataclass
+class IndexReport:
+    collection: str
+    indexed: int = 0
+    unchanged: int = 0
+    updated: int = 0  # payloads brought up to date (class folder or manifest changed)
+    deleted: int = 0
+    duplicates: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (relative path, reason)
+    skipped_uploads: list[tuple[str, str]] = field(default_factory=list)  # not in the share
+    total_points: int = 0
+    seconds: float = 0.0
+
+    @property
+    def failure_share(self) -> float:
+        attempted = self.indexed + self.unchanged + len(self.skipped)
+        return len(self.skipped) / attempted if attempted else 0.0
+
+
+@dataclass(frozen=True)
+class Todo:
+    """A photo to embed and the payload its point gets (given the photo's size)."""
+
+    id: str
+    file: Path
+    label: str  # for reports: the gallery-relative path, or uploads/<file>
+    payload: Callable[[tuple[int, int]], CarPayload]
+    upload: bool = False
+
+
+def upload_todo(upload: Upload, version: str) -> Todo:
+    return Todo(
+        upload.id,
+        upload.photo,
+        f"uploads/{upload.photo.name}",
+        lambda size: reindexed(upload.payload, size, version),
+        upload=True,
+    )
+
+
+def write(
+    engine: Engine,
+    collection: str,
+    embedder: Embedder,
+    todos: list[Todo],
+    report: IndexReport,
+    num_workers: int,
+    on_batch: BatchHook | None,
+    progress: bool,
+) -> None:
+    """Embed ``todos`` and upsert them batch by batch; unusable files go to ``report.skipped``.
+
+    A batch is written in a writer thread while the next one is embedded; each batch is
+    confirmed (``on_batch``) once its write has completed, so an interrupted run has written
+    every batch it reported.
+    """
+    from tqdm import tqdm
+
+    done = 0
+
+    def upsert(points: list[NewPoint], files: int) -> int:
+        engine.upsert(collection, points)
+        return files
+
+    def confirm(write: Future[int]) -> None:
+        nonlocal done
+        files = write.result()
+        done += files
+        bar.update(files)
+        if on_batch is not None:
+            on_batch(done, len(todos))
+
+    with (
+        tqdm(total=len(todos), unit="img", desc="indexing", disable=not progress) as bar,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="upsert") as writer,
+    ):
+        pending: Future[int] | None = None
+        for batch in embedder.embed_files([t.file for t in todos], num_workers=num_workers):
+            for index, reason in batch.failures:
+                todo = todos[index]
+                failed = report.skipped_uploads if todo.upload else report.skipped
+                failed.append((todo.label, reason))
+            points = [
+                NewPoint(todos[index].id, vector, todos[index].payload(size))
+                for index, vector, size in zip(
+                    batch.indices, batch.vectors, batch.sizes, strict=True
+                )
+            ]
+            report.indexed += len(points)
+            if pending is not None:
+                confirm(pending)
+            pending = writer.submit(upsert, points, len(batch.indices) + len(batch.failures))
+        if pending is not None:
+            confirm(pending)
+
+
+def sync_uploads(
+    engine: Engine, collection: str, embedder: Embedder, ledger: UploadLedger
+) -> tuple[int, int]:
+    """Bring ``collection`` up to date with the ledger alone (a build's last step, a service
+    switching to a new collection): add what was uploaded, drop what was deleted, apply the
+    edits. Returns (added, deleted)."""
+    plan_uploads = {u.id: u for u in ledger.uploads()}
+    dead = ledger.tombstones()
+    stored = {pid for pid, _ in engine.scroll(collection, ["source"])}
+    todos = [
+        upload_todo(u, embedder.version)
+        for pid, u in plan_uploads.items()
+        if pid not in stored and pid not in dead
+    ]
+    report = IndexReport(collection)
+    write(engine, collection, embedder, todos, report, 0, None, False)
+    for label, reason in report.skipped_uploads:
+        logger.warning("upload %s not indexed: %s", label, reason)
+    gone = sorted(stored & dead)
+    engine.delete(collection, gone)
+    apply_edits(engine, collection, ledger)
+    return report.indexed, len(gone)
+
+
+def apply_edits(engine: Engine, collection: str, ledger: UploadLedger) -> int:
+    """Give the cars of ``collection`` that were edited their edited fields where they differ
+    (edits are merge patches: applying one twice changes nothing). Returns how many changed."""
+    edits = ledger.edits()
+    ids = sorted(edits)
+    changed = 0
+    for start in range(0, len(ids), 256):
+        for car in engine.retrieve(collection, ids[start : start + 256]):
+            if changes := edit_changes(car.payload, edits[car.id]):
+                engine.set_payload(collection, car.id, changes)
+                changed += 1
+    return changed
