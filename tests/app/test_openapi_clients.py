@@ -27,6 +27,11 @@ def test_operation_ids_are_the_routes_names(tmp_path: Path) -> None:
     assert ids[("GET", "/api/v1/cars/{car_id}")] == "get_car"
     assert ids[("DELETE", "/api/v1/cars/{car_id}")] == "delete_car"
     assert ids[("POST", "/api/v1/search/batch")] == "search_batch"
+    assert ids[("GET", "/api/v1/cars")] == "list_cars"
+    assert ids[("PATCH", "/api/v1/cars/{car_id}")] == "patch_car"
+    assert ids[("POST", "/api/v1/cars/batch")] == "add_cars"
+    assert ids[("GET", "/api/v1/facets")] == "facets"
+    assert ids[("GET", "/api/v1/cars/external/{external_id}")] == "get_car_by_external_id"
     assert len(set(ids.values())) == len(ids)
 
 
@@ -45,6 +50,7 @@ def test_every_multipart_body_is_flat_with_binary_files(tmp_path: Path) -> None:
         "Body_embed",
         "Body_search_batch",
         "Body_add_car",
+        "Body_add_cars",
     }
     for name in bodies:
         body = schemas[name]
