@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from store import DIM, MAKES, _data, _payload
+from store import DIM, MAKES, car_payload, synthetic_cars
 
 from app.routes.search import VOTE_FIELDS, _groups, _identification, group_by_class
 from carembed.identify import Calibration
@@ -49,7 +49,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=300)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    vectors, classes, queries, query_classes = _data(args.points, args.queries, seed=1)
+    vectors, classes, queries, query_classes = synthetic_cars(args.points, args.queries, seed=1)
     work = Path(tempfile.mkdtemp(prefix="carsearch-identify-"))
     index = CarIndex.open(StoreSettings(qdrant_path=work / "q", data_dir=work / "d"))
     name = new_collection_name("cars", "bench")
@@ -57,7 +57,7 @@ def main() -> None:
     for lo in range(0, args.points, 256):
         hi = min(args.points, lo + 256)
         points = [
-            NewPoint(point_id(f"{i:064x}"), vectors[i], _payload(i, int(classes[i])))
+            NewPoint(point_id(f"{i:064x}"), vectors[i], car_payload(i, int(classes[i])))
             for i in range(lo, hi)
         ]
         index.engine.upsert(name, points)

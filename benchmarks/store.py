@@ -44,7 +44,7 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return unit
 
 
-def _data(
+def synthetic_cars(
     points: int, queries: int, seed: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(vectors, their class, query vectors, the queries' class)."""
@@ -64,7 +64,7 @@ def _data(
     return vectors, classes, query_vectors, query_classes
 
 
-def _payload(i: int, cls: int) -> CarPayload:
+def car_payload(i: int, cls: int) -> CarPayload:
     make = f"Make{cls % MAKES:02d}"
     return CarPayload(
         make=make,
@@ -82,7 +82,7 @@ def _payload(i: int, cls: int) -> CarPayload:
     )
 
 
-def _latencies(call: Callable[[int], object], n: int) -> np.ndarray:
+def latencies_ms(call: Callable[[int], object], n: int) -> np.ndarray:
     times = []
     for i in range(n):
         start = time.perf_counter()
@@ -102,7 +102,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     engine_name = args.engine or ("server" if os.environ.get("QDRANT_URL") else "edge")
 
-    vectors, classes, queries, query_classes = _data(args.points, args.queries, args.seed)
+    vectors, classes, queries, query_classes = synthetic_cars(args.points, args.queries, args.seed)
     work = Path(tempfile.mkdtemp(prefix="carsearch-store-"))
     if engine_name == "edge":
         settings = StoreSettings(qdrant_path=work / "qdrant", alias="bench")
@@ -119,7 +119,7 @@ def main() -> None:
     try:
         batches = [
             [
-                NewPoint(point_id(f"{i:064x}"), vectors[i], _payload(i, int(classes[i])))
+                NewPoint(point_id(f"{i:064x}"), vectors[i], car_payload(i, int(classes[i])))
                 for i in range(lo, min(args.points, lo + args.batch))
             ]
             for lo in range(0, args.points, args.batch)
@@ -145,10 +145,10 @@ def main() -> None:
             make = f"Make{int(query_classes[q]) % MAKES:02d}"
             index.search(name, queries[q], CarFilter(make=make), 10)
 
-        _latencies(plain, min(20, args.queries))  # warm-up: caches, page faults
+        latencies_ms(plain, min(20, args.queries))  # warm-up: caches, page faults
         found.clear()
-        query_ms = _latencies(plain, args.queries)
-        filtered_ms = _latencies(filtered, args.queries)
+        query_ms = latencies_ms(plain, args.queries)
+        filtered_ms = latencies_ms(filtered, args.queries)
         recall = float(
             np.mean([len(set(f) & {ids[i] for i in exact[q]}) / 10 for q, f in enumerate(found)])
         )

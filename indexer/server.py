@@ -188,13 +188,15 @@ class ServerEngine(ServerModelCopies):
             ),
             **params,
         )
-        self.index_fields(name)
+        self._index(name, set())
 
     def index_fields(self, name: str) -> None:
+        info = self.call(name, self.client.get_collection, name)
+        self._index(name, set(info.payload_schema or {}))
+
+    def _index(self, name: str, present: set[str]) -> None:
         from qdrant_client import models
 
-        info = self.call(name, self.client.get_collection, name)
-        present = set(info.payload_schema or {})
         for field, kind in self._settings.fields().indexes().items():
             if field not in present:
                 self.call(

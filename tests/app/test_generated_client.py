@@ -23,7 +23,9 @@ KEY = "client-key"
 
 
 @pytest.mark.slow
-def test_a_generated_client_searches_identifies_adds_and_deletes(tmp_path: Path) -> None:
+def test_a_generated_client_searches_adds_lists_edits_counts_refines_and_deletes(
+    tmp_path: Path,
+) -> None:
     spec = create_app(AppSettings(data_dir=tmp_path / "d", qdrant_path=tmp_path / "q")).openapi()
     (tmp_path / "openapi.json").write_text(json.dumps(spec))
     bin_dir = str(Path(sys.executable).parent)
@@ -51,6 +53,10 @@ def test_a_generated_client_searches_identifies_adds_and_deletes(tmp_path: Path)
         add_car = importlib.import_module("carsearch_client.api.cars.add_car")
         get_car = importlib.import_module("carsearch_client.api.cars.get_car")
         delete_car = importlib.import_module("carsearch_client.api.cars.delete_car")
+        patch_car = importlib.import_module("carsearch_client.api.cars.patch_car")
+        list_cars = importlib.import_module("carsearch_client.api.browse.list_cars")
+        facets = importlib.import_module("carsearch_client.api.browse.facets")
+        by_external = importlib.import_module("carsearch_client.api.browse.get_car_by_external_id")
         models = importlib.import_module("carsearch_client.models")
         types = importlib.import_module("carsearch_client.types")
     finally:
@@ -60,7 +66,8 @@ def test_a_generated_client_searches_identifies_adds_and_deletes(tmp_path: Path)
     photo = (gallery / "BMW_M3_Coupe_2012" / "1.jpg").read_bytes()
     args = ["--qdrant-path", str(tmp_path / "q"), "--data-dir", str(tmp_path / "d")]
     args += ["--gallery", str(gallery)]
-    with Service(args, env={"CARSEARCH_API_KEY": KEY}) as service:
+    env = {"CARSEARCH_API_KEY": KEY, "CARSEARCH_ATTRIBUTES": "price:float,color:keyword"}
+    with Service(args, env=env) as service:
         deadline = time.monotonic() + 120
         while httpx.get(service.url + "/readyz").json()["indexing"]["state"] != "done":
             assert time.monotonic() < deadline, "the gallery was not indexed"
@@ -84,10 +91,35 @@ def test_a_generated_client_searches_identifies_adds_and_deletes(tmp_path: Path)
             make="Audi",
             model="TTS Coupe",
             year=2012,
+            external_id="listing-1",
+            attributes=json.dumps({"price": 18500.0, "color": "red"}),
         )
         car = add_car.sync(client=api, body=body, x_api_key=KEY)
         assert (car.make, car.model, car.year) == ("Audi", "TTS Coupe", 2012)
+        assert car.attributes.to_dict() == {"price": 18500.0, "color": "red"}
         assert get_car.sync(client=api, car_id=car.id).make == "Audi"
+        assert by_external.sync(client=api, external_id="listing-1").id == car.id
+
+        first = list_cars.sync(client=api, limit=6)
+        rest = list_cars.sync(client=api, limit=6, cursor=first.next_cursor)
+        assert len({c.id for c in first.cars + rest.cars}) == 10 and rest.next_cursor is None
+        red = list_cars.sync(client=api, filter_=json.dumps({"color": "red"}))
+        assert [c.id for c in red.cars] == [car.id]
+
+        patch = models.CarPatch.from_dict({"year": 2011, "attributes": {"price": 17900.0}})
+        edited = patch_car.sync(client=api, car_id=car.id, body=patch, x_api_key=KEY)
+        assert edited.year == 2011 and edited.attributes.to_dict()["price"] == 17900.0
+
+        counted = facets.sync(client=api, field="make")
+        assert {v.value: v.count for v in counted.values}["Audi"] == 4
+
+        bmw = [h.id for h in found.hits]
+        refined = search.sync(
+            client=api,
+            body=models.BodySearch(image=file(), limit=3, positive=[car.id], negative=bmw[1:3]),
+        )
+        assert car.id not in {h.id for h in refined.hits}
+        assert not set(bmw[1:3]) & {h.id for h in refined.hits}
         delete_car.sync_detailed(client=api, car_id=car.id, x_api_key=KEY)
         gone = get_car.sync_detailed(client=client_mod.Client(base_url=service.url), car_id=car.id)
         assert gone.status_code == 404

@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
-from app.routes import cars
+from app.routes import images
 from app.settings import AppSettings
 from tests.indexer.conftest import make_gallery
 
@@ -24,14 +24,14 @@ def test_concurrent_first_thumbnails_share_one_decode(
     gallery = make_gallery(tmp_path / "gallery")
     settings = AppSettings(gallery=gallery, data_dir=tmp_path / "data", qdrant_path=tmp_path / "q")
     calls, release = [], threading.Event()
-    make = cars._thumbnail
+    make = images._thumbnail
 
     def counted(*args: object) -> None:
         calls.append(args)
         assert release.wait(30)
         make(*args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(cars, "_thumbnail", counted)
+    monkeypatch.setattr(images, "_thumbnail", counted)
     with TestClient(create_app(settings)) as client:
         deadline = time.monotonic() + 60
         while client.get("/readyz").json()["indexing"]["state"] != "done":
@@ -69,7 +69,7 @@ def test_an_added_car_gets_its_thumbnail_from_the_add_decode(
     def no_decode(*args: object) -> None:
         raise AssertionError("the thumbnail was decoded again")
 
-    monkeypatch.setattr(cars, "_thumbnail", no_decode)
+    monkeypatch.setattr(images, "_thumbnail", no_decode)
     settings = AppSettings(data_dir=tmp_path / "data", qdrant_path=tmp_path / "q", api_key="k")
     photo = (make_gallery(tmp_path / "gallery") / "BMW_M3_Coupe_2012" / "1.jpg").read_bytes()
     with TestClient(create_app(settings)) as client:

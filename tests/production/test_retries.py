@@ -147,11 +147,15 @@ def test_collection_settings_reach_the_server(fake_qdrant: tuple[str, Script]) -
     assert body["hnsw_config"] == {"m": 32, "ef_construct": 200}
     assert body["quantization_config"] == {"scalar": {"type": "int8", "always_ram": True}}
     assert (body["shard_number"], body["replication_factor"]) == (3, 2)
-    from indexer.payload import PAYLOAD_INDEXES
-
-    assert {(b["field_name"], b["field_schema"]) for _, b in indexes} == set(
-        PAYLOAD_INDEXES.items()
-    )
+    assert {(b["field_name"], b["field_schema"]) for _, b in indexes} == {
+        ("make", "keyword"),
+        ("model", "keyword"),
+        ("body", "keyword"),
+        ("class_name", "keyword"),
+        ("source", "keyword"),
+        ("external_id", "keyword"),
+        ("year", "integer"),
+    }
 
 
 def test_collection_settings_reach_the_embedded_engine(tmp_path: Path) -> None:
