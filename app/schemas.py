@@ -123,6 +123,24 @@ class SearchResponse(BaseModel):
     }
 
 
+_EXAMPLE_CAR: JsonDict = {
+    "id": _EXAMPLE_ID,
+    "make": "Audi",
+    "model": "TTS Coupe",
+    "year": 2012,
+    "body": "Coupe",
+    "class_name": "Audi TTS Coupe 2012",
+    **_EXAMPLE_LISTING,
+    "width": 640,
+    "height": 480,
+    "source": "upload",
+    "model_version": "efficientnetlite0-identity-3f2a9c1b7d0e",
+    "indexed_at": "2026-12-02T10:00:00+00:00",
+    "image_url": car_image_url(_EXAMPLE_ID, "full"),
+    "thumb_url": car_image_url(_EXAMPLE_ID, "thumb"),
+}
+
+
 class Car(CarFields, Listing):
     id: str
     width: int | None = None
@@ -133,28 +151,7 @@ class Car(CarFields, Listing):
     image_url: str
     thumb_url: str
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "id": _EXAMPLE_ID,
-                    "make": "Audi",
-                    "model": "TTS Coupe",
-                    "year": 2012,
-                    "body": "Coupe",
-                    "class_name": "Audi TTS Coupe 2012",
-                    **_EXAMPLE_LISTING,
-                    "width": 640,
-                    "height": 480,
-                    "source": "upload",
-                    "model_version": "efficientnetlite0-identity-3f2a9c1b7d0e",
-                    "indexed_at": "2026-12-02T10:00:00+00:00",
-                    "image_url": car_image_url(_EXAMPLE_ID, "full"),
-                    "thumb_url": car_image_url(_EXAMPLE_ID, "thumb"),
-                }
-            ]
-        }
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [_EXAMPLE_CAR]})
 
     @classmethod
     def of(cls, car: StoredCar) -> Car:
@@ -210,6 +207,17 @@ class CarList(BaseModel):
 
     cars: list[Car]
     next_cursor: str | None = None
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "cars": [_EXAMPLE_CAR],
+                    "next_cursor": "eyJhZnRlciI6ICIxYjRlIn0.6c0f2d1e9a8b7c6d5e4f3a2b1c0d9e8f",
+                }
+            ]
+        }
+    )
 
 
 class FacetValue(BaseModel):
@@ -311,6 +319,24 @@ class BatchAddResponse(BaseModel):
     """One entry per photo, in the order sent: the car added, or the photo's problem."""
 
     results: list[Car | ProblemDetail]
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "results": [
+                        _EXAMPLE_CAR,
+                        {
+                            "type": "/problems/unreadable-image",
+                            "title": "Not a readable image",
+                            "status": 415,
+                            "detail": "the upload is not an image this service can decode",
+                        },
+                    ]
+                }
+            ]
+        }
+    )
 
 
 class BatchResponse(BaseModel):

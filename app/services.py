@@ -33,6 +33,7 @@ from carembed.embedder import Embedder
 from carembed.identify import Calibration, calibration_of
 from carembed.model import CarEmbeddingModel
 from indexer.engine import StoreError
+from indexer.gate import GateRefused
 from indexer.index import CarIndex
 from indexer.versions import model_version_of
 
@@ -324,7 +325,12 @@ def _index_gallery(services: Services, stop: threading.Event) -> str:
     if live_version is not None and live_version != embedder.version:
         # The live model keeps answering until the new collection is complete.
         report = index.build(
-            embedder, settings.gallery, on_batch=on_batch, progress=False, max_failure_share=1.0
+            embedder,
+            settings.gallery,
+            on_batch=on_batch,
+            progress=False,
+            max_failure_share=1.0,
+            gate=settings.gate_policy(),
         )
     else:
         index.ensure_live(embedder)
@@ -354,6 +360,10 @@ def prepare_index(services: Services, stop: threading.Event) -> None:
             progress.update(
                 state="stopped", message="stopped at shutdown; resumes at the next start"
             )
+            return
+        except GateRefused as refused:
+            logger.error("the new model did not pass the quality gate:\n%s", refused)
+            progress.update(state="refused", message=" ".join(refused.verdict.lines()))
             return
         except StoreError as exc:
             logger.warning("the vector store is not usable (%s); retrying", exc)

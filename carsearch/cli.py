@@ -11,21 +11,21 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args
 
-from carembed.choices import EngineChoice, HeadKind, LossName, PoolingKind, Recipe
-from carsearch import stored_models
+from carembed.choices import HeadKind, LossName, PoolingKind, Recipe
+from carsearch import index_commands, stored_models
+from carsearch.options import (
+    add_model_args,
+    add_qdrant_args,
+    emit,
+    given,
+    model_settings,
+    open_index,
+)
 
 if TYPE_CHECKING:
     from app.settings import AppSettings
-    from carembed.settings import ModelSettings
-    from indexer.index import CarIndex
-    from indexer.settings import StoreSettings
 
 logger = logging.getLogger("carsearch")
-
-
-def emit(text: str = "") -> None:
-    """Command output (reports, tables) goes to stdout; diagnostics go to logging (stderr)."""
-    sys.stdout.write(text + "\n")
 
 
 def _model_info(args: argparse.Namespace) -> int:
@@ -106,7 +106,7 @@ def _embed(args: argparse.Namespace) -> int:
     from carembed.artifact import load_or_default
     from carembed.images import ImageError
 
-    model = _model_settings(args)
+    model = model_settings(args)
     embedder = model.embedder(load_or_default(model.model_dir, device=model.device))
     try:
         vectors = embedder.embed(args.images)
@@ -127,110 +127,6 @@ def _embed(args: argparse.Namespace) -> int:
     for i, path in enumerate(args.images):
         j = int(np.argmax(scores[i]))
         emit(f"  {path} -> {args.images[j]} ({scores[i, j]:.4f})")
-    return 0
-
-
-def given(**options: Any) -> dict[str, Any]:
-    """The options the user set: unset (None) ones leave the settings' defaults in place."""
-    return {key: value for key, value in options.items() if value is not None}
-
-
-def _model_settings(args: argparse.Namespace) -> ModelSettings:
-    """``--model``/``--device``/``--engine``/``--threads``, else ``CARSEARCH_<NAME>``."""
-    from carembed.settings import ModelSettings
-
-    return ModelSettings(
-        **given(model_dir=args.model, device=args.device, engine=args.engine, threads=args.threads)
-    )
-
-
-def _store_settings(args: argparse.Namespace) -> StoreSettings:
-    from indexer.settings import StoreSettings
-
-    return StoreSettings(
-        **given(
-            qdrant_url=args.qdrant_url,
-            qdrant_path=args.qdrant_path,
-            alias=args.alias,
-            data_dir=args.data_dir,
-        )
-    )
-
-
-def _open_index(args: argparse.Namespace) -> CarIndex:
-    from indexer.index import CarIndex
-
-    return CarIndex.open(_store_settings(args))
-
-
-def _index_status(args: argparse.Namespace) -> int:
-    from dataclasses import asdict
-
-    index = _open_index(args)
-    try:
-        status = index.status()
-    finally:
-        index.close()
-    if args.json:
-        emit(json.dumps(asdict(status)))
-        return 0
-    for name, value in asdict(status).items():
-        emit(f"{name.replace('_', ' '):20} {'-' if value is None else value}")
-    return 0
-
-
-def _index_rollback(args: argparse.Namespace) -> int:
-    index = _open_index(args)
-    try:
-        emit(f"alias {index.alias} -> {index.rollback()}")
-    finally:
-        index.close()
-    return 0
-
-
-def _index_snapshot(args: argparse.Namespace) -> int:
-    from indexer.snapshot import snapshot
-
-    index = _open_index(args)
-    try:
-        emit(f"snapshot written to {snapshot(index, args.out)}")
-    finally:
-        index.close()
-    return 0
-
-
-def _index_build(args: argparse.Namespace) -> int:
-    from carembed.artifact import load_or_default
-    from indexer.errors_report import write_skipped
-
-    model = _model_settings(args)
-    embedder = model.embedder(
-        load_or_default(model.model_dir, device=model.device), batch_size=args.batch_size
-    )
-    index = _open_index(args)
-    try:
-        if args.incremental:
-            report = index.update(embedder, args.gallery, num_workers=args.workers)
-        else:
-            report = index.build(
-                embedder,
-                args.gallery,
-                num_workers=args.workers,
-                max_failure_share=args.max_failure_share,
-            )
-    finally:
-        index.close()
-    if report.skipped:
-        write_skipped(args.report, report.skipped)
-        logger.warning("%d files skipped, listed in %s", len(report.skipped), args.report)
-    emit(
-        f"collection {report.collection}: indexed {report.indexed}, unchanged {report.unchanged}, "
-        f"deleted {report.deleted}, skipped {len(report.skipped)}, duplicates {report.duplicates}, "
-        f"points {report.total_points}, {report.seconds:.1f} s"
-    )
-    if args.incremental and report.failure_share > args.max_failure_share:
-        logger.error("too many files failed: %.1f%%", 100 * report.failure_share)
-        return 1
     return 0
 
 
@@ -277,7 +173,7 @@ def _train(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from training.evaluate import evaluate
 
-    model = _model_settings(args)
+    model = model_settings(args)
     report = evaluate(
         model.model_dir,
         args.data,
@@ -388,42 +284,6 @@ def _serve_workers(args: argparse.Namespace, settings: AppSettings, options: dic
     return 0
 
 
-def _add_qdrant_args(parser: argparse.ArgumentParser) -> None:
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument(
-        "--qdrant-path", type=Path, default=None, help="embedded store folder (default data/qdrant)"
-    )
-    where.add_argument(
-        "--qdrant-url",
-        default=None,
-        help="Qdrant server URL; API key from CARSEARCH_QDRANT_API_KEY",
-    )
-    parser.add_argument("--alias", default=None, help="collection alias (default cars)")
-    parser.add_argument(
-        "--data-dir",
-        type=Path,
-        default=None,
-        help="cars added through the API, model copies (default data; shared with the service)",
-    )
-
-
-def _add_model_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--model",
-        type=Path,
-        default=None,
-        help="servable model folder, or zero-shot (default: the shipped car model)",
-    )
-    parser.add_argument("--device", default=None, help="cpu (default), cuda, cuda:1, ...")
-    parser.add_argument("--threads", type=int, default=None, help="intra-op threads")
-    parser.add_argument(
-        "--engine",
-        choices=get_args(EngineChoice),
-        default=None,
-        help="auto (default): ONNX Runtime on CPU, PyTorch on a GPU",
-    )
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="carsearch", description="Similar-car image search.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -456,64 +316,13 @@ def build_parser() -> argparse.ArgumentParser:
     quantize.add_argument("--onnx-dir", type=Path, default=Path("data/onnx"))
     quantize.add_argument("--max-drop", type=float, default=0.005)
     quantize.set_defaults(handler=_model_quantize)
-    stored_models.add_parsers(model_commands, _add_qdrant_args, _open_index, emit)
+    stored_models.add_parsers(model_commands, add_qdrant_args, open_index, emit)
+    index_commands.add_parser(commands)
 
     embed = commands.add_parser("embed", help="embed images and show each one's nearest other")
     embed.add_argument("images", nargs="+", type=Path)
-    _add_model_args(embed)
+    add_model_args(embed)
     embed.set_defaults(handler=_embed)
-
-    index = commands.add_parser(
-        "index", help="the car index: build (default), status, rollback, snapshot"
-    )
-    index_commands = index.add_subparsers(dest="index_command", required=True, metavar="ACTION")
-    build = index_commands.add_parser(
-        "build", help="embed a gallery into a new collection (or --incremental: the live one)"
-    )
-    build.add_argument(
-        "--gallery", type=Path, required=True, help="folder, manifest or Stanford Cars layout"
-    )
-    build.add_argument(
-        "--incremental",
-        action="store_true",
-        help="update the live collection in place instead of a full build",
-    )
-    build.add_argument("--workers", type=int, default=1, help="decode/resize processes")
-    build.add_argument("--batch-size", type=int, default=32)
-    build.add_argument(
-        "--max-failure-share",
-        type=float,
-        default=0.05,
-        help="exit non-zero when more than this share of files fails",
-    )
-    build.add_argument(
-        "--report",
-        type=Path,
-        default=Path("data/index-skipped.jsonl"),
-        help="JSON lines of skipped files (path, reason)",
-    )
-    _add_model_args(build)
-    _add_qdrant_args(build)
-    build.set_defaults(handler=_index_build)
-    status = index_commands.add_parser(
-        "status", help="live and previous collection, model, points, engine"
-    )
-    status.add_argument("--json", action="store_true", help="one JSON object")
-    _add_qdrant_args(status)
-    status.set_defaults(handler=_index_status)
-    back = index_commands.add_parser(
-        "rollback", help="swap the alias back to the previous collection"
-    )
-    _add_qdrant_args(back)
-    back.set_defaults(handler=_index_rollback)
-    snap = index_commands.add_parser(
-        "snapshot", help="snapshot the live collection on the server and download it"
-    )
-    snap.add_argument(
-        "--out", type=Path, default=Path("data/snapshots"), help="folder for the downloaded file"
-    )
-    _add_qdrant_args(snap)
-    snap.set_defaults(handler=_index_snapshot)
 
     tr = commands.add_parser("train", help="fine-tune the car similarity model (Lightning)")
     tr.add_argument(
@@ -592,7 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="skip the comparison with the zero-shot model",
     )
     ev.add_argument("--workers", type=int, default=1)
-    _add_model_args(ev)
+    add_model_args(ev)
     ev.set_defaults(handler=_evaluate)
 
     serve = commands.add_parser("serve", help="run the search service (web page + JSON API)")
@@ -610,8 +419,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="processes (a Qdrant server only: the embedded store is one process's)",
     )
-    _add_model_args(serve)
-    _add_qdrant_args(serve)
+    add_model_args(serve)
+    add_qdrant_args(serve)
     serve.set_defaults(handler=_serve)
     return parser
 

@@ -23,6 +23,7 @@ from carembed.embedder import Embedder
 from indexer.engine import Engine, NewPoint, StoreError
 from indexer.fields import FieldSchema
 from indexer.gallery import GalleryItem, GalleryScan, scan_gallery
+from indexer.gate import GATE_KEY
 from indexer.payload import (
     CarPayload,
     StoredCar,
@@ -259,9 +260,13 @@ def build_full(
     on_batch: BatchHook | None = None,
     progress: bool = True,
     on_moved: Callable[[], None] | None = None,
+    gate: Callable[[str, str], dict[str, Any]] | None = None,
 ) -> IndexReport:
     """Index the whole gallery (and the ledger's uploads) into a new collection, then move
-    ``alias`` to it atomically (``on_moved`` runs then, before old collections are dropped)."""
+    ``alias`` to it atomically (``on_moved`` runs then, before old collections are dropped).
+    When the live collection holds another model's vectors, ``gate(live, new)`` runs before
+    the move: it raises to keep the alias where it is (the new collection stays, for
+    inspection), or returns its verdict, kept in the new collection's metadata."""
     started = time.perf_counter()
     schema = schema or FieldSchema({})
     scan = scan_gallery(gallery)
@@ -309,6 +314,9 @@ def build_full(
     if ledger is not None:  # cars added or deleted through the API while this build ran
         added, deleted = sync_uploads(engine, target, embedder, ledger)
         report.indexed, report.deleted = report.indexed + added, report.deleted + deleted
+    if state.live is not None and model_version_of(state.live) != embedder.version and gate:
+        verdict = gate(state.live, target)
+        engine.set_metadata(target, engine.metadata(target) | {GATE_KEY: verdict})
     engine.seal(target)
     after = state.promoted(target)
     engine.move_aliases(state, after)

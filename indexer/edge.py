@@ -26,15 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from indexer.engine import (
-    CollectionMissing,
-    NewPoint,
-    Query,
-    Recommend,
-    StoreError,
-    check_alias,
-)
-from indexer.fields import Condition, Match, MatchAny
+from indexer import edge_requests as requests
+from indexer.engine import CollectionMissing, NewPoint, Query, StoreError, check_alias
 from indexer.files import locked, write_atomically
 from indexer.payload import CarFilter, StoredCar
 from indexer.settings import StoreSettings
@@ -274,7 +267,7 @@ class EdgeEngine:
         self, name: str, where: CarFilter, limit: int, after: str | None
     ) -> tuple[list[StoredCar], str | None]:
         request = self._qe.ScrollRequest(
-            offset=after, limit=limit, filter=self._filter(where), with_payload=True
+            offset=after, limit=limit, filter=requests.filter_of(self._qe, where), with_payload=True
         )
         with self._shard(name) as shard:
             records, following = shard.scroll(request)
@@ -282,46 +275,12 @@ class EdgeEngine:
         return cars, None if following is None else str(following)
 
     def facet(self, name: str, key: str, where: CarFilter, limit: int) -> list[tuple[Any, int]]:
-        request = self._qe.FacetRequest(key, limit=limit, exact=True, filter=self._filter(where))
+        request = self._qe.FacetRequest(
+            key, limit=limit, exact=True, filter=requests.filter_of(self._qe, where)
+        )
         with self._shard(name) as shard:
             hits = shard.facet(request).hits
         return [(h.value, int(h.count)) for h in hits]
-
-    def _condition(self, c: Condition) -> Any:
-        qe = self._qe
-        if isinstance(c, Match):
-            # Edge reads a Python bool as the integer 1 or 0; numpy's bool stays a bool.
-            value = np.bool_(c.value) if isinstance(c.value, bool) else c.value
-            return qe.FieldCondition(c.key, match=qe.MatchValue(value))
-        if isinstance(c, MatchAny):
-            return qe.FieldCondition(c.key, match=qe.MatchAny(list(c.values)))
-        return qe.FieldCondition(c.key, range=qe.RangeFloat(gte=c.gte, lte=c.lte, gt=c.gt, lt=c.lt))
-
-    def _filter(self, where: CarFilter) -> Any:
-        qe = self._qe
-        if where.empty:
-            return None
-        must = [self._condition(c) for c in where.conditions()]
-        must_not = [qe.HasIdCondition(set(where.exclude_ids))] if where.exclude_ids else None
-        return qe.Filter(must=must or None, must_not=must_not)
-
-    def _query(self, vector: Query) -> Any:
-        qe = self._qe
-        if isinstance(vector, Recommend):
-            examples = qe.RecommendQuery(
-                [np.asarray(v, np.float32).tolist() for v in vector.positives],
-                [np.asarray(v, np.float32).tolist() for v in vector.negatives],
-            )
-            return qe.Query.RecommendBestScore(examples)
-        return qe.Query.Nearest(np.asarray(vector, np.float32).tolist())
-
-    def _search_params(self) -> Any:
-        qe = self._qe
-        hnsw_ef, quantization = self._settings.search_tuning()
-        if hnsw_ef is None and quantization is None:
-            return None
-        options = qe.QuantizationSearchParams(**quantization) if quantization else None
-        return qe.SearchParams(hnsw_ef=hnsw_ef, quantization=options)
 
     def search(
         self,
@@ -337,10 +296,10 @@ class EdgeEngine:
         request = qe.QueryRequest(
             limit=limit,
             offset=offset or None,
-            query=self._query(vector),
-            filter=self._filter(where),
+            query=requests.query_of(self._qe, vector),
+            filter=requests.filter_of(self._qe, where),
             score_threshold=score_threshold,
-            params=self._search_params(),
+            params=requests.search_params(self._qe, self._settings),
             with_payload=True if fields is None else list(fields),
         )
         with self._shard(name) as shard:

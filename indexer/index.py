@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -17,9 +17,11 @@ from carembed.embedder import Embedder
 from indexer import build, writes
 from indexer.engine import CollectionMissing, Engine, NewPoint, Query
 from indexer.fields import Match
+from indexer.gate import GATE_KEY, GatePolicy
 from indexer.listing import Listings
 from indexer.models import ModelCopies
 from indexer.payload import CarFilter, CarPayload, StoredCar, point_id
+from indexer.rollout_gate import RolloutGate
 from indexer.settings import StoreSettings
 from indexer.uploads import UploadLedger
 from indexer.versions import AliasState, model_version_of
@@ -45,6 +47,8 @@ class IndexStatus:
     previous: str | None
     live_model_version: str | None
     points: int | None
+    live_gate: dict[str, Any] | None = None  # the quality gate's verdict that let it go live
+    previous_gate: dict[str, Any] | None = None
 
 
 def open_engine(settings: StoreSettings) -> Engine:
@@ -126,7 +130,18 @@ class CarIndex:
             state.previous,
             model_version_of(state.live),
             points,
+            self._gate_record(state.live),
+            self._gate_record(state.previous),
         )
+
+    def _gate_record(self, collection: str | None) -> dict[str, Any] | None:
+        if collection is None:
+            return None
+        try:
+            record = self.engine.metadata(collection).get(GATE_KEY)
+        except CollectionMissing:
+            return None
+        return dict(record) if record else None
 
     # -- reads and writes of one collection --------------------------------------------------
     def search(
@@ -221,8 +236,12 @@ class CarIndex:
         max_failure_share: float = 0.05,
         on_batch: BatchHook | None = None,
         progress: bool = True,
+        gate: GatePolicy | None = None,
     ) -> IndexReport:
+        """A full build; with ``gate``, a collection of another model goes live only when the
+        quality gate passes it (``indexer.gate``; GateRefused otherwise)."""
         self.models.save(embedder.model)  # before the alias can name its collection
+        check = None if gate is None else RolloutGate(self, embedder, gallery, gate).check
         try:
             return build.build_full(
                 self.engine,
@@ -236,6 +255,7 @@ class CarIndex:
                 on_batch=on_batch,
                 progress=progress,
                 on_moved=self._forget_serving,
+                gate=check,
             )
         finally:
             self._forget_serving()

@@ -5,10 +5,12 @@ and without access to the folder the operator trained into."""
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from carembed.artifact import load_model, save_model
 from carembed.model import CarEmbeddingModel
@@ -39,6 +41,13 @@ class ModelCopies:
     def versions(self) -> list[str]:
         """The versions of the models stored with the index."""
         return self._engine.model_versions()
+
+    def config(self, version: str) -> dict[str, Any] | None:
+        """The ``config.json`` of the stored model ``version`` (None when there is none)."""
+        files = self._engine.get_model(version)
+        if files is None or "config.json" not in files:
+            return None
+        return dict(json.loads(files["config.json"]))
 
     def export(self, version: str, folder: Path) -> str:
         """Write the stored model ``version`` as a servable folder; LookupError (naming the

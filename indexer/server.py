@@ -11,16 +11,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
+from indexer import server_requests as requests
 from indexer.engine import (
     CollectionMissing,
     NewPoint,
     Query,
-    Recommend,
     StoreError,
     check_alias,
     retries_allowed,
 )
-from indexer.fields import Condition, Match, MatchAny
 from indexer.payload import CarFilter, StoredCar
 from indexer.server_models import ServerModelCopies
 from indexer.settings import StoreSettings
@@ -284,7 +283,7 @@ class ServerEngine(ServerModelCopies):
             name,
             self.client.scroll,
             name,
-            scroll_filter=self._filter(where),
+            scroll_filter=requests.filter_of(where),
             limit=limit,
             offset=after,
             with_payload=True,
@@ -299,56 +298,11 @@ class ServerEngine(ServerModelCopies):
             self.client.facet,
             name,
             key,
-            facet_filter=self._filter(where),
+            facet_filter=requests.filter_of(where),
             limit=limit,
             exact=True,
         )
         return [(h.value, int(h.count)) for h in response.hits]
-
-    @staticmethod
-    def _condition(c: Condition) -> Any:
-        from qdrant_client import models
-
-        if isinstance(c, Match):
-            return models.FieldCondition(key=c.key, match=models.MatchValue(value=c.value))
-        if isinstance(c, MatchAny):
-            return models.FieldCondition(key=c.key, match=models.MatchAny(any=list(c.values)))
-        span = models.Range(gte=c.gte, lte=c.lte, gt=c.gt, lt=c.lt)
-        return models.FieldCondition(key=c.key, range=span)
-
-    def _filter(self, where: CarFilter) -> Any:
-        from qdrant_client import models
-
-        if where.empty:
-            return None
-        must: list[Any] = [self._condition(c) for c in where.conditions()]
-        must_not: list[Any] = (
-            [models.HasIdCondition(has_id=sorted(where.exclude_ids))] if where.exclude_ids else []
-        )
-        return models.Filter(must=must or None, must_not=must_not or None)
-
-    @staticmethod
-    def _query(vector: Query) -> Any:
-        from qdrant_client import models
-
-        if isinstance(vector, Recommend):
-            return models.RecommendQuery(
-                recommend=models.RecommendInput(
-                    positive=[np.asarray(v, np.float32).tolist() for v in vector.positives],
-                    negative=[np.asarray(v, np.float32).tolist() for v in vector.negatives],
-                    strategy=models.RecommendStrategy.BEST_SCORE,
-                )
-            )
-        return np.asarray(vector, np.float32).tolist()
-
-    def _search_params(self) -> Any:
-        from qdrant_client import models
-
-        hnsw_ef, quantization = self._settings.search_tuning()
-        if hnsw_ef is None and quantization is None:
-            return None
-        options = models.QuantizationSearchParams(**quantization) if quantization else None
-        return models.SearchParams(hnsw_ef=hnsw_ef, quantization=options)
 
     def search(
         self,
@@ -364,12 +318,12 @@ class ServerEngine(ServerModelCopies):
             name,
             self.client.query_points,
             name,
-            query=self._query(vector),
-            query_filter=self._filter(where),
+            query=requests.query_of(vector),
+            query_filter=requests.filter_of(where),
             limit=limit,
             offset=offset,
             score_threshold=score_threshold,
-            search_params=self._search_params(),
+            search_params=requests.search_params(self._settings),
             with_payload=True if fields is None else list(fields),
         )
         return [StoredCar.from_point(p.id, p.payload, p.score) for p in result.points]

@@ -10,6 +10,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from indexer.fields import FieldSchema, parse_declared
+from indexer.gate import GatePolicy
 from indexer.versions import DEFAULT_ALIAS, validate_alias
 
 Distance = Literal["cosine", "dot"]
@@ -42,6 +43,12 @@ class StoreSettings(BaseSettings):
         description="the attributes searches can filter on and facets count, with their kinds: "
         '"price:float,mileage:integer,color:keyword,available:bool" (each gets a payload index)',
     )
+    gate: bool = Field(
+        True, description="a build moves the alias to another model only past the quality gate"
+    )
+    gate_margin: float = Field(0.005, ge=0, description="largest R-Precision drop allowed")
+    gate_photos: int = Field(2000, ge=2, description="labelled gallery photos the gate scores")
+    gate_force: bool = Field(False, description="go live whatever the gate says (recorded)")
     distance: Distance = Field(
         "cosine", description="the model writes unit vectors: dot gives the same scores"
     )
@@ -66,6 +73,12 @@ class StoreSettings(BaseSettings):
     def _valid_attributes(cls, value: str) -> str:
         parse_declared(value)
         return value
+
+    def gate_policy(self) -> GatePolicy | None:
+        """The rollout quality gate of builds (None: no gate)."""
+        return (
+            GatePolicy(self.gate_margin, self.gate_photos, self.gate_force) if self.gate else None
+        )
 
     def fields(self) -> FieldSchema:
         return FieldSchema.of(self.attributes)

@@ -37,6 +37,7 @@ async def readyz(request: Request) -> JSONResponse:
     try:
         status = await store(services, services.index.status)
         body |= {"engine": status.engine, "live_collection": status.live}
+        body["gate"] = {"live": status.live_gate, "previous": status.previous_gate}
         body["store_reachable"] = True
     except problems.Problem:
         body |= {"store_reachable": False, "collection": None, "points": None}
