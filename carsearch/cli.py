@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args
 
 from carembed.choices import HeadKind, LossName, PoolingKind, Recipe
-from carsearch import index_commands, stored_models
+from carsearch import dataset_commands, index_commands, stored_models
 from carsearch.options import (
     add_model_args,
     add_qdrant_args,
@@ -133,8 +133,11 @@ def _embed(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from training.train import TrainConfig, train
 
+    data = args.data
+    if args.from_index:
+        data = dataset_commands.export(args, args.out.with_name(args.out.name + "-dataset"))
     fields = {
-        "data": args.data,
+        "data": data,
         "out": args.out,
         "recipe": args.recipe,
         "backbone": args.backbone,
@@ -325,12 +328,19 @@ def build_parser() -> argparse.ArgumentParser:
     embed.set_defaults(handler=_embed)
 
     tr = commands.add_parser("train", help="fine-tune the car similarity model (Lightning)")
-    tr.add_argument(
+    source = tr.add_mutually_exclusive_group(required=True)
+    source.add_argument(
         "--data",
         type=Path,
-        required=True,
         help="folder with manifest.csv, a manifest, an ImageFolder or Stanford layout",
     )
+    source.add_argument(
+        "--from-index",
+        action="store_true",
+        help="the gallery as the index holds it now (exported next to --out first)",
+    )
+    dataset_commands.add_from_index_args(tr)
+    add_qdrant_args(tr)
     tr.add_argument("--out", type=Path, required=True, help="servable model folder to write")
     tr.add_argument(
         "--recipe",
@@ -390,6 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--cache-dir", type=Path, default=None)
     tr.add_argument("--work-dir", type=Path, default=None, help="logs and checkpoints")
     tr.set_defaults(handler=_train)
+    dataset_commands.add_parser(commands)
 
     ev = commands.add_parser("evaluate", help="retrieval metrics of a model on unseen classes")
     ev.add_argument("--data", type=Path, required=True)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from carembed.embedder import Embedder
+from indexer.dataset_export import GALLERY_ROOT_KEY
 from indexer.engine import Engine, NewPoint, StoreError
 from indexer.fields import FieldSchema
 from indexer.gallery import GalleryItem, GalleryScan, scan_gallery
@@ -225,6 +226,7 @@ def _sync(
             MODEL_KEY: version,
             GALLERY_KEY: _digest(scan, schema),
             SKIPPED_KEY: sorted(i.sha256 for i in plan.items if i.id not in wanted),
+            GALLERY_ROOT_KEY: str(scan.root),
         },
     )
     gone = [pid for pid in existing if pid not in wanted]

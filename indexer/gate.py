@@ -2,13 +2,14 @@
 the new model and the live one are scored on the same labelled photos of the gallery, from the
 vectors the two collections already hold (nothing is embedded again).
 
-The sample: photos of classes with at least 2 photos, leaving out the classes either model
-records it trained on (``training.class_names`` of its ``config.json``: a model scored on
-photos it trained on looks better than it is), up to ``photos`` of them, chosen by id (the same
-for both models and every run). The scores: leave-one-out R-Precision within the sample, and
-identification top-1 (the nearest other photo is of the same class). The new model is refused
-when its R-Precision is below the live one's by more than ``margin``; a sample of fewer than
-``MIN_PHOTOS`` photos or ``MIN_CLASSES`` classes cannot judge, and refuses too.
+The sample: photos of classes with at least 2 photos, leaving out the photos either model
+trained on as its ``config.json`` records it (``training.class_names``, less the photos of
+``training.held_out``: a model scored on photos it trained on looks better than it is), up to
+``photos`` of them in whole classes, chosen by id (the same for both models and every run).
+The scores: leave-one-out R-Precision within the sample, and identification top-1 (the nearest
+other photo is of the same class). The new model is refused when its R-Precision is below the
+live one's by more than ``margin``; a sample of fewer than ``MIN_PHOTOS`` photos or
+``MIN_CLASSES`` classes cannot judge, and refuses too.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from indexer.engine import Engine
 
 VectorsOf = Callable[[Sequence[str]], dict[str, np.ndarray]]
 """The vectors of these car ids under one model (read from a collection, or embedded)."""
+TrainedOn = Callable[[str, str], bool]
+"""Whether a model trained on the photo (car id, class name)."""
 
 MIN_PHOTOS = 50
 MIN_CLASSES = 5
@@ -51,7 +54,7 @@ class Verdict:
     new: str
     photos: int
     classes: int
-    classes_left_out: int  # trained on by either model
+    photos_left_out: int  # trained on by either model
     live_scores: Scores | None
     new_scores: Scores | None
     passed: bool
@@ -65,7 +68,7 @@ class Verdict:
         """The verdict for people."""
         said = [
             f"quality gate: {self.photos} photos of {self.classes} classes "
-            f"({self.classes_left_out} classes left out: a model trained on them)"
+            f"({self.photos_left_out} photos left out: a model trained on them)"
         ]
         for name, scores in ((self.live, self.live_scores), (self.new, self.new_scores)):
             if scores is not None:
@@ -84,19 +87,23 @@ class GateRefused(RuntimeError):
 
 
 def _sample(
-    engine: Engine, collection: str, left_out: set[str], size: int
+    engine: Engine, collection: str, trained_on: TrainedOn, size: int
 ) -> tuple[list[str], list[str], int]:
-    """(ids, their classes, how many classes were left out)."""
+    """(ids, their classes, how many photos were left out as trained on)."""
     by_class: dict[str, list[str]] = defaultdict(list)
+    left_out = 0
     for pid, payload in engine.scroll(collection, ["class_name"]):
         if payload.get("class_name"):
-            by_class[str(payload["class_name"])].append(pid)
-    usable = {c: sorted(ids) for c, ids in by_class.items() if len(ids) >= 2}
-    kept = {c: ids for c, ids in usable.items() if c not in left_out}
+            label = str(payload["class_name"])
+            if trained_on(pid, label):
+                left_out += 1
+            else:
+                by_class[label].append(pid)
+    kept = {c: sorted(ids) for c, ids in by_class.items() if len(ids) >= 2}
     ids = sorted((pid, c) for c, members in kept.items() for pid in members)
     if len(ids) > size:  # whole classes stay whole: R-Precision needs each class's members
         ids = _classes_up_to(kept, size)
-    return [pid for pid, _ in ids], [c for _, c in ids], len(usable) - len(kept)
+    return [pid for pid, _ in ids], [c for _, c in ids], left_out
 
 
 def _classes_up_to(kept: dict[str, list[str]], size: int) -> list[tuple[str, str]]:
@@ -135,7 +142,7 @@ def judge(
     engine: Engine,
     live: str,
     new: str,
-    trained_on: set[str],
+    trained_on: TrainedOn,
     policy: GatePolicy,
     live_vectors: VectorsOf | None = None,
 ) -> Verdict:

@@ -14,7 +14,7 @@ import numpy as np
 
 from carembed.embedder import Embedder
 from indexer.engine import StoreError
-from indexer.gate import GatePolicy, GateRefused, VectorsOf, judge
+from indexer.gate import GatePolicy, GateRefused, TrainedOn, VectorsOf, judge
 from indexer.versions import model_version_of
 
 if TYPE_CHECKING:
@@ -23,10 +23,19 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-def trained_classes(config: dict[str, Any] | None) -> set[str]:
-    """The classes a model records it trained on."""
-    training = (config or {}).get("training") or {}
-    return {str(c) for c in training.get("class_names") or []}
+def trained_on(*configs: dict[str, Any] | None) -> TrainedOn:
+    """Whether any of these models trained on a photo: its class is among the classes the
+    model records, and the photo is not among those it records it held out."""
+    records = [(c or {}).get("training") or {} for c in configs]
+    known = [
+        ({str(c) for c in t.get("class_names") or []}, {str(i) for i in t.get("held_out") or []})
+        for t in records
+    ]
+
+    def trained(car_id: str, class_name: str) -> bool:
+        return any(class_name in classes and car_id not in held for classes, held in known)
+
+    return trained
 
 
 class RolloutGate:
@@ -62,8 +71,9 @@ class RolloutGate:
         """The verdict on moving the alias from ``live`` to ``new``, as recorded; GateRefused
         when the new model may not go live."""
         index, live_version = self._index, model_version_of(live) or ""
-        trained = trained_classes(self._embedder.model.config.model_dump())
-        trained |= trained_classes(index.models.config(live_version))
+        trained = trained_on(
+            self._embedder.model.config.model_dump(), index.models.config(live_version)
+        )
         vectors = None
         try:
             index.engine.count(live)

@@ -14,8 +14,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from carembed.datasets import CarDataset, CarRecord
+from carembed.hashing import sha256_file
 from carembed.images import load_image
 from carembed.preprocess import Preprocessing
+from indexer.dataset_export import HOLDOUT
+from indexer.payload import point_id
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +34,15 @@ def class_disjoint_split(
             raise ValueError(f"train and {eval_split} share classes: {sorted(overlap)[:5]}")
         return train, evaluation
     return holdout_classes(dataset, eval_fraction, seed)
+
+
+def held_out_ids(dataset: CarDataset) -> list[str]:
+    """The car ids of the photos of trained classes that training leaves out (the ``holdout``
+    split of a dataset exported from the index): the rollout gate judges on them."""
+    return sorted(
+        r.extra.get("car_id") or point_id(sha256_file(r.path))
+        for r in dataset.split(HOLDOUT).records
+    )
 
 
 def holdout_classes(

@@ -39,6 +39,7 @@ from training.data import (
     ImageSet,
     RetrievalData,
     class_disjoint_split,
+    held_out_ids,
     holdout_classes,
     labels_of,
     usable_records,
@@ -417,6 +418,8 @@ def train(config: TrainConfig) -> tuple[CarEmbeddingModel, dict[str, Any]]:
         "feature_cache_hit": views.cache_hit,
         "identification": identification.model_dump(mode="json"),
     }
+    if held_out := held_out_ids(dataset):
+        metadata["held_out"] = held_out
     backbone = model.config.backbone.model_copy(update={"in_artifact": config.recipe != "frozen"})
     model.update_config(backbone=backbone, training=metadata)
     model = model.cpu().eval()

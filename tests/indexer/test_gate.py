@@ -16,6 +16,7 @@ from indexer.engine import NewPoint
 from indexer.gate import GatePolicy, GateRefused, judge
 from indexer.index import CarIndex
 from indexer.payload import CarPayload, point_id
+from indexer.rollout_gate import trained_on
 from tests.indexer.conftest import make_gallery
 
 CLASSES = [f"Make{c} Model {2000 + c}" for c in range(6)]
@@ -51,22 +52,34 @@ def test_the_gate_scores_both_models_on_the_same_photos_and_refuses_a_worse_one(
         for name, v in (("good", good), ("bad", bad))
     }
     policy = GatePolicy()
-    worse = judge(index.engine, "cars-test__v__a__1", "cars-test__v__b__1", set(), policy)
+    untrained = trained_on()
+    worse = judge(index.engine, "cars-test__v__a__1", "cars-test__v__b__1", untrained, policy)
     assert not worse.passed and (worse.photos, worse.classes) == (60, 6)
     assert worse.live_scores is not None and worse.new_scores is not None
     assert worse.live_scores.r_precision == pytest.approx(oracle["good"], abs=1e-4)
     assert worse.new_scores.r_precision == pytest.approx(oracle["bad"], abs=1e-4)
-    better = judge(index.engine, "cars-test__v__b__1", "cars-test__v__a__1", set(), policy)
+    better = judge(index.engine, "cars-test__v__b__1", "cars-test__v__a__1", untrained, policy)
     assert better.passed
 
-    trained = set(CLASSES[:1])
-    small = judge(index.engine, "cars-test__v__b__1", "cars-test__v__a__1", trained, policy)
-    assert (small.photos, small.classes, small.classes_left_out) == (50, 5, 1)
-    assert small.passed
-    too_few = judge(
-        index.engine, "cars-test__v__b__1", "cars-test__v__a__1", set(CLASSES[:2]), policy
+    first = point_id(f"{1:02d}{0:062d}")  # a photo of the second class that was held out
+    config = {"training": {"class_names": CLASSES[:2], "held_out": [first]}}
+    small = judge(
+        index.engine, "cars-test__v__b__1", "cars-test__v__a__1", trained_on(config), policy
     )
-    assert not too_few.passed and too_few.live_scores is None and "too few" in too_few.reason
+    assert (small.photos, small.classes, small.photos_left_out) == (40, 4, 19)
+    assert not small.passed and "too few" in small.reason
+    assert small.live_scores is None
+    config = {
+        "training": {
+            "class_names": CLASSES[:1],
+            "held_out": [point_id(f"{0:02d}{i:062d}") for i in range(5)],
+        }
+    }
+    held = judge(
+        index.engine, "cars-test__v__b__1", "cars-test__v__a__1", trained_on(config), policy
+    )
+    assert (held.photos, held.classes, held.photos_left_out) == (55, 6, 5)
+    assert held.passed and held.live_scores is not None
 
 
 def test_a_refused_build_keeps_the_alias_and_a_forced_one_is_recorded(

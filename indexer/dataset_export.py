@@ -1,0 +1,129 @@
+"""The gallery as the index holds it now, as a dataset training reads: gallery photos and cars
+added through the API, less the deleted ones, labelled as last edited.
+
+The folder written::
+
+    <out>/manifest.csv     path, class_name, make, model, year, body, split, car_id, external_id
+    <out>/photos/<car id>.<ext>   each photo, linked (or copied) from the gallery or the uploads
+
+``split`` is ``train`` for the photos to train on and ``holdout`` for a share of each class's
+photos (chosen by car id: the same every time) that training leaves out and records, so that
+the rollout gate has photos to judge the new model on. Classes with fewer than 2 photos are
+left out and named.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import shutil
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from indexer.index import CarIndex
+
+logger = logging.getLogger(__name__)
+
+GALLERY_ROOT_KEY = "carsearch_gallery_root"
+"""Where a collection's metadata keeps the gallery folder its build read."""
+HOLDOUT = "holdout"
+COLUMNS = ("path", "class_name", "make", "model", "year", "body", "split", "car_id", "external_id")
+
+
+class ExportError(ValueError):
+    """The index cannot give a dataset (no collection, no labels, no gallery folder)."""
+
+
+@dataclass
+class ExportReport:
+    manifest: Path
+    photos: int = 0
+    classes: int = 0
+    held_out: int = 0
+    unlabelled: int = 0
+    missing: list[str] = field(default_factory=list)  # car ids whose photo is gone
+    small_classes: list[str] = field(default_factory=list)  # fewer than 2 photos: left out
+
+
+def _held_out(ids: list[str], share: float) -> set[str]:
+    count = min(int(len(ids) * share), len(ids) - 2)
+    return set(sorted(ids)[:count]) if count > 0 else set()
+
+
+def export_dataset(
+    index: CarIndex,
+    out: Path,
+    *,
+    gallery: Path | None = None,
+    holdout: float = 0.1,
+    copy: bool = False,
+) -> ExportReport:
+    """Write the live collection's cars as a manifest folder at ``out``."""
+    live = index.state().live
+    if live is None:
+        raise ExportError(f"no collection behind the alias {index.alias!r}: build one first")
+    recorded = index.engine.metadata(live).get(GALLERY_ROOT_KEY)
+    root = gallery or (Path(recorded) if recorded else None)
+    cars = list(index.engine.scroll(live, None))
+    by_class: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
+    report = ExportReport(out / "manifest.csv")
+    for car_id, payload in cars:
+        if payload.get("class_name"):
+            by_class[str(payload["class_name"])].append((car_id, payload))
+        else:
+            report.unlabelled += 1
+    if not by_class:
+        raise ExportError(
+            f"none of the {len(cars)} cars of {live} has a class name "
+            f"({report.unlabelled} lack one): there is nothing to train on"
+        )
+    if root is None and any(p.get("source") != "upload" for c in by_class.values() for _, p in c):
+        raise ExportError(f"{live} does not record its gallery folder: name it with --gallery")
+    report.small_classes = sorted(c for c, members in by_class.items() if len(members) < 2)
+    (out / "photos").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for class_name in sorted(set(by_class) - set(report.small_classes)):
+        members = by_class[class_name]
+        held = _held_out([car_id for car_id, _ in members], holdout)
+        for car_id, payload in sorted(members, key=lambda m: m[0]):
+            base = index.ledger.uploads_dir if payload.get("source") == "upload" else root
+            assert base is not None
+            source = base / str(payload.get("path") or "")
+            if not source.is_file():
+                report.missing.append(car_id)
+                continue
+            target = out / "photos" / f"{car_id}{source.suffix.lower()}"
+            target.unlink(missing_ok=True)
+            if copy:
+                shutil.copyfile(source, target)
+            else:
+                os.symlink(source.resolve(), target)
+            split = HOLDOUT if car_id in held else "train"
+            report.held_out += split == HOLDOUT
+            rows.append(
+                {
+                    "path": f"photos/{target.name}",
+                    "class_name": class_name,
+                    **{k: payload.get(k) for k in ("make", "model", "year", "body")},
+                    "split": split,
+                    "car_id": car_id,
+                    "external_id": payload.get("external_id"),
+                }
+            )
+    with report.manifest.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    report.photos = len(rows)
+    report.classes = len({r["class_name"] for r in rows})
+    if report.small_classes:
+        logger.warning(
+            "classes with fewer than 2 photos left out: %s", ", ".join(report.small_classes)
+        )
+    if report.missing:
+        logger.warning("%d cars' photos are gone: left out", len(report.missing))
+    return report
