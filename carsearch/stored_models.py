@@ -18,21 +18,38 @@ Opener = Callable[[argparse.Namespace], "CarIndex"]
 Emitter = Callable[[str], None]
 
 
+def _gate(index: CarIndex, collection: str) -> str:
+    """The quality gate's verdict that let ``collection`` go live, in short."""
+    from indexer.gate import GATE_KEY
+
+    record = index.engine.metadata(collection).get(GATE_KEY)
+    if not record:
+        return ""
+    scores = record.get("new_scores") or {}
+    verdict = "passed" if record["passed"] else "forced" if record["forced"] else "refused"
+    figure = f" R-P {scores['r_precision']:.4f}" if scores else ""
+    return f" [gate {verdict}{figure}]"
+
+
 def model_list(index: CarIndex, emit: Emitter) -> int:
-    """Each stored model: version, backbone, flips, whether it carries an int8 graph, and the
-    collections of this alias built with it."""
+    """Each stored model: version, when its first collection was made, backbone, flips,
+    whether it carries an int8 graph, and the collections of this alias built with it (with the
+    quality gate's verdict)."""
     from carembed.artifact import INT8_FILE
-    from indexer.versions import model_version_of
+    from indexer.versions import parse_collection_name
 
     state = index.state()
     roles = {state.live: "live", state.previous: "previous"}
     by_version: dict[str, list[str]] = {}
+    created: dict[str, str] = {}
     for name in index.engine.collections():
-        version = model_version_of(name)
-        if version is not None and name.startswith(index.alias + "__"):
-            label = f"{name} ({roles[name]})" if name in roles else name
-            by_version.setdefault(version, []).append(label)
-    emit(f"{'version':42} {'backbone':20} {'flips':5} {'int8':4} collections")
+        parsed = parse_collection_name(name)
+        if parsed is not None and parsed.alias == index.alias:
+            role = f" ({roles[name]})" if name in roles else ""
+            by_version.setdefault(parsed.model_version, []).append(name + role + _gate(index, name))
+            stamp = f"{parsed.stamp[:4]}-{parsed.stamp[4:6]}-{parsed.stamp[6:8]}"
+            created[parsed.model_version] = min(created.get(parsed.model_version, stamp), stamp)
+    emit(f"{'version':42} {'created':10} {'backbone':20} {'flips':5} {'int8':4} collections")
     for version in index.models.versions():
         model = index.models.load(version)
         assert model is not None  # listed: stored whole
@@ -40,7 +57,8 @@ def model_list(index: CarIndex, emit: Emitter) -> int:
         int8 = "yes" if source is not None and (source / INT8_FILE).is_file() else "no"
         flips = "on" if model.config.test_time_flip else "off"
         used = ", ".join(by_version.get(version, [])) or "-"
-        emit(f"{version:42} {model.config.backbone.name:20} {flips:5} {int8:4} {used}")
+        made = created.get(version, "-")
+        emit(f"{version:42} {made:10} {model.config.backbone.name:20} {flips:5} {int8:4} {used}")
     return 0
 
 

@@ -12,6 +12,7 @@ from carembed.embedder import Embedder
 from carembed.metrics import retrieval_metrics
 from carembed.model import build_model
 from carsearch.cli import main
+from carsearch.stored_models import model_list
 from indexer.engine import NewPoint
 from indexer.gate import GatePolicy, GateRefused, judge
 from indexer.index import CarIndex
@@ -98,6 +99,10 @@ def test_a_refused_build_keeps_the_alias_and_a_forced_one_is_recorded(
     status = index.status()
     assert status.live_gate is not None and status.live_gate["forced"] is True
     assert status.live_gate["passed"] is False and status.previous_gate is None
+    lines: list[str] = []
+    assert model_list(index, lines.append) == 0
+    row = next(line for line in lines if line.startswith(other.version))
+    assert f"{forced.collection} (live) [gate forced]" in row
     again = index.build(small_embedder, gallery, progress=False)  # no gate: goes live
     assert index.state().live == again.collection
 
