@@ -463,6 +463,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from carembed.backbones import BackboneError
     from carembed.datasets import DatasetError
     from indexer.build import IndexBuildError
+    from indexer.dataset_export import ExportError
     from indexer.engine import StoreError
 
     try:
@@ -470,6 +471,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except IndexBuildError as exc:
         logger.error("%s", exc)
         return 1
-    except (ArtifactError, BackboneError, DatasetError, StoreError) as exc:
+    except (ArtifactError, BackboneError, DatasetError, ExportError, StoreError) as exc:
         logger.error("%s", exc)
         return 2

@@ -69,3 +69,33 @@ def _status(store: list[str], capsys: pytest.CaptureFixture[str]) -> dict[str, o
     assert main(["index", "status", "--json", *store]) == 0
     status: dict[str, object] = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     return status
+
+
+def test_an_index_without_labels_is_refused_naming_how_many_cars_lack_one(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import hashlib
+
+    import numpy as np
+
+    from carembed.embedder import Embedder
+    from carembed.model import build_model
+    from indexer.payload import CarFields, upload_payload
+    from tests.indexer.conftest import jpeg
+
+    settings = StoreSettings(qdrant_path=tmp_path / "q", data_dir=tmp_path / "d")
+    index = CarIndex.open(settings)
+    embedder = Embedder(build_model("mobilenet_v2"), batch_size=2)
+    try:
+        live = index.ensure_live(embedder)
+        for seed in (1, 2):
+            data = jpeg(seed)
+            sha = hashlib.sha256(data).hexdigest()
+            payload = upload_payload(CarFields(), sha, f"{sha}.jpeg", (8, 8), embedder.version)
+            vector = np.ones(embedder.dim, np.float32) / np.sqrt(embedder.dim)
+            index.add(live, data, vector, payload)
+    finally:
+        index.close()
+    store = ["--qdrant-path", str(tmp_path / "q"), "--data-dir", str(tmp_path / "d")]
+    assert main(["export-dataset", "--out", str(tmp_path / "out"), *store]) == 2
+    assert "2 lack one" in caplog.text
