@@ -19,8 +19,9 @@ from app.routes.images import jpeg_thumbnail
 from app.schemas import Car, NewCar
 from app.services import Services, ServingModel
 from carembed.embedder import load_for_model
-from carembed.images import ImageLimits
+from carembed.images import ImageLimits, load_image_with_size
 from carembed.preprocess import Preprocessing
+from carembed.region import Box
 from indexer.fields import FieldError
 from indexer.files import write_atomically
 from indexer.payload import CarFields, Listing, upload_payload
@@ -43,6 +44,20 @@ def _prepare_with_thumbnail(
     theirs): the model's input, its size as shown, its thumbnail."""
     image, size = load_for_model(data, preprocessing, limits)
     return preprocessing.to_array(image), size, jpeg_thumbnail(image, size, side)
+
+
+def _crop(data: bytes, box: Box, limits: ImageLimits) -> bytes:
+    image, _ = load_image_with_size(data, limits, box=box)
+    buf = io.BytesIO()
+    image.save(buf, "JPEG", quality=92)
+    return buf.getvalue()
+
+
+async def cropped(services: Services, serving: ServingModel, data: bytes, box: Box) -> bytes:
+    """The region ``box`` of a photo at its full resolution, as a JPEG: what an add with a box
+    stores (every later build embeds that region, and the car's photo shows it)."""
+    limits = serving.embedder.limits
+    return await decoding(services, serving, data, _crop, box, limits, box=box, whole=True)
 
 
 async def prepare(services: Services, serving: ServingModel, data: bytes) -> Prepared:

@@ -23,6 +23,7 @@ from carembed.images import (
     UnreadableImageError,
     decoded_pixels,
 )
+from carembed.region import Box
 from indexer.engine import CollectionMissing, StoreError, single_attempt
 from indexer.fields import Condition, FieldError
 from indexer.index import IndexNotReady
@@ -177,23 +178,49 @@ async def read_upload(upload: UploadFile, limit: int) -> bytes:
     return bytes(data)
 
 
+BOX_DESCRIPTION = (
+    "only this region of the photo: x0,y0,x1,y1 as fractions of the photo as shown (EXIF "
+    "orientation applied), e.g. 0.1,0.2,0.6,0.9"
+)
+
+
+def region(text: str | None) -> Box | None:
+    """The ``box`` field, read (422 when it is not a box inside the photo)."""
+    if text is None or not text.strip():
+        return None
+    try:
+        return Box.parse(text)
+    except ValueError as exc:
+        raise Problem(422, "invalid-request", "Invalid box", str(exc)) from exc
+
+
 async def decode(
-    services: Services, model: ServingModel, data: bytes
+    services: Services, model: ServingModel, data: bytes, box: Box | None = None
 ) -> tuple[np.ndarray, tuple[int, int]]:
-    """The model's input array and the photo's (width, height) as shown (EXIF applied), decoded
-    on the decode threads."""
+    """The model's input array (of the region ``box`` when given) and the photo's (width,
+    height) as shown (EXIF applied), decoded on the decode threads."""
     embedder = model.embedder
-    return await decoding(services, model, data, prepare, embedder.preprocessing, embedder.limits)
+    return await decoding(
+        services, model, data, prepare, embedder.preprocessing, embedder.limits, box, box=box
+    )
 
 
 async def decoding(
-    services: Services, model: ServingModel, data: bytes, work: Callable[..., T], *args: Any
+    services: Services,
+    model: ServingModel,
+    data: bytes,
+    work: Callable[..., T],
+    *args: Any,
+    box: Box | None = None,
+    whole: bool = False,
 ) -> T:
     """``work(data, *args)`` on the decode threads, within the pixel budget (the photo's decode
-    size read from its header first); unusable images become their problem answers."""
+    size read from its header first: reduced for the model, within ``box``, unless ``whole``);
+    unusable images become their problem answers."""
     loop = asyncio.get_running_loop()
     try:
-        pixels = decoded_pixels(data, model.embedder.preprocessing.draft_size)
+        draft = None if whole else model.embedder.preprocessing.draft_size
+        pixels = decoded_pixels(data, draft, box)
         async with services.pixels.reserve(pixels):
             return await loop.run_in_executor(services.decode_executor, work, data, *args)
     except ImageTooLargeError as exc:
@@ -209,8 +236,10 @@ async def decoding(
         raise Problem(422, exc.reason, "Unusable image", str(exc)) from exc
 
 
-async def embed_upload(services: Services, model: ServingModel, upload: UploadFile) -> np.ndarray:
-    """The model's vector for one uploaded photo."""
+async def embed_upload(
+    services: Services, model: ServingModel, upload: UploadFile, box: Box | None = None
+) -> np.ndarray:
+    """The model's vector for one uploaded photo (or its region ``box``)."""
     data = await read_upload(upload, services.settings.max_upload_bytes)
-    array, _ = await decode(services, model, data)
+    array, _ = await decode(services, model, data, box)
     return await model.batcher.embed(array)

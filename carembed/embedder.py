@@ -22,28 +22,34 @@ from carembed.engines import Engine, EngineName, MissingGraph, OnnxEngine, Torch
 from carembed.images import ImageError, ImageLimits, ImageSource, load_image_with_size
 from carembed.model import CarEmbeddingModel
 from carembed.preprocess import Preprocessing
+from carembed.region import Box
 
 logger = logging.getLogger(__name__)
 
 
 def load_for_model(
-    source: ImageSource, preprocessing: Preprocessing, limits: ImageLimits
+    source: ImageSource, preprocessing: Preprocessing, limits: ImageLimits, box: Box | None = None
 ) -> tuple[Image.Image, tuple[int, int]]:
     """One photo decoded as the model needs it (reduced early; an elongated photo shrunk along
-    its long side when the model squashes) and its full (width, height) as shown."""
+    its long side when the model squashes), or only its region ``box``, and its full (width,
+    height) as shown."""
     return load_image_with_size(
-        source, limits, preprocessing.draft_size, squash=preprocessing.resize == "squash"
+        source, limits, preprocessing.draft_size, preprocessing.resize == "squash", box
     )
 
 
 def prepare(
-    source: ImageSource | Image.Image, preprocessing: Preprocessing, limits: ImageLimits
+    source: ImageSource | Image.Image,
+    preprocessing: Preprocessing,
+    limits: ImageLimits,
+    box: Box | None = None,
 ) -> tuple[np.ndarray, tuple[int, int]]:
-    """Load (unless already an image) and preprocess one image: (3, S, S) array, full size."""
+    """Load (unless already an image) and preprocess one image (or its region ``box``):
+    (3, S, S) array, full size."""
     if isinstance(source, Image.Image):
         image, size = (source.convert("RGB") if source.mode != "RGB" else source), source.size
     else:
-        image, size = load_for_model(source, preprocessing, limits)
+        image, size = load_for_model(source, preprocessing, limits, box)
     return preprocessing.to_array(image), size
 
 

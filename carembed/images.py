@@ -16,6 +16,8 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from carembed.region import Box
+
 DEFAULT_MAX_PIXELS = 40_000_000
 DEFAULT_MIN_SIDE = 32
 
@@ -157,21 +159,32 @@ def _upright(img: Image.Image, orientation: int | None) -> Image.Image:
     return img if method is None else img.transpose(method)
 
 
-def decoded_pixels(source: ImageSource, draft_size: tuple[int, int] | None = None) -> int:
+def decoded_pixels(
+    source: ImageSource, draft_size: tuple[int, int] | None = None, box: Box | None = None
+) -> int:
     """How many pixels decoding the image will hold at once, from its header alone: JPEGs are
-    decoded at the smallest scale (1/2, 1/4, 1/8) that covers ``draft_size``, other formats
-    whole. Raises :class:`ImageError` for what is not an image."""
+    decoded at the smallest scale (1/2, 1/4, 1/8) that covers ``draft_size`` (within ``box``),
+    other formats whole. Raises :class:`ImageError` for what is not an image."""
     img = _open(source)
     try:
         width, height = img.size
         scale = 1
         if draft_size is not None and img.format == "JPEG":
-            side = max(draft_size)
+            side = max(draft_size) if box is None else box.side_needed(max(draft_size))
             while scale < 8 and min(width, height) // (2 * scale) >= side:
                 scale *= 2
         return -(-width // scale) * -(-height // scale)
     finally:
         img.close()
+
+
+def _check_box(box: Box, width: int, height: int, limits: ImageLimits) -> None:
+    left, top, right, bottom = box.pixels(width, height)
+    if min(right - left, bottom - top) < limits.min_side:
+        raise ImageTooSmallError(
+            f"the box is {right - left}x{bottom - top} px of the photo; each side must be at "
+            f"least {limits.min_side} px"
+        )
 
 
 def load_image(
@@ -188,6 +201,7 @@ def load_image_with_size(
     limits: ImageLimits | None = None,
     draft_size: tuple[int, int] | None = None,
     squash: bool = False,
+    box: Box | None = None,
 ) -> tuple[Image.Image, tuple[int, int]]:
     """Open, check, decode and convert one image to RGB; also its full (width, height) as shown.
 
@@ -195,7 +209,8 @@ def load_image_with_size(
     at the smallest scale (1/2, 1/4, 1/8) that still covers it, which is several times faster,
     and other formats are shrunk in their own mode before any conversion (bounded memory);
     ``squash``: the caller squashes the photo to ``draft_size``, so the aspect ratio need not
-    be kept and an elongated photo's long side is shrunk further.
+    be kept and an elongated photo's long side is shrunk further; ``box``: only this region of
+    the photo as shown (decoded at a scale that keeps ``draft_size`` pixels inside it).
     Raises :class:`ImageError` subclasses for unusable images and ``FileNotFoundError``
     for a missing file.
     """
@@ -212,9 +227,11 @@ def load_image_with_size(
             raise ImageTooSmallError(
                 f"image is {width}x{height}; each side must be at least {limits.min_side} px"
             )
-        if draft_size is not None and img.format == "JPEG":
-            # EXIF rotation may swap the sides: ask for the larger side in both directions.
-            side = max(draft_size)
+        # EXIF rotation may swap the sides: ask for the larger side in both directions.
+        side = None if draft_size is None else max(draft_size)
+        if side is not None and box is not None:
+            side = box.side_needed(side)
+        if side is not None and img.format == "JPEG":
             img.draft("RGB", (side, side))
         try:
             img.load()
@@ -223,9 +240,14 @@ def load_image_with_size(
         orientation = _orientation(img)
         if orientation in _SWAPS_SIDES:
             width, height = height, width
-        if draft_size is not None:
-            img = _reduced(img, max(draft_size), squash)
-        return _to_rgb(_upright(img, orientation)), (width, height)
+        if box is not None:
+            _check_box(box, width, height, limits)
+        if side is not None:
+            img = _reduced(img, side, squash and box is None)
+        img = _upright(img, orientation)
+        if box is not None:
+            img = img.crop(box.pixels(img.width, img.height))
+        return _to_rgb(img), (width, height)
     except BaseException:
         img.close()
         raise

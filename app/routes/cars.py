@@ -7,13 +7,15 @@ from typing import Annotated, Any
 import numpy as np
 from fastapi import APIRouter, Body, Depends, File, Form, UploadFile
 
-from app.adding import Prepared, new_car, new_cars, prepare, store_car
+from app.adding import Prepared, cropped, new_car, new_cars, prepare, store_car
 from app.deps import (
+    BOX_DESCRIPTION,
     ServicesDep,
     check_id,
     get_car,
     one_image,
     read_upload,
+    region,
     require_key,
     require_read_key,
     store,
@@ -61,13 +63,19 @@ async def add_car(
             description='a JSON object: {"price": 18500, "color": "red", "available": true}',
         ),
     ] = None,
+    box: Annotated[
+        str | None,
+        Form(max_length=100, description=BOX_DESCRIPTION + "; the region is what is stored"),
+    ] = None,
 ) -> Car:
     fields = {"make": make, "model": model, "year": year, "body": body, "class_name": class_name}
     car = new_car(services, fields | {"external_id": external_id}, attributes)
+    region_box = region(box)
     serving = services.model
-    photo = await prepare(
-        services, serving, await read_upload(image, services.settings.max_upload_bytes)
-    )
+    data = await read_upload(image, services.settings.max_upload_bytes)
+    if region_box is not None:
+        data = await cropped(services, serving, data, region_box)
+    photo = await prepare(services, serving, data)
     vector = await serving.batcher.embed(photo.array)
     return await store_car(services, serving, photo, vector, car)
 

@@ -10,6 +10,7 @@ import numpy as np
 from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
 
 from app.deps import (
+    BOX_DESCRIPTION,
     ServicesDep,
     check_id,
     conditions,
@@ -19,6 +20,7 @@ from app.deps import (
     on_serving,
     one_image,
     read_upload,
+    region,
     require_read_key,
 )
 from app.problems import Problem
@@ -231,11 +233,13 @@ async def search(
     services: ServicesDep,
     image: Annotated[UploadFile, File(description="a photo of a car (JPEG, PNG, WebP...)")],
     params: Annotated[SearchParams, Form()],
+    box: Annotated[str | None, Form(max_length=100, description=BOX_DESCRIPTION)] = None,
 ) -> SearchResponse:
     model = services.model  # this request's model, even if the service switches meanwhile
     t0 = time.perf_counter()
+    region_box = region(box)
     data = await read_upload(image, services.settings.max_upload_bytes)
-    array, _ = await decode(services, model, data)
+    array, _ = await decode(services, model, data, region_box)
     t1 = time.perf_counter()
     vector = await model.batcher.embed(array)
     t2 = time.perf_counter()
@@ -279,9 +283,10 @@ async def similar(
 async def identify_car(
     services: ServicesDep,
     image: Annotated[UploadFile, File(description="a photo of a car")],
+    box: Annotated[str | None, Form(max_length=100, description=BOX_DESCRIPTION)] = None,
 ) -> Identification:
     model = services.model
-    vector = await embed_upload(services, model, image)
+    vector = await embed_upload(services, model, image, region(box))
     cars = await on_serving(
         services, model, services.index.search, vector, CarFilter(), model.calibration.depth
     )
@@ -297,9 +302,10 @@ async def identify_car(
 async def embed(
     services: ServicesDep,
     image: Annotated[UploadFile, File(description="a photo of a car")],
+    box: Annotated[str | None, Form(max_length=100, description=BOX_DESCRIPTION)] = None,
 ) -> EmbedResponse:
     model = services.model
-    vector = await embed_upload(services, model, image)
+    vector = await embed_upload(services, model, image, region(box))
     return EmbedResponse(
         vector=[float(v) for v in vector], dim=len(vector), model_version=model.version
     )
