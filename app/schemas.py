@@ -383,3 +383,16 @@ class EmbedResponse(BaseModel):
             ]
         }
     }
+
+
+class FieldInfo(BaseModel):
+    name: str
+    kind: Literal["keyword", "integer", "float", "bool"]
+    attribute: bool = Field(description="a declared attribute (else a built-in field)")
+    facet: bool = Field(description="GET /api/v1/facets counts its values")
+
+
+class FieldsResponse(BaseModel):
+    """The fields ``filter`` accepts and facets count (built-in and declared attributes)."""
+
+    fields: list[FieldInfo]

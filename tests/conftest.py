@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import socket
 from collections.abc import Iterator
@@ -107,3 +108,19 @@ def image_files(tmp_path: Path) -> list[Path]:
         scene(seed).save(path, quality=92)
         paths.append(path)
     return paths
+
+
+def street(rotated: bool = False) -> bytes:
+    """Two gallery cars side by side (Audi left, Tesla right), as a JPEG; ``rotated``: stored
+    turned by 90 degrees with the EXIF orientation that shows it upright."""
+    shown = Image.new("RGB", (320, 96))
+    shown.paste(scene(0), (0, 0))  # Audi_TTS_Coupe_2012/0.jpg
+    shown.paste(scene(201), (160, 0))  # Tesla_Model_S_Sedan_2012/1.jpg
+    buf = io.BytesIO()
+    if rotated:
+        exif = Image.Exif()
+        exif[0x0112] = 6  # shown = stored turned 90 degrees clockwise
+        shown.transpose(Image.Transpose.ROTATE_90).save(buf, "JPEG", quality=95, exif=exif)
+    else:
+        shown.save(buf, "JPEG", quality=95)
+    return buf.getvalue()

@@ -9,8 +9,8 @@ from fastapi import APIRouter, Depends, Query
 
 from app.deps import ServicesDep, conditions, on_serving, require_read_key
 from app.problems import Problem
-from app.schemas import Car, CarList, FacetResponse, FacetValue
-from indexer.fields import MAX_EXTERNAL_ID
+from app.schemas import Car, CarList, FacetResponse, FacetValue, FieldInfo, FieldsResponse
+from indexer.fields import BUILT_IN, MAX_EXTERNAL_ID
 from indexer.payload import CarFilter
 
 router = APIRouter(prefix="/api/v1", tags=["browse"], dependencies=[Depends(require_read_key)])
@@ -87,3 +87,20 @@ async def facets(
         services, services.model, services.index.listings.facet, field, where, limit
     )
     return FacetResponse(field=field, values=[FacetValue(value=v, count=c) for v, c in values])
+
+
+@router.get(
+    "/fields",
+    name="fields",
+    response_model=FieldsResponse,
+    summary="The fields filters accept and facets count, with their kinds",
+)
+async def fields(services: ServicesDep) -> FieldsResponse:
+    schema = services.index.fields
+    faceted = set(schema.facet_fields())
+    return FieldsResponse(
+        fields=[
+            FieldInfo(name=name, kind=kind, attribute=name not in BUILT_IN, facet=name in faceted)
+            for name, kind in schema.kinds().items()
+        ]
+    )

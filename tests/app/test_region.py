@@ -15,7 +15,7 @@ from PIL import Image
 
 from app.main import create_app
 from app.settings import AppSettings
-from tests.conftest import scene
+from tests.conftest import scene, street
 from tests.indexer.conftest import make_gallery
 
 KEY = "region-key"
@@ -40,22 +40,6 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
         yield test_client
 
 
-def _street(rotated: bool = False) -> bytes:
-    """Two gallery cars side by side (Audi left, Tesla right), as a JPEG; ``rotated``: stored
-    turned by 90 degrees with the EXIF orientation that shows it upright."""
-    shown = Image.new("RGB", (320, 96))
-    shown.paste(scene(0), (0, 0))  # Audi_TTS_Coupe_2012/0.jpg
-    shown.paste(scene(201), (160, 0))  # Tesla_Model_S_Sedan_2012/1.jpg
-    buf = io.BytesIO()
-    if rotated:
-        exif = Image.Exif()
-        exif[0x0112] = 6  # shown = stored turned 90 degrees clockwise
-        shown.transpose(Image.Transpose.ROTATE_90).save(buf, "JPEG", quality=95, exif=exif)
-    else:
-        shown.save(buf, "JPEG", quality=95)
-    return buf.getvalue()
-
-
 def _post(client: TestClient, path: str, data: bytes, **form: str) -> dict:  # type: ignore[type-arg]
     r = client.post(path, files={"image": ("s.jpg", data, "image/jpeg")}, data=form)
     assert r.status_code in (200, 201), r.text
@@ -66,25 +50,25 @@ def _post(client: TestClient, path: str, data: bytes, **form: str) -> dict:  # t
 def test_the_box_picks_the_car_searched_identified_and_embedded(
     client: TestClient, rotated: bool
 ) -> None:
-    street = _street(rotated)
-    left = _post(client, "/api/v1/search", street, box=LEFT, limit="1")["hits"][0]
-    right = _post(client, "/api/v1/search", street, box=RIGHT, limit="1")["hits"][0]
+    photo = street(rotated)
+    left = _post(client, "/api/v1/search", photo, box=LEFT, limit="1")["hits"][0]
+    right = _post(client, "/api/v1/search", photo, box=RIGHT, limit="1")["hits"][0]
     assert (left["make"], right["make"]) == ("Audi", "Tesla")
     assert left["score"] > 0.97 and right["score"] > 0.97
-    named = _post(client, "/api/v1/identify", street, box=RIGHT)["candidates"][0]
+    named = _post(client, "/api/v1/identify", photo, box=RIGHT)["candidates"][0]
     assert named["make"] == "Tesla"
 
     alone = io.BytesIO()
     scene(201).save(alone, "JPEG", quality=95)
     whole = np.asarray(_post(client, "/api/v1/embed", alone.getvalue())["vector"])
-    boxed = np.asarray(_post(client, "/api/v1/embed", street, box=RIGHT)["vector"])
+    boxed = np.asarray(_post(client, "/api/v1/embed", photo, box=RIGHT)["vector"])
     assert float(whole @ boxed) > 0.97
 
 
 def test_an_added_car_is_its_region(client: TestClient) -> None:
     r = client.post(
         "/api/v1/cars",
-        files={"image": ("s.jpg", _street(rotated=True), "image/jpeg")},
+        files={"image": ("s.jpg", street(rotated=True), "image/jpeg")},
         data={"box": LEFT, "make": "Audi"},
         headers={"X-API-Key": KEY},
     )
@@ -94,7 +78,7 @@ def test_an_added_car_is_its_region(client: TestClient) -> None:
     stored = client.get(car["image_url"]).content
     with Image.open(io.BytesIO(stored)) as photo:
         assert photo.size == (160, 96)
-    again = _post(client, "/api/v1/search", _street(), box=LEFT, limit="2")["hits"]
+    again = _post(client, "/api/v1/search", street(), box=LEFT, limit="2")["hits"]
     assert car["id"] in {h["id"] for h in again}
 
 
@@ -111,7 +95,7 @@ def test_an_added_car_is_its_region(client: TestClient) -> None:
 )
 @pytest.mark.parametrize("path", ["/api/v1/search", "/api/v1/identify", "/api/v1/embed"])
 def test_bad_boxes_are_refused(client: TestClient, path: str, box: str, words: str) -> None:
-    r = client.post(path, files={"image": ("s.jpg", _street(), "image/jpeg")}, data={"box": box})
+    r = client.post(path, files={"image": ("s.jpg", street(), "image/jpeg")}, data={"box": box})
     assert r.status_code == 422, r.text
     assert words in r.json()["detail"]
 
@@ -120,7 +104,7 @@ def test_a_bad_box_adds_nothing(client: TestClient, tmp_path: Path) -> None:
     before = client.get("/api/v1/cars", params={"limit": 1000}).json()["cars"]
     r = client.post(
         "/api/v1/cars",
-        files={"image": ("s.jpg", _street(), "image/jpeg")},
+        files={"image": ("s.jpg", street(), "image/jpeg")},
         data={"box": "0.9,0,0.1,1"},
         headers={"X-API-Key": KEY},
     )
