@@ -66,7 +66,7 @@ async def _gate(services: Services) -> None:
         and settings.gallery is not None
     ):
         return
-    onnx_dir = settings.data_dir / "onnx"
+    onnx_dir = settings.layout.onnx
     if rejection_path(int8_graph_path(embedder.model, onnx_dir)).is_file():
         return  # checked before: it did not pass
     loop = asyncio.get_running_loop()

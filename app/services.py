@@ -122,7 +122,7 @@ class Services:
     @property
     def thumbs_dir(self) -> Path:
         """Thumbnails by car id: a car id is the hash of its photo's bytes."""
-        return self.settings.data_dir / "thumbs"
+        return self.settings.layout.thumbs
 
     def serving_collection(self, model: ServingModel | None = None) -> str:
         """The collection holding this model's vectors (live, or previous during a rollout);
@@ -184,7 +184,7 @@ def start_model(settings: AppSettings, metrics: Metrics, embedder: Embedder) -> 
 def make_embedder(settings: AppSettings, model: CarEmbeddingModel) -> Embedder:
     """An embedder as the service runs it, warmed up with one forward pass."""
     embedder = settings.embedder(
-        model, batch_size=settings.batch_limit, onnx_dir=settings.data_dir / "onnx"
+        model, batch_size=settings.batch_limit, onnx_dir=settings.layout.onnx
     )
     size = embedder.preprocessing.size
     embedder.embed_arrays(np.zeros((1, 3, size, size), np.float32))

@@ -4,21 +4,20 @@ so ``carsearch serve`` and ``carsearch index`` never load Lightning or ``trainin
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, get_args
+from typing import TYPE_CHECKING, Any
 
-from carembed.choices import HeadKind, LossName, PoolingKind, Recipe
-from carsearch import dataset_commands, index_commands, stored_models
+from carsearch import index_commands, stored_models, train_commands
 from carsearch.options import (
     add_model_args,
     add_qdrant_args,
     emit,
     given,
     model_settings,
+    onnx_dir,
     open_index,
 )
 
@@ -51,7 +50,7 @@ def _model_info(args: argparse.Namespace) -> int:
     emit(f"embedding dim   {config.embedding_dim}")
     emit(f"preprocessing   {pre.size}x{pre.size} {pre.resize}, mean {pre.mean}, std {pre.std}")
     emit(f"test-time flip  {'on' if config.test_time_flip else 'off'}")
-    check = int8_check(int8_graph_path(model, args.onnx_dir))
+    check = int8_check(int8_graph_path(model, onnx_dir(args.onnx_dir)))
     emit(
         "int8 graph      "
         + (
@@ -84,7 +83,7 @@ def _model_quantize(args: argparse.Namespace) -> int:
     from carembed.quantize import quantize_and_check
 
     report = quantize_and_check(
-        args.dir, args.data, args.split, args.onnx_dir, max_drop=args.max_drop
+        args.dir, args.data, args.split, onnx_dir(args.onnx_dir), max_drop=args.max_drop
     )
     emit(f"{'graph':6} {'img/s':>8} {'R-Precision':>12}")
     emit(f"{'fp32':6} {report.fp32_img_s:8.1f} {report.fp32_r_precision:12.4f}")
@@ -107,7 +106,9 @@ def _embed(args: argparse.Namespace) -> int:
     from carembed.images import ImageError
 
     model = model_settings(args)
-    embedder = model.embedder(load_or_default(model.model_dir, device=model.device))
+    embedder = model.embedder(
+        load_or_default(model.model_dir, device=model.device), onnx_dir=onnx_dir(None)
+    )
     try:
         vectors = embedder.embed(args.images)
     except (ImageError, FileNotFoundError) as exc:
@@ -128,88 +129,6 @@ def _embed(args: argparse.Namespace) -> int:
         j = int(np.argmax(scores[i]))
         emit(f"  {path} -> {args.images[j]} ({scores[i, j]:.4f})")
     return 0
-
-
-def _train(args: argparse.Namespace) -> int:
-    from training.train import TrainConfig, train
-
-    data = args.data
-    if args.from_index:
-        data = dataset_commands.export(args, args.out.with_name(args.out.name + "-dataset"))
-    fields = {
-        "data": data,
-        "out": args.out,
-        "recipe": args.recipe,
-        "backbone": args.backbone,
-        "loss": args.loss,
-        "head": args.head,
-        "hidden_dim": args.hidden_dim,
-        "image_size": args.image_size,
-        "test_time_flip": args.test_time_flip,
-        "int8_check": args.int8_check,
-        "embedding_dim": args.embedding_dim,
-        "pooling": args.pooling,
-        "trainable_blocks": args.trainable_blocks,
-        "max_epochs": args.epochs,
-        "patience": args.patience,
-        "refit": not args.no_refit,
-        "lr": args.lr,
-        "backbone_lr": args.backbone_lr,
-        "classes_per_batch": args.classes_per_batch,
-        "per_class": args.per_class,
-        "seed": args.seed,
-        "all_classes": args.all_classes,
-        "deterministic": args.deterministic,
-        "accelerator": args.accelerator,
-        "devices": args.devices,
-        "workers": args.workers,
-        "cache_dir": args.cache_dir,
-        "work_dir": args.work_dir,
-    }
-    config = TrainConfig(**given(**fields))
-    model, metadata = train(config)
-    emit(f"model {model.version()} saved to {config.out}")
-    emit(json.dumps(metadata["metrics"], indent=2))
-    return 0
-
-
-def _evaluate(args: argparse.Namespace) -> int:
-    from training.evaluate import evaluate
-
-    model = model_settings(args)
-    report = evaluate(
-        model.model_dir,
-        args.data,
-        args.split,
-        args.out,
-        compare_zero_shot=not args.no_zero_shot,
-        workers=args.workers,
-        device=model.device,
-        engine=model.engine,
-        int8=model.int8,
-    )
-    rows = [("model", report)] + (
-        [("zero-shot", report["zero_shot"])] if "zero_shot" in report else []
-    )
-    emit(f"{'':10} {'R-Prec':>7} {'MAP@R':>7} {'R@1':>7} {'R@2':>7} {'R@4':>7} {'R@8':>7}")
-    for name, m in rows:
-        emit(
-            f"{name:10} {m['r_precision']:7.4f} {m['map_at_r']:7.4f} {m['recall_at_1']:7.4f} "
-            f"{m['recall_at_2']:7.4f} {m['recall_at_4']:7.4f} {m['recall_at_8']:7.4f}"
-        )
-    found = report["identification"]
-    emit(
-        f"identification: top-1 make {found['top1_make']:.4f}, make+model+year "
-        f"{found['top1_make_model_year']:.4f}; ECE {found['ece_make']:.4f} / "
-        f"{found['ece_model']:.4f}; contradictions {found['contradictions']}; answered at 95% "
-        f"precision {found['coverage_at_95']:.1%}"
-    )
-    emit(f"report: {args.out / 'report.json'}")
-    return 0
-
-
-def _devices(value: str) -> int | str:
-    return int(value) if value.isdigit() else value
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -302,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="model folder, or zero-shot (default: the shipped car model)",
     )
-    info.add_argument("--onnx-dir", type=Path, default=Path("data/onnx"))
+    info.add_argument("--onnx-dir", type=Path, default=None, help="default: the data folder's")
     info.set_defaults(handler=_model_info)
     flip = model_commands.add_parser(
         "flip", help="turn test-time flip averaging on or off (a new model version)"
@@ -316,104 +235,17 @@ def build_parser() -> argparse.ArgumentParser:
     quantize.add_argument("dir", type=Path, nargs="?", default=None)
     quantize.add_argument("--data", type=Path, required=True, help="labelled photos")
     quantize.add_argument("--split", default="val", help="split scored for the quality check")
-    quantize.add_argument("--onnx-dir", type=Path, default=Path("data/onnx"))
+    quantize.add_argument("--onnx-dir", type=Path, default=None, help="default: the data folder's")
     quantize.add_argument("--max-drop", type=float, default=0.005)
     quantize.set_defaults(handler=_model_quantize)
     stored_models.add_parsers(model_commands, add_qdrant_args, open_index, emit)
     index_commands.add_parser(commands)
+    train_commands.add_parsers(commands)
 
     embed = commands.add_parser("embed", help="embed images and show each one's nearest other")
     embed.add_argument("images", nargs="+", type=Path)
     add_model_args(embed)
     embed.set_defaults(handler=_embed)
-
-    tr = commands.add_parser("train", help="fine-tune the car similarity model (Lightning)")
-    source = tr.add_mutually_exclusive_group(required=True)
-    source.add_argument(
-        "--data",
-        type=Path,
-        help="folder with manifest.csv, a manifest, an ImageFolder or Stanford layout",
-    )
-    source.add_argument(
-        "--from-index",
-        action="store_true",
-        help="the gallery as the index holds it now (exported next to --out first)",
-    )
-    dataset_commands.add_from_index_args(tr)
-    add_qdrant_args(tr)
-    tr.add_argument("--out", type=Path, required=True, help="servable model folder to write")
-    tr.add_argument(
-        "--recipe",
-        choices=get_args(Recipe),
-        default=None,
-        help="frozen: head on cached features; partial (default): last blocks + "
-        "head on cached maps; full: backbone from images with augmentation",
-    )
-    tr.add_argument("--backbone", default=None)
-    tr.add_argument(
-        "--loss",
-        default=None,
-        choices=get_args(LossName),
-    )
-    tr.add_argument("--head", choices=get_args(HeadKind), default=None)
-    tr.add_argument("--hidden-dim", type=int, default=None)
-    tr.add_argument(
-        "--int8-check",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="keep an int8 graph in the model folder when it passes the quality gate (default)",
-    )
-    tr.add_argument(
-        "--test-time-flip",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="the model averages each photo with its mirror (twice the compute per photo)",
-    )
-    tr.add_argument(
-        "--image-size", type=int, default=None, help="input side in pixels (default: backbone's)"
-    )
-    tr.add_argument("--embedding-dim", type=int, default=None)
-    tr.add_argument("--pooling", choices=get_args(PoolingKind), default=None)
-    tr.add_argument("--trainable-blocks", type=int, default=None)
-    tr.add_argument("--epochs", type=int, default=None, help="most epochs (early stopping)")
-    tr.add_argument("--patience", type=int, default=None)
-    tr.add_argument(
-        "--no-refit",
-        action="store_true",
-        help="export the best checkpoint instead of refitting on all classes",
-    )
-    tr.add_argument("--lr", type=float, default=None)
-    tr.add_argument("--backbone-lr", type=float, default=None)
-    tr.add_argument("--classes-per-batch", type=int, default=None, help="P of P x K batches")
-    tr.add_argument("--per-class", type=int, default=None, help="K of P x K batches")
-    tr.add_argument("--seed", type=int, default=None)
-    tr.add_argument(
-        "--all-classes",
-        action="store_true",
-        default=None,
-        help="train on every photo, the evaluation split included (as the shipped model is)",
-    )
-    tr.add_argument("--deterministic", action="store_true", default=None)
-    tr.add_argument("--accelerator", default=None, help="auto, cpu, gpu")
-    tr.add_argument("--devices", type=_devices, default=None, help="auto or a count")
-    tr.add_argument("--workers", type=int, default=None)
-    tr.add_argument("--cache-dir", type=Path, default=None)
-    tr.add_argument("--work-dir", type=Path, default=None, help="logs and checkpoints")
-    tr.set_defaults(handler=_train)
-    dataset_commands.add_parser(commands)
-
-    ev = commands.add_parser("evaluate", help="retrieval metrics of a model on unseen classes")
-    ev.add_argument("--data", type=Path, required=True)
-    ev.add_argument("--split", default="val")
-    ev.add_argument("--out", type=Path, required=True, help="folder for report.json and plots")
-    ev.add_argument(
-        "--no-zero-shot",
-        action="store_true",
-        help="skip the comparison with the zero-shot model",
-    )
-    ev.add_argument("--workers", type=int, default=1)
-    add_model_args(ev)
-    ev.set_defaults(handler=_evaluate)
 
     serve = commands.add_parser("serve", help="run the search service (web page + JSON API)")
     serve.add_argument(

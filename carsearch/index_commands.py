@@ -57,7 +57,8 @@ def _index_snapshot(args: argparse.Namespace) -> int:
 
     index = open_index(args)
     try:
-        emit(f"snapshot written to {snapshot(index, args.out)}")
+        out = args.out or index.settings.layout.snapshots
+        emit(f"snapshot written to {snapshot(index, out)}")
     finally:
         index.close()
     return 0
@@ -80,8 +81,11 @@ def _index_build(args: argparse.Namespace) -> int:
     from indexer.gate import GateRefused
 
     model = model_settings(args)
+    layout = store_settings(args).layout
     embedder = model.embedder(
-        load_or_default(model.model_dir, device=model.device), batch_size=args.batch_size
+        load_or_default(model.model_dir, device=model.device),
+        batch_size=args.batch_size,
+        onnx_dir=layout.onnx,
     )
     index = open_index(args)
     try:
@@ -106,8 +110,9 @@ def _index_build(args: argparse.Namespace) -> int:
     finally:
         index.close()
     if report.skipped:
-        write_skipped(args.report, report.skipped)
-        logger.warning("%d files skipped, listed in %s", len(report.skipped), args.report)
+        listed = args.report or layout.skipped_report
+        write_skipped(listed, report.skipped)
+        logger.warning("%d files skipped, listed in %s", len(report.skipped), listed)
     emit(
         f"collection {report.collection}: indexed {report.indexed}, unchanged {report.unchanged}, "
         f"deleted {report.deleted}, skipped {len(report.skipped)}, duplicates {report.duplicates}, "
@@ -146,8 +151,8 @@ def add_parser(commands: Any) -> None:
     build.add_argument(
         "--report",
         type=Path,
-        default=Path("data/index-skipped.jsonl"),
-        help="JSON lines of skipped files (path, reason)",
+        default=None,
+        help="JSON lines of skipped files (path, reason); default: in the data folder",
     )
     gate = build.add_argument_group(
         "quality gate", "a model other than the live one goes live only when it is not worse"
@@ -183,7 +188,7 @@ def add_parser(commands: Any) -> None:
         "snapshot", help="snapshot the live collection on the server and download it"
     )
     snap.add_argument(
-        "--out", type=Path, default=Path("data/snapshots"), help="folder for the downloaded file"
+        "--out", type=Path, default=None, help="folder for the downloaded file (default: data)"
     )
     add_qdrant_args(snap)
     snap.set_defaults(handler=_index_snapshot)

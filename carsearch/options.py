@@ -48,6 +48,13 @@ def store_settings(args: argparse.Namespace) -> StoreSettings:
     )
 
 
+def onnx_dir(given_dir: Path | None) -> Path:
+    """Where ONNX graphs are cached: ``--onnx-dir``, else the data folder's (the service's)."""
+    from indexer.settings import StoreSettings
+
+    return given_dir or StoreSettings().layout.onnx
+
+
 def open_index(args: argparse.Namespace) -> CarIndex:
     from indexer.index import CarIndex
 

@@ -67,8 +67,8 @@ class CarIndex:
 
     def __init__(self, engine: Engine, settings: StoreSettings) -> None:
         self.engine, self.settings, self.alias = engine, settings, settings.alias
-        self.ledger = UploadLedger(settings.data_dir)
-        self.models = ModelCopies(engine, settings.data_dir / "models")
+        self.ledger = UploadLedger(settings.layout)
+        self.models = ModelCopies(engine, settings.layout.models)
         self.fields = settings.fields()
         self.listings = Listings(self)
         self._serving: dict[str, tuple[float, str]] = {}

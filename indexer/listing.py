@@ -3,7 +3,7 @@ page with a cursor, counted per field value (facets), and refined searches ("mor
 less like that").
 
 A browse cursor names the id the next page starts at and the filter it belongs to, signed with
-a key kept beside the data (``<data_dir>/cursor.key``): a cursor that was altered, made up or
+a key kept beside the data (``DataLayout.cursor_key``): a cursor that was altered, made up or
 used with another filter is refused. Pages go in id order, and ids come from the photos, so a
 walk sees every car that exists for the whole walk exactly once, also across rollouts.
 """
@@ -29,8 +29,6 @@ from indexer.payload import CarFilter, CarPayload, StoredCar, edit_changes
 
 if TYPE_CHECKING:
     from indexer.index import CarIndex
-
-CURSOR_KEY_FILE = "cursor.key"
 
 
 class CursorError(ValueError):
@@ -111,8 +109,9 @@ class Listings:
     # -- browsing --------------------------------------------------------------------------
     def _cursor_key(self) -> bytes:
         if self._key is None:
-            path = self._index.settings.data_dir / CURSOR_KEY_FILE
-            with locked(self._index.settings.data_dir / ".cursor.lock"):
+            layout = self._index.settings.layout
+            path = layout.cursor_key
+            with locked(layout.cursor_lock):
                 if not path.is_file():
                     write_atomically(path, os.urandom(32))
                 self._key = path.read_bytes()

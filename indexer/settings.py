@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from indexer.fields import FieldSchema, parse_declared
 from indexer.gate import GatePolicy
+from indexer.layout import DataLayout
 from indexer.versions import DEFAULT_ALIAS, validate_alias
 
 Distance = Literal["cosine", "dot"]
@@ -79,6 +80,11 @@ class StoreSettings(BaseSettings):
         return (
             GatePolicy(self.gate_margin, self.gate_photos, self.gate_force) if self.gate else None
         )
+
+    @property
+    def layout(self) -> DataLayout:
+        """Every path under ``data_dir``."""
+        return DataLayout(self.data_dir)
 
     def fields(self) -> FieldSchema:
         return FieldSchema.of(self.attributes)

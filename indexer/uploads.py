@@ -1,13 +1,14 @@
-"""Cars added and deleted through the API, kept outside any collection so that every build
-(full or incremental, same model or a new one) carries them into what it writes:
+"""Cars added, edited and deleted through the API, kept outside any collection so that every
+build (full or incremental, same model or a new one) carries them into what it writes (the
+paths are ``indexer.layout``'s):
 
-    <data_dir>/uploads/<sha256>.<ext>    the photo, as uploaded
-    <data_dir>/uploads/<sha256>.json     its payload (make, model, year, … as given)
-    <data_dir>/tombstones.json           content ids deleted through the API
-    <data_dir>/edits/<id>.json           a car's edits (a JSON merge patch of its fields)
-    <data_dir>/uploads/quarantine/       records found without their photo (set aside, logged)
-    <data_dir>/locks/<xy>.lock           one car's adds, edits and deletes, one at a time
-    <data_dir>/locks/external-<xy>.lock  the cars of one external id, one writer at a time
+    uploads/<sha256>.<ext>    the photo, as uploaded
+    uploads/<sha256>.json     its payload (make, model, year, … as given)
+    tombstones.json           content ids deleted through the API
+    edits/<id>.json           a car's edits (a JSON merge patch of its fields)
+    uploads/quarantine/       records found without their photo (set aside, logged)
+    locks/<xy>.lock           one car's adds, edits and deletes, one at a time
+    locks/external-<xy>.lock  the cars of one external id, one writer at a time
 
 Edits apply to gallery cars and uploads alike, in every build, until the car is deleted or its
 photo added again. A photo deleted through the API stays deleted: its tombstone keeps builds
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from indexer.files import locked, write_atomically
+from indexer.layout import DataLayout
 from indexer.payload import CarPayload, edited, point_id
 
 logger = logging.getLogger(__name__)
@@ -40,20 +42,20 @@ class Upload:
 
 
 class UploadLedger:
-    def __init__(self, data_dir: Path) -> None:
-        self.data_dir = data_dir
-        self.uploads_dir = data_dir / "uploads"
-        self._tombstones = data_dir / "tombstones.json"
-        self.edits_dir = data_dir / "edits"
+    def __init__(self, layout: DataLayout) -> None:
+        self.layout = layout
+        self.uploads_dir = layout.uploads
+        self._tombstones = layout.tombstones
+        self.edits_dir = layout.edits
 
     def _locked(self) -> contextlib.AbstractContextManager[None]:
-        return locked(self.data_dir / ".ledger.lock")
+        return locked(self.layout.ledger_lock)
 
     def writing(self, car_id: str) -> contextlib.AbstractContextManager[None]:
         """Held while one car is added or deleted (its files, its tombstone and its points),
         across threads and processes: any interleaving of adds and deletes of the same photo
         then ends with the car whole or deleted whole. Ids share 256 lock files."""
-        return locked(self.data_dir / "locks" / f"{car_id[:2]}.lock")
+        return locked(self.layout.locks / f"{car_id[:2]}.lock")
 
     def claiming(self, external_id: str | None) -> contextlib.AbstractContextManager[None]:
         """Held while a car takes ``external_id`` (taken before ``writing``): two adds of the
@@ -61,7 +63,7 @@ class UploadLedger:
         if external_id is None:
             return contextlib.nullcontext()
         digest = hashlib.sha256(external_id.encode()).hexdigest()
-        return locked(self.data_dir / "locks" / f"external-{digest[:2]}.lock")
+        return locked(self.layout.locks / f"external-{digest[:2]}.lock")
 
     def add(self, data: bytes, payload: CarPayload) -> Upload:
         """Keep the photo and its payload (both written atomically), lift a tombstone of the
@@ -137,7 +139,7 @@ class UploadLedger:
         with self.writing(point_id(payload.sha256 or meta.stem)):
             if not meta.is_file() or (self.uploads_dir / (payload.path or "")).is_file():
                 return  # deleted or completed meanwhile
-            target = self.uploads_dir / "quarantine" / meta.name
+            target = self.layout.quarantine / meta.name
             target.parent.mkdir(exist_ok=True)
             os.replace(meta, target)
         logger.warning("upload record %s has no photo: not indexed, moved to %s", meta, target)

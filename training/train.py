@@ -6,13 +6,10 @@ The evaluation classes (the ``val`` split) are never read here.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import subprocess
 import tempfile
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +44,8 @@ from training.data import (
 from training.features import CachedFeatures, cached_features
 from training.identification import Labels, fit_calibration
 from training.module import RetrievalModule
+from training.quiet import quiet_lightning
+from training.record import dataset_fingerprint, git_commit
 
 logger = logging.getLogger(__name__)
 
@@ -118,28 +117,6 @@ class TrainConfig(BaseModel):
     @property
     def pool(self) -> PoolingKind:
         return self.pooling or "avg"
-
-
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=Path(__file__).parent,
-            timeout=5,
-        )
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def _dataset_fingerprint(dataset: CarDataset) -> str:
-    digest = hashlib.sha256()
-    for r in dataset.records:
-        digest.update(f"{r.relative}\0{r.class_name}\n".encode())
-    return digest.hexdigest()[:16]
 
 
 class _Views:
@@ -330,25 +307,6 @@ def _calibrate(model: CarEmbeddingModel, classes: CarDataset, run_dir: Path) -> 
     return calibration
 
 
-class _NoTips(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith("💡 Tip")
-
-
-def quiet_lightning() -> None:
-    """Lightning's messages once, through the application's handlers (its own console handler
-    repeats each of them), and without its advertisements; progress bars stay."""
-    package = logging.getLogger("lightning")
-    for handler in list(package.handlers):
-        package.removeHandler(handler)
-    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
-        emitter = logging.getLogger(name)
-        if not any(isinstance(f, _NoTips) for f in emitter.filters):
-            emitter.addFilter(_NoTips())
-    # Lightning's own use of a torch API it has not caught up with: nothing a user can act on.
-    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
-
-
 def train(config: TrainConfig) -> tuple[CarEmbeddingModel, dict[str, Any]]:
     """Runs the whole recipe, exports to ``config.out``; returns the model and its metadata."""
     started = time.perf_counter()
@@ -404,7 +362,7 @@ def train(config: TrainConfig) -> tuple[CarEmbeddingModel, dict[str, Any]]:
     metadata = {
         "recipe": config.recipe,
         "data": config.data.resolve().name,
-        "dataset_fingerprint": _dataset_fingerprint(train_set),
+        "dataset_fingerprint": dataset_fingerprint(train_set),
         "class_names": train_set.class_names,
         "classes": len(train_set.class_names),
         "photos": len(views.records),
@@ -413,7 +371,7 @@ def train(config: TrainConfig) -> tuple[CarEmbeddingModel, dict[str, Any]]:
         "best_epoch": best_epoch + 1,
         "refit": config.refit,
         "hyperparameters": json.loads(config.model_dump_json(exclude={"data", "out"})),
-        "git_commit": _git_commit(),
+        "git_commit": git_commit(),
         "seconds": round(time.perf_counter() - started, 1),
         "feature_cache_hit": views.cache_hit,
         "identification": identification.model_dump(mode="json"),

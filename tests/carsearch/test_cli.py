@@ -101,3 +101,22 @@ def test_index_alone_means_build_and_a_gallery_named_index_stays_a_gallery() -> 
         "index",
     ]
     assert build_parser().parse_args(["serve", "--gallery", "index"]).gallery == Path("index")
+
+
+def test_the_cli_keeps_its_onnx_graphs_and_reports_in_the_data_folder_it_is_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The data folder's paths have one owner (``indexer.layout``): a build with --data-dir
+    writes its ONNX graph and its skipped-files report where the service looks, not in ./data."""
+    from tests.indexer.conftest import make_gallery
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CARSEARCH_ENGINE", "onnx")
+    gallery = make_gallery(tmp_path / "gallery", per_class=1)
+    (gallery / "Audi_TTS_Coupe_2012" / "broken.jpg").write_bytes(b"not a photo")
+    store = ["--qdrant-path", str(tmp_path / "q"), "--data-dir", str(tmp_path / "mine")]
+    build = ["index", "--gallery", str(gallery), "--workers", "0", "--max-failure-share", "0.5"]
+    assert main([*build, *store]) == 0
+    assert list((tmp_path / "mine" / "onnx").glob("*.onnx"))
+    assert "broken.jpg" in (tmp_path / "mine" / "index-skipped.jsonl").read_text()
+    assert not (tmp_path / "data").exists()

@@ -256,7 +256,7 @@ def test_lightning_logs_each_message_once_and_no_tips(caplog: pytest.LogCaptureF
 
     import lightning  # noqa: F401  (adds its console handler on import)
 
-    from training.train import quiet_lightning
+    from training.quiet import quiet_lightning
 
     quiet_lightning()
     assert logging.getLogger("lightning").handlers == []  # the application's handlers only
