@@ -18,12 +18,12 @@ from app.problems import Problem
 from app.routes.images import jpeg_thumbnail
 from app.schemas import Car, NewCar
 from app.services import Services, ServingModel
+from carembed.atomic import write_atomically
 from carembed.embedder import load_for_model
 from carembed.images import ImageLimits, load_image_with_size
 from carembed.preprocess import Preprocessing
 from carembed.region import Box
 from indexer.fields import FieldError
-from indexer.files import write_atomically
 from indexer.payload import CarFields, Listing, upload_payload
 
 

@@ -19,7 +19,8 @@ from collections.abc import Sequence
 
 from app.services import Services, in_daemon_thread, make_embedder, start_model
 from carembed.datasets import CarRecord, read_dataset
-from carembed.quantize import check_int8, int8_graph_path, rejection_path
+from carembed.int8_files import int8_graph_path, rejection_path
+from carembed.quantize import check_int8
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -19,6 +18,7 @@ import torch
 from pydantic import ValidationError
 from safetensors.torch import load_file, save_file
 
+from carembed.atomic import replace_durably
 from carembed.backbones import BackboneError, get_backbone
 from carembed.engines import graph_version
 from carembed.model import FORMAT_VERSION, CarEmbeddingModel, ModelConfig, build_model
@@ -63,7 +63,7 @@ def save_model(model: CarEmbeddingModel, directory: Path) -> str:
                 shutil.copyfile(int8, staging / INT8_FILE)
                 names.insert(0, INT8_FILE)
         for name in names:
-            os.replace(staging / name, directory / name)
+            replace_durably(staging / name, directory / name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     logger.info("saved model %s to %s", version, directory)

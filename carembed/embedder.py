@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 from carembed.choices import EngineChoice
 from carembed.engines import Engine, EngineName, MissingGraph, OnnxEngine, TorchEngine
 from carembed.images import ImageError, ImageLimits, ImageSource, load_image_with_size
+from carembed.int8_files import int8_graph_path
 from carembed.model import CarEmbeddingModel
 from carembed.preprocess import Preprocessing
 from carembed.region import Box
@@ -138,8 +139,6 @@ class Embedder:
             return
         if self.device.type != "cpu":
             raise ValueError("the onnx engines run on the CPU; use --engine torch on a GPU")
-        from carembed.quantize import int8_graph_path
-
         int8_graph = int8_graph_path(model, onnx_dir)
         if engine == "auto" and int8:
             # An int8 graph exists only when it passed the quality gate.

@@ -19,6 +19,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import torch
 
+from carembed.atomic import replace_durably
 from carembed.model import CarEmbeddingModel
 
 logger = logging.getLogger(__name__)
@@ -77,7 +78,7 @@ def export_module(
             entry = graph.metadata_props.add()
             entry.key, entry.value = key, value
         onnx.save(graph, str(tmp))
-        tmp.replace(path)
+        replace_durably(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -20,10 +20,12 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel
 
-from carembed.artifact import INT8_FILE, load_or_default
+from carembed.artifact import load_or_default
+from carembed.atomic import replace_durably, write_atomically
 from carembed.datasets import CarRecord, read_dataset
 from carembed.embedder import Embedder
 from carembed.engines import Engine, OnnxEngine
+from carembed.int8_files import int8_graph_path, rejection_path
 from carembed.metrics import retrieval_metrics
 from carembed.model import CarEmbeddingModel
 
@@ -31,13 +33,6 @@ logger = logging.getLogger(__name__)
 
 
 CHECK_KEY = "carsearch_int8_check"
-
-
-def int8_graph_path(model: CarEmbeddingModel, onnx_dir: Path) -> Path:
-    """Where the model's int8 graph lives: its folder, else (the zero-shot model) ``onnx_dir``."""
-    if model.source_dir is not None:
-        return model.source_dir / INT8_FILE
-    return Path(onnx_dir) / f"{model.version()}.int8.onnx"
 
 
 def stamp(path: Path, metadata: dict[str, str]) -> None:
@@ -132,11 +127,6 @@ class QuantizationReport(BaseModel):
         self.kept = faster and self.drop < max_drop
 
 
-def rejection_path(graph: Path) -> Path:
-    """Where a failed gate leaves its figures, so that it is not run again for this model."""
-    return graph.with_name(graph.name.removesuffix(".onnx") + ".rejected.json")
-
-
 def int8_check(path: Path) -> QuantizationReport | None:
     """The gate's figures stored in an int8 graph (None: no graph, or none recorded)."""
     import onnx
@@ -210,12 +200,12 @@ def check_int8(
     note = rejection_path(target)
     if report.kept:
         stamp(staged, {CHECK_KEY: report.model_dump_json()})
-        staged.replace(target)
+        replace_durably(staged, target)
         note.unlink(missing_ok=True)
     else:
         staged.unlink(missing_ok=True)
         target.unlink(missing_ok=True)
-        note.write_text(report.model_dump_json(indent=2) + "\n")
+        write_atomically(note, (report.model_dump_json(indent=2) + "\n").encode())
     logger.info(
         "int8 graph %s: %.0f -> %.0f photos/s at batch %d, %.0f -> %.0f at batch 1, "
         "R-Precision %.4f -> %.4f on %s",

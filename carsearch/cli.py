@@ -29,7 +29,8 @@ logger = logging.getLogger("carsearch")
 
 def _model_info(args: argparse.Namespace) -> int:
     from carembed.artifact import load_or_default
-    from carembed.quantize import int8_check, int8_graph_path
+    from carembed.int8_files import int8_graph_path
+    from carembed.quantize import int8_check
 
     model = load_or_default(args.dir, device="cpu")
     config = model.config

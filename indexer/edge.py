@@ -26,9 +26,10 @@ from typing import Any
 
 import numpy as np
 
+from carembed.atomic import write_atomically
 from indexer import edge_requests as requests
 from indexer.engine import CollectionMissing, NewPoint, Query, StoreError, check_alias
-from indexer.files import locked, write_atomically
+from indexer.files import locked
 from indexer.payload import CarFilter, StoredCar
 from indexer.settings import StoreSettings
 from indexer.versions import PREVIOUS_SUFFIX, AliasState

@@ -22,9 +22,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from carembed.atomic import write_atomically
 from indexer.engine import CollectionMissing, Recommend
 from indexer.fields import MAX_ATTRIBUTES, FieldError
-from indexer.files import locked, write_atomically
+from indexer.files import locked
 from indexer.payload import CarFilter, CarPayload, StoredCar, edit_changes
 
 if TYPE_CHECKING:

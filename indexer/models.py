@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from carembed.artifact import load_model, save_model
+from carembed.atomic import fsync_path, write_atomically
 from carembed.model import CarEmbeddingModel
 from indexer.engine import Engine
 
@@ -69,9 +70,10 @@ class ModelCopies:
             staging = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=self.cache_dir))
             try:
                 for name, data in files.items():
-                    (staging / Path(name).name).write_bytes(data)
+                    write_atomically(staging / Path(name).name, data)
                 shutil.rmtree(folder, ignore_errors=True)
                 staging.rename(folder)
+                fsync_path(self.cache_dir)
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
         model = load_model(folder, device)

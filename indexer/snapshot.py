@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from carembed.atomic import replace_durably
 from indexer.build import IndexBuildError
 from indexer.index import CarIndex
 from indexer.server import ServerEngine
@@ -41,6 +42,6 @@ def snapshot(index: CarIndex, out: Path) -> Path:
         with partial.open("wb") as fh:
             for chunk in response.iter_bytes(1 << 20):
                 fh.write(chunk)
-    partial.replace(target)
+    replace_durably(partial, target)
     logger.info("snapshot of %s: %s (%d bytes)", live, target, target.stat().st_size)
     return target

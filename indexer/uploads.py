@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from indexer.files import locked, write_atomically
+from carembed.atomic import write_atomically
+from indexer.files import locked
 from indexer.layout import DataLayout
 from indexer.payload import CarPayload, edited, point_id
 

@@ -31,3 +31,15 @@ def test_the_model_package_knows_no_vector_store() -> None:
     for path in root.rglob("*.py"):
         text = path.read_text()
         assert not re.search(r"^\s*(from|import) (qdrant|indexer|app)", text, re.M), path
+
+
+def test_the_layers_hold() -> None:
+    """import-linter's contracts (pyproject.toml): carsearch > app | training > indexer >
+    carembed, and the model's runtime never imports its quantization."""
+    from pathlib import Path
+
+    lint = Path(sys.executable).parent / "lint-imports"
+    root = Path(__file__).parent.parent
+    result = subprocess.run([str(lint)], capture_output=True, text=True, cwd=root, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "0 broken" in result.stdout

@@ -15,8 +15,8 @@ from PIL import Image
 from app.deps import ServicesDep, check_id, get_car, require_read_key
 from app.problems import Problem
 from app.services import Services
+from carembed.atomic import write_atomically
 from carembed.images import ImageError, ImageLimits, decoded_pixels, load_image_with_size
-from indexer.files import write_atomically
 from indexer.payload import CarPayload
 
 router = APIRouter(prefix="/api/v1", tags=["cars"])

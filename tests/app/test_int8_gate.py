@@ -15,8 +15,8 @@ from app.main import create_app
 from app.settings import AppSettings
 from carembed import quantize
 from carembed.datasets import CarRecord
+from carembed.int8_files import int8_graph_path, rejection_path
 from carembed.model import build_model
-from carembed.quantize import int8_graph_path, rejection_path
 from tests.conftest import stub_rates
 from tests.indexer.conftest import make_gallery
 
