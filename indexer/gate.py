@@ -14,6 +14,7 @@ live one's by more than ``margin``; a sample of fewer than ``MIN_PHOTOS`` photos
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -60,6 +61,7 @@ class Verdict:
     passed: bool
     forced: bool
     reason: str
+    seconds: float  # what judging took
 
     def record(self) -> dict[str, Any]:
         return asdict(self)
@@ -76,7 +78,7 @@ class Verdict:
                     f"  {name}: R-Precision {scores.r_precision:.4f}, top-1 {scores.top1:.4f}"
                 )
         verdict = "passed" if self.passed else "forced" if self.forced else "refused"
-        said.append(f"  {verdict}: {self.reason}")
+        said.append(f"  {verdict}: {self.reason} ({self.seconds:.1f} s)")
         return said
 
 
@@ -148,12 +150,14 @@ def judge(
 ) -> Verdict:
     """Score both collections' models on the sample and decide (``live_vectors``: how to get
     the live model's vectors when its collection cannot be read here)."""
+    started = time.perf_counter()
     ids, labels, left_out = _sample(engine, new, trained_on, policy.photos)
     classes = len(set(labels))
 
     def verdict(old: Scores | None, fresh: Scores | None, passed: bool, reason: str) -> Verdict:
+        took = round(time.perf_counter() - started, 2)
         return Verdict(
-            live, new, len(ids), classes, left_out, old, fresh, passed, policy.force, reason
+            live, new, len(ids), classes, left_out, old, fresh, passed, policy.force, reason, took
         )
 
     if len(ids) < MIN_PHOTOS or classes < MIN_CLASSES:

@@ -4,7 +4,6 @@ timeout and transient failures retried with exponential backoff."""
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -87,31 +86,39 @@ class ServerEngine(ServerModelCopies):
         backoff (none inside ``indexer.engine.single_attempt``: a request's deadline) and then
         StoreError (the server is down); a missing collection raises CollectionMissing; other
         errors (a bad request, a bug) as they are."""
+        from tenacity import (
+            RetryError,
+            Retrying,
+            retry_if_exception,
+            stop_after_attempt,
+            wait_exponential_jitter,
+        )
+
         retries = self._settings.qdrant_retries if retries_allowed() else 0
         backoff = self._settings.qdrant_backoff_s
-        for attempt in range(retries + 1):
-            try:
-                return fn(*args, **kwargs)
-            except Exception as exc:
-                if _not_found(exc):
-                    raise CollectionMissing(what) from exc
-                if not is_transient(exc):
-                    raise
-                if attempt == retries:
-                    raise StoreError(
-                        f"the Qdrant server did not answer ({what}, {type(exc).__name__}, "
-                        f"{retries + 1} tries)"
-                    ) from exc
-                delay = backoff * 2**attempt * random.uniform(0.5, 1.5)  # jitter: no herd
-                logger.warning(
-                    "qdrant %s failed (%s); retry %d in %.1f s",
-                    what,
-                    type(exc).__name__,
-                    attempt + 1,
-                    delay,
-                )
-                time.sleep(delay)
-        raise AssertionError("unreachable")
+        attempts = Retrying(
+            stop=stop_after_attempt(retries + 1),
+            wait=wait_exponential_jitter(initial=backoff, jitter=backoff),
+            retry=retry_if_exception(lambda exc: is_transient(exc) and not _not_found(exc)),
+            before_sleep=lambda state: logger.warning(
+                "qdrant %s failed (%s); retry %d",
+                what,
+                type(state.outcome.exception()).__name__ if state.outcome else "?",
+                state.attempt_number,
+            ),
+        )
+        try:
+            return attempts(fn, *args, **kwargs)
+        except RetryError as exc:
+            last = exc.last_attempt.exception()
+            raise StoreError(
+                f"the Qdrant server did not answer ({what}, {type(last).__name__}, "
+                f"{retries + 1} tries)"
+            ) from last
+        except Exception as exc:
+            if _not_found(exc):
+                raise CollectionMissing(what) from exc
+            raise
 
     # -- aliases ---------------------------------------------------------------------------
     def alias_state(self, alias: str) -> AliasState:
