@@ -90,6 +90,7 @@ class Services:
     missing_models: set[str] = field(default_factory=set)  # live versions with no stored copy
     indexing: IndexingProgress = field(default_factory=IndexingProgress)
     started: float = field(default_factory=time.time)
+    follow_rounds: int = 0  # looks at the alias the model follower has made
     thumbnails: SingleFlight[None] = field(default_factory=SingleFlight, repr=False)
     pixels: PixelBudget = field(init=False, repr=False)
     _retiring: set[asyncio.Future[None]] = field(default_factory=set, repr=False)
@@ -273,6 +274,7 @@ async def follow_live_model(services: Services) -> None:
             logger.debug("the store did not answer the alias lookup in time")
         except Exception:
             logger.exception("following the live collection failed; trying again")
+        services.follow_rounds += 1
 
 
 T = TypeVar("T")

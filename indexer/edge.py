@@ -234,10 +234,10 @@ class EdgeEngine:
                 shard.update(self._qe.UpdateOperation.delete_points(chunk))
 
     def retrieve(
-        self, name: str, ids: Sequence[str], with_vectors: bool = False
+        self, name: str, ids: Sequence[str], with_vectors: bool = False, with_payload: bool = True
     ) -> list[StoredCar]:
         with self._shard(name) as shard:
-            records = shard.retrieve(list(ids), with_payload=True, with_vector=with_vectors)
+            records = shard.retrieve(list(ids), with_payload=with_payload, with_vector=with_vectors)
         return [StoredCar.from_point(r.id, r.payload, vector=r.vector) for r in records]
 
     def scroll(

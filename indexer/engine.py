@@ -102,7 +102,7 @@ class Engine(Protocol):
     def delete(self, name: str, ids: Sequence[str]) -> None: ...
 
     def retrieve(
-        self, name: str, ids: Sequence[str], with_vectors: bool = False
+        self, name: str, ids: Sequence[str], with_vectors: bool = False, with_payload: bool = True
     ) -> list[StoredCar]: ...
 
     def scroll(

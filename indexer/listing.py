@@ -167,7 +167,9 @@ class Listings:
         ids = list(dict.fromkeys(positive + negative))
         found = {
             c.id: np.asarray(c.vector, np.float32)
-            for c in self._index.engine.retrieve(collection, ids, with_vectors=True)
+            for c in self._index.engine.retrieve(
+                collection, ids, with_vectors=True, with_payload=False
+            )
             if c.vector is not None
         }
         if missing := [i for i in ids if i not in found]:

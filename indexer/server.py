@@ -246,14 +246,14 @@ class ServerEngine(ServerModelCopies):
             )
 
     def retrieve(
-        self, name: str, ids: Sequence[str], with_vectors: bool = False
+        self, name: str, ids: Sequence[str], with_vectors: bool = False, with_payload: bool = True
     ) -> list[StoredCar]:
         records = self.call(
             name,
             self.client.retrieve,
             name,
             ids=list(ids),
-            with_payload=True,
+            with_payload=with_payload,
             with_vectors=with_vectors,
         )
         return [StoredCar.from_point(r.id, r.payload, vector=r.vector) for r in records]

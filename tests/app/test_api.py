@@ -103,12 +103,15 @@ def test_filters_narrow_results(served: tuple[TestClient, Path]) -> None:
         data={"limit": "20", "body": "Coupe", "year_min": "2012", "year_max": "2012"},
     )
     assert {h["body"] for h in r.json()["hits"]} == {"Coupe"} and len(r.json()["hits"]) == 6
+    first = client.post(
+        "/api/v1/search", files={"image": ("q.jpg", data, "image/jpeg")}, data={"limit": "3"}
+    ).json()["hits"]
     r = client.post(
         "/api/v1/search",
         files={"image": ("q.jpg", data, "image/jpeg")},
         data={"limit": "2", "offset": "1"},
     )
-    assert len(r.json()["hits"]) == 2
+    assert [h["id"] for h in r.json()["hits"]] == [h["id"] for h in first[1:3]]
 
 
 def test_more_like_this_excludes_the_car_itself(served: tuple[TestClient, Path]) -> None:

@@ -163,7 +163,10 @@ def test_rollout_beside_the_service_loses_nothing_and_fails_no_query(
         body = _wait(client, lambda b: b["model_version"] == new_version, seconds=10)
         switch_s = time.monotonic() - moved
         after = add(7004)
-        time.sleep(1.0)  # more queries on the new model
+        deadline = time.monotonic() + 30  # more queries on the new model
+        while answered.count(new_version) < 5:
+            assert time.monotonic() < deadline, "no queries answered by the new model"
+            time.sleep(0.02)
     finally:
         stop.set()
         thread.join()
@@ -225,7 +228,11 @@ def test_a_killed_rollout_build_leaves_the_old_model_serving(
     finally:
         build.send_signal(signal.SIGKILL)
         build.wait()
-    time.sleep(1.5)  # three polls of the follower
+    services = client.app.state.services  # type: ignore[attr-defined]
+    rounds, deadline = services.follow_rounds, time.monotonic() + 30
+    while services.follow_rounds < rounds + 3:  # three looks at the alias since the kill
+        assert time.monotonic() < deadline, "the model follower stopped"
+        time.sleep(0.02)
     after = _ready(client)
     assert (after["model_version"], after["collection"], after["points"]) == (
         ready["model_version"],

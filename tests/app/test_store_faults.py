@@ -90,7 +90,9 @@ def test_a_silent_store_gives_fast_503s_and_health_keeps_answering(
 def test_store_errors_are_503_and_bugs_are_500(tmp_path: Path) -> None:
     settings = AppSettings(qdrant_path=tmp_path / "q", data_dir=tmp_path / "d", engine="torch")
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        deadline = time.monotonic() + 30
         while not client.get("/readyz").json().get("ready"):
+            assert time.monotonic() < deadline, "the service did not become ready"
             time.sleep(0.05)
         engine = client.app.state.services.index.engine  # type: ignore[attr-defined]
         real = engine.search
