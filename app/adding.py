@@ -5,7 +5,6 @@ thumbnail written."""
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +23,7 @@ from carembed.images import ImageLimits, load_image_with_size
 from carembed.preprocess import Preprocessing
 from carembed.region import Box
 from indexer.fields import FieldError
-from indexer.payload import CarFields, Listing, upload_payload
+from indexer.payload import CarFields, Listing
 
 
 @dataclass(frozen=True)
@@ -121,19 +120,20 @@ async def store_car(
 ) -> Car:
     """Keep the car: ledger and index (a car with the same external id is replaced), then
     its thumbnail."""
-    sha = hashlib.sha256(photo.data).hexdigest()
     with Image.open(io.BytesIO(photo.data)) as probe:  # already decoded once: only its format
-        filename = f"{sha}.{(probe.format or 'img').lower()}"
-    payload = upload_payload(
-        CarFields.model_validate(car.car_fields()),
-        sha,
-        filename,
-        photo.size,
-        serving.version,
-        Listing.model_validate(car.listing_fields()),
-    )
+        suffix = (probe.format or "img").lower()
     try:
-        added = await on_serving(services, serving, services.index.add, photo.data, vector, payload)
+        added = await on_serving(
+            services,
+            serving,
+            services.index.add_photo,
+            photo.data,
+            suffix,
+            photo.size,
+            vector,
+            CarFields.model_validate(car.car_fields()),
+            Listing.model_validate(car.listing_fields()),
+        )
     except OSError as exc:  # the disk is full or read-only: nothing half-written stays
         raise Problem(
             507, "insufficient-storage", "Cannot store the photo", "the service's disk is full"

@@ -35,7 +35,6 @@ from carembed.model import CarEmbeddingModel
 from indexer.engine import StoreError
 from indexer.gate import GateRefused
 from indexer.index import CarIndex
-from indexer.versions import model_version_of
 
 logger = logging.getLogger(__name__)
 
@@ -227,8 +226,8 @@ async def follow_once(services: Services) -> None:
         work = loop.run_in_executor(services.store_executor, call, *args)
         return await asyncio.wait_for(work, seconds)
 
-    live = (await on_store(settings.store_deadline_s, index.state)).live
-    version = model_version_of(live)
+    state = await on_store(settings.store_deadline_s, index.state)
+    live, version = state.live, state.live_version
     if live is None or version is None or version == services.model.version:
         return
     model = services.loaded.get(version)
@@ -323,7 +322,7 @@ def _index_gallery(services: Services, stop: threading.Event) -> str:
             raise Stopped
 
     index, embedder = services.index, services.configured
-    live_version = model_version_of(index.state().live)
+    live_version = index.state().live_version
     if live_version is not None and live_version != embedder.version:
         # The live model keeps answering until the new collection is complete.
         report = index.build(

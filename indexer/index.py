@@ -3,6 +3,7 @@ index, on either engine."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -20,7 +21,15 @@ from indexer.fields import Match
 from indexer.gate import GATE_KEY, GatePolicy
 from indexer.listing import Listings
 from indexer.models import ModelCopies
-from indexer.payload import CarFilter, CarPayload, StoredCar, point_id
+from indexer.payload import (
+    CarFields,
+    CarFilter,
+    CarPayload,
+    Listing,
+    StoredCar,
+    point_id,
+    upload_payload,
+)
 from indexer.rollout_gate import RolloutGate
 from indexer.settings import StoreSettings
 from indexer.uploads import UploadLedger
@@ -183,6 +192,23 @@ class CarIndex:
                     if other != car_id:
                         self.delete(other)
         return StoredCar(upload.id, payload)
+
+    def add_photo(
+        self,
+        collection: str,
+        data: bytes,
+        suffix: str,
+        size: tuple[int, int],
+        vector: np.ndarray,
+        car: CarFields,
+        listing: Listing,
+    ) -> StoredCar:
+        """``add`` for a photo's bytes (``suffix``: its format's file suffix) and what is known
+        of the car: the payload is made here, for the collection's model."""
+        sha = hashlib.sha256(data).hexdigest()
+        version = model_version_of(collection) or ""
+        payload = upload_payload(car, sha, f"{sha}.{suffix}", size, version, listing)
+        return self.add(collection, data, vector, payload)
 
     def delete(self, car_id: str) -> StoredCar | None:
         """Delete a car for good: from the live and previous collections, its uploaded photo,

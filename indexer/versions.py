@@ -64,6 +64,11 @@ class AliasState:
     previous: str | None = None
 
     @property
+    def live_version(self) -> str | None:
+        """The model version of the live collection's vectors."""
+        return model_version_of(self.live)
+
+    @property
     def names(self) -> dict[str, str | None]:
         """Alias name -> collection (None: the alias is absent)."""
         return {self.alias: self.live, self.alias + PREVIOUS_SUFFIX: self.previous}

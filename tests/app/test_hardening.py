@@ -167,15 +167,12 @@ def test_a_reversed_year_range_is_refused(served: TestClient) -> None:
 def test_a_full_disk_is_a_clear_507_and_leaves_nothing_half_written(
     served: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import indexer.files
-
     def full(path: Path, data: bytes) -> None:
         with path.open("wb") as fh:  # what a full disk does: part of the file, then ENOSPC
             fh.write(data[:10])
         path.unlink()
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(indexer.files, "write_atomically", full)
     import indexer.uploads
 
     monkeypatch.setattr(indexer.uploads, "write_atomically", full)

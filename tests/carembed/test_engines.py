@@ -111,6 +111,8 @@ def test_engine_by_cli_flag_and_setting(
     scene(1).save(path)
     monkeypatch.chdir(tmp_path)
     assert main(["embed", str(path), "--engine", "onnx"]) == 0
-    assert list((tmp_path / "data" / "onnx").glob("*.onnx"))
+    from indexer.settings import StoreSettings
+
+    assert list(StoreSettings().layout.onnx.glob("*.onnx"))  # the data folder's, as serving's
     monkeypatch.setenv("CARSEARCH_ENGINE", "torch")
     assert AppSettings().engine == "torch"

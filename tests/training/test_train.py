@@ -216,9 +216,9 @@ def test_int8_gate_keeps_the_graph_only_when_faster_and_as_accurate(
     shapes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from carembed import quantize as quantization
-    from carembed.artifact import save_model
+    from carembed.artifact import INT8_FILE, save_model
     from carembed.engines import MissingGraph
-    from carembed.quantize import INT8_FILE, int8_check, quantize_and_check
+    from carembed.quantize import int8_check, quantize_and_check
 
     with pytest.raises(MissingGraph, match="carsearch model quantize"):
         Embedder(build_model("mobilenet_v2"), engine="onnx-int8", onnx_dir=tmp_path)
