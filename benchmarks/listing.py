@@ -37,9 +37,15 @@ COLOURS = ("red", "black", "white", "silver", "blue", "green", "grey", "yellow")
 
 def _settings(engine: str, work: Path) -> StoreSettings:
     if engine == "edge":
-        return StoreSettings(qdrant_path=work / "qdrant", alias="bench", attributes=ATTRIBUTES)
+        return StoreSettings(
+            qdrant_path=work / "qdrant",
+            data_dir=work / "data",
+            alias="bench",
+            attributes=ATTRIBUTES,
+        )
     return StoreSettings(
         qdrant_url=os.environ["QDRANT_URL"],
+        data_dir=work / "data",
         qdrant_api_key=os.environ.get("QDRANT_API_KEY"),
         alias="bench",
         attributes=ATTRIBUTES,
