@@ -132,7 +132,12 @@ class ImageSet(Dataset[tuple[torch.Tensor, int]]):
 
 
 class RetrievalData(L.LightningDataModule):
-    """Training batches of P classes x K items (pytorch-metric-learning's MPerClassSampler)."""
+    """Training batches of P classes x K items (pytorch-metric-learning's MPerClassSampler).
+
+    With several processes each draws its own P x K batches (seeded by its rank; DDP averages
+    their gradients), and each scores the whole validation set, so every process logs the
+    metric one process would: the trainer must not split these loaders
+    (``use_distributed_sampler=False``)."""
 
     def __init__(
         self,
@@ -143,8 +148,10 @@ class RetrievalData(L.LightningDataModule):
         classes_per_batch: int,
         per_class: int,
         num_workers: int = 0,
+        seed: int = 0,
     ) -> None:
         super().__init__()
+        self.seed = seed
         self.train_set, self.train_labels, self.val_set = train, train_labels, val
         self.per_class = per_class
         self.batch_size = per_class * min(classes_per_batch, len(np.unique(train_labels)))
@@ -152,7 +159,10 @@ class RetrievalData(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader[Any]:
         from pytorch_metric_learning.samplers import MPerClassSampler
+        from pytorch_metric_learning.utils import common_functions
 
+        rank = self.trainer.global_rank if self.trainer is not None else 0
+        common_functions.NUMPY_RANDOM = np.random.RandomState(self.seed + rank)
         sampler = MPerClassSampler(
             self.train_labels,
             m=self.per_class,

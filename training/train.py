@@ -215,6 +215,7 @@ def _trainer(config: TrainConfig, run_dir: Path, epochs: int, validate: bool) ->
         accelerator=config.accelerator,
         devices=devices,
         strategy="ddp" if multi else "auto",
+        use_distributed_sampler=False,  # RetrievalData: P x K per process, validation whole
         precision="bf16-mixed" if gpu and config.recipe != "frozen" else "32-true",
         deterministic=config.deterministic,
         callbacks=callbacks,
@@ -254,6 +255,7 @@ def _data(
         classes_per_batch=config.classes_per_batch,
         per_class=config.per_class,
         num_workers=config.workers if config.recipe == "full" else 0,  # cached tensors: none
+        seed=config.seed,
     )
 
 
