@@ -124,9 +124,9 @@ def stored_vectors(engine: Engine, collection: str) -> VectorsOf:
         vectors: dict[str, np.ndarray] = {}
         for start in range(0, len(ids), 256):
             chunk = ids[start : start + 256]
-        for car in engine.retrieve(collection, chunk, with_vectors=True, with_payload=False):
-            if car.vector is not None:
-                vectors[car.id] = np.asarray(car.vector, np.float32)
+            for car in engine.retrieve(collection, chunk, with_vectors=True, with_payload=False):
+                if car.vector is not None:
+                    vectors[car.id] = np.asarray(car.vector, np.float32)
         return vectors
 
     return read

@@ -21,11 +21,11 @@ from indexer.rollout_gate import trained_on
 from tests.indexer.conftest import make_gallery
 
 CLASSES = [f"Make{c} Model {2000 + c}" for c in range(6)]
-PER_CLASS = 10
+PER_CLASS = 50  # 300 photos: more than one read of 256 vectors
 
 
 def _collection(index: CarIndex, name: str, spread: float, seed: int) -> np.ndarray:
-    """60 cars of 6 classes; ``spread``: how far photos stray from their class's centre."""
+    """300 cars of 6 classes; ``spread``: how far photos stray from their class's centre."""
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(len(CLASSES), 16))
     index.engine.create(name, 16)
@@ -55,7 +55,7 @@ def test_the_gate_scores_both_models_on_the_same_photos_and_refuses_a_worse_one(
     policy = GatePolicy()
     untrained = trained_on()
     worse = judge(index.engine, "cars-test__v__a__1", "cars-test__v__b__1", untrained, policy)
-    assert not worse.passed and (worse.photos, worse.classes) == (60, 6)
+    assert not worse.passed and (worse.photos, worse.classes) == (300, 6)
     assert worse.live_scores is not None and worse.new_scores is not None
     assert worse.live_scores.r_precision == pytest.approx(oracle["good"], abs=1e-4)
     assert worse.new_scores.r_precision == pytest.approx(oracle["bad"], abs=1e-4)
@@ -67,19 +67,19 @@ def test_the_gate_scores_both_models_on_the_same_photos_and_refuses_a_worse_one(
     small = judge(
         index.engine, "cars-test__v__b__1", "cars-test__v__a__1", trained_on(config), policy
     )
-    assert (small.photos, small.classes, small.photos_left_out) == (40, 4, 19)
+    assert (small.photos, small.classes, small.photos_left_out) == (200, 4, 99)
     assert not small.passed and "too few" in small.reason
     assert small.live_scores is None
     config = {
         "training": {
             "class_names": CLASSES[:1],
-            "held_out": [point_id(f"{0:02d}{i:062d}") for i in range(5)],
+            "held_out": [point_id(f"{0:02d}{i:062d}") for i in range(5)],  # 5 of class 0
         }
     }
     held = judge(
         index.engine, "cars-test__v__b__1", "cars-test__v__a__1", trained_on(config), policy
     )
-    assert (held.photos, held.classes, held.photos_left_out) == (55, 6, 5)
+    assert (held.photos, held.classes, held.photos_left_out) == (255, 6, 45)
     assert held.passed and held.live_scores is not None
 
 
