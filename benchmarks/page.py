@@ -36,25 +36,29 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=None, help="data and store (kept)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     from playwright.sync_api import sync_playwright
 
     work = args.work or Path(tempfile.mkdtemp(prefix="carsearch-page-"))
     store = ["--qdrant-path", str(work / "qdrant"), "--data-dir", str(work / "data")]
     records = read_dataset(args.gallery).records
     rng = np.random.default_rng(0)
-    photos = [records[i].path for i in rng.choice(len(records), args.queries, replace=False)]
+    chosen = rng.choice(len(records), args.queries + 1, replace=False)
+    photos = [records[i].path for i in chosen]  # the first one warms up
     with Service([*store, "--gallery", str(args.gallery)], timeout_s=600) as service:
         started = time.monotonic()
         while httpx.get(service.url + "/readyz").json()["indexing"]["state"] != "done":
             time.sleep(1)
         logger.info("gallery indexed (%.0f s)", time.monotonic() - started)
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--headless"])
+            browser = p.chromium.launch(
+                executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"]
+            )
             page = browser.new_page()
             page.goto(service.url + "/")
             page.wait_for_function("document.querySelector('#status').textContent !== ''")
             times = []
-            for i, photo in enumerate([photos[0], *photos]):  # the first one warms up
+            for i, photo in enumerate(photos):
                 page.evaluate("document.querySelector('#results').replaceChildren()")
                 start = time.perf_counter()
                 page.set_input_files("#file", str(photo))
