@@ -40,6 +40,7 @@ def _wait(client: TestClient, engine: str, gated: list[Any]) -> dict[str, Any]:
     raise AssertionError(f"no {engine} engine in time: {ready}")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("faster", [True, False])
 def test_default_model_runs_the_gate_once_and_keeps_its_verdict(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, faster: bool

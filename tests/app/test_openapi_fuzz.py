@@ -32,6 +32,7 @@ def app_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]
         yield client
 
 
+@pytest.mark.slow
 def test_no_server_errors_for_generated_requests(app_client: TestClient) -> None:
     schema = schemathesis.openapi.from_dict(app_client.get("/openapi.json").json())
     failures: list[str] = []

@@ -110,6 +110,7 @@ def _cli(settings: AppSettings, gallery: Path, model: Path) -> list[str]:
     ]
 
 
+@pytest.mark.slow
 def test_rollout_beside_the_service_loses_nothing_and_fails_no_query(
     service: tuple[TestClient, AppSettings, Path], tmp_path: Path
 ) -> None:
@@ -212,6 +213,7 @@ index.build(embedder, Path(gallery), on_batch=slow, progress=False)
 """
 
 
+@pytest.mark.slow
 def test_a_killed_rollout_build_leaves_the_old_model_serving(
     service: tuple[TestClient, AppSettings, Path], tmp_path: Path
 ) -> None:

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
@@ -29,6 +30,7 @@ def _wait(client: TestClient, check: object, seconds: float = 120) -> dict[str, 
     raise AssertionError(f"not reached in {seconds} s: {client.get('/readyz').json()}")
 
 
+@pytest.mark.slow
 def test_a_zero_shot_store_keeps_its_model_until_rebuilt_with_the_shipped_one(
     tmp_path: Path,
 ) -> None:

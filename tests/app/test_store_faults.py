@@ -53,6 +53,7 @@ def silent_qdrant() -> Iterator[str]:
     server.close()
 
 
+@pytest.mark.slow
 def test_a_silent_store_gives_fast_503s_and_health_keeps_answering(
     silent_qdrant: str, tmp_path: Path
 ) -> None:

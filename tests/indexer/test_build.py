@@ -219,6 +219,7 @@ def test_cars_added_through_the_api_survive_a_rebuild_with_the_same_model(
     assert (again.deleted, again.total_points) == (0, 11)
 
 
+@pytest.mark.slow
 def test_queries_during_rebuilds_never_fail(
     index: CarIndex, small_embedder: Embedder, gallery: Path
 ) -> None:
@@ -319,6 +320,7 @@ index.close()
 """
 
 
+@pytest.mark.slow
 def test_embedded_store_beside_another_process(
     small_embedder: Embedder, gallery: Path, tmp_path: Path
 ) -> None:
@@ -392,6 +394,7 @@ index.build(embedder, Path(sys.argv[3]), on_batch=lambda d, t: d >= 4 and slow(d
 """
 
 
+@pytest.mark.slow
 def test_a_sigkilled_build_leaves_the_alias_and_resumes_exactly(
     small_embedder: Embedder, gallery: Path, tmp_path: Path
 ) -> None:

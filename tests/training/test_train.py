@@ -50,6 +50,7 @@ def _config(shapes: Path, tmp: Path, **changes: object) -> TrainConfig:
     return TrainConfig(**(base | changes))  # type: ignore[arg-type]
 
 
+@pytest.mark.slow
 def test_frozen_training_beats_the_untrained_head_on_unseen_classes(
     shapes: Path, tmp_path: Path
 ) -> None:
@@ -84,6 +85,7 @@ def test_frozen_training_beats_the_untrained_head_on_unseen_classes(
     )
 
 
+@pytest.mark.slow
 def test_partial_recipe_trains_and_exports_the_last_blocks(
     shapes: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -125,6 +127,7 @@ def test_partial_recipe_trains_and_exports_the_last_blocks(
     )
 
 
+@pytest.mark.slow
 def test_full_recipe_tiny_run_from_images_skips_a_bad_file(shapes: Path, tmp_path: Path) -> None:
     bad = shapes / "class01" / "zz-broken.png"
     bad.write_bytes(b"\x89PNG broken")
@@ -151,6 +154,7 @@ def test_full_recipe_tiny_run_from_images_skips_a_bad_file(shapes: Path, tmp_pat
     assert metadata["recipe"] == "full" and load_model(config.out).config.backbone.in_artifact
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("loss", ["proxy_anchor", "triplet_semi_hard", "triplet_batch_all"])
 def test_other_losses_run(shapes: Path, tmp_path: Path, loss: str) -> None:
     _, metadata = train(_config(shapes, tmp_path, loss=loss, max_epochs=3, refit=False))
@@ -212,6 +216,7 @@ def test_bad_image_is_skipped_and_reported(shapes: Path, tmp_path: Path) -> None
         bad.unlink()
 
 
+@pytest.mark.slow
 def test_int8_gate_keeps_the_graph_only_when_faster_and_as_accurate(
     shapes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -274,6 +279,7 @@ def test_lightning_logs_each_message_once_and_no_tips(caplog: pytest.LogCaptureF
     assert [r.getMessage() for r in caplog.records] == ["GPU available: False"]
 
 
+@pytest.mark.slow
 def test_train_prints_each_message_once_without_tips_or_lightning_internals(
     shapes: Path, tmp_path: Path
 ) -> None:
