@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from store import DIM, MAKES, car_payload, synthetic_cars
 
-from app.routes.search import VOTE_FIELDS, _groups, _identification, group_by_class
+from app.searching import VOTE_FIELDS, api_groups, group_by_class, identification_of
 from carembed.identify import Calibration
 from indexer.engine import NewPoint
 from indexer.index import CarIndex
@@ -70,7 +70,7 @@ def main() -> None:
 
     def with_vote(q: int) -> object:
         cars = index.search(name, queries[q], everything, 12)
-        return _identification(cars[: calibration.depth], calibration)
+        return identification_of(cars[: calibration.depth], calibration)
 
     def make_filter(q: int) -> CarFilter:
         return CarFilter(make=f"Make{int(query_classes[q]) % MAKES:02d}")
@@ -81,14 +81,14 @@ def main() -> None:
     def filtered_with_vote(q: int) -> object:
         index.search(name, queries[q], make_filter(q), 12)
         voters = index.search(name, queries[q], everything, calibration.depth, 0, None, VOTE_FIELDS)
-        return _identification(voters, calibration)
+        return identification_of(voters, calibration)
 
     def grouped(q: int) -> object:  # 12 groups of up to 3, as the page asks for them
         found = index.search(name, queries[q], everything, 12 * 3 * 4, 0, None, VOTE_FIELDS)
         chosen = group_by_class(found, 3)[:12]
         whole = index.get_many(name, [c.id for g in chosen for c in g])
-        groups = _groups(chosen, {c.id: c for c in whole})
-        return groups, _identification(found[: calibration.depth], calibration)
+        groups = api_groups(chosen, {c.id: c for c in whole})
+        return groups, identification_of(found[: calibration.depth], calibration)
 
     for call in (plain, with_vote, filtered, filtered_with_vote, grouped):  # warm-up
         _p50_ms(call, 20)

@@ -1,10 +1,9 @@
-"""Search by photo and "more like this"."""
+"""Search by photo and "more like this" (the routes; the searching is ``app.searching``)."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from typing import Annotated, Any
+from typing import Annotated
 
 import numpy as np
 from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
@@ -13,7 +12,6 @@ from app.deps import (
     BOX_DESCRIPTION,
     ServicesDep,
     check_id,
-    conditions,
     decode,
     embed_upload,
     get_car,
@@ -26,201 +24,17 @@ from app.deps import (
 from app.problems import Problem
 from app.schemas import (
     BatchResponse,
-    Candidate,
     EmbedResponse,
-    Group,
-    Hit,
     Identification,
-    MakeAnswer,
     ProblemDetail,
     SearchParams,
     SearchResponse,
     Timings,
-    car_image_url,
 )
-from app.services import Services, ServingModel
-from carembed.identify import Calibration, Neighbour, identify
-from indexer.engine import Query as StoreQuery
-from indexer.payload import CarFilter, StoredCar
+from app.searching import answer, identification_of
+from indexer.payload import CarFilter
 
 router = APIRouter(prefix="/api/v1", tags=["search"], dependencies=[Depends(require_read_key)])
-
-
-def _filter(services: Services, params: SearchParams, exclude: set[str]) -> CarFilter:
-    return CarFilter(
-        make=params.make,
-        model=params.model,
-        body=params.body,
-        year_min=params.year_min,
-        year_max=params.year_max,
-        exclude_ids=frozenset(exclude),
-        where=conditions(services, params.filter),
-    )
-
-
-def _hit(car: StoredCar, score: float | None = None) -> Hit:
-    return Hit(
-        id=car.id,
-        score=score if score is not None else car.score or 0.0,
-        image_url=car_image_url(car.id, "full"),
-        thumb_url=car_image_url(car.id, "thumb"),
-        **car.payload.car_fields(),
-        **car.payload.listing_fields(),
-    )
-
-
-def _identification(cars: list[StoredCar], calibration: Calibration) -> Identification:
-    found = identify(
-        [
-            Neighbour(
-                c.payload.class_name,
-                c.payload.make,
-                c.payload.model,
-                c.payload.year,
-                c.score or 0.0,
-            )
-            for c in cars
-        ],
-        calibration,
-    )
-    return Identification(
-        candidates=[
-            Candidate(
-                make=c.make,
-                model=c.model,
-                year=c.year,
-                class_name=c.class_name,
-                confidence=round(c.confidence, 4),
-                share=round(c.share, 4),
-            )
-            for c in found.candidates
-        ],
-        make=MakeAnswer(make=found.make, confidence=round(found.make_confidence, 4)),
-        calibrated=found.calibrated,
-    )
-
-
-def group_by_class(cars: list[StoredCar], size: int) -> list[list[StoredCar]]:
-    """One group per class, ordered by its best score, with its best ``size`` cars (``cars``
-    best first, with ``class_name`` in their payload)."""
-    groups: dict[str, list[StoredCar]] = {}
-    for car in cars:
-        group = groups.setdefault(car.payload.class_name or car.id, [])
-        if len(group) < size:
-            group.append(car)
-    return list(groups.values())
-
-
-def _groups(groups: list[list[StoredCar]], payloads: dict[str, StoredCar]) -> list[Group]:
-    """The API's groups: the cars' whole payloads, the scores of the grouping search."""
-    return [
-        Group(
-            score=group[0].score or 0.0,
-            hits=[_hit(payloads[c.id], c.score) for c in group if c.id in payloads],
-            **payloads[group[0].id].payload.car_fields(),
-        )
-        for group in groups
-        if group[0].id in payloads
-    ]
-
-
-VOTE_FIELDS = ("class_name", "make", "model", "year")
-"""What the vote reads of each neighbour."""
-
-GROUP_FETCH_MAX = 1000
-"""Most neighbours read to fill the groups of one page (the engines have no grouping here)."""
-
-
-async def _answer(
-    services: Services,
-    model: ServingModel,
-    vector: Any,
-    params: SearchParams,
-    exclude: str | None,
-) -> SearchResponse:
-    """Hits (or groups) for the filters, refined toward ``params.positive`` and away from
-    ``params.negative`` when given, and the identification of ``vector`` from its unfiltered
-    nearest neighbours."""
-    started = time.perf_counter()
-    examples = set(params.positive) | set(params.negative)
-    where = _filter(services, params, examples | ({exclude} if exclude else set()))
-    k = model.calibration.depth
-    plain = (
-        where == CarFilter(exclude_ids=where.exclude_ids)
-        and params.score_threshold is None
-        and not examples
-    )
-    query: StoreQuery = vector
-    if examples:
-        query = await on_serving(
-            services,
-            model,
-            services.index.listings.refinement,
-            [vector],
-            params.positive,
-            params.negative,
-        )
-
-    async def best(
-        where: CarFilter,
-        limit: int,
-        offset: int = 0,
-        fields: Sequence[str] | None = None,
-        query: StoreQuery = query,
-        threshold: float | None = params.score_threshold,
-    ) -> list[StoredCar]:
-        return list(
-            await on_serving(
-                services,
-                model,
-                services.index.search,
-                query,
-                where,
-                limit,
-                offset,
-                threshold,
-                fields,
-            )
-        )
-
-    groups = None
-    if params.group_by == "class":
-        wanted = params.offset + params.limit
-        fetch = min(GROUP_FETCH_MAX, max(wanted * params.group_size * 4, 64))
-        while True:  # a few fields only: whole payloads are read for the chosen cars alone
-            found = await best(where, fetch, fields=VOTE_FIELDS)
-            grouped = group_by_class(found, params.group_size)
-            if len(grouped) >= wanted or len(found) < fetch or fetch >= GROUP_FETCH_MAX:
-                break
-            fetch = min(GROUP_FETCH_MAX, fetch * 4)
-        chosen = grouped[params.offset : wanted]
-        ids = [c.id for group in chosen for c in group]
-        whole = await on_serving(services, model, services.index.get_many, ids)
-        groups = _groups(chosen, {c.id: c for c in whole})
-        hits = [hit for group in groups for hit in group.hits]
-        nearest_first = found
-    elif plain and not params.offset:  # one search serves the hits and the vote
-        nearest_first = await best(where, max(params.limit, k))
-        hits = [_hit(car) for car in nearest_first[: params.limit]]
-    else:
-        nearest_first = await best(where, params.limit, params.offset)
-        hits = [_hit(car) for car in nearest_first]
-        if params.offset:
-            nearest_first = []
-    # The vote reads the nearest cars of all: the hits serve when no filter narrowed them.
-    voters = nearest_first if plain and len(nearest_first) >= k else None
-    if voters is None:
-        alone = CarFilter(exclude_ids=frozenset({exclude} if exclude else ()))
-        voters = await best(alone, k, fields=VOTE_FIELDS, query=vector, threshold=None)
-    identification = _identification(voters[:k], model.calibration)
-    services.metrics.stage.labels("search").observe(time.perf_counter() - started)
-    return SearchResponse(
-        hits=hits,
-        groups=groups,
-        identification=identification,
-        timings=Timings(),
-        model_version=model.version,
-    )
 
 
 @router.post(
@@ -243,7 +57,7 @@ async def search(
     t1 = time.perf_counter()
     vector = await model.batcher.embed(array)
     t2 = time.perf_counter()
-    response = await _answer(services, model, vector, params, None)
+    response = await answer(services, model, vector, params, None)
     t3 = time.perf_counter()
     response.timings = Timings(
         decode_ms=(t1 - t0) * 1e3, embed_ms=(t2 - t1) * 1e3, search_ms=(t3 - t2) * 1e3
@@ -268,7 +82,7 @@ async def similar(
     model = services.model
     point = await get_car(services, model, car_id, with_vector=True)
     t0 = time.perf_counter()
-    response = await _answer(services, model, point.vector, params, car_id)
+    response = await answer(services, model, point.vector, params, car_id)
     response.timings = Timings(search_ms=(time.perf_counter() - t0) * 1e3)
     return response
 
@@ -290,7 +104,7 @@ async def identify_car(
     cars = await on_serving(
         services, model, services.index.search, vector, CarFilter(), model.calibration.depth
     )
-    return _identification(cars, model.calibration)
+    return identification_of(cars, model.calibration)
 
 
 @router.post(
@@ -341,11 +155,11 @@ async def search_batch(
         embed_s = time.perf_counter() - t1  # one forward pass shared by the photos
         for (i, _, decode_s), vector in zip(decoded, vectors, strict=True):
             t2 = time.perf_counter()
-            answer = await _answer(services, model, vector, params, None)
-            answer.timings = Timings(
+            found = await answer(services, model, vector, params, None)
+            found.timings = Timings(
                 decode_ms=decode_s * 1e3,
                 embed_ms=embed_s * 1e3,
                 search_ms=(time.perf_counter() - t2) * 1e3,
             )
-            results[i] = answer
+            results[i] = found
     return BatchResponse(results=[r for r in results if r is not None])

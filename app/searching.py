@@ -1,0 +1,202 @@
+"""Searching the car index for an API answer, outside FastAPI: the filters of a request, the
+hits or groups (refined when asked), and the identification from the nearest neighbours."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from app.deps import conditions, on_serving
+from app.schemas import (
+    Candidate,
+    Group,
+    Hit,
+    Identification,
+    MakeAnswer,
+    SearchParams,
+    SearchResponse,
+    Timings,
+    car_image_url,
+)
+from app.services import Services, ServingModel
+from carembed.identify import Calibration, Neighbour, identify
+from indexer.engine import Query as StoreQuery
+from indexer.payload import CarFilter, StoredCar
+
+
+def _filter(services: Services, params: SearchParams, exclude: set[str]) -> CarFilter:
+    return CarFilter(
+        make=params.make,
+        model=params.model,
+        body=params.body,
+        year_min=params.year_min,
+        year_max=params.year_max,
+        exclude_ids=frozenset(exclude),
+        where=conditions(services, params.filter),
+    )
+
+
+def _hit(car: StoredCar, score: float | None = None) -> Hit:
+    return Hit(
+        id=car.id,
+        score=score if score is not None else car.score or 0.0,
+        image_url=car_image_url(car.id, "full"),
+        thumb_url=car_image_url(car.id, "thumb"),
+        **car.payload.car_fields(),
+        **car.payload.listing_fields(),
+    )
+
+
+def identification_of(cars: list[StoredCar], calibration: Calibration) -> Identification:
+    found = identify(
+        [
+            Neighbour(
+                c.payload.class_name,
+                c.payload.make,
+                c.payload.model,
+                c.payload.year,
+                c.score or 0.0,
+            )
+            for c in cars
+        ],
+        calibration,
+    )
+    return Identification(
+        candidates=[
+            Candidate(
+                make=c.make,
+                model=c.model,
+                year=c.year,
+                class_name=c.class_name,
+                confidence=round(c.confidence, 4),
+                share=round(c.share, 4),
+            )
+            for c in found.candidates
+        ],
+        make=MakeAnswer(make=found.make, confidence=round(found.make_confidence, 4)),
+        calibrated=found.calibrated,
+    )
+
+
+def group_by_class(cars: list[StoredCar], size: int) -> list[list[StoredCar]]:
+    """One group per class, ordered by its best score, with its best ``size`` cars (``cars``
+    best first, with ``class_name`` in their payload)."""
+    groups: dict[str, list[StoredCar]] = {}
+    for car in cars:
+        group = groups.setdefault(car.payload.class_name or car.id, [])
+        if len(group) < size:
+            group.append(car)
+    return list(groups.values())
+
+
+def api_groups(groups: list[list[StoredCar]], payloads: dict[str, StoredCar]) -> list[Group]:
+    """The API's groups: the cars' whole payloads, the scores of the grouping search."""
+    return [
+        Group(
+            score=group[0].score or 0.0,
+            hits=[_hit(payloads[c.id], c.score) for c in group if c.id in payloads],
+            **payloads[group[0].id].payload.car_fields(),
+        )
+        for group in groups
+        if group[0].id in payloads
+    ]
+
+
+VOTE_FIELDS = ("class_name", "make", "model", "year")
+"""What the vote reads of each neighbour."""
+
+GROUP_FETCH_MAX = 1000
+"""Most neighbours read to fill the groups of one page (the engines have no grouping here)."""
+
+
+async def answer(
+    services: Services,
+    model: ServingModel,
+    vector: Any,
+    params: SearchParams,
+    exclude: str | None,
+) -> SearchResponse:
+    """Hits (or groups) for the filters, refined toward ``params.positive`` and away from
+    ``params.negative`` when given, and the identification of ``vector`` from its unfiltered
+    nearest neighbours."""
+    started = time.perf_counter()
+    examples = set(params.positive) | set(params.negative)
+    where = _filter(services, params, examples | ({exclude} if exclude else set()))
+    k = model.calibration.depth
+    plain = (
+        where == CarFilter(exclude_ids=where.exclude_ids)
+        and params.score_threshold is None
+        and not examples
+    )
+    query: StoreQuery = vector
+    if examples:
+        query = await on_serving(
+            services,
+            model,
+            services.index.listings.refinement,
+            [vector],
+            params.positive,
+            params.negative,
+        )
+
+    async def best(
+        where: CarFilter,
+        limit: int,
+        offset: int = 0,
+        fields: Sequence[str] | None = None,
+        query: StoreQuery = query,
+        threshold: float | None = params.score_threshold,
+    ) -> list[StoredCar]:
+        return list(
+            await on_serving(
+                services,
+                model,
+                services.index.search,
+                query,
+                where,
+                limit,
+                offset,
+                threshold,
+                fields,
+            )
+        )
+
+    groups = None
+    if params.group_by == "class":
+        wanted = params.offset + params.limit
+        fetch = min(GROUP_FETCH_MAX, max(wanted * params.group_size * 4, 64))
+        while True:  # a few fields only: whole payloads are read for the chosen cars alone
+            found = await best(where, fetch, fields=VOTE_FIELDS)
+            grouped = group_by_class(found, params.group_size)
+            if len(grouped) >= wanted or len(found) < fetch or fetch >= GROUP_FETCH_MAX:
+                break
+            fetch = min(GROUP_FETCH_MAX, fetch * 4)
+        chosen = grouped[params.offset : wanted]
+        ids = [c.id for group in chosen for c in group]
+        whole = await on_serving(services, model, services.index.get_many, ids)
+        groups = api_groups(chosen, {c.id: c for c in whole})
+        hits = [hit for group in groups for hit in group.hits]
+        nearest_first = found
+    elif plain and not params.offset:  # one search serves the hits and the vote
+        nearest_first = await best(where, max(params.limit, k))
+        hits = [_hit(car) for car in nearest_first[: params.limit]]
+    else:
+        nearest_first = await best(where, params.limit, params.offset)
+        hits = [_hit(car) for car in nearest_first]
+        if params.offset:
+            nearest_first = []
+    # The vote reads the nearest cars of all: the hits serve when no filter narrowed them.
+    voters = nearest_first if plain and len(nearest_first) >= k else None
+    if voters is None:
+        alone = CarFilter(exclude_ids=frozenset({exclude} if exclude else ()))
+        voters = await best(alone, k, fields=VOTE_FIELDS, query=vector, threshold=None)
+    identification = identification_of(voters[:k], model.calibration)
+    services.metrics.stage.labels("search").observe(time.perf_counter() - started)
+    return SearchResponse(
+        hits=hits,
+        groups=groups,
+        identification=identification,
+        timings=Timings(),
+        model_version=model.version,
+    )
