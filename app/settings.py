@@ -24,8 +24,7 @@ class AppSettings(StoreSettings, ModelSettings):
         ge=0,
         le=256,
         description="micro-batching: most images per forward; 0 = auto: 16 on a GPU, 8 on the "
-        "CPU (+25% QPS at 16 clients over batch 1 in benchmarks/serve.py; a request alone "
-        "never waits)",
+        "CPU (a request alone never waits)",
     )
     max_wait_ms: float = Field(2.0, ge=0, description="micro-batching: wait for more requests")
     access_log: bool = Field(

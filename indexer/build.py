@@ -183,7 +183,7 @@ def _sync(
     plan = _Plan.of(scan, ledger, schema)
     existing: dict[str, dict[str, Any]] = dict(engine.scroll(collection, None))
     wanted = {i.id for i in plan.items} | set(plan.uploads)
-    # Cars added through the API before the upload ledger existed: kept, never dropped silently.
+    # Upload points the ledger has no record of: kept (never dropped silently) unless deleted.
     wanted |= {
         pid
         for pid, p in existing.items()
@@ -202,7 +202,7 @@ def _sync(
                 copies[upload.id] = partial(_copied_upload, upload, version)
         for pid, source in reusable.items():
             if source == "upload" and pid not in existing and pid not in plan.tombstones:
-                copies.setdefault(pid, lambda car: car.payload)  # a car from before the ledger
+                copies.setdefault(pid, lambda car: car.payload)  # an upload the ledger lacks
                 wanted.add(pid)
         _copy(engine, reuse_from, collection, copies)
         todos = [t for t in todos if t.id not in copies]

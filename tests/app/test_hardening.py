@@ -1,4 +1,6 @@
-"""Defects found by an audit of the service, each reproduced here through the real stack."""
+"""The service under misuse and failure, through the real stack: links and paths that lead
+out of the gallery, racing thumbnails, made-up methods, full disks, shutdowns mid-run, odd
+requests."""
 
 from __future__ import annotations
 
