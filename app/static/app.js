@@ -242,8 +242,11 @@ function watchCrop() {
 // ---- searching ------------------------------------------------------------------------
 function restart() { state.offset = 0; run(false); }
 
+let latest = 0; // the newest search: answers of searches it replaced are dropped
+
 async function run(append) {
   if (!state.file && !state.carId) return;
+  const mine = ++latest;
   setMessage("Searching…");
   const params = searchParams();
   try {
@@ -259,9 +262,10 @@ async function run(append) {
       response = await fetch(`/api/v1/cars/${state.carId}/similar?` + new URLSearchParams(params));
     }
     const body = await handle(response);
+    if (mine !== latest) return;
     setMessage("");
     render(body, append, Number(params.limit));
-  } catch (error) { setMessage(error.message); }
+  } catch (error) { if (mine === latest) setMessage(error.message); }
 }
 
 function choosePhoto(file) {
