@@ -42,7 +42,8 @@ BUILT_IN: dict[str, FieldKind] = {
 }
 """Payload fields every car has (each with a payload index)."""
 
-FACET_KINDS: tuple[FieldKind, ...] = ("keyword", "bool")
+FACET_KINDS: tuple[FieldKind, ...] = ("keyword", "bool", "integer")
+"""Kinds whose values facets count (integer: years, mileages; each value counted apart)."""
 NOT_FACETED = ("external_id",)
 """Keyword fields that identify one car: counting their values says nothing."""
 

@@ -75,8 +75,8 @@ async def facets(
         str,
         Query(
             max_length=64,
-            description="make, model, body, class_name, source, or a declared keyword or bool "
-            "attribute",
+            description="make, model, body, class_name, source, year, or a declared keyword, bool "
+            "or integer attribute",
         ),
     ],
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,

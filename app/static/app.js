@@ -111,7 +111,23 @@ async function loadFields() {
   }
 }
 
+async function refreshYears() {
+  const filter = filterObject();
+  const query = new URLSearchParams({ field: "year", limit: "1000" });
+  if (Object.keys(filter).length) query.set("filter", JSON.stringify(filter));
+  try {
+    const years = (await handle(await fetch("/api/v1/facets?" + query))).values.map((v) => v.value);
+    if (!years.length) return;
+    const low = String(Math.min(...years)), high = String(Math.max(...years));
+    for (const name of ["year_min", "year_max"]) {
+      const input = $(`#filters input[name=${name}]`);
+      Object.assign(input, { min: low, max: high, placeholder: name === "year_min" ? low : high });
+    }
+  } catch (error) { /* the range stays open */ }
+}
+
 async function refreshFacets() {
+  refreshYears();
   const selects = [["make", "make"], ["body", "body"]];
   for (const field of state.fields.filter((f) => f.attribute && f.kind === "keyword")) {
     selects.push([field.name, "attr_" + field.name]);

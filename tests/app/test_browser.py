@@ -114,6 +114,9 @@ def test_search_filters_from_facets_more_like_this_bad_file_and_add_car(
     assert makes[:4] == ["any", "Audi (3)", "BMW (3)", "Tesla (3)"]
     assert page.locator("select[name=attr_color]").count() == 1  # declared: keyword
     assert page.locator("input[name=attr_price_min]").count() == 1  # float: a range
+    page.wait_for_function(  # the year range from the gallery's years
+        "document.querySelector('input[name=year_min]').placeholder === '2012'"
+    )
     assert page.locator("select[name=attr_available] option").all_text_contents() == [
         "any",
         "yes",

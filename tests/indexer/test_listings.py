@@ -105,6 +105,9 @@ def test_attributes_filter_and_facet_on_both_engines(
         "black": 1,
         "white": 1,
     }
+    assert dict(listed.listings.facet(live, "year", CarFilter(), 10)) == {2012: 12}
+    cheap = CarFilter(where=listed.fields.parse_filter({"price": {"lt": 3000}}))
+    assert dict(listed.listings.facet(live, "mileage", cheap, 10)) == {0: 1, 5000: 1, 10000: 1}
     for bad in ({"dealer": "x"}, {"price": "cheap"}, {"color": {"gte": 1}}, {"available": 1}):
         with pytest.raises(FieldError):
             listed.fields.parse_filter(bad)
