@@ -131,7 +131,7 @@ class Listings:
             body = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
         except (binascii.Error, ValueError) as exc:
             raise CursorError("the cursor is not one this service gave out") from exc
-        if not hmac.compare_digest(signature, self._sign(body)):
+        if not hmac.compare_digest(signature.encode(), self._sign(body).encode()):
             raise CursorError("the cursor is not one this service gave out")
         content = json.loads(body)
         if content["filter"] != _filter_digest(where):

@@ -184,7 +184,8 @@ def test_a_cursor_walk_sees_every_lasting_car_once_while_cars_come_and_go(
         i for i, g in given.items() if g["available"] and i not in doomed
     )
     body, _, signature = good.partition(".")
-    for forged in (body + "." + signature[::-1], "garbage", body[:-2] + "AA." + signature):
+    forgeries = (body + "." + signature[::-1], "garbage", body[:-2] + "AA." + signature)
+    for forged in (*forgeries, body + ".é" + signature[1:], "ü.ü"):
         with pytest.raises(CursorError):
             listed.listings.page(live, where, 3, forged)
     with pytest.raises(CursorError, match="another filter"):
