@@ -169,6 +169,13 @@ async def one_image(request: Request) -> None:
         )
 
 
+def check_batch(services: Services, images: list[UploadFile]) -> None:
+    """A batch request names at most ``MAX_BATCH_IMAGES`` photos."""
+    limit = services.settings.max_batch_images
+    if len(images) > limit:
+        raise Problem(422, "invalid-request", "Too many photos", f"at most {limit} per request")
+
+
 async def read_upload(upload: UploadFile, limit: int) -> bytes:
     data = bytearray()
     while chunk := await upload.read(1 << 16):

@@ -11,6 +11,7 @@ from app.adding import Prepared, cropped, new_car, new_cars, prepare, store_car
 from app.deps import (
     BOX_DESCRIPTION,
     ServicesDep,
+    check_batch,
     check_id,
     get_car,
     one_image,
@@ -99,9 +100,7 @@ async def add_cars(
         ),
     ] = None,
 ) -> BatchAddResponse:
-    limit = services.settings.max_batch_images
-    if len(images) > limit:
-        raise Problem(422, "invalid-request", "Too many photos", f"at most {limit} per request")
+    check_batch(services, images)
     wanted = new_cars(services, cars, len(images))
     serving = services.model
     results: list[Car | ProblemDetail | None] = [None] * len(images)

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
 from app.deps import (
     BOX_DESCRIPTION,
     ServicesDep,
+    check_batch,
     check_id,
     decode,
     embed_upload,
@@ -135,9 +136,7 @@ async def search_batch(
     images: Annotated[list[UploadFile], File(description="the field 'images', repeated")],
     params: Annotated[SearchParams, Form()],
 ) -> BatchResponse:
-    limit = services.settings.max_batch_images
-    if len(images) > limit:
-        raise Problem(422, "invalid-request", "Too many photos", f"at most {limit} per request")
+    check_batch(services, images)
     model = services.model
     results: list[SearchResponse | ProblemDetail | None] = [None] * len(images)
     decoded: list[tuple[int, np.ndarray, float]] = []  # (position, array, decode seconds)
