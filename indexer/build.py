@@ -214,8 +214,6 @@ def _sync(
             engine.set_payload(collection, item.id, changes)
             report.updated += 1
     write(engine, collection, embedder, todos, report, num_workers, on_batch, progress)
-    if ledger is not None:
-        apply_edits(engine, collection, ledger)
     skipped = {label for label, _ in report.skipped + report.skipped_uploads}
     wanted -= {t.id for t in todos if t.label in skipped}
     for label, reason in report.skipped_uploads:  # deleted meanwhile, or unreadable
@@ -381,6 +379,8 @@ def update_incremental(
         on_batch=on_batch,
         progress=progress,
     )
+    if ledger is not None:  # a full build applies them in its last step, sync_uploads
+        apply_edits(engine, live, ledger)
     if report.indexed or report.deleted:
         engine.optimize(live)
     return report
