@@ -110,7 +110,7 @@ class CarIndex:
             if cached is not None and cached[1] != name:
                 logger.info("model %s now served from %s", model_version, name)
             self._serving[model_version] = (now, name)
-        self.engine.release({n for n in (state.live, state.previous) if n})
+        self.engine.release(set(state.collections))
         return name
 
     def on_serving(self, model_version: str, operation: Callable[[str], T]) -> T:
@@ -216,9 +216,7 @@ class CarIndex:
         with self.ledger.writing(car_id):
             state = self.state()
             found: StoredCar | None = None
-            for name in (state.live, state.previous):
-                if name is None:
-                    continue
+            for name in state.collections:
                 try:
                     found = found or self.get(name, car_id)
                     self.engine.delete(name, [car_id])

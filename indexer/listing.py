@@ -63,9 +63,7 @@ class Listings:
         """The ids of the cars with this external id, in the live and previous collections."""
         where = CarFilter(where=(self._index.fields_match("external_id", external_id),))
         state, found = self._index.state(), []
-        for name in (state.live, state.previous):
-            if name is None:
-                continue
+        for name in state.collections:
             with contextlib.suppress(CollectionMissing):
                 found += [c.id for c in self._index.engine.page(name, where, 100, None)[0]]
         return sorted(set(found))
@@ -85,11 +83,10 @@ class Listings:
         with ledger.claiming(patch.get("external_id")), ledger.writing(car_id):
             state = index.state()
             stored: dict[str, StoredCar] = {}
-            for name in (state.live, state.previous):
-                if name is not None:
-                    with contextlib.suppress(CollectionMissing):
-                        if (car := index.get(name, car_id)) is not None:
-                            stored[name] = car
+            for name in state.collections:
+                with contextlib.suppress(CollectionMissing):
+                    if (car := index.get(name, car_id)) is not None:
+                        stored[name] = car
             if not stored:
                 return None
             external = patch.get("external_id")

@@ -64,6 +64,11 @@ class AliasState:
     previous: str | None = None
 
     @property
+    def collections(self) -> list[str]:
+        """The live and previous collections that exist, live first."""
+        return [name for name in (self.live, self.previous) if name is not None]
+
+    @property
     def live_version(self) -> str | None:
         """The model version of the live collection's vectors."""
         return model_version_of(self.live)
