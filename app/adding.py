@@ -14,9 +14,10 @@ from PIL import Image
 
 from app.deps import decoding, json_field, on_serving
 from app.problems import Problem
+from app.registry import ServingModel
 from app.routes.images import jpeg_thumbnail
 from app.schemas import Car, NewCar
-from app.services import Services, ServingModel
+from app.services import Services
 from carembed.atomic import write_atomically
 from carembed.embedder import load_for_model
 from carembed.images import ImageLimits, load_image_with_size

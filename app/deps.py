@@ -14,7 +14,8 @@ import numpy as np
 from fastapi import Depends, Header, Request, UploadFile
 
 from app.problems import Problem, unavailable
-from app.services import Services, ServingModel
+from app.registry import ServingModel
+from app.services import Services
 from app.settings import AppSettings
 from carembed.embedder import prepare
 from carembed.images import (

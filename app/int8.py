@@ -4,9 +4,11 @@ A trained model (the shipped one included) brings its int8 verdict in its folder
 ``carsearch train`` or ``carsearch model quantize``; the zero-shot model (``--model zero-shot``:
 no folder) has none. When the service runs it on the CPU with ``--engine auto`` and a gallery whose
 photos are labelled by class, it runs the quality gate once, after the gallery is indexed, on
-those photos: a graph that passes is cached in ``<data dir>/onnx`` and serves at once (and from
-then on at every start); a graph that fails leaves its figures there, so the gate is not run
-again for this model.
+those photos: a graph that passes is cached in ``<data dir>/onnx``; int8 vectors are another
+embedding version, so the gallery is indexed again with it (the float32 collection answers
+meanwhile) and the service switches when that collection goes live (and runs int8 from then on
+at every start); a graph that fails leaves its figures there, so the gate is not run again for
+this model.
 """
 
 from __future__ import annotations
@@ -14,13 +16,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from collections import defaultdict
 from collections.abc import Sequence
 
-from app.services import Services, in_daemon_thread, make_embedder, start_model
+from app.gallery_indexing import prepare_index
+from app.registry import make_embedder
+from app.services import Services, in_daemon_thread
 from carembed.datasets import CarRecord, read_dataset
 from carembed.int8_files import int8_graph_path, rejection_path
 from carembed.quantize import check_int8
+from indexer.versions import embedding_version_of
 
 logger = logging.getLogger(__name__)
 
@@ -43,20 +49,22 @@ def gate_photos(records: Sequence[CarRecord]) -> tuple[list[CarRecord], list[Car
     return scored, [r for r in records if r.path not in chosen] or scored
 
 
-async def adopt_int8(services: Services, after: asyncio.Future[None]) -> None:
+async def adopt_int8(
+    services: Services, after: asyncio.Future[None], stop: threading.Event
+) -> None:
     """Once ``after`` (the start-up gallery run) is done: the gate for the zero-shot model, and
-    the switch to its int8 graph when it passes."""
+    the switch to its int8 graph when it passes (``stop``: the service is shutting down)."""
     with contextlib.suppress(Exception):  # a failed gallery run is reported where it failed
         await asyncio.shield(after)  # cancelling this task leaves the gallery run alone
     try:
-        await _gate(services)
+        await _gate(services, stop)
     except asyncio.CancelledError:
         raise
     except Exception:
         logger.exception("the int8 gate failed: the float32 graph serves")
 
 
-async def _gate(services: Services) -> None:
+async def _gate(services: Services, stop: threading.Event) -> None:
     settings, serving = services.settings, services.model
     embedder = serving.embedder
     if not (
@@ -88,10 +96,16 @@ async def _gate(services: Services) -> None:
     if not report.kept:
         return
     int8 = await in_daemon_thread(loop, make_embedder, settings, embedder.model)
-    if services.model is not serving or int8.engine_name != "onnx-int8":
+    models = services.models
+    if models.serving is not serving or models.configured is not embedder:
         return  # another model serves by now; the graph is cached for the next start
-    services.loaded[int8.version] = services.model = start_model(settings, services.metrics, int8)
-    if services.configured is embedder:
-        services.configured = int8
-    services.retire_later(serving)
-    logger.info("model %s now runs its int8 graph", int8.version)
+    models.configured = int8
+    # A full build of int8 vectors, judged by the int8 gate above rather than the rollout gate.
+    await in_daemon_thread(loop, prepare_index, services, stop, False)
+    live = (await services.on_store(settings.store_deadline_s, services.index.state)).live
+    if (
+        live is not None
+        and embedding_version_of(live) == int8.version
+        and models.serving is serving
+    ):
+        await models.adopt(models.serve(int8), live, services.on_store)

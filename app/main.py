@@ -16,11 +16,12 @@ from fastapi.staticfiles import StaticFiles
 
 from app import openapi, problems
 from app.body_limit import BodyLimit
+from app.gallery_indexing import prepare_index
 from app.int8 import adopt_int8
 from app.key_first import KeyBeforeBody
 from app.metrics import RequestMetrics
 from app.routes import browse, cars, health, images, search
-from app.services import build_services, follow_live_model, in_daemon_thread, prepare_index
+from app.services import build_services, in_daemon_thread
 from app.settings import AppSettings
 
 logger = logging.getLogger(__name__)
@@ -37,8 +38,8 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
         loop = asyncio.get_running_loop()
         stop = threading.Event()
         preparing = in_daemon_thread(loop, prepare_index, services, stop)
-        follower = loop.create_task(follow_live_model(services), name="model-follower")
-        int8_gate = loop.create_task(adopt_int8(services, preparing), name="int8-gate")
+        follower = loop.create_task(services.models.follow(services.on_store), name="follower")
+        int8_gate = loop.create_task(adopt_int8(services, preparing, stop), name="int8-gate")
         try:
             yield
         finally:
@@ -75,7 +76,7 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_credentials=True,
-            allow_methods=["GET", "POST", "DELETE"],
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
             allow_headers=["X-API-Key", "Content-Type"],
         )
 

@@ -18,6 +18,7 @@ def car_image_url(car_id: str, size: Literal["full", "thumb"]) -> str:
     return f"/api/v1/cars/{car_id}/image?size={size}"
 
 
+_EXAMPLE_VERSION = "efficientnetlite0-skip-1f07ee78fb05-int8"
 _EXAMPLE_ID = "0b5e2d8a-6c1f-5a43-9d53-1f0c2a7e9b44"
 _EXAMPLE_IDENTIFICATION: JsonDict = {
     "candidates": [
@@ -42,6 +43,9 @@ _EXAMPLE_LISTING: JsonDict = {
 
 MAX_EXAMPLES = 10
 """Most car ids in ``positive`` and in ``negative``."""
+EMBEDDING_VERSION = Field(
+    description="the embedding version: model version and precision (f32 or int8) of the vectors"
+)
 
 
 class Hit(CarFields, Listing):
@@ -92,7 +96,7 @@ class Group(CarFields):
 class SearchResponse(BaseModel):
     hits: list[Hit]
     timings: Timings
-    model_version: str
+    model_version: str = EMBEDDING_VERSION
     identification: Identification | None = None
     groups: list[Group] | None = None
 
@@ -114,7 +118,7 @@ class SearchResponse(BaseModel):
                         }
                     ],
                     "timings": {"decode_ms": 6.1, "embed_ms": 41.0, "search_ms": 3.2},
-                    "model_version": "efficientnetlite0-identity-3f2a9c1b7d0e",
+                    "model_version": _EXAMPLE_VERSION,
                     "identification": _EXAMPLE_IDENTIFICATION,
                     "groups": None,
                 }
@@ -134,7 +138,7 @@ _EXAMPLE_CAR: JsonDict = {
     "width": 640,
     "height": 480,
     "source": "upload",
-    "model_version": "efficientnetlite0-identity-3f2a9c1b7d0e",
+    "model_version": _EXAMPLE_VERSION,
     "indexed_at": "2026-12-02T10:00:00+00:00",
     "image_url": car_image_url(_EXAMPLE_ID, "full"),
     "thumb_url": car_image_url(_EXAMPLE_ID, "thumb"),
@@ -352,7 +356,7 @@ class BatchResponse(BaseModel):
                         {
                             "hits": [],
                             "timings": {"decode_ms": 0, "embed_ms": 0, "search_ms": 2.1},
-                            "model_version": "efficientnetlite0-identity-3f2a9c1b7d0e",
+                            "model_version": _EXAMPLE_VERSION,
                         },
                         {
                             "type": "/problems/unreadable-image",
@@ -370,19 +374,13 @@ class BatchResponse(BaseModel):
 class EmbedResponse(BaseModel):
     vector: list[float]
     dim: int
-    model_version: str
+    model_version: str = EMBEDDING_VERSION
 
-    model_config = {
-        "json_schema_extra": {
-            "examples": [
-                {
-                    "vector": [0.012, -0.034, 0.051],
-                    "dim": 3,
-                    "model_version": "efficientnetlite0-identity-3f2a9c1b7d0e",
-                }
-            ]
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"vector": [0.012, -0.034], "dim": 2, "model_version": _EXAMPLE_VERSION}]
         }
-    }
+    )
 
 
 class FieldInfo(BaseModel):

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from app.deps import conditions, on_serving
+from app.registry import ServingModel
 from app.schemas import (
     Candidate,
     Group,
@@ -19,7 +20,7 @@ from app.schemas import (
     Timings,
     car_image_url,
 )
-from app.services import Services, ServingModel
+from app.services import Services
 from carembed.identify import Calibration, Neighbour, identify
 from indexer.engine import Query as StoreQuery
 from indexer.payload import CarFilter, StoredCar

@@ -50,9 +50,7 @@ def save_model(model: CarEmbeddingModel, directory: Path) -> str:
     version = model.version()
     staging = Path(tempfile.mkdtemp(prefix=".saving-", dir=directory))
     try:
-        save_file(
-            model.artifact_state(), str(staging / WEIGHTS_FILE), metadata={"version": version}
-        )
+        save_file(model.artifact_state(), str(staging / WEIGHTS_FILE))
         config = model.config.model_dump(mode="json") | {"model_version": version}
         (staging / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         names = [WEIGHTS_FILE, CONFIG_FILE]  # config last: a folder with it is complete

@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from carembed.choices import EngineChoice
 from carembed.engines import Engine, EngineName, MissingGraph, OnnxEngine, TorchEngine
+from carembed.identity import Precision, embedding_version
 from carembed.images import ImageError, ImageLimits, ImageSource, load_image_with_size
 from carembed.int8_files import int8_graph_path
 from carembed.model import CarEmbeddingModel
@@ -124,37 +125,54 @@ class Embedder:
         engine: EngineChoice = "torch",
         onnx_dir: Path = Path("data/onnx"),
         int8: bool = True,
+        precision: Precision | None = None,
     ) -> None:
+        """``precision``: the graph the vectors must come from (an index's collection of int8
+        vectors is searched with int8 vectors: MissingGraph when the model has no int8 graph);
+        None: ``engine`` auto on the CPU runs the int8 graph when ``int8`` and the graph passed
+        the quality gate, float32 otherwise."""
         if threads:
             torch.set_num_threads(threads)
         self.device = torch.device(device)
         self.model = model.eval()
         self.batch_size = batch_size
         self.limits = limits or ImageLimits()
-        self.version = model.version()
+        self.model_version = model.version()
         self.engine_name = resolve_engine(engine, self.device)
-        self.engine: Engine
+        self.engine = self._engine(engine, onnx_dir, threads, channels_last, int8, precision)
+        self.precision: Precision = "int8" if self.engine_name == "onnx-int8" else "float32"
+        if precision is not None and precision != self.precision:
+            raise MissingGraph(f"{self.engine_name} on {self.device} makes no {precision} vectors")
+        self.version = embedding_version(self.model_version, self.precision)
+        """The embedding version: which vectors this embedder makes (``carembed.identity``)."""
+
+    def _engine(
+        self,
+        engine: EngineChoice,
+        onnx_dir: Path,
+        threads: int | None,
+        channels_last: bool,
+        int8: bool,
+        precision: Precision | None,
+    ) -> Engine:
         if self.engine_name == "torch":
-            self.engine = TorchEngine(model, self.device, channels_last)
-            return
+            return TorchEngine(self.model, self.device, channels_last)
         if self.device.type != "cpu":
             raise ValueError("the onnx engines run on the CPU; use --engine torch on a GPU")
-        int8_graph = int8_graph_path(model, onnx_dir)
-        if engine == "auto" and int8:
+        required = engine == "onnx-int8" or precision == "int8"
+        if required or (engine == "auto" and int8 and precision != "float32"):
             # An int8 graph exists only when it passed the quality gate.
+            graph = int8_graph_path(self.model, onnx_dir)
             try:
-                self.engine = OnnxEngine(model, self.version, onnx_dir, threads, int8_graph)
-                self.engine_name = "onnx-int8"
-                return
+                found = OnnxEngine(self.model, self.model_version, onnx_dir, threads, graph)
             except MissingGraph:
-                self.engine_name = "onnx"
-        self.engine = OnnxEngine(
-            model,
-            self.version,
-            onnx_dir,
-            threads,
-            int8_graph if self.engine_name == "onnx-int8" else None,
-        )
+                if required:
+                    raise
+            else:
+                self.engine_name = "onnx-int8"
+                return found
+        self.engine_name = "onnx"
+        return OnnxEngine(self.model, self.model_version, onnx_dir, threads)
 
     @property
     def preprocessing(self) -> Preprocessing:

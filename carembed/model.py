@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +13,7 @@ from torch import nn
 from carembed.backbones import DEFAULT_BACKBONE, get_backbone
 from carembed.choices import HeadKind, PoolingKind
 from carembed.heads import HeadConfig, Pool, build_head
+from carembed.identity import model_version
 from carembed.preprocess import Preprocessing
 
 FORMAT_VERSION = 1
@@ -49,15 +48,11 @@ class ModelConfig(BaseModel):
         description="the embedding of a photo is the normalised mean of the photo's and its "
         "mirror's (twice the compute per photo); every engine runs it inside the model",
     )
-    training: dict[str, Any] = Field(default_factory=dict)
-
-    def canonical_json(self) -> str:
-        """The config as the model version hashes it. ``test_time_flip`` appears only when on:
-        a model saved before the setting existed keeps its version (and its index)."""
-        config = self.model_dump(mode="json")
-        if not config["test_time_flip"]:
-            del config["test_time_flip"]
-        return json.dumps(config, sort_keys=True, separators=(",", ":"))
+    training: dict[str, Any] = Field(
+        default_factory=dict,
+        description="descriptive: the training record and the identification calibration "
+        "(not part of the model version)",
+    )
 
 
 class CarEmbeddingModel(nn.Module):
@@ -101,13 +96,8 @@ class CarEmbeddingModel(nn.Module):
         return {k: v.detach().cpu().contiguous() for k, v in state.items() if k.startswith(keep)}
 
     def version(self) -> str:
-        """A stable id of config + weights: the same model always gets the same version."""
-        digest = hashlib.sha256(self.config.canonical_json().encode())
-        for name, tensor in sorted(self.artifact_state().items()):
-            digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
-            digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
-        backbone = self.config.backbone.name.replace("_", "")
-        return f"{backbone}-{self.config.head.kind}-{digest.hexdigest()[:12]}"
+        """The model version: what decides the vectors, hashed (``carembed.identity``)."""
+        return model_version(self.config, self.artifact_state())
 
     def update_config(self, **changes: Any) -> None:
         """Replace fields of this model's config in place (e.g. training metadata before

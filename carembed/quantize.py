@@ -182,7 +182,7 @@ def check_int8(
     staged = target.with_name(f".{target.name}.partial")
     logger.info("quantizing %s with %d calibration photos", fp32.version, len(calibration_arrays))
     quantize_static_int8(fp32.engine.path, staged, calibration_arrays)  # type: ignore[attr-defined]
-    int8 = OnnxEngine(model, fp32.version, onnx_dir, None, int8_graph=staged)
+    int8 = OnnxEngine(model, fp32.model_version, onnx_dir, None, int8_graph=staged)
 
     arrays = np.stack([fp32.prepare(r.path) for r in evaluation])
     _, labels = np.unique([r.class_name for r in evaluation], return_inverse=True)

@@ -29,13 +29,14 @@ logger = logging.getLogger("carsearch")
 
 def _model_info(args: argparse.Namespace) -> int:
     from carembed.artifact import load_or_default
+    from carembed.identity import Precision, embedding_version
     from carembed.int8_files import int8_graph_path
     from carembed.quantize import int8_check
 
     model = load_or_default(args.dir, device="cpu")
     config = model.config
     pre = config.preprocessing
-    emit(f"model version   {model.version()}")
+    emit(f"model version   {model.version()} (what decides the vectors, hashed)")
     emit(f"folder          {model.source_dir or '(zero-shot: no folder)'}")
     emit(
         f"backbone        {config.backbone.name} ({config.backbone.weights_source}, "
@@ -61,6 +62,9 @@ def _model_info(args: argparse.Namespace) -> int:
             else "none (float32)"
         )
     )
+    precisions: tuple[Precision, ...] = ("float32", "int8") if check is not None else ("float32",)
+    versions = ", ".join(embedding_version(model.version(), p) for p in precisions)
+    emit(f"vectors         {versions}")
     if config.training:
         metrics = config.training.get("metrics", {})
         emit(f"trained         {config.training.get('recipe', '?')}, metrics {metrics}")

@@ -36,6 +36,7 @@ def model_list(index: CarIndex, emit: Emitter) -> int:
     whether it carries an int8 graph, and the collections of this alias built with it (with the
     quality gate's verdict)."""
     from carembed.artifact import INT8_FILE
+    from carembed.identity import parse_embedding_version
     from indexer.versions import parse_collection_name
 
     state = index.state()
@@ -45,10 +46,12 @@ def model_list(index: CarIndex, emit: Emitter) -> int:
     for name in index.engine.collections():
         parsed = parse_collection_name(name)
         if parsed is not None and parsed.alias == index.alias:
+            embedding = parse_embedding_version(parsed.embedding_version)
+            version = parsed.embedding_version if embedding is None else embedding.model_version
             role = f" ({roles[name]})" if name in roles else ""
-            by_version.setdefault(parsed.model_version, []).append(name + role + _gate(index, name))
+            by_version.setdefault(version, []).append(name + role + _gate(index, name))
             stamp = f"{parsed.stamp[:4]}-{parsed.stamp[4:6]}-{parsed.stamp[6:8]}"
-            created[parsed.model_version] = min(created.get(parsed.model_version, stamp), stamp)
+            created[version] = min(created.get(version, stamp), stamp)
     emit(f"{'version':42} {'created':10} {'backbone':20} {'flips':5} {'int8':4} collections")
     for version in index.models.versions():
         model = index.models.load(version)

@@ -33,7 +33,7 @@ from indexer.payload import (
 from indexer.rollout_gate import RolloutGate
 from indexer.settings import StoreSettings
 from indexer.uploads import UploadLedger
-from indexer.versions import AliasState, model_version_of
+from indexer.versions import AliasState, embedding_version_of
 from indexer.writes import BatchHook, IndexReport
 
 logger = logging.getLogger(__name__)
@@ -95,33 +95,33 @@ class CarIndex:
     def state(self) -> AliasState:
         return self.engine.alias_state(self.alias)
 
-    def serving(self, model_version: str) -> str:
-        """The collection holding this model's vectors: the live one, or during a rollout the
+    def serving(self, version: str) -> str:
+        """The collection holding these vectors: the live one, or during a rollout the
         previous one. Looked up at most every ``SERVING_TTL_S``; raises IndexNotReady."""
         now = time.monotonic()
-        cached = self._serving.get(model_version)
+        cached = self._serving.get(version)
         if cached is not None and now - cached[0] < SERVING_TTL_S:
             return cached[1]
         state = self.state()
-        name = state.serving(model_version)
+        name = state.serving(version)
         if name is None:
-            raise IndexNotReady(f"no collection holds vectors of model {model_version}")
+            raise IndexNotReady(f"no collection holds vectors of {version}")
         with self._lock:
             if cached is not None and cached[1] != name:
-                logger.info("model %s now served from %s", model_version, name)
-            self._serving[model_version] = (now, name)
+                logger.info("vectors %s now served from %s", version, name)
+            self._serving[version] = (now, name)
         self.engine.release(set(state.collections))
         return name
 
-    def on_serving(self, model_version: str, operation: Callable[[str], T]) -> T:
-        """``operation(collection)`` on the collection serving this model. If that collection
+    def on_serving(self, version: str, operation: Callable[[str], T]) -> T:
+        """``operation(collection)`` on the collection serving these vectors. If that collection
         went away meanwhile (a build moved the alias and dropped it), look again and retry
         once: a rollout never surfaces as a missing collection."""
         try:
-            return operation(self.serving(model_version))
+            return operation(self.serving(version))
         except CollectionMissing:
             self._forget_serving()
-            return operation(self.serving(model_version))
+            return operation(self.serving(version))
 
     def status(self) -> IndexStatus:
         state = self.state()
@@ -137,7 +137,7 @@ class CarIndex:
             self.alias,
             state.live,
             state.previous,
-            model_version_of(state.live),
+            embedding_version_of(state.live),
             points,
             self._gate_record(state.live),
             self._gate_record(state.previous),
@@ -206,7 +206,7 @@ class CarIndex:
         """``add`` for a photo's bytes (``suffix``: its format's file suffix) and what is known
         of the car: the payload is made here, for the collection's model."""
         sha = hashlib.sha256(data).hexdigest()
-        version = model_version_of(collection) or ""
+        version = embedding_version_of(collection) or ""
         payload = upload_payload(car, sha, f"{sha}.{suffix}", size, version, listing)
         return self.add(collection, data, vector, payload)
 
@@ -293,6 +293,9 @@ class CarIndex:
         on_batch: BatchHook | None = None,
         progress: bool = True,
     ) -> IndexReport:
+        """An incremental update of the live collection (same embedding version); the stored
+        model copy takes the embedder's descriptive config (a re-fitted calibration)."""
+        self.models.save(embedder.model)
         return build.update_incremental(
             self.engine,
             embedder,

@@ -26,13 +26,16 @@ class ModelCopies:
         self.cache_dir = cache_dir  # where copies are unpacked to be loaded
 
     def save(self, model: CarEmbeddingModel) -> str:
-        """Store the model (once per version); returns its version."""
+        """Store the model under its version; returns the version. A copy of that version whose
+        descriptive part differs (a re-fitted calibration) is replaced."""
         version = model.version()
-        if self._engine.has_model(version):
-            return version
         with tempfile.TemporaryDirectory(prefix="carsearch-model-") as tmp:
             save_model(model, Path(tmp))
             files = {p.name: p.read_bytes() for p in sorted(Path(tmp).iterdir()) if p.is_file()}
+        if self._engine.has_model(version):
+            stored = self._engine.get_model(version) or {}
+            if all(stored.get(name) == data for name, data in files.items()):
+                return version
         self._engine.put_model(version, files)
         logger.info(
             "model %s stored with the index (%d bytes)", version, sum(map(len, files.values()))
@@ -61,11 +64,11 @@ class ModelCopies:
 
     def load(self, version: str, device: str = "cpu") -> CarEmbeddingModel | None:
         """The stored model of this version, or None when the store has no copy."""
+        files = self._engine.get_model(version)
+        if files is None:
+            return None
         folder = self.cache_dir / version
-        if not (folder / "config.json").is_file():
-            files = self._engine.get_model(version)
-            if files is None:
-                return None
+        if any(_differs(folder / name, data) for name, data in files.items()):
             self.cache_dir.mkdir(parents=True, exist_ok=True)
             staging = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=self.cache_dir))
             try:
@@ -78,5 +81,17 @@ class ModelCopies:
                 shutil.rmtree(staging, ignore_errors=True)
         model = load_model(folder, device)
         if model.version() != version:
-            raise ValueError(f"the stored model {version} loads as {model.version()}")
+            logger.warning(
+                "the model stored as %s is %s by this carsearch's model identity (stored by an "
+                "earlier one): its collections are rebuilt by the next build",
+                version,
+                model.version(),
+            )
         return model
+
+
+def _differs(path: Path, data: bytes) -> bool:
+    try:
+        return path.stat().st_size != len(data) or path.read_bytes() != data
+    except FileNotFoundError:
+        return True

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -117,7 +118,7 @@ def record_fields(record: CarRecord, schema: FieldSchema) -> dict[str, Any]:
     }
 
 
-def changed_fields(stored: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
+def changed_fields(stored: Mapping[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
     """The ``fields`` whose stored values differ (a photo moved to another class folder, a
     manifest column edited)."""
     return {k: v for k, v in fields.items() if stored.get(k) != v}

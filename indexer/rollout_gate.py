@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from carembed.embedder import Embedder
+from carembed.identity import EmbeddingVersion, parse_embedding_version
 from indexer.engine import StoreError
 from indexer.gate import GatePolicy, GateRefused, TrainedOn, VectorsOf, judge
-from indexer.versions import model_version_of
+from indexer.versions import embedding_version_of
 
 if TYPE_CHECKING:
     from indexer.index import CarIndex
@@ -44,11 +45,16 @@ class RolloutGate:
     ) -> None:
         self._index, self._embedder, self._gallery, self._policy = index, embedder, gallery, policy
 
-    def _embedded(self, live_version: str, new: str) -> VectorsOf | None:
-        model = self._index.models.load(live_version)
-        if model is None:
+    def _embedded(self, live: EmbeddingVersion | None, new: str) -> VectorsOf | None:
+        model = None if live is None else self._index.models.load(live.model_version)
+        if live is None or model is None:
             return None
-        embedder = Embedder(model, batch_size=self._embedder.batch_size)
+        embedder = Embedder(
+            model,
+            batch_size=self._embedder.batch_size,
+            onnx_dir=self._index.settings.layout.onnx,
+            precision=live.precision,
+        )
 
         def embed(ids: Sequence[str]) -> dict[str, np.ndarray]:
             files = []
@@ -70,9 +76,10 @@ class RolloutGate:
     def check(self, live: str, new: str) -> dict[str, Any]:
         """The verdict on moving the alias from ``live`` to ``new``, as recorded; GateRefused
         when the new model may not go live."""
-        index, live_version = self._index, model_version_of(live) or ""
+        index, live_version = self._index, parse_embedding_version(embedding_version_of(live))
         trained = trained_on(
-            self._embedder.model.config.model_dump(), index.models.config(live_version)
+            self._embedder.model.config.model_dump(),
+            None if live_version is None else index.models.config(live_version.model_version),
         )
         vectors = None
         try:

@@ -1,6 +1,7 @@
 """Collection versions and the alias lifecycle, for both engines.
 
-A full build writes a new collection ``<alias>__<model version>__<time>``; the alias then moves
+A full build writes a new collection ``<alias>__<embedding version>__<time>``
+(``carembed.identity``: the model version and the precision of its vectors); the alias then moves
 to it in one atomic step, the collection it replaces stays behind ``<alias>__previous`` (for
 rollback and for replicas still running the old model), and older ones are deleted. The
 engines only store "which collection each alias names"; every rule about names and moves is
@@ -32,16 +33,16 @@ def validate_alias(alias: str) -> str:
 @dataclass(frozen=True)
 class CollectionName:
     alias: str
-    model_version: str
+    embedding_version: str
     stamp: str
 
     def __str__(self) -> str:
-        return f"{self.alias}__{self.model_version}__{self.stamp}"
+        return f"{self.alias}__{self.embedding_version}__{self.stamp}"
 
 
-def new_collection_name(alias: str, model_version: str, when: datetime | None = None) -> str:
+def new_collection_name(alias: str, embedding_version: str, when: datetime | None = None) -> str:
     stamp = (when or datetime.now(UTC)).strftime("%Y%m%dT%H%M%S%f")
-    return str(CollectionName(alias, model_version, stamp))
+    return str(CollectionName(alias, embedding_version, stamp))
 
 
 def parse_collection_name(name: str | None) -> CollectionName | None:
@@ -50,9 +51,9 @@ def parse_collection_name(name: str | None) -> CollectionName | None:
     return CollectionName(match["alias"], match["version"], match["stamp"]) if match else None
 
 
-def model_version_of(name: str | None) -> str | None:
+def embedding_version_of(name: str | None) -> str | None:
     parsed = parse_collection_name(name)
-    return parsed.model_version if parsed else None
+    return parsed.embedding_version if parsed else None
 
 
 @dataclass(frozen=True)
@@ -70,8 +71,8 @@ class AliasState:
 
     @property
     def live_version(self) -> str | None:
-        """The model version of the live collection's vectors."""
-        return model_version_of(self.live)
+        """The embedding version of the live collection's vectors."""
+        return embedding_version_of(self.live)
 
     @property
     def names(self) -> dict[str, str | None]:
@@ -91,11 +92,11 @@ class AliasState:
             )
         return AliasState(self.alias, self.previous, self.live)
 
-    def serving(self, model_version: str) -> str | None:
-        """The collection holding this model's vectors: the live one, or during a rollout (the
-        alias already names another model's collection) the previous one."""
+    def serving(self, embedding_version: str) -> str | None:
+        """The collection holding these vectors: the live one, or during a rollout (the alias
+        already names another model's collection) the previous one."""
         for name in (self.live, self.previous):
-            if name is not None and model_version_of(name) == model_version:
+            if name is not None and embedding_version_of(name) == embedding_version:
                 return name
         return None
 
@@ -112,15 +113,15 @@ def stale_collections(alias: str, names: list[str], state: AliasState) -> list[s
 
 
 def unfinished_build(
-    alias: str, model_version: str, names: list[str], state: AliasState
+    alias: str, embedding_version: str, names: list[str], state: AliasState
 ) -> str | None:
-    """The newest collection of this alias and model version that no alias names: a build that
-    was interrupted and can be resumed."""
+    """The newest collection of this alias and embedding version that no alias names: a build
+    that was interrupted and can be resumed."""
     candidates = [
         name
         for name in names
         if (parsed := parse_collection_name(name))
-        and (parsed.alias, parsed.model_version) == (alias, model_version)
+        and (parsed.alias, parsed.embedding_version) == (alias, embedding_version)
         and name not in (state.live, state.previous)
     ]
     return max(candidates) if candidates else None

@@ -61,11 +61,14 @@ def test_default_model_runs_the_gate_once_and_keeps_its_verdict(
     gallery = make_gallery(tmp_path / "gallery")
     settings = AppSettings(gallery=gallery, qdrant_path=tmp_path / "q", data_dir=tmp_path / "d")
     engine = "onnx-int8" if faster else "onnx"
+    precision = "int8" if faster else "f32"  # int8 vectors: a collection of their own
     with TestClient(create_app(settings)) as client:
-        _wait(client, engine, gated)
+        ready = _wait(client, engine, gated)
+        assert ready["live_collection"].split("__")[1].endswith(f"-{precision}")
         data = next(gallery.rglob("*.jpg")).read_bytes()
         r = client.post("/api/v1/search", files={"image": ("q.jpg", data)})
         assert r.status_code == 200 and r.json()["hits"]
+        assert r.json()["model_version"].endswith(f"-{precision}")
     graph = int8_graph_path(build_model(), tmp_path / "d" / "onnx")
     assert graph.is_file() == faster and rejection_path(graph).is_file() != faster
     assert len(gated) == 1 and "gallery classes" in gated[0]

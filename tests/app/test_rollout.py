@@ -20,6 +20,7 @@ from fastapi.testclient import TestClient
 from app.main import create_app
 from app.settings import AppSettings
 from carembed.artifact import save_model
+from carembed.identity import embedding_version
 from carembed.model import build_model
 from tests.conftest import scene
 from tests.indexer.conftest import make_gallery
@@ -116,7 +117,8 @@ def test_rollout_beside_the_service_loses_nothing_and_fails_no_query(
 ) -> None:
     client, settings, gallery = service
     old_version = _ready(client)["model_version"]
-    new_version = save_model(build_model(head="linear", embedding_dim=1280), tmp_path / "new")
+    new = save_model(build_model(head="linear", embedding_dim=1280), tmp_path / "new")
+    new_version = embedding_version(new, "float32")  # the service runs PyTorch
     query = (gallery / "BMW_M3_Coupe_2012" / "1.jpg").read_bytes()
     failures: list[str] = []
     answered: list[str] = []
@@ -178,8 +180,8 @@ def test_rollout_beside_the_service_loses_nothing_and_fails_no_query(
     assert answered[0] == old_version and answered[-1] == new_version
     services = client.app.state.services  # type: ignore[attr-defined]
     deadline = time.monotonic() + 10  # model_retire_s is 0.3 s: the old model is unloaded
-    while set(services.loaded) != {new_version}:
-        assert time.monotonic() < deadline, set(services.loaded)
+    while set(services.models.loaded) != {new_version}:
+        assert time.monotonic() < deadline, set(services.models.loaded)
         time.sleep(0.05)
     assert switch_s < 10
     body = _ready(client)
@@ -219,7 +221,8 @@ def test_a_killed_rollout_build_leaves_the_old_model_serving(
 ) -> None:
     client, settings, gallery = service
     ready = _ready(client)
-    new_version = save_model(build_model(head="linear", embedding_dim=1280), tmp_path / "new")
+    new = save_model(build_model(head="linear", embedding_dim=1280), tmp_path / "new")
+    new_version = embedding_version(new, "float32")  # the service runs PyTorch
     store = settings.qdrant_url or str(settings.qdrant_path)
     args = [store, str(settings.data_dir), str(gallery), str(tmp_path / "new"), settings.alias]
     build = subprocess.Popen(
@@ -232,8 +235,8 @@ def test_a_killed_rollout_build_leaves_the_old_model_serving(
         build.send_signal(signal.SIGKILL)
         build.wait()
     services = client.app.state.services  # type: ignore[attr-defined]
-    rounds, deadline = services.follow_rounds, time.monotonic() + 30
-    while services.follow_rounds < rounds + 3:  # three looks at the alias since the kill
+    rounds, deadline = services.models.follow_rounds, time.monotonic() + 30
+    while services.models.follow_rounds < rounds + 3:  # three looks at the alias since the kill
         assert time.monotonic() < deadline, "the model follower stopped"
         time.sleep(0.02)
     after = _ready(client)
@@ -263,7 +266,8 @@ def test_the_services_own_rebuild_after_a_model_change_keeps_answering(tmp_path:
     first = AppSettings(engine="torch", **common)  # type: ignore[arg-type]
     with TestClient(create_app(first)) as client:
         old = _wait(client, lambda b: b["indexing"]["state"] == "done" and b["points"] == 9)
-    new_version = save_model(build_model(head="linear", embedding_dim=1280), tmp_path / "new")
+    new = save_model(build_model(head="linear", embedding_dim=1280), tmp_path / "new")
+    new_version = embedding_version(new, "float32")  # the service runs PyTorch
     second = AppSettings(engine="torch", model_dir=tmp_path / "new", model_poll_s=0.3, **common)  # type: ignore[arg-type]
     with TestClient(create_app(second)) as client:
         seen = set()

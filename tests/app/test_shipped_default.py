@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from app.main import create_app
 from app.settings import AppSettings
 from carembed.artifact import ZERO_SHOT, load_model, shipped_model_dir
+from carembed.identity import embedding_version
 from carembed.model import build_model
 from tests.indexer.conftest import make_gallery
 
@@ -44,7 +45,8 @@ def test_a_zero_shot_store_keeps_its_model_until_rebuilt_with_the_shipped_one(
         "model_poll_s": 0.2,
         "model_retire_s": 0.1,
     }
-    zero_shot, shipped = build_model().version(), load_model(shipped_model_dir()).version()
+    zero_shot = embedding_version(build_model().version(), "float32")
+    shipped = embedding_version(load_model(shipped_model_dir()).version(), "float32")
     with TestClient(create_app(AppSettings(model_dir=Path(ZERO_SHOT), **common))) as client:
         _wait(client, lambda b: b["indexing"]["state"] == "done" and b["points"] == 9)
         assert client.get("/readyz").json()["model_version"] == zero_shot

@@ -92,7 +92,7 @@ def test_corrupt_or_stale_onnx_is_rebuilt(tmp_path: Path) -> None:
     path.write_bytes(other_path.read_bytes())
     rebuilt = Embedder(model, engine="onnx", onnx_dir=tmp_path)
     np.testing.assert_allclose(rebuilt.embed(_images(2)), expected, atol=1e-5)
-    assert model.version() == first.version  # exporting never changes the version
+    assert model.version() == first.model_version  # exporting never changes the version
 
 
 def test_engine_choice() -> None:

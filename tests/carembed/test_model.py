@@ -13,6 +13,8 @@ from carembed.artifact import ArtifactError, load_model, load_or_default, save_m
 from carembed.backbones import OFFLINE, BackboneError, get_backbone
 from carembed.backbones.weights import file_sha256, read_state_dict
 from carembed.embedder import Embedder
+from carembed.engines import MissingGraph
+from carembed.identity import EmbeddingVersion, embedding_version, parse_embedding_version
 from carembed.model import CarEmbeddingModel, build_model
 from tests.conftest import scene
 
@@ -106,15 +108,41 @@ def test_version_changes_with_weights_and_config(tmp_path: Path) -> None:
     assert a.version() != build_model(head="skip", pooling="gem").version()
 
 
-def test_a_model_saved_before_test_time_flip_existed_keeps_its_version(tmp_path: Path) -> None:
-    version = save_model(build_model(head="linear", embedding_dim=16), tmp_path)
-    config = json.loads((tmp_path / "config.json").read_text())
-    assert config.pop("test_time_flip") is False
-    (tmp_path / "config.json").write_text(json.dumps(config))  # as an older carsearch wrote it
-    assert load_model(tmp_path).version() == version  # same version: its index still matches
+def test_the_version_is_what_decides_the_vectors_and_nothing_descriptive(tmp_path: Path) -> None:
+    model = build_model(head="linear", embedding_dim=16)
+    version = model.version()
+    images = [scene(s) for s in range(2)]
+    before = Embedder(model).embed(images)
+    # A re-fitted calibration and a training record change no vector: the same version.
+    model.update_config(training={"calibration": {"k": 7}, "recipe": "frozen", "best_epoch": 3})
+    model.update_config(head=model.config.head.model_copy(update={"dropout": 0.3}))
+    assert model.version() == version
+    np.testing.assert_array_equal(Embedder(model).embed(images), before)
+    assert save_model(model, tmp_path) == version == load_model(tmp_path).version()
+    # What changes the vectors changes the version.
     flipped = load_model(tmp_path)
     flipped.update_config(test_time_flip=True)
-    assert flipped.version() != version
+    resized = load_model(tmp_path)
+    resized.update_config(preprocessing=resized.preprocessing.model_copy(update={"size": 200}))
+    assert len({version, flipped.version(), resized.version()}) == 3
+
+
+def test_embedding_versions_name_the_model_and_the_precision() -> None:
+    model = build_model("mobilenet_v2")
+    f32 = Embedder(model, engine="torch")
+    assert f32.version == embedding_version(model.version(), "float32") == model.version() + "-f32"
+    parsed = parse_embedding_version(f32.version)
+    assert parsed == EmbeddingVersion(model.version(), "float32") and str(parsed) == f32.version
+    assert parse_embedding_version(model.version() + "-int8") == EmbeddingVersion(
+        model.version(), "int8"
+    )
+    # A collection named by the model version alone (an earlier carsearch): not parsed.
+    assert parse_embedding_version(model.version()) is None
+    assert parse_embedding_version("f32") is None and parse_embedding_version(None) is None
+    with pytest.raises(MissingGraph):  # int8 vectors asked of a model with no int8 graph
+        Embedder(model, engine="auto", precision="int8")
+    with pytest.raises(MissingGraph):  # and of PyTorch, which runs float32
+        Embedder(model, engine="torch", precision="int8")
 
 
 def test_gpu_saved_tensors_load_on_cpu(tmp_path: Path) -> None:

@@ -560,15 +560,53 @@ def test_stored_models_are_listed_with_their_collections_and_exported(
     from carsearch.stored_models import model_export, model_list
 
     live = index.build(small_embedder, gallery, progress=False).collection
-    assert index.models.versions() == [small_embedder.version]
+    version = small_embedder.model_version  # the collection: its embedding version
+    assert live.split("__")[1] == f"{version}-f32" == small_embedder.version
+    assert index.models.versions() == [version]
     lines: list[str] = []
     assert model_list(index, lines.append) == 0
-    row = next(line for line in lines if line.startswith(small_embedder.version))
+    row = next(line for line in lines if line.startswith(version))
     assert f"{live} (live)" in row and "mobilenet_v2" in row
 
-    assert model_export(index, small_embedder.version, tmp_path / "out", lines.append) == 0
-    assert load_model(tmp_path / "out").version() == small_embedder.version
-    with pytest.raises(LookupError, match=f"stored: {small_embedder.version}"):
+    assert model_export(index, version, tmp_path / "out", lines.append) == 0
+    assert load_model(tmp_path / "out").version() == version
+    with pytest.raises(LookupError, match=f"stored: {version}"):
         index.models.export("efficientnetlite0-identity-000000000000", tmp_path / "none")
     missing = "efficientnetlite0-identity-000000000000"
     assert model_export(index, missing, tmp_path / "x", lines.append) == 2
+
+
+def test_a_recalibrated_model_keeps_its_collection_and_its_stored_copy_follows(
+    index: CarIndex, gallery: Path, small_embedder: Embedder
+) -> None:
+    import copy
+
+    live = index.build(small_embedder, gallery, progress=False).collection
+    model = copy.deepcopy(small_embedder.model)
+    model.update_config(training={"calibration": {"k": 9, "temperature": 0.05}})
+    recalibrated = Embedder(model, batch_size=4)
+    assert recalibrated.version == small_embedder.version  # no vector changed: no rebuild
+    report = index.update(recalibrated, gallery, progress=False)
+    assert index.state().live == live and report.indexed == 0 < report.unchanged
+    stored = index.models.load(model.version())
+    assert stored is not None and stored.config.training["calibration"]["k"] == 9
+    config = index.models.config(model.version())
+    assert config is not None and config["training"]["calibration"]["temperature"] == 0.05
+
+
+def test_a_collection_of_an_earlier_model_identity_is_rebuilt_not_served(
+    index: CarIndex, gallery: Path, small_embedder: Embedder
+) -> None:
+    """A collection named by the model version alone (before embedding versions): no model is
+    loaded for it, and a full build replaces it."""
+    from indexer.versions import new_collection_name
+
+    legacy = new_collection_name(index.alias, small_embedder.model_version)
+    index.engine.create(legacy, small_embedder.dim)
+    state = index.state()
+    index.engine.move_aliases(state, state.promoted(legacy))
+    with pytest.raises(IndexNotReady):
+        index.serving(small_embedder.version)
+    built = index.build(small_embedder, gallery, progress=False).collection
+    assert index.state().live == built != legacy
+    assert index.serving(small_embedder.version) == built

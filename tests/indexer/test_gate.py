@@ -101,7 +101,7 @@ def test_a_refused_build_keeps_the_alias_and_a_forced_one_is_recorded(
     assert status.live_gate["passed"] is False and status.previous_gate is None
     lines: list[str] = []
     assert model_list(index, lines.append) == 0
-    row = next(line for line in lines if line.startswith(other.version))
+    row = next(line for line in lines if line.startswith(other.model_version))
     assert f"{forced.collection} (live) [gate forced]" in row
     again = index.build(small_embedder, gallery, progress=False)  # no gate: goes live
     assert index.state().live == again.collection

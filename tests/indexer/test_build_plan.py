@@ -1,0 +1,80 @@
+"""The build plan as a pure function: desired and existing in, operations out (no store, no
+model)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from carembed.datasets import CarRecord
+from indexer.build_plan import Desired, plan_sync, still_current
+from indexer.fields import FieldSchema
+from indexer.gallery import GalleryItem
+from indexer.payload import CarFields, StoredCar, point_id, record_fields, upload_payload
+from indexer.uploads import Upload
+
+V = "mobilenetv2-identity-000000000000-f32"
+
+
+def _item(name: str, class_name: str = "BMW M3 Coupe 2012") -> GalleryItem:
+    record = CarRecord(Path(f"/g/{name}.jpg"), f"{name}.jpg", class_name)
+    return GalleryItem(record, hashlib.sha256(name.encode()).hexdigest())
+
+
+def _upload(name: str) -> Upload:
+    sha = hashlib.sha256(name.encode()).hexdigest()
+    car = CarFields(make="Audi", model="TT", year=2011)
+    payload = upload_payload(car, sha, f"{sha}.jpg", (10, 10), V)
+    return Upload(point_id(sha), Path(f"/u/{sha}.jpg"), payload)
+
+
+def _stored(item: GalleryItem, schema: FieldSchema) -> dict[str, Any]:
+    return record_fields(item.record, schema) | {"source": "gallery"}
+
+
+def test_the_plan_embeds_copies_updates_and_deletes_what_differs() -> None:
+    schema = FieldSchema({})
+    kept, moved, new, reused, gone, deleted = (_item(n) for n in "abcdef")
+    fresh, lost = _upload("u1"), _upload("u2")
+    desired = Desired(
+        items=[kept, moved, new, reused],
+        uploads={fresh.id: fresh},
+        tombstones={deleted.id, lost.id},
+        edits={},
+        schema=schema,
+    )
+    existing = {
+        kept.id: _stored(kept, schema),
+        moved.id: _stored(moved, schema) | {"class_name": "Audi TT Coupe 2011"},
+        gone.id: _stored(gone, schema),  # its photo left the gallery
+        deleted.id: _stored(deleted, schema),  # deleted through the API
+        "orphan": {"source": "upload"},  # an upload the ledger has no record of: kept
+    }
+    plan = plan_sync(desired, existing, V, reusable={reused.id: "gallery", "older": "upload"})
+
+    assert [t.id for t in plan.embed] == [new.id, fresh.id]
+    assert plan.embed[1].upload and not plan.embed[0].upload
+    assert set(plan.copy) == {reused.id, "older"}
+    assert plan.update == {moved.id: {"class_name": "BMW M3 Coupe 2012"}}
+    assert plan.unchanged == 3  # kept, moved (payload only) and reused: not embedded
+    assert plan.keep == {kept.id, moved.id, new.id, reused.id, fresh.id, "orphan", "older"}
+    assert plan.deletes(existing, failed=set()) == [gone.id, deleted.id]
+    assert plan.deletes(existing, failed={kept.id}) == [kept.id, gone.id, deleted.id]
+    # A copied point gets the payload of this version, with its stored size.
+    source = StoredCar(reused.id, upload_payload(CarFields(), "x", "x.jpg", (640, 480), "old"))
+    copied = plan.copy[reused.id](source)
+    assert (copied.model_version, copied.width, copied.source) == (V, 640, "gallery")
+
+
+def test_a_collection_is_current_only_when_it_holds_exactly_what_it_should() -> None:
+    schema = FieldSchema({})
+    a, b, broken = _item("a"), _item("b"), _item("broken")
+    upload = _upload("u")
+    desired = Desired([a, b, broken], {upload.id: upload}, set(), {}, schema)
+    stored: dict[str, str | None] = {a.id: "gallery", b.id: "gallery", upload.id: "upload"}
+    assert still_current(desired, stored, recorded_unusable={broken.sha256})
+    assert not still_current(desired, stored, recorded_unusable=set())  # broken is missing
+    assert not still_current(desired, {a.id: "gallery", b.id: "gallery"}, {broken.sha256})
+    dead = Desired([a, b, broken], {}, {upload.id}, {}, schema)
+    assert not still_current(dead, stored, {broken.sha256})  # holds a deleted car
