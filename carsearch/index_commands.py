@@ -53,12 +53,10 @@ def _index_rollback(args: argparse.Namespace) -> int:
 
 
 def _index_snapshot(args: argparse.Namespace) -> int:
-    from indexer.snapshot import snapshot
-
     index = open_index(args)
     try:
         out = args.out or index.settings.layout.snapshots
-        emit(f"snapshot written to {snapshot(index, out)}")
+        emit(f"snapshot written to {index.snapshot(out)}")
     finally:
         index.close()
     return 0

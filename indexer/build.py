@@ -18,7 +18,7 @@ from typing import Any
 from carembed.embedder import Embedder
 from indexer.build_plan import Desired, PayloadFor, gallery_digest, plan_sync, still_current
 from indexer.dataset_export import GALLERY_ROOT_KEY
-from indexer.engine import Engine, NewPoint, StoreError
+from indexer.engine import Engine, NewPoint, StoreError, VectorStore
 from indexer.fields import FieldSchema
 from indexer.gallery import GalleryItem, GalleryScan, scan_gallery
 from indexer.gate import GATE_KEY
@@ -42,7 +42,11 @@ class IndexBuildError(RuntimeError):
 
 
 def _unchanged(
-    engine: Engine, live: str, scan: GalleryScan, ledger: UploadLedger | None, schema: FieldSchema
+    engine: VectorStore,
+    live: str,
+    scan: GalleryScan,
+    ledger: UploadLedger | None,
+    schema: FieldSchema,
 ) -> list[GalleryItem] | None:
     """If ``live`` holds exactly what it should (the gallery as it was described when it was
     built, the uploads, none of the deleted): the gallery items recorded as unusable. Else
@@ -67,7 +71,7 @@ def _check_failures(report: IndexReport, max_share: float, alias: str, live: str
         )
 
 
-def _copy(engine: Engine, source: str, target: str, payloads: dict[str, PayloadFor]) -> None:
+def _copy(engine: VectorStore, source: str, target: str, payloads: dict[str, PayloadFor]) -> None:
     """Copy vectors between collections of the same embedding version, with the payloads
     given."""
     ids = list(payloads)
@@ -80,7 +84,7 @@ def _copy(engine: Engine, source: str, target: str, payloads: dict[str, PayloadF
 
 
 def _sync(
-    engine: Engine,
+    engine: VectorStore,
     collection: str,
     embedder: Embedder,
     scan: GalleryScan,
@@ -131,7 +135,7 @@ def _sync(
     return report, wanted
 
 
-def _reusable_live(engine: Engine, live: str | None, version: str) -> str | None:
+def _reusable_live(engine: VectorStore, live: str | None, version: str) -> str | None:
     """The live collection when it holds this model's vectors and this process can read it."""
     if live is None or embedding_version_of(live) != version:
         return None

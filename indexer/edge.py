@@ -1,12 +1,11 @@
 """The embedded engine: Qdrant Edge (Qdrant's own segments, HNSW, payload indexes and WAL) in
 this process.
 
-Edge has no collections and no aliases, so the store folder holds them itself::
+Edge has no collections and no aliases, so the store folder holds them itself (the alias file
+and the model copies: ``indexer.edge_stores``)::
 
-    <qdrant_path>/aliases.json           {"aliases": {"cars": "<collection>", ...}}
     <qdrant_path>/collections/<name>/     one Edge shard per collection version
     <qdrant_path>/collections/<name>/carsearch.json   what its build recorded
-    <qdrant_path>/models/<model version>/  the servable model folder that made the vectors
 
 A process holds the shards it opens (Edge locks each shard's WAL), not the folder: a build in
 another process writes its own new shard and moves ``aliases.json`` (written to a temporary
@@ -28,17 +27,14 @@ import numpy as np
 
 from carembed.atomic import write_atomically
 from indexer import edge_requests as requests
-from indexer.engine import CollectionMissing, NewPoint, Query, StoreError, check_alias
-from indexer.files import locked
+from indexer.edge_stores import EdgeAliases, EdgeModelCopies
+from indexer.engine import CollectionMissing, NewPoint, Query, StoreError
 from indexer.payload import CarFilter, StoredCar
 from indexer.settings import StoreSettings
-from indexer.versions import PREVIOUS_SUFFIX, AliasState
 
 logger = logging.getLogger(__name__)
 
-ALIASES_FILE = "aliases.json"
 METADATA_FILE = "carsearch.json"
-COMPLETE_FILE = "files.json"  # written last: a model copy with it is whole
 _DEFAULT_HNSW = {"m": 16, "ef_construct": 100, "full_scan_threshold": 10_000}
 
 
@@ -53,7 +49,7 @@ def _check_not_local_mode(root: Path) -> None:
         )
 
 
-class EdgeEngine:
+class EdgeEngine(EdgeAliases, EdgeModelCopies):
     name = "edge"
 
     def __init__(self, settings: StoreSettings) -> None:
@@ -68,45 +64,6 @@ class EdgeEngine:
         self._users: dict[int, int] = {}  # id(shard) -> operations running on it
         self._closing: dict[int, Any] = {}  # let go while in use: closed by the last user
         self._lock = threading.Lock()
-        self._aliases: tuple[tuple[int, int, int], dict[str, str]] | None = None
-
-    # -- aliases ---------------------------------------------------------------------------
-    @property
-    def _aliases_path(self) -> Path:
-        return self.root / ALIASES_FILE
-
-    def _read_aliases(self) -> dict[str, str]:
-        """The alias file, re-read only when it changed (a stat per call)."""
-        try:
-            st = self._aliases_path.stat()
-        except FileNotFoundError:
-            return {}
-        key = (st.st_ino, st.st_mtime_ns, st.st_size)
-        cached = self._aliases
-        if cached is not None and cached[0] == key:
-            return cached[1]
-        names = dict(json.loads(self._aliases_path.read_bytes())["aliases"])
-        self._aliases = (key, names)
-        return names
-
-    def alias_state(self, alias: str) -> AliasState:
-        names = self._read_aliases()
-        return AliasState(alias, names.get(alias), names.get(alias + PREVIOUS_SUFFIX))
-
-    def move_aliases(self, before: AliasState, after: AliasState) -> None:
-        with locked(self.root / ".aliases.lock"):
-            names = dict(self._read_aliases())
-            current = AliasState(
-                before.alias, names.get(before.alias), names.get(before.alias + PREVIOUS_SUFFIX)
-            )
-            check_alias(before, current)
-            for alias, collection in after.names.items():
-                if collection is None:
-                    names.pop(alias, None)
-                else:
-                    names[alias] = collection
-            body = json.dumps({"format": 1, "aliases": names}, indent=2, sort_keys=True)
-            write_atomically(self._aliases_path, body.encode())
 
     # -- collections -----------------------------------------------------------------------
     def _path(self, name: str) -> Path:
@@ -329,31 +286,11 @@ class EdgeEngine:
         self.optimize(name)
         self._let_go([name])
 
-    # -- model copies ----------------------------------------------------------------------
-    def _model_dir(self, version: str) -> Path:
-        return self.root / "models" / version
-
-    def has_model(self, version: str) -> bool:
-        return (self._model_dir(version) / COMPLETE_FILE).is_file()
-
-    def put_model(self, version: str, files: dict[str, bytes]) -> None:
-        folder = self._model_dir(version)
-        folder.mkdir(parents=True, exist_ok=True)
-        for name, data in files.items():
-            write_atomically(folder / name, data)
-        write_atomically(folder / COMPLETE_FILE, json.dumps(sorted(files)).encode())
-
-    def model_versions(self) -> list[str]:
-        folder = self.root / "models"
-        found = folder.iterdir() if folder.is_dir() else iter(())
-        return sorted(p.name for p in found if self.has_model(p.name))
-
-    def get_model(self, version: str) -> dict[str, bytes] | None:
-        if not self.has_model(version):
-            return None
-        folder = self._model_dir(version)
-        names = json.loads((folder / COMPLETE_FILE).read_bytes())
-        return {name: (folder / name).read_bytes() for name in names}
+    def snapshot(self, name: str, out: Path) -> Path:
+        raise StoreError(
+            "snapshots are made by a Qdrant server; the embedded store is a folder of shards: "
+            f"copy {self.root} (aliases.json and the collections it names) while no build runs"
+        )
 
     def close(self) -> None:
         self.release(set())

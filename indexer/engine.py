@@ -1,13 +1,17 @@
-"""What the car index needs from a vector engine. Two implement it: Qdrant Edge in-process
-(``indexer.edge``, the embedded default) and a Qdrant server through qdrant-client
-(``indexer.server``). Neither knows payload fields or alias rules: those live in
-``indexer.payload`` and ``indexer.versions``."""
+"""What the car index needs from a store, in three parts: a vector store (collections, points,
+search, facets), an alias registry (which collection each alias names, moved by
+compare-and-swap) and a model-copy store (the model folders that made the vectors). Two engines
+provide all three: Qdrant Edge in-process (``indexer.edge``, the embedded default) and a Qdrant
+server through qdrant-client (``indexer.server``). Neither knows payload fields or alias rules:
+those live in ``indexer.payload`` and ``indexer.versions``; what a build does is planned in
+``indexer.build_plan``."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
@@ -75,13 +79,29 @@ class NewPoint:
     payload: CarPayload
 
 
-class Engine(Protocol):
-    name: str
-
+class AliasRegistry(Protocol):
     def alias_state(self, alias: str) -> AliasState: ...
 
     def move_aliases(self, before: AliasState, after: AliasState) -> None:
-        """Point the aliases of ``after`` at its collections in one atomic step."""
+        """Point the aliases of ``after`` at its collections in one atomic step, as a
+        compare-and-swap: StoreError (nothing moved, or the move reported lost) when they are
+        not at ``before``, moved by another process."""
+
+
+class ModelCopyStore(Protocol):
+    def has_model(self, version: str) -> bool: ...
+
+    def put_model(self, version: str, files: dict[str, bytes]) -> None:
+        """Keep a servable model folder's files under its version."""
+
+    def get_model(self, version: str) -> dict[str, bytes] | None: ...
+
+    def model_versions(self) -> list[str]:
+        """The versions of the models stored whole, sorted."""
+
+
+class VectorStore(Protocol):
+    name: str
 
     def collections(self) -> list[str]: ...
 
@@ -153,14 +173,12 @@ class Engine(Protocol):
     def release(self, keep: set[str]) -> None:
         """Let go of collections other than ``keep`` (they may be deleted by another process)."""
 
-    def has_model(self, version: str) -> bool: ...
-
-    def put_model(self, version: str, files: dict[str, bytes]) -> None:
-        """Keep a servable model folder's files under its version."""
-
-    def get_model(self, version: str) -> dict[str, bytes] | None: ...
-
-    def model_versions(self) -> list[str]:
-        """The versions of the models stored whole, sorted."""
+    def snapshot(self, name: str, out: Path) -> Path:
+        """A snapshot of the collection, written into the folder ``out``; StoreError where the
+        engine makes none."""
 
     def close(self) -> None: ...
+
+
+class Engine(VectorStore, AliasRegistry, ModelCopyStore, Protocol):
+    """A store that provides the three parts (each engine does)."""

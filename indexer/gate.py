@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from carembed.metrics import retrieval_metrics
-from indexer.engine import Engine
+from indexer.engine import VectorStore
 
 VectorsOf = Callable[[Sequence[str]], dict[str, np.ndarray]]
 """The vectors of these car ids under one model (read from a collection, or embedded)."""
@@ -89,7 +89,7 @@ class GateRefused(RuntimeError):
 
 
 def _sample(
-    engine: Engine, collection: str, trained_on: TrainedOn, size: int
+    engine: VectorStore, collection: str, trained_on: TrainedOn, size: int
 ) -> tuple[list[str], list[str], int]:
     """(ids, their classes, how many photos were left out as trained on)."""
     by_class: dict[str, list[str]] = defaultdict(list)
@@ -117,7 +117,7 @@ def _classes_up_to(kept: dict[str, list[str]], size: int) -> list[tuple[str, str
     return sorted(chosen)
 
 
-def stored_vectors(engine: Engine, collection: str) -> VectorsOf:
+def stored_vectors(engine: VectorStore, collection: str) -> VectorsOf:
     """The vectors ``collection`` holds."""
 
     def read(ids: Sequence[str]) -> dict[str, np.ndarray]:
@@ -142,7 +142,7 @@ def _scores(vectors_of: VectorsOf, ids: list[str], labels: list[str]) -> Scores:
 
 
 def judge(
-    engine: Engine,
+    engine: VectorStore,
     live: str,
     new: str,
     trained_on: TrainedOn,

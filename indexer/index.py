@@ -308,6 +308,15 @@ class CarIndex:
             progress=progress,
         )
 
+    def snapshot(self, out: Path) -> Path:
+        """A snapshot of the live collection in the folder ``out`` (a Qdrant server makes it)."""
+        live = self.state().live
+        if live is None:
+            raise build.IndexBuildError(f"no collection behind the alias {self.alias!r}")
+        target = self.engine.snapshot(live, out)
+        logger.info("snapshot of %s: %s (%d bytes)", live, target, target.stat().st_size)
+        return target
+
     def rollback(self) -> str:
         """Swap the alias back to the previous collection (and previous to the current)."""
         state = self.state()

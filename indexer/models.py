@@ -15,13 +15,13 @@ from typing import Any
 from carembed.artifact import load_model, save_model
 from carembed.atomic import fsync_path, write_atomically
 from carembed.model import CarEmbeddingModel
-from indexer.engine import Engine
+from indexer.engine import ModelCopyStore
 
 logger = logging.getLogger(__name__)
 
 
 class ModelCopies:
-    def __init__(self, engine: Engine, cache_dir: Path) -> None:
+    def __init__(self, engine: ModelCopyStore, cache_dir: Path) -> None:
         self._engine = engine
         self.cache_dir = cache_dir  # where copies are unpacked to be loaded
 

@@ -6,23 +6,24 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
+from carembed.atomic import staged_file
 from indexer import server_requests as requests
 from indexer.engine import (
     CollectionMissing,
     NewPoint,
     Query,
     StoreError,
-    check_alias,
     retries_allowed,
 )
 from indexer.payload import CarFilter, StoredCar
+from indexer.server_aliases import ServerAliases
 from indexer.server_models import ServerModelCopies
 from indexer.settings import StoreSettings
-from indexer.versions import PREVIOUS_SUFFIX, AliasState
 
 if TYPE_CHECKING:
     from qdrant_client import QdrantClient
@@ -63,7 +64,7 @@ def _not_found(exc: BaseException) -> bool:
     )
 
 
-class ServerEngine(ServerModelCopies):
+class ServerEngine(ServerAliases, ServerModelCopies):
     name = "server"
 
     def __init__(self, settings: StoreSettings, client: QdrantClient | None = None) -> None:
@@ -119,47 +120,6 @@ class ServerEngine(ServerModelCopies):
             if _not_found(exc):
                 raise CollectionMissing(what) from exc
             raise
-
-    # -- aliases ---------------------------------------------------------------------------
-    def alias_state(self, alias: str) -> AliasState:
-        names = {
-            d.alias_name: str(d.collection_name)
-            for d in self.call("aliases", self.client.get_aliases).aliases
-        }
-        return AliasState(alias, names.get(alias), names.get(alias + PREVIOUS_SUFFIX))
-
-    def move_aliases(self, before: AliasState, after: AliasState) -> None:
-        """Move the aliases from ``before`` to ``after`` in one server operation, as a
-        compare-and-swap: when they are not at ``before`` (another build moved them), nothing
-        is changed and StoreError says so. The server has no conditional alias update, so the
-        state is read just before the move and again after it: a build that lost the race in
-        between fails too, rather than report a move that did not last."""
-        from qdrant_client import models
-
-        check_alias(before, self.alias_state(before.alias))
-        operations: list[Any] = []
-        for alias, collection in after.names.items():
-            if before.names[alias] == collection:
-                continue
-            if before.names[alias] is not None:
-                operations.append(
-                    models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=alias))
-                )
-            if collection is not None:
-                operations.append(
-                    models.CreateAliasOperation(
-                        create_alias=models.CreateAlias(
-                            collection_name=collection, alias_name=alias
-                        )
-                    )
-                )
-        if operations:
-            self.call(
-                "aliases",
-                self.client.update_collection_aliases,
-                change_aliases_operations=operations,
-            )
-        check_alias(after, self.alias_state(before.alias))
 
     # -- collections -----------------------------------------------------------------------
     def collections(self) -> list[str]:
@@ -363,6 +323,37 @@ class ServerEngine(ServerModelCopies):
 
     def seal(self, name: str) -> None:
         self.optimize(name)
+
+    def snapshot(self, name: str, out: Path) -> Path:
+        """Create a snapshot of the collection on the server and download it into ``out``."""
+        import httpx
+
+        settings = self._settings
+        if settings.qdrant_url is None:
+            raise StoreError("snapshots are made by a Qdrant server: give its --qdrant-url")
+        try:
+            description = self.call("snapshot", self.client.create_snapshot, name, wait=True)
+        except NotImplementedError as exc:  # qdrant-client's local mode
+            raise StoreError(f"this store makes no snapshots: {exc}") from exc
+        if description is None:
+            raise StoreError(f"the server did not create a snapshot of {name}")
+        out.mkdir(parents=True, exist_ok=True)
+        target = out / description.name
+        headers = {}
+        if settings.qdrant_api_key is not None:
+            headers["api-key"] = settings.qdrant_api_key.get_secret_value()
+        url = f"{settings.qdrant_url.rstrip('/')}/collections/{name}/snapshots/{description.name}"
+        with (
+            staged_file(target) as partial,
+            httpx.stream(
+                "GET", url, headers=headers, timeout=settings.qdrant_timeout_s
+            ) as response,
+        ):
+            response.raise_for_status()
+            with partial.open("wb") as fh:
+                for chunk in response.iter_bytes(1 << 20):
+                    fh.write(chunk)
+        return target
 
     def close(self) -> None:
         self.client.close()

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from carembed.embedder import Embedder
-from indexer.engine import Engine, NewPoint
+from indexer.engine import NewPoint, VectorStore
 from indexer.payload import CarPayload, edit_changes, reindexed
 from indexer.uploads import Upload, UploadLedger
 
@@ -62,7 +62,7 @@ def upload_todo(upload: Upload, version: str) -> Todo:
 
 
 def write(
-    engine: Engine,
+    engine: VectorStore,
     collection: str,
     embedder: Embedder,
     todos: list[Todo],
@@ -118,7 +118,7 @@ def write(
 
 
 def sync_uploads(
-    engine: Engine, collection: str, embedder: Embedder, ledger: UploadLedger
+    engine: VectorStore, collection: str, embedder: Embedder, ledger: UploadLedger
 ) -> tuple[int, int]:
     """Bring ``collection`` up to date with the ledger alone (a build's last step, a service
     switching to a new collection): add what was uploaded, drop what was deleted, apply the
@@ -141,7 +141,7 @@ def sync_uploads(
     return report.indexed, len(gone)
 
 
-def apply_edits(engine: Engine, collection: str, ledger: UploadLedger) -> int:
+def apply_edits(engine: VectorStore, collection: str, ledger: UploadLedger) -> int:
     """Give the cars of ``collection`` that were edited their edited fields where they differ
     (edits are merge patches: applying one twice changes nothing). Returns how many changed."""
     edits = ledger.edits()

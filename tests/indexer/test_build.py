@@ -610,3 +610,23 @@ def test_a_collection_of_an_earlier_model_identity_is_rebuilt_not_served(
     built = index.build(small_embedder, gallery, progress=False).collection
     assert index.state().live == built != legacy
     assert index.serving(small_embedder.version) == built
+
+
+def test_a_snapshot_is_the_servers_file_or_a_clear_refusal(
+    index: CarIndex, gallery: Path, small_embedder: Embedder, tmp_path: Path
+) -> None:
+    import os
+
+    from indexer.engine import StoreError
+
+    out = tmp_path / "snapshots"
+    with pytest.raises(IndexBuildError, match="no collection"):
+        index.snapshot(out)
+    index.build(small_embedder, gallery, progress=False)
+    if index.engine.name == "server" and os.environ.get("QDRANT_URL"):
+        target = index.snapshot(out)
+        assert target.parent == out and target.stat().st_size > 0
+        return
+    with pytest.raises(StoreError, match="snapshots"):  # the embedded store; local mode
+        index.snapshot(out)
+    assert not out.exists() or not any(out.iterdir())
