@@ -80,17 +80,6 @@ def identification_of(cars: list[StoredCar], calibration: Calibration) -> Identi
     )
 
 
-def group_by_class(cars: list[StoredCar], size: int) -> list[list[StoredCar]]:
-    """One group per class, ordered by its best score, with its best ``size`` cars (``cars``
-    best first, with ``class_name`` in their payload)."""
-    groups: dict[str, list[StoredCar]] = {}
-    for car in cars:
-        group = groups.setdefault(car.payload.class_name or car.id, [])
-        if len(group) < size:
-            group.append(car)
-    return list(groups.values())
-
-
 def api_groups(groups: list[list[StoredCar]], payloads: dict[str, StoredCar]) -> list[Group]:
     """The API's groups: the cars' whole payloads, the scores of the grouping search."""
     return [
@@ -106,9 +95,6 @@ def api_groups(groups: list[list[StoredCar]], payloads: dict[str, StoredCar]) ->
 
 VOTE_FIELDS = ("class_name", "make", "model", "year")
 """What the vote reads of each neighbour."""
-
-GROUP_FETCH_MAX = 1000
-"""Most neighbours read to fill the groups of one page (the engines have no grouping here)."""
 
 
 async def answer(
@@ -164,21 +150,24 @@ async def answer(
         )
 
     groups = None
-    if params.group_by == "class":
-        wanted = params.offset + params.limit
-        fetch = min(GROUP_FETCH_MAX, max(wanted * params.group_size * 4, 64))
-        while True:  # a few fields only: whole payloads are read for the chosen cars alone
-            found = await best(where, fetch, fields=VOTE_FIELDS)
-            grouped = group_by_class(found, params.group_size)
-            if len(grouped) >= wanted or len(found) < fetch or fetch >= GROUP_FETCH_MAX:
-                break
-            fetch = min(GROUP_FETCH_MAX, fetch * 4)
-        chosen = grouped[params.offset : wanted]
+    if params.group_by == "class":  # a few fields only: whole payloads for the chosen cars
+        grouped = await on_serving(
+            services,
+            model,
+            services.index.search_groups,
+            query,
+            where,
+            "class_name",
+            params.offset + params.limit,
+            params.group_size,
+            VOTE_FIELDS,
+        )
+        chosen = grouped.groups[params.offset :]
         ids = [c.id for group in chosen for c in group]
         whole = await on_serving(services, model, services.index.get_many, ids)
         groups = api_groups(chosen, {c.id: c for c in whole})
         hits = [hit for group in groups for hit in group.hits]
-        nearest_first = found
+        nearest_first = grouped.nearest or []  # what the engine read to group, if it did
     elif plain and not params.offset:  # one search serves the hits and the vote
         nearest_first = await best(where, max(params.limit, k))
         hits = [_hit(car) for car in nearest_first[: params.limit]]

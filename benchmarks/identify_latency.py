@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from store import DIM, MAKES, car_payload, synthetic_cars
 
-from app.searching import VOTE_FIELDS, api_groups, group_by_class, identification_of
+from app.searching import VOTE_FIELDS, api_groups, identification_of
 from carembed.identify import Calibration
 from indexer.engine import NewPoint
 from indexer.index import CarIndex
@@ -84,11 +84,13 @@ def main() -> None:
         return identification_of(voters, calibration)
 
     def grouped(q: int) -> object:  # 12 groups of up to 3, as the page asks for them
-        found = index.search(name, queries[q], everything, 12 * 3 * 4, 0, None, VOTE_FIELDS)
-        chosen = group_by_class(found, 3)[:12]
-        whole = index.get_many(name, [c.id for g in chosen for c in g])
-        groups = api_groups(chosen, {c.id: c for c in whole})
-        return groups, identification_of(found[: calibration.depth], calibration)
+        found = index.search_groups(name, queries[q], everything, "class_name", 12, 3, VOTE_FIELDS)
+        whole = index.get_many(name, [c.id for g in found.groups for c in g])
+        groups = api_groups(found.groups, {c.id: c for c in whole})
+        voters = found.nearest or index.search(
+            name, queries[q], everything, calibration.depth, 0, None, VOTE_FIELDS
+        )
+        return groups, identification_of(voters[: calibration.depth], calibration)
 
     for call in (plain, with_vote, filtered, filtered_with_vote, grouped):  # warm-up
         _p50_ms(call, 20)

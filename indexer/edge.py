@@ -29,6 +29,7 @@ from carembed.atomic import write_atomically
 from indexer import edge_requests as requests
 from indexer.edge_stores import EdgeAliases, EdgeModelCopies
 from indexer.engine import CollectionMissing, NewPoint, Query, StoreError
+from indexer.grouping import Grouped, groups_by_fetching
 from indexer.payload import CarFilter, StoredCar
 from indexer.settings import StoreSettings
 
@@ -263,6 +264,22 @@ class EdgeEngine(EdgeAliases, EdgeModelCopies):
         with self._shard(name) as shard:
             points = shard.query(request)
         return [StoredCar.from_point(p.id, p.payload, p.score) for p in points]
+
+    def search_groups(
+        self,
+        name: str,
+        vector: Query,
+        where: CarFilter,
+        key: str,
+        groups: int,
+        size: int,
+        fields: Sequence[str],
+    ) -> Grouped:
+        """Edge has no grouped search: neighbours are read until the groups are full."""
+        wanted = [*fields, key]
+        return groups_by_fetching(
+            lambda n: self.search(name, vector, where, n, fields=wanted), key, groups, size
+        )
 
     # -- lifecycle -------------------------------------------------------------------------
     def metadata(self, name: str) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
+from indexer.grouping import Grouped
 from indexer.payload import CarFilter, CarPayload, StoredCar
 from indexer.versions import AliasState
 
@@ -157,6 +158,20 @@ class VectorStore(Protocol):
     ) -> list[StoredCar]:
         """The best points for ``vector`` (nearest it, or a recommendation), best first, with
         their payloads (``fields``: only these)."""
+
+    def search_groups(
+        self,
+        name: str,
+        vector: Query,
+        where: CarFilter,
+        key: str,
+        groups: int,
+        size: int,
+        fields: Sequence[str],
+    ) -> Grouped:
+        """Up to ``groups`` groups of the best points that share the value of the payload field
+        ``key``, the best group first, each with its best ``size`` points (payload: ``fields``
+        and ``key``)."""
 
     def metadata(self, name: str) -> dict[str, Any]:
         """What a build recorded about the collection ({} when nothing)."""

@@ -19,6 +19,7 @@ from indexer import build, writes
 from indexer.engine import CollectionMissing, Engine, NewPoint, Query
 from indexer.fields import Match
 from indexer.gate import GATE_KEY, GatePolicy
+from indexer.grouping import Grouped
 from indexer.listing import Listings
 from indexer.models import ModelCopies
 from indexer.payload import (
@@ -166,6 +167,22 @@ class CarIndex:
         """The best cars for ``vector`` (nearest it, or a recommendation), best first;
         ``fields``: only these payload fields (cheaper)."""
         return self.engine.search(collection, vector, where, limit, offset, score_threshold, fields)
+
+    def search_groups(
+        self,
+        collection: str,
+        vector: Query,
+        where: CarFilter,
+        field: str,
+        groups: int,
+        size: int,
+        fields: Sequence[str],
+    ) -> Grouped:
+        """Up to ``groups`` groups of the best cars sharing the value of ``field`` (one group
+        per class for ``class_name``), best group first, each with its best ``size`` cars;
+        ``fields``: the payload fields read."""
+        key = self.fields.key(field)
+        return self.engine.search_groups(collection, vector, where, key, groups, size, fields)
 
     def get_many(self, collection: str, car_ids: Sequence[str]) -> list[StoredCar]:
         """These cars (whole payloads), in the order asked; missing ones left out."""

@@ -20,6 +20,7 @@ from indexer.engine import (
     StoreError,
     retries_allowed,
 )
+from indexer.grouping import Grouped
 from indexer.payload import CarFilter, StoredCar
 from indexer.server_aliases import ServerAliases
 from indexer.server_models import ServerModelCopies
@@ -294,6 +295,36 @@ class ServerEngine(ServerAliases, ServerModelCopies):
             with_payload=True if fields is None else list(fields),
         )
         return [StoredCar.from_point(p.id, p.payload, p.score) for p in result.points]
+
+    def search_groups(
+        self,
+        name: str,
+        vector: Query,
+        where: CarFilter,
+        key: str,
+        groups: int,
+        size: int,
+        fields: Sequence[str],
+    ) -> Grouped:
+        """The server's own grouped search (one request, whatever the group sizes)."""
+        result = self.call(
+            name,
+            self.client.query_points_groups,
+            name,
+            group_by=key,
+            query=requests.query_of(vector),
+            query_filter=requests.filter_of(where),
+            limit=groups,
+            group_size=size,
+            search_params=requests.search_params(self._settings),
+            with_payload=[*fields, key],
+        )
+        return Grouped(
+            [
+                [StoredCar.from_point(p.id, p.payload, p.score) for p in group.hits]
+                for group in result.groups
+            ]
+        )
 
     # -- lifecycle -------------------------------------------------------------------------
     def metadata(self, name: str) -> dict[str, Any]:
