@@ -26,7 +26,6 @@ from app.services import Services, in_daemon_thread
 from carembed.datasets import CarRecord, read_dataset
 from carembed.int8_files import int8_graph_path, rejection_path
 from carembed.quantize import check_int8
-from indexer.versions import embedding_version_of
 
 logger = logging.getLogger(__name__)
 
@@ -102,10 +101,6 @@ async def _gate(services: Services, stop: threading.Event) -> None:
     models.configured = int8
     # A full build of int8 vectors, judged by the int8 gate above rather than the rollout gate.
     await in_daemon_thread(loop, prepare_index, services, stop, False)
-    live = (await services.on_store(settings.store_deadline_s, services.index.state)).live
-    if (
-        live is not None
-        and embedding_version_of(live) == int8.version
-        and models.serving is serving
-    ):
-        await models.adopt(models.serve(int8), live, services.on_store)
+    state = await services.on_store(settings.store_deadline_s, services.index.state)
+    if state.live is not None and state.live_version == int8.version and models.serving is serving:
+        await models.adopt(models.serve(int8), state.live, services.on_store)

@@ -99,6 +99,7 @@ def _settled(page: Any) -> None:
     page.wait_for_function("document.querySelector('#message').textContent === ''")
 
 
+@pytest.mark.slow
 def test_search_filters_from_facets_more_like_this_bad_file_and_add_car(
     base_url: str, browser: Any, tmp_path: Path
 ) -> None:
@@ -165,6 +166,7 @@ def test_search_filters_from_facets_more_like_this_bad_file_and_add_car(
     page.close()
 
 
+@pytest.mark.slow
 def test_the_box_reaches_the_api_and_picks_the_car(
     base_url: str, browser: Any, tmp_path: Path
 ) -> None:
@@ -204,6 +206,7 @@ def test_the_box_reaches_the_api_and_picks_the_car(
     page.close()
 
 
+@pytest.mark.slow
 def test_refine_chips_car_view_next_page_and_a_phone(
     base_url: str, browser: Any, tmp_path: Path
 ) -> None:

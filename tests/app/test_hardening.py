@@ -203,6 +203,7 @@ def test_readyz_does_not_show_the_gallery_path(
     assert str(manifest_gallery[0].parent) not in served.get("/readyz").text
 
 
+@pytest.mark.slow
 def test_shutdown_stops_a_gallery_run_at_its_next_batch_and_the_next_start_resumes(
     tmp_path: Path,
 ) -> None:

@@ -50,6 +50,7 @@ def _send_all(sock: socket.socket, data: bytes) -> None:
         pass
 
 
+@pytest.mark.slow
 def test_a_huge_header_is_refused_with_431_before_it_arrives_whole(
     address: tuple[str, int],
 ) -> None:

@@ -257,6 +257,7 @@ def test_a_killed_rollout_build_leaves_the_old_model_serving(
     _wait(client, lambda b: b["model_version"] == new_version and b["points"] == 9, seconds=10)
 
 
+@pytest.mark.slow
 def test_the_services_own_rebuild_after_a_model_change_keeps_answering(tmp_path: Path) -> None:
     """`carsearch serve --model NEW --gallery G` on a store built with another model: the old
     model (from its copy in the store) answers until the new collection is complete."""

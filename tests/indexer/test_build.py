@@ -262,6 +262,7 @@ def test_alias_names_with_double_underscores_are_refused(tmp_path: Path) -> None
     assert StoreSettings(qdrant_path=tmp_path, alias="cars_eu-2").alias == "cars_eu-2"
 
 
+@pytest.mark.slow
 def test_cli_index_build_incremental_rollback_status(gallery: Path, tmp_path: Path) -> None:
     from carsearch.cli import main
 

@@ -107,6 +107,7 @@ def test_a_refused_build_keeps_the_alias_and_a_forced_one_is_recorded(
     assert index.state().live == again.collection
 
 
+@pytest.mark.slow
 def test_the_cli_exits_3_when_the_gate_refuses(tmp_path: Path) -> None:
     gallery = make_gallery(tmp_path / "gallery")
     store = ["--qdrant-path", str(tmp_path / "q"), "--data-dir", str(tmp_path / "d")]
