@@ -4,6 +4,7 @@ so ``carsearch serve`` and ``carsearch index`` never load Lightning or ``trainin
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from collections.abc import Sequence
@@ -14,11 +15,12 @@ from carsearch import index_commands, stored_models, train_commands
 from carsearch.options import (
     add_model_args,
     add_qdrant_args,
+    add_settings,
     emit,
-    given,
     model_settings,
     onnx_dir,
     open_index,
+    settings_of,
 )
 
 if TYPE_CHECKING:
@@ -143,20 +145,9 @@ def _serve(args: argparse.Namespace) -> int:
     from app.main import create_app
     from app.settings import AppSettings
 
-    options = given(
-        model_dir=args.model,
-        gallery=args.gallery,
-        qdrant_url=args.qdrant_url,
-        qdrant_path=args.qdrant_path,
-        alias=args.alias,
-        data_dir=args.data_dir,
-        device=args.device,
-        threads=args.threads,
-        engine=args.engine,
-    )
-    settings = AppSettings(**options)
+    settings = settings_of(args, AppSettings)
     if args.workers > 1:
-        return _serve_workers(args, settings, options)
+        return _serve_workers(args, settings)
     if settings.gallery is not None and not settings.embedded:
         logger.info("--gallery with a Qdrant server: indexing it from this process as well")
     uvicorn.run(
@@ -170,7 +161,25 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _serve_workers(args: argparse.Namespace, settings: AppSettings, options: dict[str, Any]) -> int:
+def _flags_given(args: argparse.Namespace) -> set[str]:
+    """The settings fields set by a flag (the others are left out of the namespace)."""
+    from app.settings import AppSettings
+
+    return {name for name in AppSettings.model_fields if hasattr(args, name)}
+
+
+def _env_value(value: Any) -> str:
+    """A setting's value as ``CARSEARCH_<FIELD>`` spells it."""
+    from pydantic import SecretStr
+
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, str | Path):
+        return str(value)
+    return json.dumps(value)
+
+
+def _serve_workers(args: argparse.Namespace, settings: AppSettings) -> int:
     """``--workers N``: N processes that share nothing but a Qdrant server (each one loads the
     model and reads its settings from ``CARSEARCH_*``)."""
     import os
@@ -191,8 +200,8 @@ def _serve_workers(args: argparse.Namespace, settings: AppSettings, options: dic
             "--gallery ... --qdrant-url ...), then start the workers"
         )
         return 2
-    for name, value in options.items():
-        os.environ[f"CARSEARCH_{name.upper()}"] = str(value)
+    for name in _flags_given(args):  # the workers read their settings from the environment
+        os.environ[f"CARSEARCH_{name.upper()}"] = _env_value(getattr(settings, name))
     # Each worker's engine gets its share of the cores, not all of them.
     cores = os.cpu_count() or 1
     os.environ.setdefault("CARSEARCH_THREADS", str(max(1, cores // args.workers)))
@@ -212,6 +221,8 @@ def _serve_workers(args: argparse.Namespace, settings: AppSettings, options: dic
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from app.settings import AppSettings
+
     parser = argparse.ArgumentParser(prog="carsearch", description="Similar-car image search.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -253,12 +264,6 @@ def build_parser() -> argparse.ArgumentParser:
     embed.set_defaults(handler=_embed)
 
     serve = commands.add_parser("serve", help="run the search service (web page + JSON API)")
-    serve.add_argument(
-        "--gallery",
-        type=Path,
-        default=None,
-        help="index this gallery in the background (incremental)",
-    )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument(
@@ -267,8 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="processes (a Qdrant server only: the embedded store is one process's)",
     )
-    add_model_args(serve)
-    add_qdrant_args(serve)
+    add_settings(serve, AppSettings)
     serve.set_defaults(handler=_serve)
     return parser
 
@@ -296,6 +300,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    from pydantic import ValidationError
+
     from carembed.artifact import ArtifactError
     from carembed.backbones import BackboneError
     from carembed.datasets import DatasetError
@@ -305,6 +311,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return int(args.handler(args))
+    except ValidationError as exc:  # a flag's or a CARSEARCH_ variable's value
+        for error in exc.errors():
+            where = "--" + "-".join(str(part) for part in error["loc"]).replace("_", "-")
+            logger.error("%s: %s (given %r)", where, error["msg"], error.get("input"))
+        return 2
     except IndexBuildError as exc:
         logger.error("%s", exc)
         return 1

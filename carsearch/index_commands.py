@@ -6,20 +6,16 @@ import argparse
 import json
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from carsearch.options import (
     add_model_args,
     add_qdrant_args,
     emit,
-    given,
     model_settings,
     open_index,
     store_settings,
 )
-
-if TYPE_CHECKING:
-    from indexer.gate import GatePolicy
 
 logger = logging.getLogger("carsearch")
 
@@ -62,17 +58,6 @@ def _index_snapshot(args: argparse.Namespace) -> int:
     return 0
 
 
-def _gate_policy(args: argparse.Namespace) -> GatePolicy | None:
-    """The gate's settings (``CARSEARCH_GATE*``) with the command's flags over them."""
-    flags = given(
-        gate=False if args.no_gate else None,
-        gate_margin=args.gate_margin,
-        gate_photos=args.gate_photos,
-        gate_force=args.force or None,
-    )
-    return store_settings(args).model_copy(update=flags).gate_policy()
-
-
 def _index_build(args: argparse.Namespace) -> int:
     from carembed.artifact import load_or_default
     from indexer.errors_report import write_skipped
@@ -95,7 +80,7 @@ def _index_build(args: argparse.Namespace) -> int:
                 args.gallery,
                 num_workers=args.workers,
                 max_failure_share=args.max_failure_share,
-                gate=_gate_policy(args),
+                gate=store_settings(args).gate_policy(),
             )
     except GateRefused as refused:
         for line in refused.verdict.lines():
@@ -152,22 +137,6 @@ def add_parser(commands: Any) -> None:
         default=None,
         help="JSON lines of skipped files (path, reason); default: in the data folder",
     )
-    gate = build.add_argument_group(
-        "quality gate", "a model other than the live one goes live only when it is not worse"
-    )
-    gate.add_argument(
-        "--gate-margin",
-        type=float,
-        default=None,
-        help="largest R-Precision drop allowed against the live model (default 0.005)",
-    )
-    gate.add_argument(
-        "--gate-photos", type=int, default=None, help="labelled photos scored (default 2000)"
-    )
-    gate.add_argument(
-        "--force", action="store_true", help="move the alias whatever the verdict (recorded)"
-    )
-    gate.add_argument("--no-gate", action="store_true", help="no quality gate")
     add_model_args(build)
     add_qdrant_args(build)
     build.set_defaults(handler=_index_build)

@@ -6,11 +6,11 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, get_args
-
-from carembed.choices import EngineChoice
+from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
+    from pydantic_settings import BaseSettings
+
     from carembed.settings import ModelSettings
     from indexer.index import CarIndex
     from indexer.settings import StoreSettings
@@ -21,31 +21,48 @@ def emit(text: str = "") -> None:
     sys.stdout.write(text + "\n")
 
 
-def given(**options: Any) -> dict[str, Any]:
-    """The options the user set: unset (None) ones leave the settings' defaults in place."""
-    return {key: value for key, value in options.items() if value is not None}
+S = TypeVar("S", bound="BaseSettings")
+
+SHORTCUTS = {"model-dir": "model", "gate-force": "force"}
+"""Flags that keep a shorter name than their setting's: ``--model`` (``model_dir``) and
+``--force`` (``gate_force``)."""
+
+
+def add_settings(parser: argparse.ArgumentParser, settings: type[BaseSettings]) -> None:
+    """A flag for every field of ``settings`` (``--qdrant-url`` for ``qdrant_url``; booleans
+    as ``--int8/--no-int8``), with its description; a flag not given leaves the field to
+    ``CARSEARCH_<FIELD>`` or its default (pydantic-settings' CLI source)."""
+    from pydantic_settings import CliSettingsSource
+
+    source: CliSettingsSource[argparse.ArgumentParser] = CliSettingsSource(
+        settings,
+        root_parser=parser,
+        cli_prog_name=parser.prog,
+        cli_kebab_case=True,
+        cli_implicit_flags=True,
+        cli_shortcuts=SHORTCUTS,
+    )
+    sources = dict(parser.get_default("settings_sources") or {})
+    sources[settings] = source
+    parser.set_defaults(settings_sources=sources)
+
+
+def settings_of(args: argparse.Namespace, settings: type[S]) -> S:
+    """``settings`` from the command's flags, over ``CARSEARCH_<FIELD>`` and the defaults."""
+    source = args.settings_sources[settings]
+    return settings(_cli_settings_source=source(parsed_args=args))
 
 
 def model_settings(args: argparse.Namespace) -> ModelSettings:
-    """``--model``/``--device``/``--engine``/``--threads``, else ``CARSEARCH_<NAME>``."""
     from carembed.settings import ModelSettings
 
-    return ModelSettings(
-        **given(model_dir=args.model, device=args.device, engine=args.engine, threads=args.threads)
-    )
+    return settings_of(args, ModelSettings)
 
 
 def store_settings(args: argparse.Namespace) -> StoreSettings:
     from indexer.settings import StoreSettings
 
-    return StoreSettings(
-        **given(
-            qdrant_url=args.qdrant_url,
-            qdrant_path=args.qdrant_path,
-            alias=args.alias,
-            data_dir=args.data_dir,
-        )
-    )
+    return settings_of(args, StoreSettings)
 
 
 def onnx_dir(given_dir: Path | None) -> Path:
@@ -62,36 +79,16 @@ def open_index(args: argparse.Namespace) -> CarIndex:
 
 
 def add_qdrant_args(parser: argparse.ArgumentParser) -> None:
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument(
-        "--qdrant-path", type=Path, default=None, help="embedded store folder (default data/qdrant)"
-    )
-    where.add_argument(
-        "--qdrant-url",
-        default=None,
-        help="Qdrant server URL; API key from CARSEARCH_QDRANT_API_KEY",
-    )
-    parser.add_argument("--alias", default=None, help="collection alias (default cars)")
-    parser.add_argument(
-        "--data-dir",
-        type=Path,
-        default=None,
-        help="cars added through the API, model copies (default data; shared with the service)",
-    )
+    """The store's settings as flags (``--qdrant-url``, ``--qdrant-path``, ``--alias``,
+    ``--data-dir``, the gate's, the collections')."""
+    from indexer.settings import StoreSettings
+
+    add_settings(parser, StoreSettings)
 
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--model",
-        type=Path,
-        default=None,
-        help="servable model folder, or zero-shot (default: the shipped car model)",
-    )
-    parser.add_argument("--device", default=None, help="cpu (default), cuda, cuda:1, ...")
-    parser.add_argument("--threads", type=int, default=None, help="intra-op threads")
-    parser.add_argument(
-        "--engine",
-        choices=get_args(EngineChoice),
-        default=None,
-        help="auto (default): ONNX Runtime on CPU, PyTorch on a GPU",
-    )
+    """The model's settings as flags (``--model``, ``--device``, ``--engine``, ``--threads``,
+    ``--int8/--no-int8``, ``--max-pixels``)."""
+    from carembed.settings import ModelSettings
+
+    add_settings(parser, ModelSettings)

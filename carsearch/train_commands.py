@@ -9,46 +9,23 @@ from typing import Any, get_args
 
 from carembed.choices import HeadKind, LossName, PoolingKind, Recipe
 from carsearch import dataset_commands
-from carsearch.options import add_model_args, add_qdrant_args, emit, given, model_settings
+from carsearch.options import add_model_args, add_qdrant_args, emit, model_settings
 
 
 def _train(args: argparse.Namespace) -> int:
     from training.train import TrainConfig, train
 
-    data = args.data
-    if args.from_index:
-        data = dataset_commands.export(args, args.out.with_name(args.out.name + "-dataset"))
-    fields = {
-        "data": data,
-        "out": args.out,
-        "recipe": args.recipe,
-        "backbone": args.backbone,
-        "loss": args.loss,
-        "head": args.head,
-        "hidden_dim": args.hidden_dim,
-        "image_size": args.image_size,
-        "test_time_flip": args.test_time_flip,
-        "int8_check": args.int8_check,
-        "embedding_dim": args.embedding_dim,
-        "pooling": args.pooling,
-        "trainable_blocks": args.trainable_blocks,
-        "max_epochs": args.epochs,
-        "patience": args.patience,
-        "refit": not args.no_refit,
-        "lr": args.lr,
-        "backbone_lr": args.backbone_lr,
-        "classes_per_batch": args.classes_per_batch,
-        "per_class": args.per_class,
-        "seed": args.seed,
-        "all_classes": args.all_classes,
-        "deterministic": args.deterministic,
-        "accelerator": args.accelerator,
-        "devices": args.devices,
-        "workers": args.workers,
-        "cache_dir": args.cache_dir,
-        "work_dir": args.work_dir,
+    # Each flag's dest is the TrainConfig field it sets; a flag not given leaves its default.
+    options = {
+        name: getattr(args, name)
+        for name in TrainConfig.model_fields
+        if getattr(args, name, None) is not None
     }
-    config = TrainConfig(**given(**fields))
+    if args.from_index:
+        options["data"] = dataset_commands.export(
+            args, args.out.with_name(args.out.name + "-dataset")
+        )
+    config = TrainConfig(**options)
     model, metadata = train(config)
     emit(f"model {model.version()} saved to {config.out}")
     emit(json.dumps(metadata["metrics"], indent=2))
@@ -143,11 +120,15 @@ def add_parsers(commands: Any) -> None:
     tr.add_argument("--embedding-dim", type=int, default=None)
     tr.add_argument("--pooling", choices=get_args(PoolingKind), default=None)
     tr.add_argument("--trainable-blocks", type=int, default=None)
-    tr.add_argument("--epochs", type=int, default=None, help="most epochs (early stopping)")
+    tr.add_argument(
+        "--epochs", dest="max_epochs", type=int, default=None, help="most epochs (early stopping)"
+    )
     tr.add_argument("--patience", type=int, default=None)
     tr.add_argument(
         "--no-refit",
-        action="store_true",
+        dest="refit",
+        action="store_false",
+        default=None,
         help="export the best checkpoint instead of refitting on all classes",
     )
     tr.add_argument("--lr", type=float, default=None)

@@ -4,9 +4,12 @@ from pathlib import Path
 
 import pytest
 
+from app.settings import AppSettings
 from carembed.artifact import save_model
 from carembed.model import build_model
 from carsearch.cli import _with_default_index_action, build_parser, main
+from carsearch.options import settings_of
+from indexer.settings import StoreSettings
 from tests.conftest import scene
 
 
@@ -100,7 +103,38 @@ def test_index_alone_means_build_and_a_gallery_named_index_stays_a_gallery() -> 
         "--gallery",
         "index",
     ]
-    assert build_parser().parse_args(["serve", "--gallery", "index"]).gallery == Path("index")
+    args = build_parser().parse_args(["serve", "--gallery", "index", "--model", "zero-shot"])
+    settings = settings_of(args, AppSettings)
+    assert (settings.gallery, settings.model_dir) == (Path("index"), Path("zero-shot"))
+
+
+def test_every_setting_is_a_flag_over_its_environment_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The commands' flags come from the settings classes: a flag wins over
+    ``CARSEARCH_<FIELD>``, which wins over the default; booleans have a --no- form."""
+    monkeypatch.setenv("CARSEARCH_ALIAS", "from-env")
+    monkeypatch.setenv("CARSEARCH_GATE_MARGIN", "0.02")
+    parser = build_parser()
+    args = parser.parse_args(["index", "build", "--gallery", "g", "--no-gate", "--hnsw-m", "32"])
+    store = settings_of(args, StoreSettings)
+    assert (store.alias, store.gate, store.gate_margin, store.hnsw_m) == (
+        "from-env",
+        False,
+        0.02,
+        32,
+    )
+    assert store.gate_policy() is None
+    args = parser.parse_args(["index", "build", "--gallery", "g", "--force", "--alias", "a"])
+    store = settings_of(args, StoreSettings)
+    policy = store.gate_policy()
+    assert store.alias == "a" and policy is not None and policy.force
+    args = parser.parse_args(["serve", "--no-int8", "--cors-origins", '["http://a.example"]'])
+    app = settings_of(args, AppSettings)
+    assert (app.int8, app.cors_origins, app.alias) == (False, ["http://a.example"], "from-env")
+    # A value of the wrong kind is a clear error naming the flag, before anything runs.
+    assert main(["serve", "--max-batch", "x"]) == 2
+    assert main(["index", "status", "--alias", "a__b"]) == 2
 
 
 def test_the_cli_keeps_its_onnx_graphs_and_reports_in_the_data_folder_it_is_given(
