@@ -146,20 +146,21 @@ def main() -> None:
     uploads = [r.path.read_bytes() for r in records[:200]]
     model = load_or_default(args.model)
     fp32 = Embedder(model, engine="onnx", onnx_dir=onnx_dir)
-    index = CarIndex.open(StoreSettings(qdrant_path=work / "qdrant", data_dir=work / "data"))
-    index.build(fp32, args.data, num_workers=1, progress=False)
-    naive_args = _gallery_files(index, work) if args.baseline == "naive" else []
-    index.close()
-
     if not args.float32 and model.source_dir is None:  # as the service on its first start
         scored, calibration = gate_photos(records)
         check_int8(model, onnx_dir, scored, calibration, f"{len(scored)} gallery photos")
+    # The gallery is indexed with the vectors the service makes (its embedding version).
+    auto = Embedder(model, engine="auto", onnx_dir=onnx_dir, int8=not args.float32)
+    index = CarIndex.open(StoreSettings(qdrant_path=work / "qdrant", data_dir=work / "data"))
+    index.build(auto, args.data, num_workers=1, progress=False)
+    naive_args = _gallery_files(index, work) if args.baseline == "naive" else []
+    index.close()
+
     one = np.stack([fp32.prepare(records[0].path)])
     bare = {"fp32": _bare_batch1(fp32, one)}
     service_env = {"CARSEARCH_INT8": "false" if args.float32 else "true"}  # graphs: its data dir
     if args.model is not None:
         service_env["CARSEARCH_MODEL_DIR"] = str(args.model)
-    auto = Embedder(model, engine="auto", onnx_dir=onnx_dir)
     if auto.engine_name == "onnx-int8":
         bare["int8"] = _bare_batch1(auto, one)
     for name, seconds in bare.items():
