@@ -28,7 +28,15 @@ import numpy as np
 from carembed.atomic import write_atomically
 from indexer import edge_requests as requests
 from indexer.edge_stores import EdgeAliases, EdgeModelCopies
-from indexer.engine import CollectionMissing, NewPoint, Query, StoreError
+from indexer.engine import (
+    BATCH,
+    CollectionMissing,
+    NewPoint,
+    Query,
+    StoreError,
+    in_batches,
+    scrolled,
+)
 from indexer.grouping import Grouped, groups_by_fetching
 from indexer.payload import CarFilter, StoredCar
 from indexer.settings import StoreSettings
@@ -187,9 +195,8 @@ class EdgeEngine(EdgeAliases, EdgeModelCopies):
 
     def delete(self, name: str, ids: Sequence[str]) -> None:
         with self._shard(name) as shard:
-            for start in range(0, len(ids), 1024):
-                chunk: list[Any] = list(ids[start : start + 1024])
-                shard.update(self._qe.UpdateOperation.delete_points(chunk))
+            for batch in in_batches(ids):
+                shard.update(self._qe.UpdateOperation.delete_points(batch))
 
     def retrieve(
         self, name: str, ids: Sequence[str], with_vectors: bool = False, with_payload: bool = True
@@ -201,18 +208,16 @@ class EdgeEngine(EdgeAliases, EdgeModelCopies):
     def scroll(
         self, name: str, fields: Sequence[str] | None
     ) -> Iterator[tuple[str, dict[str, Any]]]:
-        offset = None
         with_payload = True if fields is None else list(fields)
-        while True:
+
+        def read_page(offset: Any) -> tuple[Sequence[Any], Any]:
             request = self._qe.ScrollRequest(
-                offset=offset, limit=1024, with_payload=with_payload, with_vector=False
+                offset=offset, limit=BATCH, with_payload=with_payload, with_vector=False
             )
             with self._shard(name) as shard:
-                records, offset = shard.scroll(request)
-            for record in records:
-                yield str(record.id), dict(record.payload or {})
-            if offset is None:
-                return
+                return shard.scroll(request)  # type: ignore[no-any-return]
+
+        return scrolled(read_page)
 
     def set_payload(self, name: str, point: str, fields: dict[str, Any]) -> None:
         with self._shard(name) as shard:

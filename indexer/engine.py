@@ -55,6 +55,30 @@ def check_alias(expected: AliasState, found: AliasState) -> None:
         )
 
 
+BATCH = 1024
+"""Points per request when an engine reads or deletes many."""
+
+
+def in_batches(ids: Sequence[str]) -> Iterator[list[Any]]:
+    """``ids`` in lists of at most ``BATCH``."""
+    for start in range(0, len(ids), BATCH):
+        yield list(ids[start : start + BATCH])
+
+
+def scrolled(
+    read_page: Callable[[Any], tuple[Sequence[Any], Any]],
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every record of a scroll as (id, payload): ``read_page(offset)`` reads ``BATCH`` records
+    from ``offset`` (None: the start) and says where the next page starts (None: the end)."""
+    offset = None
+    while True:
+        records, offset = read_page(offset)
+        for record in records:
+            yield str(record.id), dict(record.payload or {})
+        if offset is None:
+            return
+
+
 class CollectionMissing(LookupError):
     """The collection does not exist (deleted by a newer build, or never built)."""
 

@@ -14,11 +14,14 @@ import numpy as np
 from carembed.atomic import staged_file
 from indexer import server_requests as requests
 from indexer.engine import (
+    BATCH,
     CollectionMissing,
     NewPoint,
     Query,
     StoreError,
+    in_batches,
     retries_allowed,
+    scrolled,
 )
 from indexer.grouping import Grouped
 from indexer.payload import CarFilter, StoredCar
@@ -196,13 +199,12 @@ class ServerEngine(ServerAliases, ServerModelCopies):
     def delete(self, name: str, ids: Sequence[str]) -> None:
         from qdrant_client import models
 
-        for start in range(0, len(ids), 1024):
-            chunk: list[Any] = list(ids[start : start + 1024])
+        for batch in in_batches(ids):
             self.call(
                 name,
                 self.client.delete,
                 name,
-                points_selector=models.PointIdsList(points=chunk),
+                points_selector=models.PointIdsList(points=batch),
                 wait=True,
             )
 
@@ -222,21 +224,18 @@ class ServerEngine(ServerAliases, ServerModelCopies):
     def scroll(
         self, name: str, fields: Sequence[str] | None
     ) -> Iterator[tuple[str, dict[str, Any]]]:
-        offset = None
-        while True:
-            records, offset = self.call(
+        def read_page(offset: Any) -> tuple[Sequence[Any], Any]:
+            return self.call(
                 name,
                 self.client.scroll,
                 name,
-                limit=1024,
+                limit=BATCH,
                 offset=offset,
                 with_payload=True if fields is None else list(fields),
                 with_vectors=False,
             )
-            for record in records:
-                yield str(record.id), dict(record.payload or {})
-            if offset is None:
-                return
+
+        return scrolled(read_page)
 
     def set_payload(self, name: str, point: str, fields: dict[str, Any]) -> None:
         self.call(name, self.client.set_payload, name, payload=fields, points=[point], wait=True)
