@@ -55,7 +55,7 @@ class IndexStatus:
     alias: str
     live: str | None
     previous: str | None
-    live_model_version: str | None
+    live_embedding_version: str | None
     points: int | None
     live_gate: dict[str, Any] | None = None  # the quality gate's verdict that let it go live
     previous_gate: dict[str, Any] | None = None

@@ -47,7 +47,7 @@ def test_full_build_aliases_and_an_indexed_image_is_its_own_top_hit(
     assert (top.payload.width, top.payload.height) == (160, 96)
     assert top.payload.model_version == small_embedder.version
     status = index.status()
-    assert (status.live, status.points, status.live_model_version) == (
+    assert (status.live, status.points, status.live_embedding_version) == (
         report.collection,
         9,
         small_embedder.version,
