@@ -5,7 +5,10 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 
+
+@pytest.mark.slow
 def test_app_and_indexer_import_without_training_or_lightning() -> None:
     code = (
         "import sys, app.main, app.routes.cars, app.routes.search, app.routes.health, "
@@ -45,6 +48,7 @@ def test_the_layers_hold() -> None:
     assert "0 broken" in result.stdout
 
 
+@pytest.mark.slow
 def test_no_module_imports_itself_round_a_cycle() -> None:
     """No import cycle between modules (imports for type checking alone left aside)."""
     import grimp

@@ -78,6 +78,7 @@ def test_batch_sizes_give_the_same_vectors(tmp_path: Path) -> None:
         np.testing.assert_allclose(got, full, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_corrupt_or_stale_onnx_is_rebuilt(tmp_path: Path) -> None:
     model = build_model("mobilenet_v2")
     first = Embedder(model, engine="onnx", onnx_dir=tmp_path)

@@ -74,7 +74,7 @@ def test_index_reads_the_model_from_the_environment_like_the_service(
     capsys.readouterr()
     assert main(["index", "status", *store]) == 0
     out = capsys.readouterr().out
-    assert f"live model version {version}" in " ".join(out.split())
+    assert f"live embedding version {version}-f32 " in " ".join(out.split())
     assert "engine edge" in " ".join(out.split()) and "points 3" in " ".join(out.split())
 
 
