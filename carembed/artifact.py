@@ -42,6 +42,21 @@ class ArtifactError(RuntimeError):
     """A model folder that cannot be loaded: missing files, bad config, mismatched weights."""
 
 
+def config_json(model: CarEmbeddingModel, version: str) -> bytes:
+    """``config.json`` of the model as ``save_model`` writes it (``version``: the model's)."""
+    config = model.config.model_dump(mode="json") | {"model_version": version}
+    return (json.dumps(config, indent=2, sort_keys=True) + "\n").encode()
+
+
+def int8_graph_of(model: CarEmbeddingModel, version: str) -> Path | None:
+    """The int8 graph in the folder the model came from, when it belongs to this version (it
+    goes along wherever the model is saved)."""
+    if model.source_dir is None:
+        return None
+    graph = model.source_dir / INT8_FILE
+    return graph if graph.is_file() and graph_version(graph) == version else None
+
+
 def save_model(model: CarEmbeddingModel, directory: Path) -> str:
     """Write the servable folder; returns the model version. Other files in it are kept; the
     int8 graph of the folder the model came from goes along when it belongs to this version."""
@@ -51,15 +66,12 @@ def save_model(model: CarEmbeddingModel, directory: Path) -> str:
     staging = Path(tempfile.mkdtemp(prefix=".saving-", dir=directory))
     try:
         save_file(model.artifact_state(), str(staging / WEIGHTS_FILE))
-        config = model.config.model_dump(mode="json") | {"model_version": version}
-        (staging / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        (staging / CONFIG_FILE).write_bytes(config_json(model, version))
         names = [WEIGHTS_FILE, CONFIG_FILE]  # config last: a folder with it is complete
-        source = model.source_dir
-        if source is not None and source.resolve() != directory.resolve():
-            int8 = source / INT8_FILE
-            if int8.is_file() and graph_version(int8) == version:
-                shutil.copyfile(int8, staging / INT8_FILE)
-                names.insert(0, INT8_FILE)
+        int8 = int8_graph_of(model, version)
+        if int8 is not None and int8.parent.resolve() != directory.resolve():
+            shutil.copyfile(int8, staging / INT8_FILE)
+            names.insert(0, INT8_FILE)
         for name in names:
             replace_durably(staging / name, directory / name)
     finally:

@@ -10,6 +10,7 @@ lock, after a compare of what it names: a move is a compare-and-swap across proc
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from pathlib import Path
 
 from carembed.atomic import write_atomically
@@ -84,9 +85,11 @@ class EdgeModelCopies:
         found = folder.iterdir() if folder.is_dir() else iter(())
         return sorted(p.name for p in found if self.has_model(p.name))
 
-    def get_model(self, version: str) -> dict[str, bytes] | None:
+    def get_model(
+        self, version: str, names: Collection[str] | None = None
+    ) -> dict[str, bytes] | None:
         if not self.has_model(version):
             return None
         folder = self._model_dir(version)
-        names = json.loads((folder / COMPLETE_FILE).read_bytes())
-        return {name: (folder / name).read_bytes() for name in names}
+        stored = json.loads((folder / COMPLETE_FILE).read_bytes())
+        return {n: (folder / n).read_bytes() for n in stored if names is None or n in names}

@@ -8,7 +8,7 @@ those live in ``indexer.payload`` and ``indexer.versions``; what a build does is
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,7 +119,10 @@ class ModelCopyStore(Protocol):
     def put_model(self, version: str, files: dict[str, bytes]) -> None:
         """Keep a servable model folder's files under its version."""
 
-    def get_model(self, version: str) -> dict[str, bytes] | None: ...
+    def get_model(
+        self, version: str, names: Collection[str] | None = None
+    ) -> dict[str, bytes] | None:
+        """The stored model's files (``names``: only these), or None when it is not whole."""
 
     def model_versions(self) -> list[str]:
         """The versions of the models stored whole, sorted."""

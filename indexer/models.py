@@ -12,7 +12,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from carembed.artifact import load_model, save_model
+from carembed.artifact import (
+    CONFIG_FILE,
+    INT8_FILE,
+    config_json,
+    int8_graph_of,
+    load_model,
+    save_model,
+)
 from carembed.atomic import fsync_path, write_atomically
 from carembed.model import CarEmbeddingModel
 from indexer.engine import ModelCopyStore
@@ -29,13 +36,15 @@ class ModelCopies:
         """Store the model under its version; returns the version. A copy of that version whose
         descriptive part differs (a re-fitted calibration) is replaced."""
         version = model.version()
+        expected = {CONFIG_FILE: config_json(model, version)}  # the version hashes the weights
+        int8 = int8_graph_of(model, version)
+        if int8 is not None:
+            expected[INT8_FILE] = int8.read_bytes()
+        if self._engine.get_model(version, list(expected)) == expected:
+            return version
         with tempfile.TemporaryDirectory(prefix="carsearch-model-") as tmp:
             save_model(model, Path(tmp))
             files = {p.name: p.read_bytes() for p in sorted(Path(tmp).iterdir()) if p.is_file()}
-        if self._engine.has_model(version):
-            stored = self._engine.get_model(version) or {}
-            if all(stored.get(name) == data for name, data in files.items()):
-                return version
         self._engine.put_model(version, files)
         logger.info(
             "model %s stored with the index (%d bytes)", version, sum(map(len, files.values()))
@@ -48,10 +57,10 @@ class ModelCopies:
 
     def config(self, version: str) -> dict[str, Any] | None:
         """The ``config.json`` of the stored model ``version`` (None when there is none)."""
-        files = self._engine.get_model(version)
-        if files is None or "config.json" not in files:
+        files = self._engine.get_model(version, [CONFIG_FILE])
+        if files is None or CONFIG_FILE not in files:
             return None
-        return dict(json.loads(files["config.json"]))
+        return dict(json.loads(files[CONFIG_FILE]))
 
     def export(self, version: str, folder: Path) -> str:
         """Write the stored model ``version`` as a servable folder; LookupError (naming the

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import base64
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from indexer.engine import CollectionMissing
@@ -97,12 +97,16 @@ class ServerModelCopies:
             if offset is None:
                 return sorted(v for v in versions if self.has_model(v))
 
-    def get_model(self, version: str) -> dict[str, bytes] | None:
+    def get_model(
+        self, version: str, names: Collection[str] | None = None
+    ) -> dict[str, bytes] | None:
         manifest = self._manifest(version)
         if manifest is None:
             return None
         files = {}
         for name, count in manifest.items():
+            if names is not None and name not in names:
+                continue
             ids = [self._chunk_id(version, name, i) for i in range(count)]
             records = self.call(
                 "models", self.client.retrieve, MODELS_COLLECTION, ids=ids, with_payload=True

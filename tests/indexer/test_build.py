@@ -631,3 +631,26 @@ def test_a_snapshot_is_the_servers_file_or_a_clear_refusal(
     with pytest.raises(StoreError, match="snapshots"):  # the embedded store; local mode
         index.snapshot(out)
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_a_stored_model_copy_takes_the_int8_graph_its_model_gains(
+    index: CarIndex, tmp_path: Path
+) -> None:
+    import onnx
+    from onnx import helper
+
+    from carembed.artifact import INT8_FILE, load_model, save_model
+    from carembed.engines import VERSION_KEY
+
+    folder = tmp_path / "model"
+    version = save_model(build_model("mobilenet_v2", head="linear", embedding_dim=8), folder)
+    assert index.models.save(load_model(folder)) == version
+    assert set(index.engine.get_model(version) or {}) == {"config.json", "model.safetensors"}
+    # ``carsearch model quantize`` leaves an int8 graph of this version beside the weights.
+    graph = helper.make_model(helper.make_graph([], "g", [], []))
+    graph.metadata_props.add(key=VERSION_KEY, value=version)
+    onnx.save(graph, str(folder / INT8_FILE))
+    assert index.models.save(load_model(folder)) == version
+    stored = index.engine.get_model(version) or {}
+    assert stored[INT8_FILE] == (folder / INT8_FILE).read_bytes()
+    assert index.engine.get_model(version, [INT8_FILE]) == {INT8_FILE: stored[INT8_FILE]}
