@@ -76,3 +76,44 @@ def test_default_model_runs_the_gate_once_and_keeps_its_verdict(
         ready = client.get("/readyz").json()
         assert ready["model_engine"] == engine
     assert len(gated) == 1  # not run again
+
+
+@pytest.mark.slow
+def test_a_service_runs_the_live_collections_model_at_the_collections_precision(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """int8 vectors are searched with int8 vectors: a service set to float32
+    (``CARSEARCH_INT8=false``) that follows a live collection of int8 vectors runs the int8
+    graph stored with the index."""
+    from carembed.artifact import load_model, save_model
+    from carembed.datasets import read_dataset
+    from carembed.embedder import Embedder
+    from indexer.index import CarIndex
+    from indexer.settings import StoreSettings
+
+    monkeypatch.setattr(quantize, "measure_rate", stub_rates(200.0, 100.0))
+    gallery = make_gallery(tmp_path / "gallery")
+    folder = tmp_path / "model"
+    save_model(build_model("mobilenet_v2"), folder)
+    model = load_model(folder)
+    scored, calibration = gate_photos(read_dataset(gallery).records)
+    report = quantize.check_int8(
+        model, tmp_path / "onnx", scored, calibration, "gallery", max_drop=1
+    )
+    assert report.kept
+    store = {"qdrant_path": tmp_path / "q", "data_dir": tmp_path / "d"}
+    built = Embedder(load_model(folder), engine="auto", onnx_dir=onnx)
+    assert built.precision == "int8"
+    index = CarIndex.open(StoreSettings(**store))
+    live = index.build(built, gallery, progress=False).collection
+    index.close()
+
+    settings = AppSettings(**store, model_dir=Path("zero-shot"), int8=False)
+    with TestClient(create_app(settings)) as client:
+        ready = client.get("/readyz").json()
+        assert (ready["model_version"], ready["model_engine"]) == (built.version, "onnx-int8")
+        assert ready["live_collection"] == live and ready["points"] == 9
+        data = next(gallery.rglob("*.jpg")).read_bytes()
+        body = client.post("/api/v1/search", files={"image": ("q.jpg", data)}).json()
+        assert body["model_version"] == built.version
+        assert body["hits"][0]["score"] == pytest.approx(1, abs=1e-3)
