@@ -97,10 +97,8 @@ def test_a_service_runs_the_live_collections_model_at_the_collections_precision(
     save_model(build_model("mobilenet_v2"), folder)
     model = load_model(folder)
     scored, calibration = gate_photos(read_dataset(gallery).records)
-    report = quantize.check_int8(
-        model, tmp_path / "onnx", scored, calibration, "gallery", max_drop=1
-    )
-    assert report.kept
+    onnx = tmp_path / "onnx"
+    assert quantize.check_int8(model, onnx, scored, calibration, "gallery", max_drop=1).kept
     store = {"qdrant_path": tmp_path / "q", "data_dir": tmp_path / "d"}
     built = Embedder(load_model(folder), engine="auto", onnx_dir=onnx)
     assert built.precision == "int8"
