@@ -99,12 +99,9 @@ async def store(services: Services, call: Any, *args: Any) -> Any:
     """A call of the car index on the store's own threads, within the request deadline and
     without retries. A store that is down, slow or being rebuilt becomes a fast 503; other
     errors are not disguised."""
-    loop = asyncio.get_running_loop()
     try:
-        return await asyncio.wait_for(
-            loop.run_in_executor(services.store_executor, single_attempt, call, *args),
-            services.settings.store_deadline_s,
-        )
+        deadline = services.settings.store_deadline_s
+        return await services.on_store(deadline, single_attempt, call, *args)
     except TimeoutError as exc:
         raise unavailable("the vector store did not answer in time") from exc
     except (IndexNotReady, CollectionMissing) as exc:

@@ -82,8 +82,8 @@ class Services:
         return self.index.serving((model or self.model).version)
 
     async def on_store(self, seconds: float, call: Callable[..., T], *args: Any) -> T:
-        """``call(*args)`` on a store thread, TimeoutError after ``seconds`` (background work:
-        a request uses ``app.deps.store``)."""
+        """``call(*args)`` on a store thread, TimeoutError after ``seconds`` (a request goes
+        through ``app.deps.store``, which adds its deadline, no retries and its answers)."""
         work = asyncio.get_running_loop().run_in_executor(self.store_executor, call, *args)
         return await asyncio.wait_for(work, seconds)
 
