@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from carembed.embedder import Embedder
+from carembed.identity import parse_embedding_version
 from indexer.build_plan import Desired, PayloadFor, gallery_digest, plan_sync, still_current
 from indexer.dataset_export import GALLERY_ROOT_KEY
 from indexer.engine import Engine, NewPoint, StoreError, VectorStore
@@ -147,6 +148,19 @@ def _reusable_live(engine: VectorStore, live: str | None, version: str) -> str |
     return live
 
 
+def _judged(live: str, version: str) -> bool:
+    """Whether a build of ``version`` replacing ``live`` goes past the quality gate: when the
+    live collection holds other vectors that a service can serve. One named by a model version
+    alone (before embedding versions) cannot be served any more: anything beats it."""
+    live_version = embedding_version_of(live)
+    if live_version is None or live_version == version:
+        return False
+    if parse_embedding_version(live_version) is None:
+        logger.info("%s predates embedding versions: replaced without the quality gate", live)
+        return False
+    return True
+
+
 def build_full(
     engine: Engine,
     embedder: Embedder,
@@ -214,7 +228,7 @@ def build_full(
     if ledger is not None:  # cars added or deleted through the API while this build ran
         added, deleted = sync_uploads(engine, target, embedder, ledger)
         report.indexed, report.deleted = report.indexed + added, report.deleted + deleted
-    if state.live is not None and embedding_version_of(state.live) != embedder.version and gate:
+    if gate and state.live is not None and _judged(state.live, embedder.version):
         verdict = gate(state.live, target)
         engine.set_metadata(target, engine.metadata(target) | {GATE_KEY: verdict})
     engine.seal(target)

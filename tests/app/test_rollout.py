@@ -311,3 +311,46 @@ def test_serve_without_a_model_keeps_the_live_model_for_its_gallery(tmp_path: Pa
         live,
         10,
     )
+
+
+def test_a_store_of_an_earlier_model_identity_is_rebuilt_at_start_keeping_its_uploads(
+    tmp_path: Path,
+) -> None:
+    """A live collection named by the model version alone (as carsearch named them before
+    embedding versions) cannot be served; a service started with ``--gallery`` rebuilds it
+    at start, past no quality gate, with the cars added through the API."""
+    from app.registry import make_embedder
+    from carembed.artifact import load_or_default
+    from carembed.images import load_image_with_size
+    from indexer.engine import NewPoint
+    from indexer.index import CarIndex
+    from indexer.payload import CarFields, Listing
+    from indexer.versions import AliasState, new_collection_name
+
+    gallery = make_gallery(tmp_path / "gallery")
+    settings = AppSettings(gallery=gallery, qdrant_path=tmp_path / "q", data_dir=tmp_path / "d")
+    embedder = make_embedder(settings, load_or_default(settings.model_dir))
+    index = CarIndex.open(settings)
+    current = index.build(embedder, gallery, progress=False).collection
+    upload = io.BytesIO()
+    scene(777).save(upload, format="JPEG")
+    photo = upload.getvalue()
+    size = load_image_with_size(photo)[1]
+    vector = embedder.embed([photo])[0]
+    car = CarFields(make="Audi", model="TT", year=2011)
+    added = index.add_photo(current, photo, "jpg", size, vector, car, Listing())
+    legacy = new_collection_name(index.alias, embedder.model_version)
+    index.engine.create(legacy, embedder.dim)
+    ids = [pid for pid, _ in index.engine.scroll(current, [])]
+    cars = index.engine.retrieve(current, ids, with_vectors=True)
+    index.engine.upsert(legacy, [NewPoint(c.id, c.vector or [], c.payload) for c in cars])
+    index.engine.move_aliases(index.state(), AliasState(index.alias, legacy))
+    index.engine.drop(current)
+    index.close()
+
+    with TestClient(create_app(settings)) as client:
+        body = _wait(client, lambda b: b["indexing"]["state"] == "done")
+        assert body["live_collection"] != legacy and body["points"] == 10
+        assert body["model_version"] == embedder.version
+        r = client.post("/api/v1/search", files={"image": ("q.jpg", photo)})
+        assert r.status_code == 200 and r.json()["hits"][0]["id"] == added.id

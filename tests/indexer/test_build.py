@@ -16,6 +16,7 @@ from PIL import Image
 from carembed.embedder import Embedder
 from carembed.model import build_model
 from indexer.build import IndexBuildError
+from indexer.gate import GatePolicy
 from indexer.index import CarIndex, IndexNotReady
 from indexer.payload import CarFields, CarFilter, upload_payload
 from indexer.versions import AliasState
@@ -608,8 +609,11 @@ def test_a_collection_of_an_earlier_model_identity_is_rebuilt_not_served(
     index.engine.move_aliases(state, state.promoted(legacy))
     with pytest.raises(IndexNotReady):
         index.serving(small_embedder.version)
-    built = index.build(small_embedder, gallery, progress=False).collection
+    # No quality gate either: it would judge a collection nothing can serve any more (and
+    # refuse this gallery, too small to judge).
+    built = index.build(small_embedder, gallery, progress=False, gate=GatePolicy()).collection
     assert index.state().live == built != legacy
+    assert index.status().live_gate is None
     assert index.serving(small_embedder.version) == built
 
 
