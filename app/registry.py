@@ -21,10 +21,12 @@ import numpy as np
 from app.batcher import MicroBatcher
 from app.metrics import Metrics
 from app.settings import AppSettings
+from carembed.cpu import cpu_description
 from carembed.embedder import Embedder
 from carembed.engines import MissingGraph
 from carembed.identify import Calibration, calibration_of
 from carembed.identity import Precision, parse_embedding_version
+from carembed.int8_files import int8_check, int8_graph_path
 from carembed.model import CarEmbeddingModel
 from indexer.index import CarIndex
 
@@ -44,6 +46,9 @@ class ServingModel:
     embedder: Embedder
     batcher: MicroBatcher
     calibration: Calibration  # the model's identification vote and confidence maps
+    int8_check: dict[str, Any] | None = None
+    """The recorded check of the int8 graph it runs (with the CPU it was measured on and
+    this one's), None at float32."""
 
     @property
     def version(self) -> str:
@@ -64,7 +69,11 @@ def start_model(settings: AppSettings, metrics: Metrics, embedder: Embedder) -> 
     calibration = calibration_of(embedder.model.config)
     overrides = {"k": settings.identify_k, "temperature": settings.identify_temperature}
     changes = {key: value for key, value in overrides.items() if value is not None}
-    return ServingModel(embedder, batcher, calibration.model_copy(update=changes))
+    check = None
+    if embedder.precision == "int8":
+        report = int8_check(int8_graph_path(embedder.model, settings.layout.onnx))
+        check = None if report is None else report.model_dump() | {"this_cpu": cpu_description()}
+    return ServingModel(embedder, batcher, calibration.model_copy(update=changes), check)
 
 
 def make_embedder(

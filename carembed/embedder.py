@@ -18,10 +18,11 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from carembed.choices import EngineChoice
+from carembed.cpu import cpu_description, int8_sums
 from carembed.engines import Engine, EngineName, MissingGraph, OnnxEngine, TorchEngine
 from carembed.identity import Precision, embedding_version
 from carembed.images import ImageError, ImageLimits, ImageSource, load_image_with_size
-from carembed.int8_files import int8_graph_path
+from carembed.int8_files import int8_check, int8_graph_path
 from carembed.model import CarEmbeddingModel
 from carembed.preprocess import Preprocessing
 from carembed.region import Box
@@ -110,6 +111,26 @@ def resolve_engine(engine: EngineChoice, device: str | torch.device) -> EngineNa
     return "onnx" if torch.device(device).type == "cpu" else "torch"
 
 
+def _checked_here(graph: Path) -> bool:
+    """Whether the int8 graph's check holds on this CPU (``QuantizationReport.holds_here``);
+    logged when it does not: ``auto`` then runs float32."""
+    check = int8_check(graph)
+    if check is None or check.holds_here():
+        return True
+    logger.warning(
+        "the int8 graph %s was checked on %s, which sums int8 products %s; this CPU (%s) "
+        "sums them %s, so its vectors differ here: running float32. `carsearch model "
+        "quantize --check-only MODEL --data PHOTOS` scores it on this machine; "
+        "CARSEARCH_ENGINE=onnx-int8 runs it anyway",
+        graph,
+        check.cpu,
+        check.int8_sums,
+        cpu_description(),
+        int8_sums(),
+    )
+    return False
+
+
 class Embedder:
     """A model ready for inference on CPU or GPU, batched, with the engine of choice."""
 
@@ -169,8 +190,9 @@ class Embedder:
                 if required:
                     raise
             else:
-                self.engine_name = "onnx-int8"
-                return found
+                if required or _checked_here(graph):
+                    self.engine_name = "onnx-int8"
+                    return found
         self.engine_name = "onnx"
         return OnnxEngine(self.model, self.model_version, onnx_dir, threads)
 

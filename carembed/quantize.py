@@ -18,28 +18,33 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel
 
 from carembed.artifact import load_or_default
 from carembed.atomic import replace_durably, write_atomically
+from carembed.cpu import cpu_description, int8_sums
 from carembed.datasets import CarRecord, read_dataset
 from carembed.embedder import Embedder
 from carembed.engines import Engine, OnnxEngine
-from carembed.int8_files import int8_graph_path, rejection_path
+from carembed.int8_files import (
+    CHECK_KEY,
+    QuantizationReport,
+    int8_graph_path,
+    rejection_path,
+)
 from carembed.metrics import retrieval_metrics
 from carembed.model import CarEmbeddingModel
 
 logger = logging.getLogger(__name__)
 
 
-CHECK_KEY = "carsearch_int8_check"
-
-
 def stamp(path: Path, metadata: dict[str, str]) -> None:
-    """Add ``metadata`` to the ONNX graph at ``path`` (in place)."""
+    """Set ``metadata`` in the ONNX graph at ``path`` (in place; a key it had is replaced)."""
     import onnx
 
     graph = onnx.load(str(path))
+    kept = [p for p in graph.metadata_props if p.key not in metadata]
+    del graph.metadata_props[:]
+    graph.metadata_props.extend(kept)
     for key, value in metadata.items():
         entry = graph.metadata_props.add()
         entry.key, entry.value = key, value
@@ -66,7 +71,12 @@ def float_nodes(graph_path: Path, prefix: str = QUANTIZED_PREFIX) -> list[str]:
 def quantize_static_int8(fp32_path: Path, out_path: Path, calibration: np.ndarray) -> None:
     """QDQ int8 (per-channel weights) calibrated on ``calibration`` (N, 3, S, S) images, with
     ``float_nodes`` left in float32; the float32 graph's metadata (the model version) travels
-    along."""
+    along.
+
+    Weights use 7 of their 8 bits (``reduce_range``): on CPUs without VNNI, ONNX Runtime sums
+    pairs of uint8 x int8 products in 16 bits, which saturate with full-range weights, so the
+    same graph would score differently there; with 7-bit weights no pair can overflow and
+    every x86-64 CPU computes the same sums."""
     import onnx
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -104,44 +114,6 @@ def quantize_static_int8(fp32_path: Path, out_path: Path, calibration: np.ndarra
     onnx.save(target, str(out_path))
 
 
-class QuantizationReport(BaseModel):
-    """The quality gate's figures (photos/s at batch 1 and 16, R-Precision) and verdict."""
-
-    fp32_img_s: float
-    int8_img_s: float
-    fp32_batch1_img_s: float
-    int8_batch1_img_s: float
-    fp32_r_precision: float
-    int8_r_precision: float
-    checked_on: str
-    kept: bool = False
-
-    @property
-    def drop(self) -> float:
-        return self.fp32_r_precision - self.int8_r_precision
-
-    def decide(self, max_drop: float) -> None:
-        faster = (
-            self.int8_img_s > self.fp32_img_s and self.int8_batch1_img_s > self.fp32_batch1_img_s
-        )
-        self.kept = faster and self.drop < max_drop
-
-
-def int8_check(path: Path) -> QuantizationReport | None:
-    """The gate's figures stored in an int8 graph (None: no graph, or none recorded)."""
-    import onnx
-
-    if not path.is_file():
-        return None
-    try:
-        props = {
-            p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props
-        }
-        return QuantizationReport.model_validate_json(props[CHECK_KEY])
-    except Exception:  # a damaged or foreign file: no verdict
-        return None
-
-
 def measure_rate(
     forward: Callable[[np.ndarray], object], batch: np.ndarray, repeats: int = 3
 ) -> float:
@@ -154,10 +126,32 @@ def measure_rate(
 
 
 SPEED_BATCH = 16  # the service's largest micro-batch
+INT8_MARGIN = 0.005
+"""The most R-Precision the int8 graph may lose against float32 on the check's photos."""
 
 
 def _embed(engine: Engine, arrays: np.ndarray, batch: int = 32) -> np.ndarray:
     return np.concatenate([engine(arrays[i : i + batch]) for i in range(0, len(arrays), batch)])
+
+
+def _score(
+    fp32: Embedder, int8: Engine, evaluation: Sequence[CarRecord], checked_on: str
+) -> QuantizationReport:
+    """Both graphs' speed and R-Precision on ``evaluation``, here (no verdict yet)."""
+    arrays = np.stack([fp32.prepare(r.path) for r in evaluation])
+    _, labels = np.unique([r.class_name for r in evaluation], return_inverse=True)
+    speed = arrays[:SPEED_BATCH]
+    return QuantizationReport(
+        fp32_img_s=measure_rate(fp32.engine, speed),
+        int8_img_s=measure_rate(int8, speed),
+        fp32_batch1_img_s=measure_rate(fp32.engine, speed[:1], repeats=20),
+        int8_batch1_img_s=measure_rate(int8, speed[:1], repeats=20),
+        fp32_r_precision=retrieval_metrics(_embed(fp32.engine, arrays), labels)["r_precision"],
+        int8_r_precision=retrieval_metrics(_embed(int8, arrays), labels)["r_precision"],
+        checked_on=checked_on,
+        cpu=cpu_description(),
+        int8_sums=int8_sums(),
+    )
 
 
 def check_int8(
@@ -168,7 +162,7 @@ def check_int8(
     checked_on: str,
     *,
     calibration_images: int = 256,
-    max_drop: float = 0.005,
+    max_drop: float = INT8_MARGIN,
 ) -> QuantizationReport:
     """Quantize ``model`` (calibrated on up to ``calibration_images`` of ``calibration``), score
     both graphs on ``evaluation`` and keep the int8 graph where the model's int8 graph lives
@@ -184,18 +178,7 @@ def check_int8(
     quantize_static_int8(fp32.engine.path, staged, calibration_arrays)  # type: ignore[attr-defined]
     int8 = OnnxEngine(model, fp32.model_version, onnx_dir, None, int8_graph=staged)
 
-    arrays = np.stack([fp32.prepare(r.path) for r in evaluation])
-    _, labels = np.unique([r.class_name for r in evaluation], return_inverse=True)
-    speed = arrays[:SPEED_BATCH]
-    report = QuantizationReport(
-        fp32_img_s=measure_rate(fp32.engine, speed),
-        int8_img_s=measure_rate(int8, speed),
-        fp32_batch1_img_s=measure_rate(fp32.engine, speed[:1], repeats=20),
-        int8_batch1_img_s=measure_rate(int8, speed[:1], repeats=20),
-        fp32_r_precision=retrieval_metrics(_embed(fp32.engine, arrays), labels)["r_precision"],
-        int8_r_precision=retrieval_metrics(_embed(int8, arrays), labels)["r_precision"],
-        checked_on=checked_on,
-    )
+    report = _score(fp32, int8, evaluation, checked_on)
     report.decide(max_drop)
     note = rejection_path(target)
     if report.kept:
@@ -229,19 +212,43 @@ def quantize_and_check(
     onnx_dir: Path,
     *,
     calibration_images: int = 256,
-    max_drop: float = 0.005,
+    max_drop: float = INT8_MARGIN,
 ) -> QuantizationReport:
     """``carsearch model quantize``: the gate on ``split`` of ``data``, calibrated on its other
     photos."""
-    dataset = read_dataset(data)
-    evaluation = [r for r in dataset.records if r.split == split] or dataset.records
-    others = [r for r in dataset.records if r.split != split] or dataset.records
+    evaluation, others, checked_on = _evaluation(data, split)
     return check_int8(
         load_or_default(model_dir),
         onnx_dir,
         evaluation,
         others,
-        f"{split} of {data} ({len(evaluation)} photos)",
+        checked_on,
         calibration_images=calibration_images,
         max_drop=max_drop,
     )
+
+
+def _evaluation(data: Path, split: str) -> tuple[list[CarRecord], list[CarRecord], str]:
+    """``split`` of ``data`` (else all of it) to score, its other photos to calibrate on, and
+    how the photos are named in a report."""
+    dataset = read_dataset(data)
+    evaluation = [r for r in dataset.records if r.split == split] or dataset.records
+    others = [r for r in dataset.records if r.split != split] or dataset.records
+    return evaluation, others, f"{split} of {data} ({len(evaluation)} photos)"
+
+
+def recheck_int8(
+    model_dir: Path | None, data: Path, split: str, onnx_dir: Path, *, max_drop: float = INT8_MARGIN
+) -> QuantizationReport:
+    """``carsearch model quantize --check-only``: the model's int8 graph as it is, scored against
+    its float32 graph on this machine (ONNX Runtime's int8 kernels differ by CPU); ``kept``
+    says whether it keeps within ``max_drop`` and is faster here. Nothing is written.
+    MissingGraph when the model has no int8 graph."""
+    model = load_or_default(model_dir)
+    fp32 = Embedder(model, engine="onnx", onnx_dir=onnx_dir)
+    graph = int8_graph_path(model, onnx_dir)
+    int8 = OnnxEngine(model, fp32.model_version, onnx_dir, None, int8_graph=graph)
+    evaluation, _, checked_on = _evaluation(data, split)
+    report = _score(fp32, int8, evaluation, checked_on)
+    report.decide(max_drop)
+    return report

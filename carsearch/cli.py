@@ -31,9 +31,9 @@ logger = logging.getLogger("carsearch")
 
 def _model_info(args: argparse.Namespace) -> int:
     from carembed.artifact import load_or_default
+    from carembed.cpu import cpu_description
     from carembed.identity import Precision, embedding_version
-    from carembed.int8_files import int8_graph_path
-    from carembed.quantize import int8_check
+    from carembed.int8_files import int8_check, int8_graph_path
 
     model = load_or_default(args.dir, device="cpu")
     config = model.config
@@ -58,12 +58,15 @@ def _model_info(args: argparse.Namespace) -> int:
     emit(
         "int8 graph      "
         + (
-            f"passed the gate on {check.checked_on}: {check.int8_img_s / check.fp32_img_s:.2f}x "
-            f"photos/s, R-Precision {check.fp32_r_precision:.4f} -> {check.int8_r_precision:.4f}"
+            f"passed the int8 check on {check.checked_on}: "
+            f"{check.int8_img_s / check.fp32_img_s:.2f}x photos/s, R-Precision "
+            f"{check.fp32_r_precision:.4f} -> {check.int8_r_precision:.4f}, measured on CPU "
+            f"{check.cpu or 'not recorded'}"
             if check is not None
             else "none (float32)"
         )
     )
+    emit(f"this CPU        {cpu_description()}")
     precisions: tuple[Precision, ...] = ("float32", "int8") if check is not None else ("float32",)
     versions = ", ".join(embedding_version(model.version(), p) for p in precisions)
     emit(f"vectors         {versions}")
@@ -87,23 +90,46 @@ def _model_flip(args: argparse.Namespace) -> int:
 
 
 def _model_quantize(args: argparse.Namespace) -> int:
-    from carembed.quantize import quantize_and_check
+    from carembed.cpu import cpu_description
+    from carembed.engines import MissingGraph
+    from carembed.quantize import INT8_MARGIN, quantize_and_check, recheck_int8
 
-    report = quantize_and_check(
-        args.dir, args.data, args.split, onnx_dir(args.onnx_dir), max_drop=args.max_drop
-    )
+    margin = INT8_MARGIN if args.max_drop is None else args.max_drop
+    if args.check_only:
+        try:
+            report = recheck_int8(
+                args.dir, args.data, args.split, onnx_dir(args.onnx_dir), max_drop=margin
+            )
+        except MissingGraph as exc:
+            logger.error("%s", exc)
+            return 2
+    else:
+        report = quantize_and_check(
+            args.dir, args.data, args.split, onnx_dir(args.onnx_dir), max_drop=margin
+        )
     emit(f"{'graph':6} {'img/s':>8} {'R-Precision':>12}")
     emit(f"{'fp32':6} {report.fp32_img_s:8.1f} {report.fp32_r_precision:12.4f}")
     emit(f"{'int8':6} {report.int8_img_s:8.1f} {report.int8_r_precision:12.4f}")
-    verdict = (
-        "kept: --engine auto runs it (CARSEARCH_INT8=false: float32)" if report.kept else "not kept"
-    )
+    emit(f"measured on {report.checked_on}, CPU {cpu_description()}")
+    if args.check_only:
+        verdict = (
+            f"within the margin {margin} and faster here: int8 can serve on this machine"
+            if report.kept
+            else "not within the margin or not faster here: serve float32 on this machine "
+            "(CARSEARCH_INT8=false)"
+        )
+    else:
+        verdict = (
+            "kept: --engine auto runs it (CARSEARCH_INT8=false: float32)"
+            if report.kept
+            else "not kept"
+        )
     emit(
         f"speed-up {report.int8_img_s / report.fp32_img_s:.2f}x at batch 16, "
         f"{report.int8_batch1_img_s / report.fp32_batch1_img_s:.2f}x at batch 1, "
         f"R-Precision drop {report.drop:+.4f}: {verdict}"
     )
-    return 0
+    return 0 if report.kept or not args.check_only else 3
 
 
 def _embed(args: argparse.Namespace) -> int:
@@ -252,7 +278,15 @@ def build_parser() -> argparse.ArgumentParser:
     quantize.add_argument("--data", type=Path, required=True, help="labelled photos")
     quantize.add_argument("--split", default="val", help="split scored for the quality check")
     quantize.add_argument("--onnx-dir", type=Path, default=None, help="default: the data folder's")
-    quantize.add_argument("--max-drop", type=float, default=0.005)
+    quantize.add_argument(
+        "--max-drop", type=float, default=None, help="R-Precision margin (default: the check's)"
+    )
+    quantize.add_argument(
+        "--check-only",
+        action="store_true",
+        help="re-score the model's int8 graph against float32 on this machine and say whether "
+        "it keeps within --max-drop (exit 0) or not (exit 3); writes nothing",
+    )
     quantize.set_defaults(handler=_model_quantize)
     stored_models.add_parsers(model_commands, add_qdrant_args, open_index, emit)
     index_commands.add_parser(commands)

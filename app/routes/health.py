@@ -31,6 +31,7 @@ async def readyz(request: Request) -> JSONResponse:
         "model_loaded": True,
         "model_version": model.version,
         "model_engine": model.embedder.engine_name,
+        "int8_check": model.int8_check,
         "indexing": services.indexing.snapshot(),
         "uptime_s": round(time.time() - services.started, 1),
     }

@@ -14,6 +14,7 @@ from carembed.artifact import load_model
 from carembed.datasets import read_dataset
 from carembed.embedder import Embedder
 from carembed.model import build_model
+from carsearch.cli import main
 from tests.conftest import stub_rates
 from tests.training.conftest import make_shapes_dataset
 from training.evaluate import evaluate
@@ -90,8 +91,7 @@ def test_partial_recipe_trains_and_exports_the_last_blocks(
     shapes: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from carembed import quantize as quantization
-    from carembed.int8_files import rejection_path
-    from carembed.quantize import int8_check
+    from carembed.int8_files import int8_check, rejection_path
 
     caplog.set_level("INFO", logger="carembed.quantize")
     # An int8 graph slower than float32: the gate at export must refuse it.
@@ -223,7 +223,8 @@ def test_int8_gate_keeps_the_graph_only_when_faster_and_as_accurate(
     from carembed import quantize as quantization
     from carembed.artifact import INT8_FILE, save_model
     from carembed.engines import MissingGraph
-    from carembed.quantize import int8_check, quantize_and_check
+    from carembed.int8_files import int8_check
+    from carembed.quantize import quantize_and_check
 
     with pytest.raises(MissingGraph, match="carsearch model quantize"):
         Embedder(build_model("mobilenet_v2"), engine="onnx-int8", onnx_dir=tmp_path)
@@ -246,6 +247,16 @@ def test_int8_gate_keeps_the_graph_only_when_faster_and_as_accurate(
     (direct,) = ort.InferenceSession(str(graph)).run(["embeddings"], {"images": arrays})
     np.testing.assert_allclose(auto.embed(images), direct, atol=1e-5)  # runs the kept graph
     assert np.abs(fp32.embed(images) - direct).max() > 1e-4  # which is not the float32 one
+
+    # --check-only re-scores the graph as it is on this machine and writes nothing
+    before = graph.read_bytes()
+    common = ["model", "quantize", str(model_dir), "--data", str(shapes), "--onnx-dir", str(onnx)]
+    assert main([*common, "--check-only", "--max-drop", "1"]) == 0
+    assert main([*common, "--check-only", "--max-drop", "-1"]) == 3  # outside the margin
+    assert graph.read_bytes() == before
+    bare = tmp_path / "bare"
+    save_model(build_model("mobilenet_v2"), bare)
+    assert main(["model", "quantize", str(bare), "--data", str(shapes), "--check-only"]) == 2
 
     copy = tmp_path / "copy"  # a copy of the model (as stored with the index) keeps its graph
     save_model(load_model(model_dir), copy)
