@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from app.deps import decoding, json_field, on_serving
+from app.deps import decoding, json_field, store
 from app.problems import Problem
 from app.registry import ServingModel
 from app.routes.images import jpeg_thumbnail
@@ -124,10 +124,10 @@ async def store_car(
     with Image.open(io.BytesIO(photo.data)) as probe:  # already decoded once: only its format
         suffix = (probe.format or "img").lower()
     try:
-        added = await on_serving(
+        added = await store(
             services,
-            serving,
             services.index.add_photo,
+            serving.version,
             photo.data,
             suffix,
             photo.size,

@@ -27,9 +27,9 @@ from carembed.images import (
 from carembed.region import Box
 from indexer.engine import CollectionMissing, StoreError, single_attempt
 from indexer.fields import Condition, FieldError
-from indexer.index import IndexNotReady
 from indexer.listing import CursorError, ExternalIdTaken, UnknownCars
 from indexer.payload import StoredCar
+from indexer.served import IndexNotReady
 
 T = TypeVar("T")
 
@@ -120,7 +120,7 @@ def json_field(name: str, text: str | None) -> Any:
         return None
     try:
         return json.loads(text)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
         raise Problem(422, "invalid-request", "Invalid JSON", f"{name} is not valid JSON") from exc
 
 

@@ -116,26 +116,33 @@ class ModelRegistry:
         return found
 
     async def adopt(self, model: ServingModel, collection: str, on_store: OnStore) -> None:
-        """Serve ``model`` from ``collection`` once the uploads it lacks are added."""
-        added, deleted = await on_store(
-            MODEL_LOAD_S, self.index.sync_uploads, collection, model.embedder
-        )
+        """Serve ``model`` from ``collection`` once it is joined (brought up to date with the
+        ledger, the cars added meanwhile embedded with ``model``); joined again after the
+        switch, for the cars the previous model added in between."""
+        served = self.index.served
+        caught_up = await on_store(MODEL_LOAD_S, served.join, collection, model.embedder)
         previous, self.serving = self.serving, model
+        self.index.served.forget_serving()
+        after = await on_store(MODEL_LOAD_S, served.join, collection, model.embedder)
         if self.settings.model_dir is None:  # no model named: the live one is this service's
             self.configured = model.embedder
         self.retire_unused()
         logger.info(
-            "now serving %s from %s (was %s; uploads caught up: +%d -%d)",
+            "now serving %s from %s (was %s; caught up: +%d -%d)",
             model.version,
             collection,
             previous.version,
-            added,
-            deleted,
+            caught_up.added + after.added,
+            caught_up.deleted + after.deleted,
         )
 
     async def follow_once(self, on_store: OnStore) -> None:
-        """If the alias names a collection of other vectors than the ones serving: load the
-        model that made them and switch to it."""
+        """Join the collections that can go live (``ServedCollections.join_all``); then, if the
+        alias names a collection of other vectors than the ones serving: load the model that
+        made them and switch to it."""
+        await on_store(MODEL_LOAD_S, self.index.served.join_all, self.serving.embedder)
+        if not self.settings.follow_live_model:
+            return
         state = await on_store(self.settings.store_deadline_s, self.index.state)
         live, version = state.live, state.live_version
         if live is None or version is None or version == self.serving.version:
@@ -182,9 +189,10 @@ class ModelRegistry:
             return None
 
     async def follow(self, on_store: OnStore) -> None:
-        """Switch to the model of the collection the alias names, whenever it changes (unless
-        this service is pinned to its configured model)."""
-        while self.settings.follow_live_model:
+        """Join the collections that can go live as they appear, and switch to the model of the
+        collection the alias names whenever it changes (unless this service is pinned to its
+        configured model)."""
+        while True:
             await asyncio.sleep(self.settings.model_poll_s)
             try:
                 await self.follow_once(on_store)

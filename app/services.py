@@ -104,11 +104,10 @@ async def build_services(settings: AppSettings) -> Services:
     services = Services(
         settings, index, metrics, ModelRegistry(settings, metrics, index, configured)
     )
-    if settings.follow_live_model:  # the live collection's model, if it is another one
-        try:
-            await services.models.follow_once(services.on_store)
-        except Exception as exc:  # a store that does not answer delays nothing
-            logger.warning("the live collection's model is not known yet (%s)", exc)
+    try:  # join what can go live; the live collection's model, if it is another one
+        await services.models.follow_once(services.on_store)
+    except Exception as exc:  # a store that does not answer delays nothing
+        logger.warning("the live collection's model is not known yet (%s)", exc)
     logger.info(
         "model %s serving; store %s (%s)",
         services.model.version,

@@ -342,6 +342,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from indexer.build import IndexBuildError
     from indexer.dataset_export import ExportError
     from indexer.engine import StoreError
+    from indexer.gate import GateError
 
     try:
         return int(args.handler(args))
@@ -353,6 +354,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except IndexBuildError as exc:
         logger.error("%s", exc)
         return 1
-    except (ArtifactError, BackboneError, DatasetError, ExportError, StoreError) as exc:
+    except (ArtifactError, BackboneError, DatasetError, ExportError, GateError, StoreError) as exc:
         logger.error("%s", exc)
         return 2

@@ -19,10 +19,11 @@ from carembed.embedder import Embedder
 from carembed.identity import parse_embedding_version
 from indexer.build_plan import Desired, PayloadFor, gallery_digest, plan_sync, still_current
 from indexer.dataset_export import GALLERY_ROOT_KEY
-from indexer.engine import Engine, NewPoint, StoreError, VectorStore
+from indexer.engine import CollectionHeld, Engine, NewPoint, StoreError, VectorStore
 from indexer.fields import FieldSchema
 from indexer.gallery import GalleryItem, GalleryScan, scan_gallery
 from indexer.gate import GATE_KEY
+from indexer.reconcile import Reconciled
 from indexer.uploads import UploadLedger
 from indexer.versions import (
     embedding_version_of,
@@ -30,12 +31,16 @@ from indexer.versions import (
     stale_collections,
     unfinished_build,
 )
-from indexer.writes import BatchHook, IndexReport, apply_edits, sync_uploads, write
+from indexer.writes import BatchHook, IndexReport, write
 
 logger = logging.getLogger(__name__)
 
 SKIPPED_KEY = "carsearch_skipped_sha256"
 GALLERY_KEY = "carsearch_gallery_digest"
+
+
+Join = Callable[[str, Embedder], Reconciled]
+"""Brings a collection up to date with the ledger and makes writes reach it."""
 
 
 class IndexBuildError(RuntimeError):
@@ -148,6 +153,15 @@ def _reusable_live(engine: VectorStore, live: str | None, version: str) -> str |
     return live
 
 
+def _held(engine: VectorStore, name: str) -> bool:
+    """Whether another process holds the collection (a service that has not let go of it)."""
+    try:
+        engine.count(name)
+    except CollectionHeld:
+        return True
+    return False
+
+
 def _judged(live: str, version: str) -> bool:
     """Whether a build of ``version`` replacing ``live`` goes past the quality gate: when the
     live collection holds other vectors that a service can serve. One named by a model version
@@ -175,12 +189,15 @@ def build_full(
     progress: bool = True,
     on_moved: Callable[[], None] | None = None,
     gate: Callable[[str, str], dict[str, Any]] | None = None,
+    join: Join | None = None,
 ) -> IndexReport:
     """Index the whole gallery (and the ledger's uploads) into a new collection, then move
     ``alias`` to it atomically (``on_moved`` runs then, before old collections are dropped).
     When the live collection holds another model's vectors, ``gate(live, new)`` runs before
     the move: it raises to keep the alias where it is (the new collection stays, for
-    inspection), or returns its verdict, kept in the new collection's metadata."""
+    inspection), or returns its verdict, kept in the new collection's metadata. ``join``
+    brings the new collection up to date with the ledger after the bulk writes and makes this
+    process's writes reach it (``ServedCollections.join``)."""
     started = time.perf_counter()
     schema = schema or FieldSchema({})
     scan = scan_gallery(gallery)
@@ -201,6 +218,8 @@ def build_full(
         _check_failures(report, max_failure_share, alias, state.live)
         return report
     target = unfinished_build(alias, embedder.version, engine.collections(), state)
+    if target is not None and _held(engine, target):
+        target = None
     if target is None:
         target = new_collection_name(alias, embedder.version)
         engine.create(target, embedder.dim, bulk=True)
@@ -219,28 +238,37 @@ def build_full(
         progress=progress,
         reuse_from=reuse,
     )
-    if report.total_points != len(wanted):
+    stored = {pid for pid, _ in engine.scroll(target, ["source"])}
+    dead = ledger.tombstones() if ledger is not None else set()
+    if lost := wanted - stored - dead:  # what it should hold, less what was deleted meanwhile
         raise IndexBuildError(
-            f"{target} holds {report.total_points} points, expected {len(wanted)}; "
+            f"{target} lacks {len(lost)} of the {len(wanted)} cars it should hold; "
             f"the alias {alias!r} still points to {state.live}"
         )
     _check_failures(report, max_failure_share, alias, state.live)
-    if ledger is not None:  # cars added or deleted through the API while this build ran
-        added, deleted = sync_uploads(engine, target, embedder, ledger)
-        report.indexed, report.deleted = report.indexed + added, report.deleted + deleted
+    if join is not None:  # cars added, edited or deleted through the API while this ran
+        caught_up = join(target, embedder)
+        report.indexed, report.deleted = (
+            report.indexed + caught_up.added,
+            report.deleted + caught_up.deleted,
+        )
     if gate and state.live is not None and _judged(state.live, embedder.version):
         verdict = gate(state.live, target)
         engine.set_metadata(target, engine.metadata(target) | {GATE_KEY: verdict})
-    engine.seal(target)
+    report.total_points = engine.count(target)
+    engine.seal(target)  # from here on, another process (the service) may hold it
     after = state.promoted(target)
     engine.move_aliases(state, after)
     logger.info("alias %s -> %s (previous: %s)", alias, target, after.previous)
     if on_moved is not None:
         on_moved()
     for name in stale_collections(alias, engine.collections(), after):
-        logger.info("deleting old collection %s", name)
-        engine.drop(name)
-    report.total_points = engine.count(target)
+        try:
+            engine.drop(name)
+        except CollectionHeld:
+            logger.info("old collection %s is still open in another process: kept", name)
+        else:
+            logger.info("deleted old collection %s", name)
     report.seconds = time.perf_counter() - started
     return report
 
@@ -268,6 +296,7 @@ def update_incremental(
     num_workers: int = 0,
     on_batch: BatchHook | None = None,
     progress: bool = True,
+    join: Join | None = None,
 ) -> IndexReport:
     """Add new files to the live collection, delete points whose files are gone, bring changed
     payloads up to date, skip the rest. What was added is searchable at once, and indexed
@@ -293,8 +322,12 @@ def update_incremental(
         on_batch=on_batch,
         progress=progress,
     )
-    if ledger is not None:  # a full build applies them in its last step, sync_uploads
-        apply_edits(engine, live, ledger)
+    if join is not None:  # a full build does this in its last step
+        caught_up = join(live, embedder)
+        report.indexed, report.deleted = (
+            report.indexed + caught_up.added,
+            report.deleted + caught_up.deleted,
+        )
     if report.indexed or report.deleted:
         engine.optimize(live)
     return report

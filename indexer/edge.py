@@ -17,8 +17,10 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import shutil
 import threading
+import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,7 @@ from indexer import edge_requests as requests
 from indexer.edge_stores import EdgeAliases, EdgeModelCopies
 from indexer.engine import (
     BATCH,
+    CollectionHeld,
     CollectionMissing,
     NewPoint,
     Query,
@@ -60,6 +63,7 @@ def _check_not_local_mode(root: Path) -> None:
 
 class EdgeEngine(EdgeAliases, EdgeModelCopies):
     name = "edge"
+    shared_writes = False
 
     def __init__(self, settings: StoreSettings) -> None:
         import qdrant_edge as qe
@@ -79,7 +83,8 @@ class EdgeEngine(EdgeAliases, EdgeModelCopies):
         return self.root / "collections" / name
 
     def collections(self) -> list[str]:
-        return sorted(p.name for p in (self.root / "collections").iterdir() if p.is_dir())
+        folders = (self.root / "collections").iterdir()
+        return sorted(p.name for p in folders if p.is_dir() and not p.name.startswith("."))
 
     def _config(self, dim: int) -> Any:
         qe, s = self._qe, self._settings
@@ -151,7 +156,7 @@ class EdgeEngine(EdgeAliases, EdgeModelCopies):
             return self._qe.EdgeShard.load(str(path))
         except Exception as exc:
             if "WouldBlock" in str(exc):
-                raise StoreError(
+                raise CollectionHeld(
                     f"the collection {name} of the embedded store {self.root} is open in "
                     "another process (a running `carsearch serve`?). Builds write a new "
                     "collection and can run beside the service; changing the live one "
@@ -175,8 +180,21 @@ class EdgeEngine(EdgeAliases, EdgeModelCopies):
             shard.close()
 
     def drop(self, name: str) -> None:
+        """Delete the collection; CollectionHeld (nothing deleted) while another process holds
+        it. Its folder is moved away while this process holds its lock, so no other process
+        can open it half deleted."""
         self._let_go([name])
-        shutil.rmtree(self._path(name), ignore_errors=True)
+        path = self._path(name)
+        if not path.is_dir():
+            return
+        shard = self._load(name) if (path / "edge_config.json").is_file() else None
+        trash = path.with_name(f".dropped-{name}-{uuid.uuid4().hex}")
+        try:
+            os.replace(path, trash)
+        finally:
+            if shard is not None:
+                shard.close()
+        shutil.rmtree(trash, ignore_errors=True)
 
     def release(self, keep: set[str]) -> None:
         with self._lock:

@@ -45,6 +45,11 @@ class StoreError(RuntimeError):
     """The store cannot be used: held by another process, unreachable, of an old format."""
 
 
+class CollectionHeld(StoreError):
+    """Another process holds this collection (the embedded store: a build writing it, or a
+    service serving it); this one can write it once that process lets it go."""
+
+
 def check_alias(expected: AliasState, found: AliasState) -> None:
     """The compare of an alias move's compare-and-swap: StoreError when the alias is not
     where the move expected it (another process moved it)."""
@@ -130,6 +135,9 @@ class ModelCopyStore(Protocol):
 
 class VectorStore(Protocol):
     name: str
+    shared_writes: bool
+    """Whether several processes can write one collection at once (a server: yes; the
+    embedded store: a collection is written by the one process that holds it)."""
 
     def collections(self) -> list[str]: ...
 

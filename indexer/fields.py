@@ -96,15 +96,50 @@ def parse_declared(text: str) -> dict[str, FieldKind]:
     return declared
 
 
+INT64 = (-(2**63), 2**63 - 1)
+"""The integers a payload index holds."""
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and INT64[0] <= value <= INT64[1]
+
+
 def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    return _is_int(value) or (isinstance(value, float) and math.isfinite(value))
+
+
+def _is_text(value: object) -> bool:
+    """A string that can be stored: UTF-8 (no lone surrogate from a JSON ``\\ud800``)."""
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def check_storable(value: object, where: str = "value") -> None:
+    """FieldError unless ``value`` (a payload, or part of one) can be stored as it is: texts
+    in UTF-8, integers within 64 bits, finite numbers."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            check_storable(key, where)
+            check_storable(item, f"{where}.{key}")
+    elif isinstance(value, list | tuple):
+        for item in value:
+            check_storable(item, where)
+    elif isinstance(value, str) and not _is_text(value):
+        raise FieldError(f"{where}: not valid UTF-8 text (a lone surrogate)")
+    elif isinstance(value, int | float) and not isinstance(value, bool) and not _is_number(value):
+        raise FieldError(f"{where}: numbers are finite, integers within 64 bits")
 
 
 def _fits(kind: FieldKind, value: object) -> bool:
     if kind == "keyword":
-        return isinstance(value, str)
+        return _is_text(value)
     if kind == "integer":
-        return isinstance(value, int) and not isinstance(value, bool)
+        return _is_int(value)
     if kind == "float":
         return _is_number(value)
     return isinstance(value, bool)
@@ -165,8 +200,11 @@ class FieldSchema:
     def check_attribute(self, name: str, value: object) -> None:
         if not ATTRIBUTE_NAME.fullmatch(name):
             raise FieldError(f"attribute name {name!r} does not match ^[a-z][a-z0-9_]{{0,63}}$")
-        if not (isinstance(value, str | bool) or _is_number(value)):
-            raise FieldError(f"attribute {name!r}: values are strings, numbers or booleans")
+        if not (_is_text(value) or isinstance(value, bool) or _is_number(value)):
+            raise FieldError(
+                f"attribute {name!r}: values are UTF-8 strings, finite numbers (integers "
+                "within 64 bits) or booleans"
+            )
         if isinstance(value, str) and len(value) > MAX_TEXT:
             raise FieldError(f"attribute {name!r}: at most {MAX_TEXT} characters")
         kind = self.declared.get(name)

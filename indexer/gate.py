@@ -88,6 +88,10 @@ class GateRefused(RuntimeError):
         self.verdict = verdict
 
 
+class GateError(RuntimeError):
+    """The quality gate could not judge the new model (the alias stays where it is)."""
+
+
 def _sample(
     engine: VectorStore, collection: str, trained_on: TrainedOn, size: int
 ) -> tuple[list[str], list[str], int]:

@@ -3,10 +3,9 @@ index, on either engine."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
-import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,9 +14,9 @@ from typing import Any, TypeVar
 import numpy as np
 
 from carembed.embedder import Embedder
-from indexer import build, writes
-from indexer.engine import CollectionMissing, Engine, NewPoint, Query
-from indexer.fields import Match
+from indexer import build
+from indexer.engine import CollectionHeld, CollectionMissing, Engine, NewPoint, Query
+from indexer.fields import Match, check_storable
 from indexer.gate import GATE_KEY, GatePolicy
 from indexer.grouping import Grouped
 from indexer.listing import Listings
@@ -32,6 +31,7 @@ from indexer.payload import (
     upload_payload,
 )
 from indexer.rollout_gate import RolloutGate
+from indexer.served import IndexNotReady, ServedCollections
 from indexer.settings import StoreSettings
 from indexer.uploads import UploadLedger
 from indexer.versions import AliasState, embedding_version_of
@@ -39,13 +39,6 @@ from indexer.writes import BatchHook, IndexReport
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
-
-SERVING_TTL_S = 2.0
-"""How long a process trusts its answer to "which collection serves my model"."""
-
-
-class IndexNotReady(LookupError):
-    """No collection holds this model's vectors (yet)."""
 
 
 @dataclass(frozen=True)
@@ -78,11 +71,10 @@ class CarIndex:
     def __init__(self, engine: Engine, settings: StoreSettings) -> None:
         self.engine, self.settings, self.alias = engine, settings, settings.alias
         self.ledger = UploadLedger(settings.layout)
+        self.served = ServedCollections(engine, self.alias, self.ledger)
         self.models = ModelCopies(engine, settings.layout.models)
         self.fields = settings.fields()
         self.listings = Listings(self)
-        self._serving: dict[str, tuple[float, str]] = {}
-        self._lock = threading.Lock()
 
     @classmethod
     def open(cls, settings: StoreSettings | None = None) -> CarIndex:
@@ -94,35 +86,14 @@ class CarIndex:
 
     # -- versions --------------------------------------------------------------------------
     def state(self) -> AliasState:
-        return self.engine.alias_state(self.alias)
+        return self.served.state()
 
     def serving(self, version: str) -> str:
-        """The collection holding these vectors: the live one, or during a rollout the
-        previous one. Looked up at most every ``SERVING_TTL_S``; raises IndexNotReady."""
-        now = time.monotonic()
-        cached = self._serving.get(version)
-        if cached is not None and now - cached[0] < SERVING_TTL_S:
-            return cached[1]
-        state = self.state()
-        name = state.serving(version)
-        if name is None:
-            raise IndexNotReady(f"no collection holds vectors of {version}")
-        with self._lock:
-            if cached is not None and cached[1] != name:
-                logger.info("vectors %s now served from %s", version, name)
-            self._serving[version] = (now, name)
-        self.engine.release(set(state.collections))
-        return name
+        """The collection to read these vectors from (``ServedCollections.serving``)."""
+        return self.served.serving(version)
 
     def on_serving(self, version: str, operation: Callable[[str], T]) -> T:
-        """``operation(collection)`` on the collection serving these vectors. If that collection
-        went away meanwhile (a build moved the alias and dropped it), look again and retry
-        once: a rollout never surfaces as a missing collection."""
-        try:
-            return operation(self.serving(version))
-        except CollectionMissing:
-            self._forget_serving()
-            return operation(self.serving(version))
+        return self.served.on_serving(version, operation)
 
     def status(self) -> IndexStatus:
         state = self.state()
@@ -193,17 +164,23 @@ class CarIndex:
         cars = self.engine.retrieve(collection, [car_id], with_vectors=with_vector)
         return cars[0] if cars else None
 
-    def add(
-        self, collection: str, data: bytes, vector: np.ndarray, payload: CarPayload
-    ) -> StoredCar:
+    def add(self, data: bytes, vector: np.ndarray, payload: CarPayload) -> StoredCar:
         """A car added through the API: its photo and payload go to the upload ledger (so that
-        every later build keeps it), its point into ``collection``, searchable at once. A car
-        that had the same external id is deleted (after the new one is in)."""
+        every later build keeps it), its point into every joined collection of its vectors'
+        embedding version (``payload.model_version``), searchable at once. A car that had the
+        same external id is deleted (after the new one is in). IndexNotReady, with nothing
+        written, when this process serves no collection of those vectors."""
+        check_storable(payload.to_payload(), "car")
+        version = payload.model_version or ""
+        self.served.ensure_joined()
+        if not any(embedding_version_of(n) == version for n in self.served.joined):
+            raise IndexNotReady(f"no collection of {version} is open for writes yet")
         car_id = point_id(payload.sha256 or "")
         with self.ledger.claiming(payload.external_id):
             with self.ledger.writing(car_id):
                 upload = self.ledger.add(data, payload)
-                self.engine.upsert(collection, [NewPoint(upload.id, vector, payload)])
+                point = NewPoint(upload.id, vector, payload)
+                self.served.for_each(lambda name: self.engine.upsert(name, [point]), version)
             if payload.external_id is not None:
                 for other in self.listings.with_external_id(payload.external_id):
                     if other != car_id:
@@ -212,7 +189,7 @@ class CarIndex:
 
     def add_photo(
         self,
-        collection: str,
+        version: str,
         data: bytes,
         suffix: str,
         size: tuple[int, int],
@@ -220,34 +197,31 @@ class CarIndex:
         car: CarFields,
         listing: Listing,
     ) -> StoredCar:
-        """``add`` for a photo's bytes (``suffix``: its format's file suffix) and what is known
-        of the car: the payload is made here, for the collection's model."""
+        """``add`` for a photo's bytes (``suffix``: its format's file suffix), its vector of the
+        embedding ``version`` and what is known of the car."""
         sha = hashlib.sha256(data).hexdigest()
-        version = embedding_version_of(collection) or ""
         payload = upload_payload(car, sha, f"{sha}.{suffix}", size, version, listing)
-        return self.add(collection, data, vector, payload)
+        return self.add(data, vector, payload)
+
+    def find(self, car_id: str) -> StoredCar | None:
+        """The car as a collection this process writes (else the live or previous) holds it."""
+        for name in [*sorted(self.served.joined), *self.state().collections]:
+            with contextlib.suppress(CollectionMissing, CollectionHeld):
+                if (car := self.get(name, car_id)) is not None:
+                    return car
+        return None
 
     def delete(self, car_id: str) -> StoredCar | None:
-        """Delete a car for good: from the live and previous collections, its uploaded photo,
-        and from every later build (a tombstone). Returns what was deleted, or None."""
+        """Delete a car for good: the ledger's tombstone (every later build and every collection
+        joined later drops it), then every joined collection, its uploaded photo. Returns what
+        was deleted, or None."""
+        self.served.ensure_joined()
         with self.ledger.writing(car_id):
-            state = self.state()
-            found: StoredCar | None = None
-            for name in state.collections:
-                try:
-                    found = found or self.get(name, car_id)
-                    self.engine.delete(name, [car_id])
-                except CollectionMissing:
-                    continue
+            found = self.find(car_id)
             if found is not None:
                 self.ledger.delete(car_id, found.payload)
+                self.served.for_each(lambda name: self.engine.delete(name, [car_id]))
         return found
-
-    def sync_uploads(self, collection: str, embedder: Embedder) -> tuple[int, int]:
-        """Add the uploads ``collection`` lacks (embedded with ``embedder``), drop the deleted
-        ones: what a process does when it starts serving a collection. (added, deleted)."""
-        self.engine.index_fields(collection)
-        return writes.sync_uploads(self.engine, collection, embedder, self.ledger)
 
     def count(self, collection: str) -> int:
         return self.engine.count(collection)
@@ -257,15 +231,10 @@ class CarIndex:
         return Match(self.fields.key(field), value)
 
     # -- builds ------------------------------------------------------------------------------
-    def _forget_serving(self) -> None:
-        """After this process moved the alias, look it up again at the next search."""
-        with self._lock:
-            self._serving.clear()
-
     def ensure_live(self, embedder: Embedder) -> str:
         self.models.save(embedder.model)
         live = build.ensure_live(self.engine, self.alias, embedder)
-        self._forget_serving()
+        self.served.forget_serving()
         return live
 
     def build(
@@ -295,11 +264,12 @@ class CarIndex:
                 max_failure_share=max_failure_share,
                 on_batch=on_batch,
                 progress=progress,
-                on_moved=self._forget_serving,
+                on_moved=self.served.forget_serving,
                 gate=check,
+                join=self.served.join,
             )
         finally:
-            self._forget_serving()
+            self.served.forget_serving()
 
     def update(
         self,
@@ -323,6 +293,7 @@ class CarIndex:
             num_workers=num_workers,
             on_batch=on_batch,
             progress=progress,
+            join=self.served.join,
         )
 
     def snapshot(self, out: Path) -> Path:
@@ -342,7 +313,7 @@ class CarIndex:
         except LookupError as exc:
             raise build.IndexBuildError(str(exc)) from exc
         self.engine.move_aliases(state, after)
-        self._forget_serving()
         logger.info("alias %s -> %s (rolled back from %s)", self.alias, after.live, state.live)
+        self.served.forget_serving()
         assert after.live is not None
         return after.live

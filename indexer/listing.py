@@ -24,7 +24,7 @@ import numpy as np
 
 from carembed.atomic import write_atomically
 from indexer.engine import CollectionMissing, Recommend
-from indexer.fields import MAX_ATTRIBUTES, FieldError
+from indexer.fields import MAX_ATTRIBUTES, FieldError, check_storable
 from indexer.files import locked
 from indexer.payload import CarFilter, CarPayload, StoredCar, edit_changes
 
@@ -76,32 +76,32 @@ class Listings:
     # -- edits -----------------------------------------------------------------------------
     def edit(self, car_id: str, patch: dict[str, Any]) -> StoredCar | None:
         """Apply ``patch`` (a JSON merge patch of car fields, ``external_id`` and
-        ``attributes``) to the car in the live and previous collections and keep it in the
-        ledger for every later build. None when there is no such car; ExternalIdTaken when
-        another car has the external id it sets."""
+        ``attributes``): kept in the ledger for every later build and collection, then made in
+        every collection this process writes. None when there is no such car; ExternalIdTaken
+        when another car has the external id it sets; FieldError, with nothing written, when
+        the edited car could not be stored."""
         index, ledger = self._index, self._index.ledger
+        index.served.ensure_joined()
         with ledger.claiming(patch.get("external_id")), ledger.writing(car_id):
-            state = index.state()
-            stored: dict[str, StoredCar] = {}
-            for name in state.collections:
-                with contextlib.suppress(CollectionMissing):
-                    if (car := index.get(name, car_id)) is not None:
-                        stored[name] = car
-            if not stored:
+            car = index.find(car_id)
+            if car is None:
                 return None
             external = patch.get("external_id")
             if external is not None and set(self.with_external_id(external)) - {car_id}:
                 raise ExternalIdTaken(f"another car has the external id {external!r}")
-            first = next(iter(stored.values())).payload
-            changes = edit_changes(first, patch)
-            if len(changes.get("attributes", first.attributes)) > MAX_ATTRIBUTES:
+            changes = edit_changes(car.payload, patch)
+            if len(changes.get("attributes", car.payload.attributes)) > MAX_ATTRIBUTES:
                 raise FieldError(f"at most {MAX_ATTRIBUTES} attributes per car")
+            check_storable(changes)
+            payload = CarPayload.model_validate(car.payload.to_payload() | changes)
             ledger.edit(car_id, patch)
-            for name, car in stored.items():
-                if own := edit_changes(car.payload, patch):
-                    with contextlib.suppress(CollectionMissing):
-                        index.engine.set_payload(name, car_id, own)
-            payload = CarPayload.model_validate(first.to_payload() | changes)
+
+            def apply(name: str) -> None:
+                stored = index.get(name, car_id)
+                if stored is not None and (own := edit_changes(stored.payload, patch)):
+                    index.engine.set_payload(name, car_id, own)
+
+            index.served.for_each(apply)
         return StoredCar(car_id, payload)
 
     # -- browsing --------------------------------------------------------------------------

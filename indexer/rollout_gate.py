@@ -15,7 +15,7 @@ import numpy as np
 from carembed.embedder import Embedder
 from carembed.identity import EmbeddingVersion, parse_embedding_version
 from indexer.engine import StoreError
-from indexer.gate import GatePolicy, GateRefused, TrainedOn, VectorsOf, judge
+from indexer.gate import GateError, GatePolicy, GateRefused, TrainedOn, VectorsOf, judge
 from indexer.versions import embedding_version_of
 
 if TYPE_CHECKING:
@@ -49,9 +49,13 @@ class RolloutGate:
         model = None if live is None else self._index.models.load(live.model_version)
         if live is None or model is None:
             return None
+        # ONNX Runtime makes int8 vectors; float32 ones come from the engine this build uses.
+        on_torch = live.precision == "float32" and self._embedder.engine_name == "torch"
         embedder = Embedder(
             model,
+            device=self._embedder.device if on_torch else "cpu",
             batch_size=self._embedder.batch_size,
+            engine="torch" if on_torch else "onnx",
             onnx_dir=self._index.settings.layout.onnx,
             precision=live.precision,
         )
@@ -75,7 +79,18 @@ class RolloutGate:
 
     def check(self, live: str, new: str) -> dict[str, Any]:
         """The verdict on moving the alias from ``live`` to ``new``, as recorded; GateRefused
-        when the new model may not go live."""
+        when the new model may not go live, GateError when the gate could not judge it."""
+        try:
+            return self._check(live, new)
+        except GateRefused:
+            raise
+        except Exception as exc:  # whatever stopped it, the alias must not move
+            raise GateError(
+                f"the quality gate could not judge {new} against {live} "
+                f"({type(exc).__name__}: {exc}); the alias stays on {live}"
+            ) from exc
+
+    def _check(self, live: str, new: str) -> dict[str, Any]:
         index, live_version = self._index, parse_embedding_version(embedding_version_of(live))
         trained = trained_on(
             self._embedder.model.config.model_dump(),

@@ -70,6 +70,7 @@ def _not_found(exc: BaseException) -> bool:
 
 class ServerEngine(ServerAliases, ServerModelCopies):
     name = "server"
+    shared_writes = True
 
     def __init__(self, settings: StoreSettings, client: QdrantClient | None = None) -> None:
         """``client``: another qdrant-client (its local mode stands in for a server in the

@@ -92,7 +92,7 @@ class UploadLedger:
     def edit(self, car_id: str, patch: dict[str, Any]) -> dict[str, Any]:
         """Record ``patch`` (a merge patch of car fields, external id and attributes) on top
         of the car's earlier edits (call within ``writing(car_id)``); returns the whole edit."""
-        whole = self.edits().get(car_id, {})
+        whole = self.edit_of(car_id) or {}
         merged = {k: v for k, v in whole.items() if k != "attributes"}
         merged |= {k: v for k, v in patch.items() if k != "attributes"}
         attributes = whole.get("attributes", {}) | patch.get("attributes", {})
@@ -102,12 +102,31 @@ class UploadLedger:
         write_atomically(self._edit_file(car_id), json.dumps(merged, sort_keys=True).encode())
         return merged
 
+    def edit_of(self, car_id: str) -> dict[str, Any] | None:
+        """This car's edit (None: none, or unreadable, logged); reads one file."""
+        path = self._edit_file(car_id)
+        try:
+            return dict(json.loads(path.read_bytes()))
+        except FileNotFoundError:
+            return None
+        except (ValueError, OSError) as exc:
+            logger.warning("edit record %s is unreadable (%s): not applied", path, exc)
+            return None
+
+    def edited_ids(self) -> set[str]:
+        """The ids of the cars that have an edit."""
+        if not self.edits_dir.is_dir():
+            return set()
+        return {p.stem for p in self.edits_dir.glob("*.json")}
+
     def edits(self) -> dict[str, dict[str, Any]]:
         """Every car's edit by car id (an unreadable one is logged and left out)."""
         found: dict[str, dict[str, Any]] = {}
         for path in sorted(self.edits_dir.glob("*.json")) if self.edits_dir.is_dir() else []:
             try:
                 found[path.stem] = dict(json.loads(path.read_bytes()))
+            except FileNotFoundError:  # deleted meanwhile
+                continue
             except (ValueError, OSError) as exc:
                 logger.warning("edit record %s is unreadable (%s): not applied", path, exc)
         return found
@@ -120,6 +139,8 @@ class UploadLedger:
         for meta in sorted(self.uploads_dir.glob("*.json")) if self.uploads_dir.is_dir() else []:
             try:
                 payload = CarPayload.model_validate_json(meta.read_bytes())
+            except FileNotFoundError:  # the car was deleted meanwhile
+                continue
             except ValueError as exc:
                 logger.warning("upload record %s is unreadable (%s): not indexed", meta, exc)
                 continue
@@ -135,6 +156,24 @@ class UploadLedger:
             else u
             for u in found
         ]
+
+    def current(self, upload: Upload) -> Upload | None:
+        """``upload`` as the ledger has it now, its edit applied (call within
+        ``writing(upload.id)``): None when it was deleted since."""
+        meta = self.uploads_dir / f"{upload.payload.sha256}.json"
+        try:
+            payload = CarPayload.model_validate_json(meta.read_bytes())
+        except (FileNotFoundError, ValueError):
+            return None
+        if self.is_deleted(upload.id) or not upload.photo.is_file():
+            return None
+        edit = self.edit_of(upload.id)
+        if edit:
+            payload = CarPayload.model_validate(edited(payload.to_payload(), edit))
+        return Upload(upload.id, upload.photo, payload)
+
+    def is_deleted(self, car_id: str) -> bool:
+        return car_id in self.tombstones()
 
     def _quarantine(self, meta: Path, payload: CarPayload) -> None:
         with self.writing(point_id(payload.sha256 or meta.stem)):

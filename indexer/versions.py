@@ -102,8 +102,8 @@ class AliasState:
 
 
 def stale_collections(alias: str, names: list[str], state: AliasState) -> list[str]:
-    """This alias's collections that neither alias names any more (unfinished builds of another
-    model version included)."""
+    """This alias's collections that neither alias names: builds under way or interrupted,
+    and collections older than the previous one."""
     keep = {state.live, state.previous}
     return [
         name
@@ -119,9 +119,7 @@ def unfinished_build(
     that was interrupted and can be resumed."""
     candidates = [
         name
-        for name in names
-        if (parsed := parse_collection_name(name))
-        and (parsed.alias, parsed.embedding_version) == (alias, embedding_version)
-        and name not in (state.live, state.previous)
+        for name in stale_collections(alias, names, state)
+        if embedding_version_of(name) == embedding_version
     ]
     return max(candidates) if candidates else None

@@ -1,6 +1,4 @@
-"""Writing cars into a collection: embedding photos batch by batch (what builds and the ledger
-sync share), and bringing a collection up to date with the upload ledger: its uploads, deletes
-and edits."""
+"""Writing cars into a collection: embedding photos batch by batch, as builds do."""
 
 from __future__ import annotations
 
@@ -12,8 +10,8 @@ from pathlib import Path
 
 from carembed.embedder import Embedder
 from indexer.engine import NewPoint, VectorStore
-from indexer.payload import CarPayload, edit_changes, reindexed
-from indexer.uploads import Upload, UploadLedger
+from indexer.payload import CarPayload, reindexed
+from indexer.uploads import Upload
 
 logger = logging.getLogger(__name__)
 
@@ -115,41 +113,3 @@ def write(
             pending = writer.submit(upsert, points, len(batch.indices) + len(batch.failures))
         if pending is not None:
             confirm(pending)
-
-
-def sync_uploads(
-    engine: VectorStore, collection: str, embedder: Embedder, ledger: UploadLedger
-) -> tuple[int, int]:
-    """Bring ``collection`` up to date with the ledger alone (a build's last step, a service
-    switching to a new collection): add what was uploaded, drop what was deleted, apply the
-    edits. Returns (added, deleted)."""
-    plan_uploads = {u.id: u for u in ledger.uploads()}
-    dead = ledger.tombstones()
-    stored = {pid for pid, _ in engine.scroll(collection, ["source"])}
-    todos = [
-        upload_todo(u, embedder.version)
-        for pid, u in plan_uploads.items()
-        if pid not in stored and pid not in dead
-    ]
-    report = IndexReport(collection)
-    write(engine, collection, embedder, todos, report, 0, None, False)
-    for label, reason in report.skipped_uploads:
-        logger.warning("upload %s not indexed: %s", label, reason)
-    gone = sorted(stored & dead)
-    engine.delete(collection, gone)
-    apply_edits(engine, collection, ledger)
-    return report.indexed, len(gone)
-
-
-def apply_edits(engine: VectorStore, collection: str, ledger: UploadLedger) -> int:
-    """Give the cars of ``collection`` that were edited their edited fields where they differ
-    (edits are merge patches: applying one twice changes nothing). Returns how many changed."""
-    edits = ledger.edits()
-    ids = sorted(edits)
-    changed = 0
-    for start in range(0, len(ids), 256):
-        for car in engine.retrieve(collection, ids[start : start + 256]):
-            if changes := edit_changes(car.payload, edits[car.id]):
-                engine.set_payload(collection, car.id, changes)
-                changed += 1
-    return changed

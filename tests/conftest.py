@@ -5,9 +5,11 @@ from __future__ import annotations
 import io
 import os
 import socket
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pytest
@@ -15,6 +17,21 @@ from PIL import Image, ImageDraw
 
 from carembed.embedder import Embedder
 from carembed.model import CarEmbeddingModel, build_model
+
+T = TypeVar("T")
+
+
+def wait_until(check: Callable[[], T | None], seconds: float = 120, what: str = "") -> T:
+    """Poll ``check`` until it returns something truthy (returned); AssertionError, naming
+    ``what`` and the last value, after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not reached in {seconds} s: {what} (last: {value!r})")
+        time.sleep(0.02)
 
 
 def scene(seed: int, size: tuple[int, int] = (160, 96)) -> Image.Image:

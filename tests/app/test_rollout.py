@@ -338,7 +338,7 @@ def test_a_store_of_an_earlier_model_identity_is_rebuilt_at_start_keeping_its_up
     size = load_image_with_size(photo)[1]
     vector = embedder.embed([photo])[0]
     car = CarFields(make="Audi", model="TT", year=2011)
-    added = index.add_photo(current, photo, "jpg", size, vector, car, Listing())
+    added = index.add_photo(embedder.version, photo, "jpg", size, vector, car, Listing())
     legacy = new_collection_name(index.alias, embedder.model_version)
     index.engine.create(legacy, embedder.dim)
     ids = [pid for pid, _ in index.engine.scroll(current, [])]

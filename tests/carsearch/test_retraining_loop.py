@@ -87,13 +87,13 @@ def test_an_index_without_labels_is_refused_naming_how_many_cars_lack_one(
     index = CarIndex.open(settings)
     embedder = Embedder(build_model("mobilenet_v2"), batch_size=2)
     try:
-        live = index.ensure_live(embedder)
+        index.ensure_live(embedder)
         for seed in (1, 2):
             data = jpeg(seed)
             sha = hashlib.sha256(data).hexdigest()
             payload = upload_payload(CarFields(), sha, f"{sha}.jpeg", (8, 8), embedder.version)
             vector = np.ones(embedder.dim, np.float32) / np.sqrt(embedder.dim)
-            index.add(live, data, vector, payload)
+            index.add(data, vector, payload)
     finally:
         index.close()
     store = ["--qdrant-path", str(tmp_path / "q"), "--data-dir", str(tmp_path / "d")]

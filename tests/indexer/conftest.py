@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,6 +39,25 @@ def small_embedder() -> Embedder:
 ALIAS = "cars-test"
 
 
+class OneAtATime:
+    """qdrant-client's local mode (SQLite, not thread-safe) answering one call at a time, as a
+    server would answer calls from several threads."""
+
+    def __init__(self, client: Any) -> None:
+        self._client, self._lock = client, threading.RLock()
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._client, name)
+        if not callable(attribute):
+            return attribute
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                return attribute(*args, **kwargs)
+
+        return call
+
+
 def open_index(kind: str, root: Path, alias: str = ALIAS) -> CarIndex:
     """A fresh index on the embedded engine (a folder under ``root``), or on the server
     adapter: against the server at QDRANT_URL (this alias's collections deleted first), else
@@ -56,7 +77,8 @@ def open_index(kind: str, root: Path, alias: str = ALIAS) -> CarIndex:
         settings = StoreSettings(
             qdrant_url=f"local:{local}", data_dir=root / "data", alias=alias, qdrant_retries=0
         )
-        return CarIndex(ServerEngine(settings, QdrantClient(path=str(local))), settings)
+        client = OneAtATime(QdrantClient(path=str(local)))
+        return CarIndex(ServerEngine(settings, client), settings)  # type: ignore[arg-type]
     index = CarIndex.open(
         StoreSettings(
             qdrant_url=url,

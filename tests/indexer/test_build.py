@@ -17,8 +17,9 @@ from carembed.embedder import Embedder
 from carembed.model import build_model
 from indexer.build import IndexBuildError
 from indexer.gate import GatePolicy
-from indexer.index import CarIndex, IndexNotReady
+from indexer.index import CarIndex
 from indexer.payload import CarFields, CarFilter, upload_payload
+from indexer.served import IndexNotReady
 from indexer.versions import AliasState
 from tests.conftest import scene
 from tests.indexer.conftest import ALIAS, jpeg
@@ -186,9 +187,13 @@ def test_cars_added_and_deleted_are_searchable_at_once(
     data = jpeg(9999)
     vector = small_embedder.embed([data])[0]
     payload = upload_payload(
-        CarFields(make="Lada", model="Niva", year=1990), "ab" * 32, "x.jpeg", (10, 20), "v"
+        CarFields(make="Lada", model="Niva", year=1990),
+        "ab" * 32,
+        "x.jpeg",
+        (10, 20),
+        small_embedder.version,
     )
-    car = index.add(live, data, vector, payload)
+    car = index.add(data, vector, payload)
     top = index.search(live, vector, CarFilter(), 1)[0]
     assert (
         top.id == car.id
@@ -209,8 +214,10 @@ def test_cars_added_through_the_api_survive_a_rebuild_with_the_same_model(
     index.build(small_embedder, gallery, progress=False)
     data = jpeg(9999)
     vector = small_embedder.embed([data])[0]
-    payload = upload_payload(CarFields(make="Lada"), "cd" * 32, "y.jpeg", (1, 1), "v")
-    car = index.add(index.serving(small_embedder.version), data, vector, payload)
+    payload = upload_payload(
+        CarFields(make="Lada"), "cd" * 32, "y.jpeg", (1, 1), small_embedder.version
+    )
+    car = index.add(data, vector, payload)
     scene(4002).save(gallery / "Audi_TTS_Coupe_2012" / "extra.jpg")
     report = index.build(small_embedder, gallery, progress=False)
     assert report.total_points == 11  # 10 gallery photos + the uploaded car
@@ -445,7 +452,7 @@ def _upload(index: CarIndex, embedder: Embedder, seed: int, make: str) -> str:
     sha = hashlib.sha256(data).hexdigest()
     payload = upload_payload(CarFields(make=make), sha, f"{sha}.jpeg", (160, 96), embedder.version)
     vector = embedder.embed([data])[0]
-    return index.add(index.serving(embedder.version), data, vector, payload).id
+    return index.add(data, vector, payload).id
 
 
 def test_uploads_are_re_embedded_when_the_model_changes(

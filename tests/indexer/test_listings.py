@@ -54,7 +54,7 @@ def _add(
     payload = upload_payload(
         car or CarFields(), sha, f"{sha}.jpeg", (160, 96), embedder.version, listing
     )
-    return index.add(index.serving(embedder.version), data, vector, payload).id
+    return index.add(data, vector, payload).id
 
 
 def _fleet(index: CarIndex, embedder: Embedder, n: int = 12) -> dict[str, dict[str, Any]]:

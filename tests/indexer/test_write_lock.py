@@ -21,7 +21,7 @@ def _add(index: CarIndex, collection: str, data: bytes, embedder: Embedder) -> N
     payload = upload_payload(
         CarFields(make="Audi"), sha, f"{sha}.jpeg", (160, 96), embedder.version
     )
-    index.add(collection, data, np.zeros(1280, np.float32) + 1 / 1280**0.5, payload)
+    index.add(data, np.zeros(1280, np.float32) + 1 / 1280**0.5, payload)
 
 
 def test_a_delete_during_an_add_of_the_same_photo_leaves_no_half_car(

@@ -1,0 +1,157 @@
+"""The collections that can go live behind one alias, and the promise that no acknowledged
+write is lost across rollouts and rollbacks.
+
+Those collections are the live one, the previous one (what a rollback returns to) and, on a
+store that several processes write (a Qdrant server), builds under way. A process *joins* such
+a collection before it reads from it: it adds it to the ones its writes reach, then brings it up
+to date with the upload ledger car by car (``indexer.reconcile``). A write (add, edit, delete)
+is made under its car's lock: the ledger first, then every joined collection. So a write either
+finds a collection joined, or was in the ledger before that car was reconciled; and a build
+reconciles its collection after its bulk writes. A collection this process cannot write now
+(the embedded store: held by a build in another process) is left, and joined again, brought up
+to date, once it can be.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from carembed.embedder import Embedder
+from indexer.engine import CollectionHeld, CollectionMissing, Engine
+from indexer.reconcile import Reconciled, reconcile
+from indexer.uploads import UploadLedger
+from indexer.versions import AliasState, embedding_version_of, stale_collections
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+SERVING_TTL_S = 2.0
+"""How long a process trusts its answer to "which collection serves my model"."""
+
+
+class IndexNotReady(LookupError):
+    """No collection holds this model's vectors (yet)."""
+
+
+class ServedCollections:
+    def __init__(self, engine: Engine, alias: str, ledger: UploadLedger) -> None:
+        self.engine, self.alias, self.ledger = engine, alias, ledger
+        self._joined: dict[str, bool] = {}
+        """Joined collections -> whether their adds were caught up too (by this process)."""
+        self._serving: dict[str, tuple[float, str]] = {}
+        self._lock = threading.Lock()
+
+    def state(self) -> AliasState:
+        return self.engine.alias_state(self.alias)
+
+    def candidates(self, state: AliasState | None = None) -> list[str]:
+        """The collections that can go live: live, previous and (on a store several processes
+        write) builds under way."""
+        state = state or self.state()
+        names = list(state.collections)
+        if self.engine.shared_writes:
+            names += stale_collections(self.alias, self.engine.collections(), state)
+        return names
+
+    @property
+    def joined(self) -> frozenset[str]:
+        with self._lock:
+            return frozenset(self._joined)
+
+    def join(self, name: str, embedder: Embedder | None) -> Reconciled:
+        """Make writes reach ``name``, then bring it up to date with the ledger (adds only with
+        an ``embedder`` of its vectors). CollectionMissing or CollectionHeld: not joined."""
+        with self._lock:
+            self._joined.setdefault(name, False)
+        try:
+            done = reconcile(self.engine, name, self.ledger, embedder)
+        except (CollectionMissing, CollectionHeld):
+            self._leave(name)
+            raise
+        if embedder is not None and embedder.version == embedding_version_of(name):
+            with self._lock:
+                if name in self._joined:
+                    self._joined[name] = True
+        return done
+
+    def join_all(self, embedder: Embedder | None) -> None:
+        """Join the candidates not joined yet (``embedder`` adds to those of its vectors), and
+        leave the joined collections that can no longer go live."""
+        state = self.state()
+        candidates = self.candidates(state)
+        for name in candidates:
+            own = embedder if embedder and embedder.version == embedding_version_of(name) else None
+            with self._lock:
+                caught_up = self._joined.get(name)
+            if caught_up or (caught_up is not None and own is None):
+                continue
+            try:
+                self.join(name, own)
+            except (CollectionMissing, CollectionHeld) as exc:
+                logger.debug("%s not joined yet: %s", name, exc)
+        for name in self.joined - set(candidates):
+            self._leave(name)
+        self.engine.release(set(candidates) | self.joined)
+
+    def ensure_joined(self) -> None:
+        """Before a write (outside any car's lock): when this process has joined nothing yet,
+        join what can go live (edits and deletes only; adds come with ``join_all(embedder)``)."""
+        if not self.joined:
+            self.join_all(None)
+
+    def _leave(self, name: str) -> None:
+        with self._lock:
+            self._joined.pop(name, None)
+
+    def for_each(self, write: Callable[[str], T], version: str | None = None) -> dict[str, T]:
+        """``write(collection)`` on each joined collection (only those of the embedding
+        ``version``, when given): call it with the car's write lock held. A collection gone or
+        held by another process meanwhile is left (and joined again later)."""
+        done: dict[str, T] = {}
+        for name in sorted(self.joined):
+            if version is not None and embedding_version_of(name) != version:
+                continue
+            try:
+                done[name] = write(name)
+            except (CollectionMissing, CollectionHeld) as exc:
+                logger.info("%s left: %s", name, exc)
+                self._leave(name)
+        return done
+
+    def serving(self, version: str) -> str:
+        """The collection to read these vectors from: the live one, or the previous one (during
+        a rollout, or until this process has joined the new live one). Looked up at most every
+        ``SERVING_TTL_S``; IndexNotReady when none holds them."""
+        now = time.monotonic()
+        cached = self._serving.get(version)
+        if cached is not None and now - cached[0] < SERVING_TTL_S:
+            return cached[1]
+        state = self.state()
+        holding = [n for n in state.collections if embedding_version_of(n) == version]
+        if not holding:
+            raise IndexNotReady(f"no collection holds vectors of {version}")
+        joined = self.joined
+        name = next((n for n in holding if n in joined), holding[0])
+        with self._lock:
+            if cached is not None and cached[1] != name:
+                logger.info("vectors %s now served from %s", version, name)
+            self._serving[version] = (now, name)
+        return name
+
+    def forget_serving(self) -> None:
+        """Look the serving collection up again at the next read (after an alias move)."""
+        with self._lock:
+            self._serving.clear()
+
+    def on_serving(self, version: str, operation: Callable[[str], T]) -> T:
+        """``operation(collection)`` on the collection serving these vectors; when that one went
+        away meanwhile (a build dropped it), look again and retry once."""
+        try:
+            return operation(self.serving(version))
+        except CollectionMissing:
+            self.forget_serving()
+            return operation(self.serving(version))
