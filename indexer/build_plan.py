@@ -35,7 +35,7 @@ PayloadFor = Callable[[StoredCar], CarPayload]
 class Desired:
     """What a collection should hold."""
 
-    items: list[GalleryItem]  # the gallery's photos, less those deleted through the API
+    items: list[GalleryItem]  # the gallery's photos, less those deleted or added through the API
     uploads: dict[str, Upload]  # id -> car added through the API, still there (edited)
     tombstones: set[str]
     edits: dict[str, dict[str, Any]]  # id -> the car's edit
@@ -44,13 +44,10 @@ class Desired:
     @classmethod
     def of(cls, scan: GalleryScan, ledger: UploadLedger | None, schema: FieldSchema) -> Desired:
         dead = ledger.tombstones() if ledger else set()
-        items = [i for i in scan.items if i.id not in dead]
-        in_gallery = {i.id for i in items}
-        uploads = {
-            u.id: u
-            for u in (ledger.uploads() if ledger else [])
-            if u.id not in dead and u.id not in in_gallery
-        }
+        uploads = {u.id: u for u in (ledger.uploads() if ledger else []) if u.id not in dead}
+        # A photo added through the API that the gallery also holds is the car added: its
+        # make, external id and attributes are the ones given through the API.
+        items = [i for i in scan.items if i.id not in dead and i.id not in uploads]
         return cls(items, uploads, dead, ledger.edits() if ledger else {}, schema)
 
     def fields(self, item: GalleryItem) -> dict[str, Any]:
@@ -142,6 +139,9 @@ def plan_sync(
             )
     for upload in desired.uploads.values():
         if upload.id in existing:
+            if existing[upload.id].get("source") != "upload":  # indexed as a gallery photo
+                fields = upload.payload.to_payload()
+                plan.update[upload.id] = changed_fields(existing[upload.id], fields)
             continue
         if upload.id in reuse:
             plan.copy[upload.id] = partial(_copied_upload, upload, version)

@@ -101,7 +101,7 @@ class CarIndex:
         if state.live is not None:
             try:
                 points = self.engine.count(state.live)
-            except CollectionMissing:
+            except (CollectionMissing, CollectionHeld):  # held: by the service that serves it
                 points = None
         return IndexStatus(
             self.engine.name,

@@ -78,3 +78,36 @@ def test_a_collection_is_current_only_when_it_holds_exactly_what_it_should() -> 
     assert not still_current(desired, {a.id: "gallery", b.id: "gallery"}, {broken.sha256})
     dead = Desired([a, b, broken], {}, {upload.id}, {}, schema)
     assert not still_current(dead, stored, {broken.sha256})  # holds a deleted car
+
+
+def test_a_gallery_photo_added_through_the_api_keeps_what_the_api_gave() -> None:
+    schema = FieldSchema({})
+    photo = _item("same")
+    added = _upload("same")  # the same bytes: the same car id
+    assert added.id == photo.id
+    desired = Desired([], {added.id: added}, set(), {}, schema)  # as Desired.of makes it
+    plan = plan_sync(desired, {photo.id: _stored(photo, schema)}, V)
+    assert plan.update[photo.id]["make"] == "Audi" and plan.update[photo.id]["source"] == "upload"
+    assert not plan.embed and plan.keep == {photo.id}
+
+
+def test_desired_of_leaves_out_gallery_photos_added_through_the_api(tmp_path: Path) -> None:
+    from carembed.datasets import read_dataset
+    from indexer.gallery import scan_gallery
+    from indexer.layout import DataLayout
+    from indexer.uploads import UploadLedger
+    from tests.conftest import scene
+
+    folder = tmp_path / "gallery" / "BMW_M3_Coupe_2012"
+    folder.mkdir(parents=True)
+    scene(1).save(folder / "0.jpg")
+    scene(2).save(folder / "1.jpg")
+    assert len(read_dataset(tmp_path / "gallery").records) == 2
+    scan = scan_gallery(tmp_path / "gallery")
+    data = (folder / "0.jpg").read_bytes()
+    sha = hashlib.sha256(data).hexdigest()
+    ledger = UploadLedger(DataLayout(tmp_path / "data"))
+    ledger.add(data, upload_payload(CarFields(make="Lada"), sha, f"{sha}.jpg", (1, 1), V))
+    desired = Desired.of(scan, ledger, FieldSchema({}))
+    assert [i.record.relative for i in desired.items] == ["BMW_M3_Coupe_2012/1.jpg"]
+    assert [u.payload.make for u in desired.uploads.values()] == ["Lada"]

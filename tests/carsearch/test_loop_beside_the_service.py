@@ -1,0 +1,111 @@
+"""The README's retraining loop as written, beside a running service in the set-up users run by
+default: the embedded store, the shipped model's int8 collection live, the quality gate on.
+Each command runs in another process; the service follows what the alias names."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.main import create_app
+from app.settings import AppSettings
+from carembed.artifact import save_model
+from carembed.identity import embedding_version
+from carembed.model import build_model
+from tests.conftest import wait_until
+from tests.training.conftest import make_shapes_dataset, shape_image
+
+KEY = "loop-key"
+
+
+def _carsearch(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "carsearch", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+@pytest.mark.slow
+def test_the_readme_loop_beside_a_running_service_with_the_gate_on(tmp_path: Path) -> None:
+    gallery = tmp_path / "gallery"  # 8 classes no model trained on
+    for cls in range(16, 24):
+        (gallery / f"Shape{cls} Sedan 2012").mkdir(parents=True)
+        for i in range(10):
+            shape_image(cls, 1000 * cls + i).save(gallery / f"Shape{cls} Sedan 2012" / f"{i}.png")
+    env = os.environ | {
+        "CARSEARCH_QDRANT_PATH": str(tmp_path / "q"),
+        "CARSEARCH_DATA_DIR": str(tmp_path / "d"),
+        "CARSEARCH_INT8": "true",
+        "CARSEARCH_MODEL_DIR": "",  # the shipped model
+    }
+    index = ["index", "--gallery", str(gallery), "--workers", "0"]
+    first = _carsearch(env, *index)
+    assert first.returncode == 0, first.stderr
+    worse = save_model(build_model("mobilenet_v2", head="linear", embedding_dim=4), tmp_path / "w")
+    shapes = make_shapes_dataset(tmp_path / "shapes", train_classes=16, val_classes=0)
+    train = ["train", "--data", str(shapes), "--out", str(tmp_path / "better"), "--epochs", "3"]
+    train += ["--backbone", "mobilenet_v2", "--recipe", "frozen", "--workers", "0"]
+    train += ["--accelerator", "cpu", "--work-dir", str(tmp_path / "runs")]
+    trained = _carsearch(env, *train, "--no-int8-check", "--cache-dir", str(tmp_path / "c"))
+    assert trained.returncode == 0, trained.stderr
+    better = json.loads((tmp_path / "better" / "config.json").read_text())["model_version"]
+    settings = AppSettings(
+        qdrant_path=tmp_path / "q",
+        data_dir=tmp_path / "d",
+        api_key=KEY,
+        model_dir=None,
+        int8=True,
+        engine="auto",
+        model_poll_s=0.2,
+    )
+    with TestClient(create_app(settings)) as client:
+
+        def serving(version: str) -> dict[str, Any] | None:
+            body: dict[str, Any] = client.get("/readyz").json()
+            return body if body["model_version"] == version and body["ready"] else None
+
+        shipped = client.get("/readyz").json()
+        assert shipped["model_engine"] == "onnx-int8" and shipped["model_version"].endswith("-int8")
+        car = client.post(
+            "/api/v1/cars",
+            files={"image": ("c.png", (gallery / "Shape19 Sedan 2012" / "0.png").read_bytes())},
+            data={"make": "Added"},
+            headers={"X-API-Key": KEY},
+        )
+        assert car.status_code == 201, car.text
+
+        refused = _carsearch(env, *index, "--model", str(tmp_path / "w"))
+        assert refused.returncode == 3, refused.stderr
+        assert "Traceback" not in refused.stderr and "refused" in refused.stdout
+        assert client.get("/readyz").json()["live_collection"] == shipped["live_collection"]
+
+        forced = _carsearch(env, *index, "--model", str(tmp_path / "w"), "--force")
+        assert forced.returncode == 0, forced.stderr
+        wait_until(lambda: serving(embedding_version(worse, "float32")), what="the forced model")
+
+        status = _carsearch(env, "index", "status")
+        assert status.returncode == 0 and "forced" in status.stdout, status.stdout
+
+        back = _carsearch(env, "index", "rollback")
+        assert back.returncode == 0, back.stderr
+        wait_until(lambda: serving(shipped["model_version"]), what="the rolled-back model")
+
+        passed = _carsearch(env, *index, "--model", str(tmp_path / "better"))
+        assert passed.returncode == 0, passed.stderr
+        wait_until(lambda: serving(embedding_version(better, "float32")), what="the better model")
+        found = client.get(f"/api/v1/cars/{car.json()['id']}")
+        assert found.status_code == 200 and found.json()["make"] == "Added"
+
+        listed = _carsearch(env, "model", "list")
+        assert listed.returncode == 0
+        assert {better, worse} <= set(listed.stdout.split())
