@@ -113,6 +113,11 @@ def new_cars(services: Services, text: str | None, photos: int) -> list[NewCar]:
             raise Problem(
                 422, "invalid-request", "Invalid car", f"cars[{position}]: {exc}"
             ) from exc
+    external = [c.external_id for c in cars if c.external_id is not None]
+    if len(external) != len(set(external)):  # each would replace the one before
+        raise Problem(
+            422, "invalid-request", "Invalid cars", "an external_id appears twice in cars"
+        )
     return cars
 
 

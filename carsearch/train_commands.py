@@ -21,10 +21,10 @@ def _train(args: argparse.Namespace) -> int:
         for name in TrainConfig.model_fields
         if getattr(args, name, None) is not None
     }
-    if args.from_index:
-        options["data"] = dataset_commands.export(
-            args, args.out.with_name(args.out.name + "-dataset")
-        )
+    dataset = args.out.with_name(args.out.name + "-dataset")
+    if args.from_index:  # the options are checked before the export
+        TrainConfig(**options | {"data": dataset / "manifest.csv"})
+        options["data"] = dataset_commands.export(args, dataset)
     config = TrainConfig(**options)
     model, metadata = train(config)
     emit(f"model {model.version()} saved to {config.out}")

@@ -23,6 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from indexer.build_plan import Desired
+from indexer.engine import CollectionHeld
+from indexer.gallery import scan_gallery
+
 if TYPE_CHECKING:
     from indexer.index import CarIndex
 
@@ -54,6 +58,14 @@ def _held_out(ids: list[str], share: float) -> set[str]:
     return set(sorted(ids)[:count]) if count > 0 else set()
 
 
+def _desired_cars(index: CarIndex, root: Path) -> list[tuple[str, dict[str, Any]]]:
+    """The cars a collection built from ``root`` holds: the gallery's (as edited) and the cars
+    added through the API, less those deleted."""
+    desired = Desired.of(scan_gallery(root), index.ledger, index.fields)
+    gallery = [(item.id, desired.fields(item) | {"source": "gallery"}) for item in desired.items]
+    return gallery + [(u.id, u.payload.to_payload()) for u in desired.uploads.values()]
+
+
 def export_dataset(
     index: CarIndex,
     out: Path,
@@ -62,13 +74,28 @@ def export_dataset(
     holdout: float = 0.1,
     copy: bool = False,
 ) -> ExportReport:
-    """Write the live collection's cars as a manifest folder at ``out``."""
+    """Write the live collection's cars as a manifest folder at ``out``. Where another process
+    holds that collection (a service on the embedded store), the cars are what it was built to
+    hold: the gallery, and the cars added, edited and deleted through the API."""
+    if not 0 <= holdout < 1:
+        raise ExportError(f"--holdout is a share of each class's photos in [0, 1), not {holdout}")
     live = index.state().live
     if live is None:
         raise ExportError(f"no collection behind the alias {index.alias!r}: build one first")
     recorded = index.engine.metadata(live).get(GALLERY_ROOT_KEY)
     root = gallery or (Path(recorded) if recorded else None)
-    cars = list(index.engine.scroll(live, None))
+    if root is not None and not root.is_dir():
+        raise ExportError(f"the gallery folder {root} does not exist: name it with --gallery")
+    try:
+        cars = list(index.engine.scroll(live, None))
+    except CollectionHeld:
+        if root is None:
+            raise ExportError(
+                f"{live} is open in another process and records no gallery folder: "
+                "name it with --gallery"
+            ) from None
+        logger.info("%s is held by another process: exporting the cars it was built to hold", live)
+        cars = _desired_cars(index, root)
     by_class: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
     report = ExportReport(out / "manifest.csv")
     for car_id, payload in cars:

@@ -49,8 +49,11 @@ class ExternalIdTaken(ValueError):
 
 
 def _filter_digest(where: CarFilter) -> str:
-    conditions = [[type(c).__name__, asdict(c)] for c in where.conditions()]
-    return hashlib.sha256(json.dumps(conditions, sort_keys=True).encode()).hexdigest()[:16]
+    """The filter's conditions, in any order, as one hash."""
+    conditions = sorted(
+        json.dumps([type(c).__name__, asdict(c)], sort_keys=True) for c in where.conditions()
+    )
+    return hashlib.sha256(json.dumps(conditions).encode()).hexdigest()[:16]
 
 
 class Listings:
@@ -149,7 +152,8 @@ class Listings:
     ) -> list[tuple[Any, int]]:
         """The most frequent values of ``field`` among the cars matching ``where``."""
         key = self._index.fields.facet_key(field)
-        return self._index.engine.facet(collection, key, where, limit)
+        counts = self._index.engine.facet(collection, key, where, limit)
+        return [(value, count) for value, count in counts if count > 0]
 
     def refinement(
         self,

@@ -63,11 +63,13 @@ class ServedCollections:
             return frozenset(self._joined)
 
     def join(self, name: str, embedder: Embedder | None) -> Reconciled:
-        """Make writes reach ``name``, then bring it up to date with the ledger (adds only with
-        an ``embedder`` of its vectors). CollectionMissing or CollectionHeld: not joined."""
+        """Make writes reach ``name``, give it the payload indexes of the declared fields, then
+        bring it up to date with the ledger (adds only with an ``embedder`` of its vectors).
+        CollectionMissing or CollectionHeld: not joined."""
         with self._lock:
             self._joined.setdefault(name, False)
         try:
+            self.engine.index_fields(name)  # the payload indexes of this process's fields
             done = reconcile(self.engine, name, self.ledger, embedder)
         except (CollectionMissing, CollectionHeld):
             self._leave(name)

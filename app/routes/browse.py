@@ -47,7 +47,7 @@ async def list_cars(
 
 
 @router.get(
-    "/cars/external/{external_id}",
+    "/cars/external/{external_id:path}",
     name="get_car_by_external_id",
     response_model=Car,
     summary="The car with this external id",

@@ -84,6 +84,17 @@ def test_the_readme_loop_beside_a_running_service_with_the_gate_on(tmp_path: Pat
         )
         assert car.status_code == 201, car.text
 
+        exported = _carsearch(env, "export-dataset", "--out", str(tmp_path / "export"))
+        assert exported.returncode == 0, exported.stderr  # the service holds the collection
+        rows = (tmp_path / "export" / "manifest.csv").read_text().splitlines()
+        assert len(rows) == 1 + 79  # the car added has no class name: left out
+        missing = _carsearch(env, "export-dataset", "--out", str(tmp_path / "x"), "--gallery", "no")
+        assert missing.returncode == 2 and "does not exist" in missing.stderr
+        for share in ("1.5", "-1"):
+            holdout = ["train", "--from-index", "--out", str(tmp_path / "y"), "--holdout", share]
+            bad = _carsearch(env, *holdout)
+            assert bad.returncode == 2 and "Traceback" not in bad.stderr, bad.stderr
+
         refused = _carsearch(env, *index, "--model", str(tmp_path / "w"))
         assert refused.returncode == 3, refused.stderr
         assert "Traceback" not in refused.stderr and "refused" in refused.stdout
