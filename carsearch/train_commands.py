@@ -13,6 +13,8 @@ from carsearch.options import add_model_args, add_qdrant_args, emit, model_setti
 
 
 def _train(args: argparse.Namespace) -> int:
+    from lightning.pytorch.utilities import rank_zero_only
+
     from training.train import TrainConfig, train
 
     # Each flag's dest is the TrainConfig field it sets; a flag not given leaves its default.
@@ -22,13 +24,19 @@ def _train(args: argparse.Namespace) -> int:
         if getattr(args, name, None) is not None
     }
     dataset = args.out.with_name(args.out.name + "-dataset")
-    if args.from_index:  # the options are checked before the export
-        TrainConfig(**options | {"data": dataset / "manifest.csv"})
-        options["data"] = dataset_commands.export(args, dataset)
+    lead = (
+        getattr(rank_zero_only, "rank", 0) == 0
+    )  # DDP starts the other ranks as copies of this command
+    if args.from_index:  # the options are checked before the export, made once by rank zero
+        options["data"] = dataset / "manifest.csv"
+        TrainConfig(**options)
+        if lead:
+            options["data"] = dataset_commands.export(args, dataset)
     config = TrainConfig(**options)
     model, metadata = train(config)
-    emit(f"model {model.version()} saved to {config.out}")
-    emit(json.dumps(metadata["metrics"], indent=2))
+    if lead:
+        emit(f"model {model.version()} saved to {config.out}")
+        emit(json.dumps(metadata["metrics"], indent=2))
     return 0
 
 

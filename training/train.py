@@ -351,15 +351,19 @@ def train(config: TrainConfig) -> tuple[CarEmbeddingModel, dict[str, Any]]:
     )
 
     module.load_state_dict(best["state_dict"])  # the selection model, never trained on these
-    identification = _calibrate(model, select_part, run_dir)
+    # With several processes (DDP) each holds the same weights: the calibration, the model
+    # folder and the int8 check are made once, by rank zero, while the others wait.
+    lead = trainer.is_global_zero
+    identification = _calibrate(model, select_part, run_dir) if lead else None
+    trainer.strategy.barrier("calibrated")
+    last = trainer
     if config.refit:
         model = _fresh(config)
         views = _Views(config, model, train_set)  # cache hit: same files, same cut
         all_data, all_labels = views.subset(set(train_set.class_names), augment=True)
         module = _module(config, views, model)
-        _trainer(config, run_dir, best_epoch + 1, validate=False).fit(
-            module, _data(config, all_data, all_labels, None)
-        )
+        last = _trainer(config, run_dir, best_epoch + 1, validate=False)
+        last.fit(module, _data(config, all_data, all_labels, None))
 
     metadata = {
         "recipe": config.recipe,
@@ -376,13 +380,17 @@ def train(config: TrainConfig) -> tuple[CarEmbeddingModel, dict[str, Any]]:
         "git_commit": git_commit(),
         "seconds": round(time.perf_counter() - started, 1),
         "feature_cache_hit": views.cache_hit,
-        "identification": identification.model_dump(mode="json"),
     }
+    if identification is not None:
+        metadata["identification"] = identification.model_dump(mode="json")
     if held_out := held_out_ids(dataset):
         metadata["held_out"] = held_out
     backbone = model.config.backbone.model_copy(update={"in_artifact": config.recipe != "frozen"})
     model.update_config(backbone=backbone, training=metadata)
     model = model.cpu().eval()
+    if not lead:
+        last.strategy.barrier("exported")
+        return model, metadata
     version = save_model(model, config.out)
     model.source_dir = config.out
     if config.int8_check:
@@ -396,4 +404,5 @@ def train(config: TrainConfig) -> tuple[CarEmbeddingModel, dict[str, Any]]:
                 f"({len(select_part.records)} photos)",
             )
     logger.info("exported %s to %s (%.0f s)", version, config.out, time.perf_counter() - started)
+    last.strategy.barrier("exported")
     return model, metadata
