@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from app.settings import AppSettings
-from carembed.artifact import save_model
+from carembed.artifact import save_model, shipped_model_dir
 from carembed.identity import embedding_version
 from carembed.model import build_model
 from tests.conftest import scene
@@ -354,3 +354,53 @@ def test_a_store_of_an_earlier_model_identity_is_rebuilt_at_start_keeping_its_up
         assert body["model_version"] == embedder.version
         r = client.post("/api/v1/search", files={"image": ("q.jpg", photo)})
         assert r.status_code == 200 and r.json()["hits"][0]["id"] == added.id
+
+
+@pytest.mark.slow
+def test_a_car_added_after_a_same_model_rollout_survives_the_rollback(
+    service: tuple[TestClient, AppSettings, Path], tmp_path: Path
+) -> None:
+    """Serve; rebuild with the same model in another process (the alias moves); add a car,
+    edit one and delete one; roll back in another process: all three writes hold."""
+    client, settings, gallery = service
+    version = _ready(client)["model_version"]
+    store = _cli(settings, gallery, tmp_path)[-6:]  # the store, alias and data dir arguments
+    assert store[0] in ("--qdrant-url", "--qdrant-path")
+    scene(4242).save(gallery / "BMW_M3_Coupe_2012" / "new.jpg")  # the rebuild makes a new one
+    same = [sys.executable, "-m", "carsearch", "index", "--gallery", str(gallery), "--engine"]
+    model = ["--model", str(shipped_model_dir())]  # the model the service runs
+    built = subprocess.run(
+        [*same, "torch", "--workers", "0", *model, *store], capture_output=True, text=True
+    )
+    assert built.returncode == 0, built.stderr
+    moved = _wait(client, lambda b: b["collection"] == b["live_collection"] and b["points"] == 10)
+    assert moved["model_version"] == version
+    r = client.post(
+        "/api/v1/cars",
+        files={"image": ("c.jpg", _jpeg(8001))},
+        data={"make": "Added"},
+        headers={"X-API-Key": KEY},
+    )
+    assert r.status_code == 201, r.text
+    added = r.json()["id"]
+    hits = client.post("/api/v1/search", files={"image": ("q.jpg", _jpeg(8001))}).json()["hits"]
+    others = [h["id"] for h in hits if h["id"] != added]
+    edited, deleted = others[0], others[1]
+    patch = client.patch(
+        f"/api/v1/cars/{edited}",
+        json={"year": 1999},
+        headers={"X-API-Key": KEY, "Content-Type": "application/merge-patch+json"},
+    )
+    assert patch.status_code == 200, patch.text
+    gone = client.delete(f"/api/v1/cars/{deleted}", headers={"X-API-Key": KEY})
+    assert gone.status_code == 204
+    back = subprocess.run(
+        [sys.executable, "-m", "carsearch", "index", "rollback", *store],
+        capture_output=True,
+        text=True,
+    )
+    assert back.returncode == 0, back.stderr
+    _wait(client, lambda b: b["collection"] == b["live_collection"] != moved["live_collection"])
+    assert client.get(f"/api/v1/cars/{added}").json()["make"] == "Added"
+    assert client.get(f"/api/v1/cars/{edited}").json()["year"] == 1999
+    assert client.get(f"/api/v1/cars/{deleted}").status_code == 404
