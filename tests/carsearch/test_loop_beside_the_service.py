@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -35,15 +36,30 @@ def _carsearch(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[s
     )
 
 
+def _store(kind: str, tmp_path: Path) -> dict[str, str]:
+    """The embedded store in a folder, or the server at QDRANT_URL (a fresh alias)."""
+    if kind == "edge":
+        return {"qdrant_path": str(tmp_path / "q")}
+    url = os.environ.get("QDRANT_URL")
+    if not url:
+        pytest.skip("QDRANT_URL is not set: no Qdrant server to test against")
+    key = {"qdrant_api_key": os.environ["QDRANT_API_KEY"]} if "QDRANT_API_KEY" in os.environ else {}
+    return {"qdrant_url": url, "alias": f"loop-{os.getpid()}-{time.monotonic_ns()}"} | key
+
+
 @pytest.mark.slow
-def test_the_readme_loop_beside_a_running_service_with_the_gate_on(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["edge", "server"])
+def test_the_readme_loop_beside_a_running_service_with_the_gate_on(
+    tmp_path: Path, kind: str
+) -> None:
+    store = _store(kind, tmp_path)
     gallery = tmp_path / "gallery"  # 8 classes no model trained on
     for cls in range(16, 24):
         (gallery / f"Shape{cls} Sedan 2012").mkdir(parents=True)
         for i in range(10):
             shape_image(cls, 1000 * cls + i).save(gallery / f"Shape{cls} Sedan 2012" / f"{i}.png")
-    env = os.environ | {
-        "CARSEARCH_QDRANT_PATH": str(tmp_path / "q"),
+    env = os.environ | {f"CARSEARCH_{key.upper()}": value for key, value in store.items()}
+    env |= {
         "CARSEARCH_DATA_DIR": str(tmp_path / "d"),
         "CARSEARCH_INT8": "true",
         "CARSEARCH_MODEL_DIR": "",  # the shipped model
@@ -60,7 +76,7 @@ def test_the_readme_loop_beside_a_running_service_with_the_gate_on(tmp_path: Pat
     assert trained.returncode == 0, trained.stderr
     better = json.loads((tmp_path / "better" / "config.json").read_text())["model_version"]
     settings = AppSettings(
-        qdrant_path=tmp_path / "q",
+        **store,  # type: ignore[arg-type]
         data_dir=tmp_path / "d",
         api_key=KEY,
         model_dir=None,
