@@ -4,18 +4,31 @@ upload ledger); they are written with ``carembed.atomic``."""
 from __future__ import annotations
 
 import contextlib
-import fcntl
 from collections.abc import Iterator
 from pathlib import Path
+
+from filelock import FileLock, Timeout
+
+from indexer.engine import StoreError, retries_allowed
+
+REQUEST_LOCK_S = 2.0
+"""How long a request waits for a lock another writer holds (then 503); background work
+waits as long as it takes."""
 
 
 @contextlib.contextmanager
 def locked(path: Path) -> Iterator[None]:
-    """An exclusive lock on ``path`` (created if missing), across processes."""
+    """An exclusive lock on ``path`` (created if missing), across threads and processes.
+    Within a request (``single_attempt``) a lock held longer than ``REQUEST_LOCK_S`` is a
+    StoreError, not a parked thread."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    timeout = -1 if retries_allowed() else REQUEST_LOCK_S
+    lock = FileLock(path, timeout=timeout, thread_local=False)
+    try:
+        lock.acquire(poll_interval=0.005)
+    except Timeout as exc:
+        raise StoreError(f"{path.name} is held by another writer for over {timeout} s") from exc
+    try:
+        yield
+    finally:
+        lock.release()

@@ -2,7 +2,7 @@
 
 Leave-one-out: each photo is identified from all the others (itself excluded), so a class is
 in the gallery but the query photo is not. ``fit_calibration`` chooses the vote's ``k`` and
-temperature and fits the share -> confidence maps (isotonic: pool adjacent violators) on
+temperature and fits the share -> confidence maps (isotonic: scipy's pool adjacent violators) on
 training classes; ``identification_report`` gives top-1/top-3 accuracy at make, make+model
 and make+model+year level and the expected calibration error.
 """
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy.optimize import isotonic_regression
 
 from carembed.identify import Calibration, Mapping, Neighbour, identify
 
@@ -109,19 +110,17 @@ def leave_one_out(vectors: np.ndarray, labels: Labels, calibration: Calibration)
 
 
 def fit_isotonic(shares: np.ndarray, right: np.ndarray) -> Mapping:
-    """The non-decreasing step function of share that best fits right/wrong (pool adjacent
-    violators), as points to interpolate: block mean share -> block accuracy."""
+    """The non-decreasing step function of share that best fits right/wrong (scipy's pool
+    adjacent violators), as points to interpolate: block mean share -> block accuracy."""
+    if len(shares) == 0:
+        return Mapping()
     order = np.argsort(shares, kind="stable")
     x, y = np.asarray(shares, dtype=np.float64)[order], np.asarray(right, np.float64)[order]
-    blocks: list[list[float]] = []  # [sum of y, sum of x, count]
-    for xi, yi in zip(x, y, strict=True):
-        blocks.append([yi, xi, 1.0])
-        while len(blocks) > 1 and blocks[-2][0] / blocks[-2][2] > blocks[-1][0] / blocks[-1][2]:
-            last = blocks.pop()
-            blocks[-1] = [a + b for a, b in zip(blocks[-1], last, strict=True)]
-    xs = [b[1] / b[2] for b in blocks]
-    ys = [b[0] / b[2] for b in blocks]
-    return Mapping(x=[0.0, *xs, 1.0], y=[ys[0], *ys, ys[-1]]) if blocks else Mapping()
+    fit = isotonic_regression(y, increasing=True)
+    bounds = list(zip(fit.blocks[:-1], fit.blocks[1:], strict=True))
+    xs = [float(x[start:end].mean()) for start, end in bounds]
+    ys = [float(fit.x[start]) for start, _ in bounds]
+    return Mapping(x=[0.0, *xs, 1.0], y=[ys[0], *ys, ys[-1]])
 
 
 def expected_calibration_error(confidence: np.ndarray, right: np.ndarray, bins: int = 10) -> float:
