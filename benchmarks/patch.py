@@ -46,13 +46,14 @@ def _index(root: Path, edited: int) -> tuple[CarIndex, list[str]]:
         sha = hashlib.sha256(str(i).encode()).hexdigest()
         payload = gallery_payload(CarFields(make="Audi").car_fields(), sha, (1, 1), VERSION)
         vector = rng.normal(size=DIM).astype(np.float32)
-        point = NewPoint(str(uuid.uuid5(uuid.NAMESPACE_URL, sha)), vector / np.linalg.norm(vector), payload)
+        unit = vector / np.linalg.norm(vector)
+        point = NewPoint(str(uuid.uuid5(uuid.NAMESPACE_URL, sha)), unit, payload)
         points.append(point)
         ids.append(point.id)
     index.engine.upsert(live, points)
     edits = index.ledger.edits_dir
     edits.mkdir(parents=True, exist_ok=True)
-    for i in range(edited):  # other cars' edit records
+    for _ in range(edited):  # other cars' edit records
         (edits / f"{uuid.uuid4()}.json").write_text('{"year": 2000}')
     index.served.join_all(None)
     return index, ids
