@@ -8,7 +8,8 @@ import hmac
 import json
 import uuid
 from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from functools import partial
+from typing import Annotated, Any, Concatenate, ParamSpec, TypeVar
 
 import numpy as np
 from fastapi import Depends, Header, Request, UploadFile
@@ -32,6 +33,7 @@ from indexer.payload import StoredCar
 from indexer.served import IndexNotReady
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 
 # Dependencies are ``async def``: FastAPI runs plain ``def`` ones on its thread pool, a thread
@@ -95,13 +97,13 @@ async def require_read_key(
         raise problem
 
 
-async def store(services: Services, call: Any, *args: Any) -> Any:
+async def store(services: Services, call: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     """A call of the car index on the store's own threads, within the request deadline and
     without retries. A store that is down, slow or being rebuilt becomes a fast 503; other
     errors are not disguised."""
     try:
         deadline = services.settings.store_deadline_s
-        return await services.on_store(deadline, single_attempt, call, *args)
+        return await services.on_store(deadline, single_attempt, partial(call, *args, **kwargs))
     except TimeoutError as exc:
         raise unavailable("the vector store did not answer in time") from exc
     except (IndexNotReady, CollectionMissing) as exc:
@@ -132,12 +134,20 @@ def conditions(services: Services, text: str | None) -> tuple[Condition, ...]:
         raise Problem(422, "invalid-request", "Invalid filter", str(exc)) from exc
 
 
-async def on_serving(services: Services, model: ServingModel, call: Any, *args: Any) -> Any:
+async def on_serving(
+    services: Services,
+    model: ServingModel,
+    call: Callable[Concatenate[str, P], T],
+    *args: P.args,
+    **kwargs: P.kwargs,
+) -> T:
     """``call(collection, *args)`` on the collection serving ``model``, within the deadline
     (retried once on a fresh lookup when a rollout dropped that collection meanwhile)."""
-    return await store(
-        services, services.index.on_serving, model.version, lambda name: call(name, *args)
-    )
+
+    def operation(name: str) -> T:
+        return call(name, *args, **kwargs)
+
+    return await store(services, services.index.on_serving, model.version, operation)
 
 
 def check_id(car_id: str) -> str:

@@ -14,7 +14,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ParamSpec, Protocol, TypeVar
 
 import numpy as np
 
@@ -31,12 +31,19 @@ from carembed.model import CarEmbeddingModel
 from indexer.index import CarIndex
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
+P = ParamSpec("P")
 
 MODEL_LOAD_S = 300.0
 """Bound on loading a model from the store and catching up its uploads (background work)."""
 
-OnStore = Callable[..., Awaitable[Any]]
-"""``on_store(seconds, call, *args)``: ``call(*args)`` on a store thread, bounded in time."""
+
+class OnStore(Protocol):
+    """``on_store(seconds, call, *args)``: ``call(*args)`` on a store thread, bounded in time."""
+
+    def __call__(
+        self, seconds: float, call: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> Awaitable[T]: ...
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,9 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from app.gallery_indexing import IndexingProgress
 from app.metrics import Metrics
@@ -28,6 +29,7 @@ from indexer.index import CarIndex
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
+P = ParamSpec("P")
 
 
 @dataclass
@@ -81,10 +83,14 @@ class Services:
         raises IndexNotReady when none does."""
         return self.index.serving((model or self.model).version)
 
-    async def on_store(self, seconds: float, call: Callable[..., T], *args: Any) -> T:
+    async def on_store(
+        self, seconds: float, call: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> T:
         """``call(*args)`` on a store thread, TimeoutError after ``seconds`` (a request goes
         through ``app.deps.store``, which adds its deadline, no retries and its answers)."""
-        work = asyncio.get_running_loop().run_in_executor(self.store_executor, call, *args)
+        work = asyncio.get_running_loop().run_in_executor(
+            self.store_executor, partial(call, *args, **kwargs)
+        )
         return await asyncio.wait_for(work, seconds)
 
     async def close(self) -> None:
