@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import time
 import uuid
 from collections.abc import Callable
+from contextvars import ContextVar
 from functools import partial
 from typing import Annotated, Any, Concatenate, ParamSpec, TypeVar
 
@@ -97,13 +99,24 @@ async def require_read_key(
         raise problem
 
 
+_STORE_DEADLINE: ContextVar[float | None] = ContextVar("carsearch_store_deadline", default=None)
+"""When the request's store calls must be done by (``time.monotonic``): set by its first."""
+
+
 async def store(services: Services, call: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-    """A call of the car index on the store's own threads, within the request deadline and
-    without retries. A store that is down, slow or being rebuilt becomes a fast 503; other
-    errors are not disguised."""
+    """A call of the car index on the store's own threads, without retries, within the
+    request's one deadline: ``store_deadline_s`` from its first store call, shared by all of
+    them. A store that is down, slow or being rebuilt becomes a fast 503; other errors are not
+    disguised."""
+    deadline = _STORE_DEADLINE.get()
+    if deadline is None:
+        deadline = time.monotonic() + services.settings.store_deadline_s
+        _STORE_DEADLINE.set(deadline)
     try:
-        deadline = services.settings.store_deadline_s
-        return await services.on_store(deadline, single_attempt, partial(call, *args, **kwargs))
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError
+        return await services.on_store(left, single_attempt, partial(call, *args, **kwargs))
     except TimeoutError as exc:
         raise unavailable("the vector store did not answer in time") from exc
     except (IndexNotReady, CollectionMissing) as exc:

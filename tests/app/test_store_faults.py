@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -136,3 +137,50 @@ def test_start_up_work_is_retried_until_the_store_answers(
             assert time.monotonic() < deadline
             time.sleep(0.05)
     assert len(calls) == 3
+
+
+def test_a_request_has_one_store_deadline_across_its_store_calls(tmp_path: Path) -> None:
+    """Each store call within the deadline, their sum past it: 503 (a refined search reads the
+    cars it is refined with, then searches)."""
+    settings = AppSettings(
+        qdrant_path=tmp_path / "q",
+        data_dir=tmp_path / "d",
+        engine="torch",
+        store_deadline_s=1.0,
+        api_key="k",
+    )
+    with TestClient(create_app(settings)) as client:
+        deadline = time.monotonic() + 30
+        while not client.get("/readyz").json().get("ready"):
+            assert time.monotonic() < deadline, "the service did not become ready"
+            time.sleep(0.05)
+        added = client.post(
+            "/api/v1/cars", files={"image": ("c.jpg", _jpeg(3))}, headers={"X-API-Key": "k"}
+        )
+        assert added.status_code == 201, added.text
+        car = added.json()["id"]
+        engine = client.app.state.services.index.engine  # type: ignore[attr-defined]
+        search, retrieve = engine.search, engine.retrieve
+        calls: list[str] = []
+
+        def slow(real: Any, name: str) -> Any:
+            def call(*args: Any, **kwargs: Any) -> Any:
+                calls.append(name)
+                time.sleep(0.6)  # a store answering in 0.6 s, within the 1 s deadline
+                return real(*args, **kwargs)
+
+            return call
+
+        engine.search, engine.retrieve = slow(search, "search"), slow(retrieve, "retrieve")
+        try:
+            r = client.post(
+                "/api/v1/search", files={"image": ("q.jpg", _jpeg(4))}, data={"positive": car}
+            )
+        finally:
+            engine.search, engine.retrieve = search, retrieve
+        assert r.status_code == 503 and "in time" in r.text, r.text
+        assert calls[:2] == ["retrieve", "search"]
+        ok = client.post(
+            "/api/v1/search", files={"image": ("q.jpg", _jpeg(4))}, data={"positive": car}
+        )
+        assert ok.status_code == 200  # the next request has a deadline of its own
