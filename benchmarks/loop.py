@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import json
 import logging
 import random
@@ -34,8 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from PIL import Image, ImageOps
-from service import Service
+from service import Service, mirrored
 
 from carembed.artifact import save_model
 from carembed.datasets import read_dataset
@@ -45,13 +43,6 @@ logger = logging.getLogger("loop")
 KEY = "loop-benchmark"
 HEADERS = {"X-API-Key": KEY}
 DELETED = "deleted"
-
-
-def _mirrored(path: Path) -> bytes:
-    buf = io.BytesIO()
-    with Image.open(path) as img:
-        ImageOps.mirror(img.convert("RGB")).save(buf, "JPEG", quality=90)
-    return buf.getvalue()
 
 
 def _carsearch(store: list[str], *args: str) -> tuple[int, str, float]:
@@ -160,7 +151,7 @@ async def _switch(url: str, collection: str | None, since: float) -> float:
 async def _loop(args: argparse.Namespace, store: list[str], url: str, new: Path) -> dict[str, Any]:
     records = read_dataset(args.gallery).records
     queries = [r.path.read_bytes() for r in records[:64]]
-    extra = [_mirrored(r.path) for r in records[-args.writers * 150 :]]
+    extra = [mirrored(r.path) for r in records[-args.writers * 150 :]]
     stop, oracle = asyncio.Event(), dict[str, Any]()
     searching = [asyncio.create_task(_searches(url, queries, stop)) for _ in range(args.clients)]
     writing = [

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import json
 import logging
 import subprocess
@@ -29,8 +28,7 @@ import time
 from pathlib import Path
 
 import httpx
-from PIL import Image, ImageOps
-from service import Service
+from service import Service, mirrored
 
 from carembed.artifact import save_model
 from carembed.datasets import read_dataset
@@ -38,13 +36,6 @@ from carembed.model import build_model
 
 logger = logging.getLogger("rollout")
 KEY = "rollout-benchmark"
-
-
-def _mirrored(path: Path) -> bytes:
-    buf = io.BytesIO()
-    with Image.open(path) as img:
-        ImageOps.mirror(img.convert("RGB")).save(buf, "JPEG", quality=90)
-    return buf.getvalue()
 
 
 def _store_args(work: Path) -> list[str]:
@@ -84,7 +75,7 @@ async def _rollout(
 ) -> dict[str, object]:
     records = read_dataset(args.gallery).records
     queries = [r.path.read_bytes() for r in records[:50]]
-    extra = [_mirrored(r.path) for r in records[-20:]]
+    extra = [mirrored(r.path) for r in records[-20:]]
     headers = {"X-API-Key": KEY}
     async with httpx.AsyncClient(base_url=url, timeout=60) as http:
 

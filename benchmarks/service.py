@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import socket
 import subprocess
@@ -12,6 +13,16 @@ from pathlib import Path
 from types import TracebackType
 
 import httpx
+
+
+def mirrored(path: Path) -> bytes:
+    """A gallery photo mirrored, as JPEG: new bytes of the same car (a car to add)."""
+    from PIL import Image, ImageOps
+
+    buf = io.BytesIO()
+    with Image.open(path) as img:
+        ImageOps.mirror(img.convert("RGB")).save(buf, "JPEG", quality=90)
+    return buf.getvalue()
 
 
 def free_port() -> int:
