@@ -26,8 +26,6 @@ from carembed.artifact import save_model
 from carembed.backbones import get_backbone
 from carembed.choices import HeadKind, LossName, PoolingKind, Recipe
 from carembed.datasets import CarDataset, read_dataset
-from carembed.embedder import Embedder
-from carembed.identify import Calibration
 from carembed.model import CarEmbeddingModel, build_model
 from carembed.quantize import check_int8
 from training.backbone_split import split_backbone
@@ -42,7 +40,7 @@ from training.data import (
     usable_records,
 )
 from training.features import CachedFeatures, cached_features
-from training.identification import Labels, fit_calibration
+from training.identification import calibrate
 from training.module import RetrievalModule
 from training.quiet import quiet_lightning
 from training.record import dataset_fingerprint, git_commit
@@ -276,39 +274,6 @@ def _fresh(config: TrainConfig) -> CarEmbeddingModel:
     return model
 
 
-def _calibrate(model: CarEmbeddingModel, classes: CarDataset, run_dir: Path) -> Calibration:
-    """The identification vote's settings and confidence maps, fitted leave-one-out on the
-    held-out training classes with the model that never trained on them."""
-    device = next(model.parameters()).device
-    with tempfile.TemporaryDirectory(prefix="carsearch-onnx-") as onnx_dir:
-        # ONNX Runtime on the CPU (3-4x eager PyTorch there), PyTorch on a GPU.
-        embedder = Embedder(
-            model, device=device, engine="auto", onnx_dir=Path(onnx_dir), int8=False
-        )
-        vectors, kept, _ = embedder.embed_all([r.path for r in classes.records])
-    records = [classes.records[i] for i in kept]
-    labels = Labels(
-        [r.class_name for r in records],
-        [r.make for r in records],
-        [r.model for r in records],
-        [r.year for r in records],
-    )
-    calibration = fit_calibration(
-        vectors,
-        labels,
-        f"{len(set(labels.classes))} held-out training classes, {len(records)} photos",
-    )
-    logger.info(
-        "identification: k %d, temperature %.2f (make: k %d, temperature %.2f), fitted on %s",
-        calibration.k,
-        calibration.temperature,
-        calibration.make_k,
-        calibration.make_temperature,
-        calibration.fitted_on,
-    )
-    return calibration
-
-
 def train(config: TrainConfig) -> tuple[CarEmbeddingModel, dict[str, Any]]:
     """Runs the whole recipe, exports to ``config.out``; returns the model and its metadata."""
     started = time.perf_counter()
@@ -354,7 +319,7 @@ def train(config: TrainConfig) -> tuple[CarEmbeddingModel, dict[str, Any]]:
     # With several processes (DDP) each holds the same weights: the calibration, the model
     # folder and the int8 check are made once, by rank zero, while the others wait.
     lead = trainer.is_global_zero
-    identification = _calibrate(model, select_part, run_dir) if lead else None
+    identification = calibrate(model, select_part) if lead else None
     trainer.strategy.barrier("calibrated")
     last = trainer
     if config.refit:
@@ -388,9 +353,21 @@ def train(config: TrainConfig) -> tuple[CarEmbeddingModel, dict[str, Any]]:
     backbone = model.config.backbone.model_copy(update={"in_artifact": config.recipe != "frozen"})
     model.update_config(backbone=backbone, training=metadata)
     model = model.cpu().eval()
-    if not lead:
-        last.strategy.barrier("exported")
-        return model, metadata
+    if lead:
+        _export(config, model, select_part, fit_part, started)
+    last.strategy.barrier("exported")
+    return model, metadata
+
+
+def _export(
+    config: TrainConfig,
+    model: CarEmbeddingModel,
+    select_part: CarDataset,
+    fit_part: CarDataset,
+    started: float,
+) -> None:
+    """Write the model folder and, when asked, its int8 graph (checked on the held-out
+    training classes, calibrated on the others)."""
     version = save_model(model, config.out)
     model.source_dir = config.out
     if config.int8_check:
@@ -404,5 +381,3 @@ def train(config: TrainConfig) -> tuple[CarEmbeddingModel, dict[str, Any]]:
                 f"({len(select_part.records)} photos)",
             )
     logger.info("exported %s to %s (%.0f s)", version, config.out, time.perf_counter() - started)
-    last.strategy.barrier("exported")
-    return model, metadata
