@@ -52,6 +52,9 @@ class IndexStatus:
     points: int | None
     live_gate: dict[str, Any] | None = None  # the quality gate's verdict that let it go live
     previous_gate: dict[str, Any] | None = None
+    serving: str | None = (
+        None  # with ``status(version)``: the collection these vectors are read from
+    )
 
 
 def open_engine(settings: StoreSettings) -> Engine:
@@ -75,6 +78,7 @@ class CarIndex:
         self.models = ModelCopies(engine, settings.layout.models)
         self.fields = settings.fields()
         self.listings = Listings(self)
+        self._gates: dict[str, dict[str, Any] | None] = {}
 
     @classmethod
     def open(cls, settings: StoreSettings | None = None) -> CarIndex:
@@ -95,12 +99,22 @@ class CarIndex:
     def on_serving(self, version: str, operation: Callable[[str], T]) -> T:
         return self.served.on_serving(version, operation)
 
-    def status(self) -> IndexStatus:
+    def status(self, version: str | None = None) -> IndexStatus:
+        """The alias, its collections and their gate verdicts, and the points of the live
+        collection; with ``version``: of the collection those vectors are read from
+        (``serving``, None when none holds them). One alias lookup and one count; a
+        collection's verdict is read once (it never changes)."""
         state = self.state()
-        points = None
-        if state.live is not None:
+        counted, serving = state.live, None
+        if version is not None:
             try:
-                points = self.engine.count(state.live)
+                counted = serving = self.served.serving(version)
+            except IndexNotReady:
+                counted = None
+        points = None
+        if counted is not None:
+            try:
+                points = self.engine.count(counted)
             except (CollectionMissing, CollectionHeld):  # held: by the service that serves it
                 points = None
         return IndexStatus(
@@ -113,16 +127,19 @@ class CarIndex:
             points,
             self._gate_record(state.live),
             self._gate_record(state.previous),
+            serving,
         )
 
     def _gate_record(self, collection: str | None) -> dict[str, Any] | None:
         if collection is None:
             return None
-        try:
-            record = self.engine.metadata(collection).get(GATE_KEY)
-        except CollectionMissing:
-            return None
-        return dict(record) if record else None
+        if collection not in self._gates:
+            try:
+                record = self.engine.metadata(collection).get(GATE_KEY)
+            except CollectionMissing:
+                return None
+            self._gates[collection] = dict(record) if record else None
+        return self._gates[collection]
 
     # -- reads and writes of one collection --------------------------------------------------
     def search(

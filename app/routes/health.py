@@ -35,20 +35,14 @@ async def readyz(request: Request) -> JSONResponse:
         "indexing": services.indexing.snapshot(),
         "uptime_s": round(time.time() - services.started, 1),
     }
-    try:
-        status = await store(services, services.index.status)
+    try:  # one store call
+        status = await store(services, services.index.status, model.version)
         body |= {"engine": status.engine, "live_collection": status.live}
         body["gate"] = {"live": status.live_gate, "previous": status.previous_gate}
-        body["store_reachable"] = True
+        body |= {"store_reachable": True, "collection": status.serving}
+        body["points"] = status.points if status.serving is not None else 0
     except problems.Problem:
         body |= {"store_reachable": False, "collection": None, "points": None}
-    if body["store_reachable"]:
-        try:
-            collection = await store(services, services.serving_collection, model)
-            body["collection"] = collection
-            body["points"] = await store(services, services.index.count, collection)
-        except problems.Problem:  # no collection of this model version (yet)
-            body |= {"collection": None, "points": 0}
     ready = body["store_reachable"] and body["collection"] is not None
     body["ready"] = ready
     headers = None if ready else {"Retry-After": "5"}

@@ -184,3 +184,28 @@ def test_a_request_has_one_store_deadline_across_its_store_calls(tmp_path: Path)
             "/api/v1/search", files={"image": ("q.jpg", _jpeg(4))}, data={"positive": car}
         )
         assert ok.status_code == 200  # the next request has a deadline of its own
+
+
+def test_readiness_costs_one_store_call(tmp_path: Path) -> None:
+    settings = AppSettings(
+        qdrant_path=tmp_path / "q", data_dir=tmp_path / "d", engine="torch", model_poll_s=600
+    )
+    with TestClient(create_app(settings)) as client:
+        deadline = time.monotonic() + 30
+        while not client.get("/readyz").json().get("ready"):
+            assert time.monotonic() < deadline, "the service did not become ready"
+            time.sleep(0.05)
+        services = client.app.state.services  # type: ignore[attr-defined]
+        real, calls = services.on_store, []
+
+        async def counted(seconds: float, call: Any, /, *args: Any, **kwargs: Any) -> Any:
+            calls.append(call)
+            return await real(seconds, call, *args, **kwargs)
+
+        services.on_store = counted
+        try:
+            body = client.get("/readyz").json()
+        finally:
+            services.on_store = real
+        assert body["ready"] and body["collection"] == body["live_collection"]
+        assert body["points"] == 0 and len(calls) == 1
