@@ -16,9 +16,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
-from app.gallery_indexing import IndexingProgress
 from app.metrics import Metrics
 from app.pixel_budget import PixelBudget
+from app.progress import IndexingProgress
 from app.registry import ModelRegistry, ServingModel, make_embedder
 from app.settings import AppSettings
 from app.single_flight import SingleFlight

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from carembed.model import ModelConfig
+from carembed.config import ModelConfig
 
 DEFAULT_K = 10
 DEFAULT_TEMPERATURE = 0.05

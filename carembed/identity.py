@@ -19,12 +19,11 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import torch
 
-if TYPE_CHECKING:
-    from carembed.model import ModelConfig
+from carembed.config import ModelConfig
 
 Precision = Literal["float32", "int8"]
 PRECISIONS: dict[Precision, str] = {"float32": "f32", "int8": "int8"}

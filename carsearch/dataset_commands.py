@@ -36,7 +36,12 @@ def export(args: argparse.Namespace, out: Path) -> Path:
     index = open_index(args)
     try:
         report = export_dataset(
-            index, out, gallery=args.gallery, holdout=args.holdout, copy=args.copy
+            index.served,
+            index.fields,
+            out,
+            gallery=args.gallery,
+            holdout=args.holdout,
+            copy=args.copy,
         )
     finally:
         index.close()

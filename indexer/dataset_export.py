@@ -21,14 +21,13 @@ import shutil
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from indexer.build_plan import Desired
 from indexer.engine import CollectionHeld
+from indexer.fields import FieldSchema
 from indexer.gallery import scan_gallery
-
-if TYPE_CHECKING:
-    from indexer.index import CarIndex
+from indexer.served import ServedCollections
 
 logger = logging.getLogger(__name__)
 
@@ -58,16 +57,19 @@ def _held_out(ids: list[str], share: float) -> set[str]:
     return set(sorted(ids)[:count]) if count > 0 else set()
 
 
-def _desired_cars(index: CarIndex, root: Path) -> list[tuple[str, dict[str, Any]]]:
+def _desired_cars(
+    served: ServedCollections, fields: FieldSchema, root: Path
+) -> list[tuple[str, dict[str, Any]]]:
     """The cars a collection built from ``root`` holds: the gallery's (as edited) and the cars
     added through the API, less those deleted."""
-    desired = Desired.of(scan_gallery(root), index.ledger, index.fields)
+    desired = Desired.of(scan_gallery(root), served.ledger, fields)
     gallery = [(item.id, desired.fields(item) | {"source": "gallery"}) for item in desired.items]
     return gallery + [(u.id, u.payload.to_payload()) for u in desired.uploads.values()]
 
 
 def export_dataset(
-    index: CarIndex,
+    served: ServedCollections,
+    fields: FieldSchema,
     out: Path,
     *,
     gallery: Path | None = None,
@@ -79,15 +81,15 @@ def export_dataset(
     hold: the gallery, and the cars added, edited and deleted through the API."""
     if not 0 <= holdout < 1:
         raise ExportError(f"--holdout is a share of each class's photos in [0, 1), not {holdout}")
-    live = index.state().live
+    live = served.state().live
     if live is None:
-        raise ExportError(f"no collection behind the alias {index.alias!r}: build one first")
-    recorded = index.engine.metadata(live).get(GALLERY_ROOT_KEY)
+        raise ExportError(f"no collection behind the alias {served.alias!r}: build one first")
+    recorded = served.engine.metadata(live).get(GALLERY_ROOT_KEY)
     root = gallery or (Path(recorded) if recorded else None)
     if root is not None and not root.is_dir():
         raise ExportError(f"the gallery folder {root} does not exist: name it with --gallery")
     try:
-        cars = list(index.engine.scroll(live, None))
+        cars = list(served.engine.scroll(live, None))
     except CollectionHeld:
         if root is None:
             raise ExportError(
@@ -95,7 +97,7 @@ def export_dataset(
                 "name it with --gallery"
             ) from None
         logger.info("%s is held by another process: exporting the cars it was built to hold", live)
-        cars = _desired_cars(index, root)
+        cars = _desired_cars(served, fields, root)
     by_class: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
     report = ExportReport(out / "manifest.csv")
     for car_id, payload in cars:
@@ -117,7 +119,7 @@ def export_dataset(
         members = by_class[class_name]
         held = _held_out([car_id for car_id, _ in members], holdout)
         for car_id, payload in sorted(members, key=lambda m: m[0]):
-            base = index.ledger.uploads_dir if payload.get("source") == "upload" else root
+            base = served.ledger.uploads_dir if payload.get("source") == "upload" else root
             assert base is not None
             source = base / str(payload.get("path") or "")
             if not source.is_file():

@@ -3,7 +3,6 @@ index, on either engine."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 from collections.abc import Callable, Sequence
@@ -16,7 +15,7 @@ import numpy as np
 from carembed.embedder import Embedder
 from indexer import build
 from indexer.engine import CollectionHeld, CollectionMissing, Engine, NewPoint, Query
-from indexer.fields import Match, check_storable
+from indexer.fields import check_storable
 from indexer.gate import GATE_KEY, GatePolicy
 from indexer.grouping import Grouped
 from indexer.listing import Listings
@@ -77,7 +76,7 @@ class CarIndex:
         self.served = ServedCollections(engine, self.alias, self.ledger)
         self.models = ModelCopies(engine, settings.layout.models)
         self.fields = settings.fields()
-        self.listings = Listings(self)
+        self.listings = Listings(self.served, self.fields, settings.layout)
         self._gates: dict[str, dict[str, Any] | None] = {}
 
     @classmethod
@@ -220,21 +219,13 @@ class CarIndex:
         payload = upload_payload(car, sha, f"{sha}.{suffix}", size, version, listing)
         return self.add(data, vector, payload)
 
-    def find(self, car_id: str) -> StoredCar | None:
-        """The car as a collection this process writes (else the live or previous) holds it."""
-        for name in [*sorted(self.served.joined), *self.state().collections]:
-            with contextlib.suppress(CollectionMissing, CollectionHeld):
-                if (car := self.get(name, car_id)) is not None:
-                    return car
-        return None
-
     def delete(self, car_id: str) -> StoredCar | None:
         """Delete a car for good: the ledger's tombstone (every later build and every collection
         joined later drops it), then every joined collection, its uploaded photo. Returns what
         was deleted, or None."""
         self.served.ensure_joined()
         with self.ledger.writing(car_id):
-            found = self.find(car_id)
+            found = self.served.find(car_id)
             if found is not None:
                 self.ledger.delete(car_id, found.payload)
                 self.served.for_each(lambda name: self.engine.delete(name, [car_id]))
@@ -242,10 +233,6 @@ class CarIndex:
 
     def count(self, collection: str) -> int:
         return self.engine.count(collection)
-
-    def fields_match(self, field: str, value: str | int | bool) -> Match:
-        """The condition ``field == value`` on its payload key."""
-        return Match(self.fields.key(field), value)
 
     # -- builds ------------------------------------------------------------------------------
     def ensure_live(self, embedder: Embedder) -> str:
@@ -268,7 +255,13 @@ class CarIndex:
         """A full build; with ``gate``, a collection of another model goes live only when the
         quality gate passes it (``indexer.gate``; GateRefused otherwise)."""
         self.models.save(embedder.model)  # before the alias can name its collection
-        check = None if gate is None else RolloutGate(self, embedder, gallery, gate).check
+        check = None
+        if gate is not None:
+            layout = self.settings.layout
+            judged = RolloutGate(
+                self.engine, self.models, layout.uploads, layout.onnx, embedder, gallery, gate
+            )
+            check = judged.check
         try:
             return build.build_full(
                 self.engine,

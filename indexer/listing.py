@@ -18,18 +18,17 @@ import hmac
 import json
 import os
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from carembed.atomic import write_atomically
 from indexer.engine import CollectionMissing, Recommend
-from indexer.fields import MAX_ATTRIBUTES, FieldError, check_storable
+from indexer.fields import MAX_ATTRIBUTES, FieldError, FieldSchema, Match, check_storable
 from indexer.files import locked
+from indexer.layout import DataLayout
 from indexer.payload import CarFilter, CarPayload, StoredCar, edit_changes
-
-if TYPE_CHECKING:
-    from indexer.index import CarIndex
+from indexer.served import ServedCollections
 
 
 class CursorError(ValueError):
@@ -57,23 +56,28 @@ def _filter_digest(where: CarFilter) -> str:
 
 
 class Listings:
-    def __init__(self, index: CarIndex) -> None:
-        self._index = index
+    def __init__(self, served: ServedCollections, fields: FieldSchema, layout: DataLayout) -> None:
+        self._served, self._engine, self._ledger = served, served.engine, served.ledger
+        self._fields, self._layout = fields, layout
         self._key: bytes | None = None
+
+    def _match(self, field: str, value: str | int | bool) -> Match:
+        """The condition ``field == value`` on its payload key."""
+        return Match(self._fields.key(field), value)
 
     # -- external ids ----------------------------------------------------------------------
     def with_external_id(self, external_id: str) -> list[str]:
         """The ids of the cars with this external id, in the live and previous collections."""
-        where = CarFilter(where=(self._index.fields_match("external_id", external_id),))
-        state, found = self._index.state(), []
+        where = CarFilter(where=(self._match("external_id", external_id),))
+        state, found = self._served.state(), []
         for name in state.collections:
             with contextlib.suppress(CollectionMissing):
-                found += [c.id for c in self._index.engine.page(name, where, 100, None)[0]]
+                found += [c.id for c in self._engine.page(name, where, 100, None)[0]]
         return sorted(set(found))
 
     def by_external_id(self, collection: str, external_id: str) -> StoredCar | None:
-        where = CarFilter(where=(self._index.fields_match("external_id", external_id),))
-        cars, _ = self._index.engine.page(collection, where, 1, None)
+        where = CarFilter(where=(self._match("external_id", external_id),))
+        cars, _ = self._engine.page(collection, where, 1, None)
         return cars[0] if cars else None
 
     # -- edits -----------------------------------------------------------------------------
@@ -83,10 +87,10 @@ class Listings:
         every collection this process writes. None when there is no such car; ExternalIdTaken
         when another car has the external id it sets; FieldError, with nothing written, when
         the edited car could not be stored."""
-        index, ledger = self._index, self._index.ledger
-        index.served.ensure_joined()
+        served, ledger = self._served, self._ledger
+        served.ensure_joined()
         with ledger.claiming(patch.get("external_id")), ledger.writing(car_id):
-            car = index.find(car_id)
+            car = served.find(car_id)
             if car is None:
                 return None
             external = patch.get("external_id")
@@ -100,17 +104,17 @@ class Listings:
             ledger.edit(car_id, patch)
 
             def apply(name: str) -> None:
-                stored = index.get(name, car_id)
-                if stored is not None and (own := edit_changes(stored.payload, patch)):
-                    index.engine.set_payload(name, car_id, own)
+                for stored in self._engine.retrieve(name, [car_id]):
+                    if own := edit_changes(stored.payload, patch):
+                        self._engine.set_payload(name, car_id, own)
 
-            index.served.for_each(apply)
+            served.for_each(apply)
         return StoredCar(car_id, payload)
 
     # -- browsing --------------------------------------------------------------------------
     def _cursor_key(self) -> bytes:
         if self._key is None:
-            layout = self._index.settings.layout
+            layout = self._layout
             path = layout.cursor_key
             with locked(layout.cursor_lock):
                 if not path.is_file():
@@ -143,7 +147,7 @@ class Listings:
     ) -> tuple[list[StoredCar], str | None]:
         """One page of cars matching ``where`` and the cursor of the next (None at the end)."""
         after = self._after(cursor, where) if cursor else None
-        cars, following = self._index.engine.page(collection, where, limit, after)
+        cars, following = self._engine.page(collection, where, limit, after)
         return cars, None if following is None else self._cursor(following, where)
 
     # -- facets and refinement -------------------------------------------------------------
@@ -151,8 +155,8 @@ class Listings:
         self, collection: str, field: str, where: CarFilter, limit: int
     ) -> list[tuple[Any, int]]:
         """The most frequent values of ``field`` among the cars matching ``where``."""
-        key = self._index.fields.facet_key(field)
-        counts = self._index.engine.facet(collection, key, where, limit)
+        key = self._fields.facet_key(field)
+        counts = self._engine.facet(collection, key, where, limit)
         return [(value, count) for value, count in counts if count > 0]
 
     def refinement(
@@ -168,9 +172,7 @@ class Listings:
         ids = list(dict.fromkeys(positive + negative))
         found = {
             c.id: np.asarray(c.vector, np.float32)
-            for c in self._index.engine.retrieve(
-                collection, ids, with_vectors=True, with_payload=False
-            )
+            for c in self._engine.retrieve(collection, ids, with_vectors=True, with_payload=False)
             if c.vector is not None
         }
         if missing := [i for i in ids if i not in found]:

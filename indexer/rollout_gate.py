@@ -7,19 +7,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from carembed.embedder import Embedder
 from carembed.identity import EmbeddingVersion, parse_embedding_version
-from indexer.engine import StoreError
+from indexer.engine import StoreError, VectorStore
 from indexer.gate import GateError, GatePolicy, GateRefused, TrainedOn, VectorsOf, judge
+from indexer.models import ModelCopies
 from indexer.versions import embedding_version_of
-
-if TYPE_CHECKING:
-    from indexer.index import CarIndex
 
 logger = logging.getLogger(__name__)
 
@@ -39,35 +38,38 @@ def trained_on(*configs: dict[str, Any] | None) -> TrainedOn:
     return trained
 
 
+@dataclass(frozen=True)
 class RolloutGate:
-    def __init__(
-        self, index: CarIndex, embedder: Embedder, gallery: Path, policy: GatePolicy
-    ) -> None:
-        self._index, self._embedder, self._gallery, self._policy = index, embedder, gallery, policy
+    """The gate of one build: ``embedder`` made the new collection from ``gallery`` (and the
+    uploads in ``uploads``); ``models`` holds the live model's copy."""
+
+    store: VectorStore
+    models: ModelCopies
+    uploads: Path
+    onnx_dir: Path
+    embedder: Embedder
+    gallery: Path
+    policy: GatePolicy
 
     def _embedded(self, live: EmbeddingVersion | None, new: str) -> VectorsOf | None:
-        model = None if live is None else self._index.models.load(live.model_version)
+        model = None if live is None else self.models.load(live.model_version)
         if live is None or model is None:
             return None
         # ONNX Runtime makes int8 vectors; float32 ones come from the engine this build uses.
-        on_torch = live.precision == "float32" and self._embedder.engine_name == "torch"
+        on_torch = live.precision == "float32" and self.embedder.engine_name == "torch"
         embedder = Embedder(
             model,
-            device=self._embedder.device if on_torch else "cpu",
-            batch_size=self._embedder.batch_size,
+            device=self.embedder.device if on_torch else "cpu",
+            batch_size=self.embedder.batch_size,
             engine="torch" if on_torch else "onnx",
-            onnx_dir=self._index.settings.layout.onnx,
+            onnx_dir=self.onnx_dir,
             precision=live.precision,
         )
 
         def embed(ids: Sequence[str]) -> dict[str, np.ndarray]:
             files = []
-            for car in self._index.get_many(new, list(ids)):
-                root = (
-                    self._index.ledger.uploads_dir
-                    if car.payload.source == "upload"
-                    else self._gallery
-                )
+            for car in self.store.retrieve(new, list(ids)):
+                root = self.uploads if car.payload.source == "upload" else self.gallery
                 files.append((car.id, root / (car.payload.path or "")))
             vectors: dict[str, np.ndarray] = {}
             for batch in embedder.embed_files([f for _, f in files]):
@@ -91,20 +93,20 @@ class RolloutGate:
             ) from exc
 
     def _check(self, live: str, new: str) -> dict[str, Any]:
-        index, live_version = self._index, parse_embedding_version(embedding_version_of(live))
+        live_version = parse_embedding_version(embedding_version_of(live))
         trained = trained_on(
-            self._embedder.model.config.model_dump(),
-            None if live_version is None else index.models.config(live_version.model_version),
+            self.embedder.model.config.model_dump(),
+            None if live_version is None else self.models.config(live_version.model_version),
         )
         vectors = None
         try:
-            index.engine.count(live)
+            self.store.count(live)
         except StoreError:
             logger.info("the live collection is held by another process: embedding its sample")
             vectors = self._embedded(live_version, new)
-        verdict = judge(index.engine, live, new, trained, self._policy, vectors)
+        verdict = judge(self.store, live, new, trained, self.policy, vectors)
         for line in verdict.lines():
             logger.info("%s", line)
-        if not verdict.passed and not self._policy.force:
+        if not verdict.passed and not self.policy.force:
             raise GateRefused(verdict)
         return verdict.record()

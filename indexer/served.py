@@ -14,6 +14,7 @@ to date, once it can be.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -22,6 +23,7 @@ from typing import TypeVar
 
 from carembed.embedder import Embedder
 from indexer.engine import CollectionHeld, CollectionMissing, Engine
+from indexer.payload import StoredCar
 from indexer.reconcile import Reconciled, reconcile
 from indexer.uploads import UploadLedger
 from indexer.versions import AliasState, embedding_version_of, stale_collections
@@ -98,6 +100,14 @@ class ServedCollections:
         for name in self.joined - set(candidates):
             self._leave(name)
         self.engine.release(set(candidates) | self.joined)
+
+    def find(self, car_id: str) -> StoredCar | None:
+        """The car as a joined collection (else the live or previous one) holds it."""
+        for name in [*sorted(self.joined), *self.state().collections]:
+            with contextlib.suppress(CollectionMissing, CollectionHeld):
+                if cars := self.engine.retrieve(name, [car_id]):
+                    return cars[0]
+        return None
 
     def ensure_joined(self) -> None:
         """Before a write (outside any car's lock): when this process has joined nothing yet,

@@ -50,11 +50,12 @@ def test_the_layers_hold() -> None:
 
 @pytest.mark.slow
 def test_no_module_imports_itself_round_a_cycle() -> None:
-    """No import cycle between modules (imports for type checking alone left aside)."""
+    """No import cycle between modules, imports for type checking alone included: a part never
+    names the facade that builds it."""
     import grimp
 
     graph = grimp.build_graph(
-        "carembed", "indexer", "app", "carsearch", "training", exclude_type_checking_imports=True
+        "carembed", "indexer", "app", "carsearch", "training", exclude_type_checking_imports=False
     )
     imports = {m: set(graph.find_modules_directly_imported_by(m)) for m in graph.modules}
     done: set[str] = set()
