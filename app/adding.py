@@ -4,9 +4,11 @@ thumbnail written."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -144,7 +146,13 @@ async def store_car(
         raise Problem(
             507, "insufficient-storage", "Cannot store the photo", "the service's disk is full"
         ) from exc
-    with contextlib.suppress(OSError):  # a thumbnail can always be made again on request
-        services.thumbs_dir.mkdir(parents=True, exist_ok=True)
-        write_atomically(services.thumbs_dir / f"{added.id}.jpg", photo.thumbnail)
+    await asyncio.to_thread(_keep_thumbnail, services.thumbs_dir / f"{added.id}.jpg", photo)
     return Car.of(added)
+
+
+def _keep_thumbnail(target: Path, photo: Prepared) -> None:
+    """The thumbnail made with the photo's decode (a thumbnail can always be made again on
+    request: a disk that refuses it loses nothing)."""
+    with contextlib.suppress(OSError):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(target, photo.thumbnail)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
 import numpy as np
@@ -157,4 +158,4 @@ async def delete_car(services: ServicesDep, car_id: str) -> None:
     car_id = check_id(car_id)
     if await store(services, services.index.delete, car_id) is None:
         raise Problem(404, "not-found", "No such car", f"no car with id {car_id}")
-    (services.thumbs_dir / f"{car_id}.jpg").unlink(missing_ok=True)
+    await asyncio.to_thread((services.thumbs_dir / f"{car_id}.jpg").unlink, missing_ok=True)

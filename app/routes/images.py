@@ -88,18 +88,20 @@ async def car_image(
     services: ServicesDep, car_id: str, size: Literal["thumb", "full"] = "thumb"
 ) -> FileResponse:
     car_id = check_id(car_id)
-    path = _image_file(services, (await get_car(services, services.model, car_id)).payload)
+    payload = (await get_car(services, services.model, car_id)).payload
+    path = await asyncio.to_thread(_image_file, services, payload)  # file work off the loop
     if size == "full":
         return FileResponse(path)
     thumb = services.thumbs_dir / f"{car_id}.jpg"
-    if not thumb.is_file():
+    if not await asyncio.to_thread(thumb.is_file):
         settings = services.settings
 
         async def make() -> None:  # one decode however many first requests wait for it
             side = settings.thumb_size
             # A stored photo that cannot be decoded within the budget has no thumbnail (422);
             # its full image is still served as stored.
-            async with services.pixels.reserve(decoded_pixels(path, (side, side))):
+            pixels = await asyncio.to_thread(decoded_pixels, path, (side, side))
+            async with services.pixels.reserve(pixels):
                 await asyncio.get_running_loop().run_in_executor(
                     services.decode_executor, _thumbnail, path, thumb, side, settings.limits
                 )
