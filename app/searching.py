@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from app.deps import conditions, on_serving
@@ -97,6 +98,56 @@ VOTE_FIELDS = ("class_name", "make", "model", "year")
 """What the vote reads of each neighbour."""
 
 
+@dataclass(frozen=True)
+class _Search:
+    """One search's store reads: what it asks for (``params``), with which query (the photo's
+    vector, or a recommendation toward and away from example cars) and model."""
+
+    services: Services
+    model: ServingModel
+    params: SearchParams
+    vector: Any
+    query: StoreQuery
+
+    async def best(
+        self,
+        where: CarFilter,
+        limit: int,
+        offset: int = 0,
+        fields: Sequence[str] | None = None,
+        plain: bool = False,
+    ) -> list[StoredCar]:
+        """The best cars for the query (``plain``: for the photo's own vector, no threshold)."""
+        query, threshold = (
+            (self.vector, None) if plain else (self.query, self.params.score_threshold)
+        )
+        index = self.services.index
+        found = await on_serving(
+            self.services, self.model, index.search, query, where, limit, offset, threshold, fields
+        )
+        return list(found)
+
+    async def groups(self, where: CarFilter) -> tuple[list[Group], list[StoredCar]]:
+        """One group per class (a few fields read, then whole payloads for the chosen cars)
+        and the nearest cars the engine read to group them, if it did."""
+        params, index = self.params, self.services.index
+        grouped = await on_serving(
+            self.services,
+            self.model,
+            index.search_groups,
+            self.query,
+            where,
+            "class_name",
+            params.offset + params.limit,
+            params.group_size,
+            VOTE_FIELDS,
+        )
+        chosen = grouped.groups[params.offset :]
+        ids = [c.id for group in chosen for c in group]
+        whole = await on_serving(self.services, self.model, index.get_many, ids)
+        return api_groups(chosen, {c.id: c for c in whole}), grouped.nearest or []
+
+
 async def answer(
     services: Services,
     model: ServingModel,
@@ -118,61 +169,20 @@ async def answer(
     )
     query: StoreQuery = vector
     if examples:
+        refinement = services.index.listings.refinement
         query = await on_serving(
-            services,
-            model,
-            services.index.listings.refinement,
-            [vector],
-            params.positive,
-            params.negative,
+            services, model, refinement, [vector], params.positive, params.negative
         )
-
-    async def best(
-        where: CarFilter,
-        limit: int,
-        offset: int = 0,
-        fields: Sequence[str] | None = None,
-        query: StoreQuery = query,
-        threshold: float | None = params.score_threshold,
-    ) -> list[StoredCar]:
-        return list(
-            await on_serving(
-                services,
-                model,
-                services.index.search,
-                query,
-                where,
-                limit,
-                offset,
-                threshold,
-                fields,
-            )
-        )
-
+    search = _Search(services, model, params, vector, query)
     groups = None
-    if params.group_by == "class":  # a few fields only: whole payloads for the chosen cars
-        grouped = await on_serving(
-            services,
-            model,
-            services.index.search_groups,
-            query,
-            where,
-            "class_name",
-            params.offset + params.limit,
-            params.group_size,
-            VOTE_FIELDS,
-        )
-        chosen = grouped.groups[params.offset :]
-        ids = [c.id for group in chosen for c in group]
-        whole = await on_serving(services, model, services.index.get_many, ids)
-        groups = api_groups(chosen, {c.id: c for c in whole})
+    if params.group_by == "class":
+        groups, nearest_first = await search.groups(where)
         hits = [hit for group in groups for hit in group.hits]
-        nearest_first = grouped.nearest or []  # what the engine read to group, if it did
     elif plain and not params.offset:  # one search serves the hits and the vote
-        nearest_first = await best(where, max(params.limit, k))
+        nearest_first = await search.best(where, max(params.limit, k))
         hits = [_hit(car) for car in nearest_first[: params.limit]]
     else:
-        nearest_first = await best(where, params.limit, params.offset)
+        nearest_first = await search.best(where, params.limit, params.offset)
         hits = [_hit(car) for car in nearest_first]
         if params.offset:
             nearest_first = []
@@ -180,7 +190,7 @@ async def answer(
     voters = nearest_first if plain and len(nearest_first) >= k else None
     if voters is None:
         alone = CarFilter(exclude_ids=frozenset({exclude} if exclude else ()))
-        voters = await best(alone, k, fields=VOTE_FIELDS, query=vector, threshold=None)
+        voters = await search.best(alone, k, fields=VOTE_FIELDS, plain=True)
     identification = identification_of(voters[:k], model.calibration)
     services.metrics.stage.labels("search").observe(time.perf_counter() - started)
     return SearchResponse(
