@@ -21,7 +21,7 @@ from carembed.artifact import save_model
 from carembed.identity import embedding_version
 from carembed.model import build_model
 from tests.conftest import wait_until
-from tests.training.conftest import make_shapes_dataset, shape_image
+from tests.training.conftest import make_shapes_dataset, quick_train_args, shape_image
 
 KEY = "loop-key"
 
@@ -69,10 +69,8 @@ def test_the_readme_loop_beside_a_running_service_with_the_gate_on(
     assert first.returncode == 0, first.stderr
     worse = save_model(build_model("mobilenet_v2", head="linear", embedding_dim=4), tmp_path / "w")
     shapes = make_shapes_dataset(tmp_path / "shapes", train_classes=16, val_classes=0)
-    train = ["train", "--data", str(shapes), "--out", str(tmp_path / "better"), "--epochs", "3"]
-    train += ["--backbone", "mobilenet_v2", "--recipe", "frozen", "--workers", "0"]
-    train += ["--accelerator", "cpu", "--work-dir", str(tmp_path / "runs")]
-    trained = _carsearch(env, *train, "--no-int8-check", "--cache-dir", str(tmp_path / "c"))
+    train = quick_train_args(shapes, tmp_path / "better", tmp_path / "c", tmp_path / "runs", 3)
+    trained = _carsearch(env, *train)
     assert trained.returncode == 0, trained.stderr
     better = json.loads((tmp_path / "better" / "config.json").read_text())["model_version"]
     settings = AppSettings(

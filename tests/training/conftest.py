@@ -47,3 +47,15 @@ def make_shapes_dataset(
             rows.append(f"class{cls:02d}/{i}.png,Shape{cls:02d} Sedan 2012,{split}")
     (root / "manifest.csv").write_text("\n".join(rows) + "\n")
     return root
+
+
+def quick_train_args(
+    data: Path, out: Path, cache: Path, runs: Path, epochs: int, devices: int | None = None
+) -> list[str]:
+    """``carsearch train``'s arguments for a quick CPU run: MobileNetV2, the frozen recipe, no
+    int8 check (``devices``: processes, else Lightning's default)."""
+    args = ["train", "--data", str(data), "--out", str(out), "--backbone", "mobilenet_v2"]
+    args += ["--recipe", "frozen", "--epochs", str(epochs), "--workers", "0"]
+    args += ["--accelerator", "cpu", "--no-int8-check", "--cache-dir", str(cache)]
+    args += ["--work-dir", str(runs)]
+    return args if devices is None else [*args, "--devices", str(devices)]

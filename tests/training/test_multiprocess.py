@@ -17,6 +17,7 @@ from torch import nn
 from torch.multiprocessing import ProcessExitedException
 from torch.utils.data import TensorDataset
 
+from tests.training.conftest import make_shapes_dataset, quick_train_args
 from training.data import RetrievalData
 from training.module import RetrievalModule
 
@@ -73,42 +74,14 @@ def test_two_processes_log_the_validation_metric_of_one() -> None:
     assert _validate(module, data, devices=2, split=True) != pytest.approx(one, abs=1e-6)
 
 
-def _train_command(shapes: Path, out: Path, devices: int) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "carsearch",
-        "train",
-        "--data",
-        str(shapes),
-        "--out",
-        str(out),
-        "--backbone",
-        "mobilenet_v2",
-        "--recipe",
-        "frozen",
-        "--epochs",
-        "3",
-        "--workers",
-        "0",
-        "--accelerator",
-        "cpu",
-        "--devices",
-        str(devices),
-        "--no-int8-check",
-        "--cache-dir",
-        str(out.parent / "cache"),
-        "--work-dir",
-        str(out.parent / f"runs{devices}"),
-    ]
-
-
 def _train(shapes: Path, out: Path, devices: int) -> str:
     """``carsearch train`` on ``devices`` processes; its log. A gloo worker that aborts as it
     exits (see ``_validate``) makes the run go again, up to three times in all."""
     for _ in range(3):
+        runs = out.parent / f"runs{devices}"
+        args = quick_train_args(shapes, out, out.parent / "cache", runs, 3, devices)
         run = subprocess.run(
-            _train_command(shapes, out, devices), capture_output=True, text=True, timeout=600
+            [sys.executable, "-m", "carsearch", *args], capture_output=True, text=True, timeout=600
         )
         if run.returncode == 0:
             return run.stdout + run.stderr
@@ -124,7 +97,6 @@ def test_training_on_two_processes_writes_one_model_that_scores_like_one_process
     and prints the result; the model loads and scores on unseen classes within 0.05
     R-Precision of the one a single process trains (each process sees its own P x K batches,
     so the weights differ)."""
-    from tests.training.conftest import make_shapes_dataset
     from training.evaluate import evaluate
 
     shapes = make_shapes_dataset(tmp_path / "shapes", train_classes=12, val_classes=4)

@@ -16,7 +16,7 @@ from carembed.embedder import Embedder
 from carembed.model import build_model
 from carsearch.cli import main
 from tests.conftest import stub_rates
-from tests.training.conftest import make_shapes_dataset
+from tests.training.conftest import make_shapes_dataset, quick_train_args
 from training.evaluate import evaluate
 from training.features import cached_features
 from training.train import TrainConfig, train
@@ -297,32 +297,9 @@ def test_train_prints_each_message_once_without_tips_or_lightning_internals(
     import subprocess
     import sys
 
+    args = quick_train_args(shapes, tmp_path / "model", tmp_path / "cache", tmp_path / "runs", 2)
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "carsearch",
-            "train",
-            "--data",
-            str(shapes),
-            "--out",
-            str(tmp_path / "model"),
-            "--backbone",
-            "mobilenet_v2",
-            "--recipe",
-            "frozen",
-            "--epochs",
-            "2",
-            "--workers",
-            "0",
-            "--accelerator",
-            "cpu",
-            "--no-int8-check",
-            "--cache-dir",
-            str(tmp_path / "cache"),
-            "--work-dir",
-            str(tmp_path / "runs"),
-        ],
+        [sys.executable, "-m", "carsearch", *args],
         capture_output=True,
         text=True,
         timeout=600,
