@@ -129,7 +129,7 @@ class ModelRegistry:
         served = self.index.served
         caught_up = await on_store(MODEL_LOAD_S, served.join, collection, model.embedder)
         previous, self.serving = self.serving, model
-        self.index.served.forget_serving()
+        served.forget_serving()
         after = await on_store(MODEL_LOAD_S, served.join, collection, model.embedder)
         if self.settings.model_dir is None:  # no model named: the live one is this service's
             self.configured = model.embedder

@@ -78,11 +78,6 @@ class Services:
         """The model requests use now (a request keeps the one it started with)."""
         return self.models.serving
 
-    def serving_collection(self, model: ServingModel | None = None) -> str:
-        """The collection holding this model's vectors (live, or previous during a rollout);
-        raises IndexNotReady when none does."""
-        return self.index.serving((model or self.model).version)
-
     async def on_store(
         self, seconds: float, call: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
     ) -> T:

@@ -71,12 +71,9 @@ def float_nodes(graph_path: Path, prefix: str = QUANTIZED_PREFIX) -> list[str]:
 def quantize_static_int8(fp32_path: Path, out_path: Path, calibration: np.ndarray) -> None:
     """QDQ int8 (per-channel weights) calibrated on ``calibration`` (N, 3, S, S) images, with
     ``float_nodes`` left in float32; the float32 graph's metadata (the model version) travels
-    along.
-
-    Weights use 7 of their 8 bits (``reduce_range``): on CPUs without VNNI, ONNX Runtime sums
-    pairs of uint8 x int8 products in 16 bits, which saturate with full-range weights, so the
-    same graph would score differently there; with 7-bit weights no pair can overflow and
-    every x86-64 CPU computes the same sums."""
+    along. ONNX Runtime sums the products of such a graph exactly on CPUs with VNNI, in
+    saturating 16-bit pairs on CPUs with AVX2 alone (``carembed.cpu.int8_sums``): its check
+    records which, and ``auto`` runs it only where they are summed the same way."""
     import onnx
     from onnxruntime.quantization import (
         CalibrationDataReader,

@@ -90,7 +90,6 @@ def _model_flip(args: argparse.Namespace) -> int:
 
 
 def _model_quantize(args: argparse.Namespace) -> int:
-    from carembed.cpu import cpu_description
     from carembed.engines import MissingGraph
     from carembed.quantize import INT8_MARGIN, quantize_and_check, recheck_int8
 
@@ -110,7 +109,7 @@ def _model_quantize(args: argparse.Namespace) -> int:
     emit(f"{'graph':6} {'img/s':>8} {'R-Precision':>12}")
     emit(f"{'fp32':6} {report.fp32_img_s:8.1f} {report.fp32_r_precision:12.4f}")
     emit(f"{'int8':6} {report.int8_img_s:8.1f} {report.int8_r_precision:12.4f}")
-    emit(f"measured on {report.checked_on}, CPU {cpu_description()}")
+    emit(f"measured on {report.checked_on}, CPU {report.cpu}")
     if args.check_only:
         verdict = (
             f"within the margin {margin} and faster here: int8 can serve on this machine"

@@ -51,9 +51,8 @@ class IndexStatus:
     points: int | None
     live_gate: dict[str, Any] | None = None  # the quality gate's verdict that let it go live
     previous_gate: dict[str, Any] | None = None
-    serving: str | None = (
-        None  # with ``status(version)``: the collection these vectors are read from
-    )
+    serving: str | None = None
+    """With ``status(version)``: the collection those vectors are read from."""
 
 
 def open_engine(settings: StoreSettings) -> Engine:

@@ -143,7 +143,7 @@ class ServedCollections:
         if cached is not None and now - cached[0] < SERVING_TTL_S:
             return cached[1]
         state = self.state()
-        holding = [n for n in state.collections if embedding_version_of(n) == version]
+        holding = state.holding(version)
         if not holding:
             raise IndexNotReady(f"no collection holds vectors of {version}")
         joined = self.joined

@@ -121,15 +121,8 @@ class UploadLedger:
 
     def edits(self) -> dict[str, dict[str, Any]]:
         """Every car's edit by car id (an unreadable one is logged and left out)."""
-        found: dict[str, dict[str, Any]] = {}
-        for path in sorted(self.edits_dir.glob("*.json")) if self.edits_dir.is_dir() else []:
-            try:
-                found[path.stem] = dict(json.loads(path.read_bytes()))
-            except FileNotFoundError:  # deleted meanwhile
-                continue
-            except (ValueError, OSError) as exc:
-                logger.warning("edit record %s is unreadable (%s): not applied", path, exc)
-        return found
+        edits = {car_id: self.edit_of(car_id) for car_id in sorted(self.edited_ids())}
+        return {car_id: edit for car_id, edit in edits.items() if edit is not None}
 
     def uploads(self) -> list[Upload]:
         """Every upload whose photo and payload are both there, with its edits applied. An

@@ -92,13 +92,10 @@ class AliasState:
             )
         return AliasState(self.alias, self.previous, self.live)
 
-    def serving(self, embedding_version: str) -> str | None:
-        """The collection holding these vectors: the live one, or during a rollout (the alias
-        already names another model's collection) the previous one."""
-        for name in (self.live, self.previous):
-            if name is not None and embedding_version_of(name) == embedding_version:
-                return name
-        return None
+    def holding(self, embedding_version: str) -> list[str]:
+        """The collections holding these vectors, live first (the previous one serves them
+        during a rollout to another model)."""
+        return [n for n in self.collections if embedding_version_of(n) == embedding_version]
 
 
 def stale_collections(alias: str, names: list[str], state: AliasState) -> list[str]:
