@@ -21,10 +21,10 @@ import numpy as np
 from app.batcher import MicroBatcher
 from app.metrics import Metrics
 from app.settings import AppSettings
+from carembed.calibration import Calibration, calibration_of
 from carembed.cpu import cpu_description
 from carembed.embedder import Embedder
 from carembed.engines import MissingGraph
-from carembed.identify import Calibration, calibration_of
 from carembed.identity import Precision, parse_embedding_version
 from carembed.int8_files import int8_check, int8_graph_path
 from carembed.model import CarEmbeddingModel

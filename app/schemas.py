@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.config import JsonDict
 
+from app.identification import IDENTIFICATION_EXAMPLE, AbsentPrior, Identification
 from app.problems import Problem
 from indexer.fields import MAX_EXTERNAL_ID, AttributeValue
 from indexer.payload import CarFields, Listing, StoredCar
@@ -20,22 +21,6 @@ def car_image_url(car_id: str, size: Literal["full", "thumb"]) -> str:
 
 _EXAMPLE_VERSION = "efficientnetlite0-skip-1f07ee78fb05-int8"
 _EXAMPLE_ID = "0b5e2d8a-6c1f-5a43-9d53-1f0c2a7e9b44"
-_EXAMPLE_IDENTIFICATION: JsonDict = {
-    "candidates": [
-        {
-            "make": "Audi",
-            "model": "TTS Coupe",
-            "year": 2012,
-            "class_name": "Audi TTS Coupe 2012",
-            "confidence": 0.82,
-            "share": 0.77,
-        }
-    ],
-    "make": {"make": "Audi", "confidence": 0.93},
-    "calibrated": True,
-}
-
-
 _EXAMPLE_LISTING: JsonDict = {
     "external_id": "listing-48213",
     "attributes": {"price": 18500.0, "mileage": 64000, "color": "red", "available": True},
@@ -59,30 +44,6 @@ class Timings(BaseModel):
     decode_ms: float = 0.0
     embed_ms: float = 0.0
     search_ms: float = 0.0
-
-
-class Candidate(BaseModel):
-    make: str | None = None
-    model: str | None = None
-    year: int | None = None
-    class_name: str
-    confidence: float = Field(description="calibrated probability that this answer is right")
-    share: float = Field(description="the answer's share of the neighbours' vote")
-
-
-class MakeAnswer(BaseModel):
-    make: str | None = None
-    confidence: float = 0.0
-
-
-class Identification(BaseModel):
-    """What car this probably is: up to 3 candidates, and the make on its own."""
-
-    candidates: list[Candidate]
-    make: MakeAnswer
-    calibrated: bool = Field(description="false: the model has no fitted calibration")
-
-    model_config = {"json_schema_extra": {"examples": [_EXAMPLE_IDENTIFICATION]}}
 
 
 class Group(CarFields):
@@ -119,7 +80,7 @@ class SearchResponse(BaseModel):
                     ],
                     "timings": {"decode_ms": 6.1, "embed_ms": 41.0, "search_ms": 3.2},
                     "model_version": _EXAMPLE_VERSION,
-                    "identification": _EXAMPLE_IDENTIFICATION,
+                    "identification": IDENTIFICATION_EXAMPLE,
                     "groups": None,
                 }
             ]
@@ -277,6 +238,7 @@ class SearchParams(BaseModel):
         default_factory=list,
         description=f"up to {MAX_EXAMPLES} car ids: results move away from these cars",
     )
+    absent_prior: AbsentPrior | None = None
 
     @field_validator("positive", "negative", mode="before")
     @classmethod

@@ -9,20 +9,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.deps import conditions, on_serving
+from app.identification import identification_of, prior_of
 from app.registry import ServingModel
 from app.schemas import (
-    Candidate,
     Group,
     Hit,
-    Identification,
-    MakeAnswer,
     SearchParams,
     SearchResponse,
     Timings,
     car_image_url,
 )
 from app.services import Services
-from carembed.identify import Calibration, Neighbour, identify
 from indexer.engine import Query as StoreQuery
 from indexer.payload import CarFilter, StoredCar
 
@@ -47,37 +44,6 @@ def _hit(car: StoredCar, score: float | None = None) -> Hit:
         thumb_url=car_image_url(car.id, "thumb"),
         **car.payload.car_fields(),
         **car.payload.listing_fields(),
-    )
-
-
-def identification_of(cars: list[StoredCar], calibration: Calibration) -> Identification:
-    found = identify(
-        [
-            Neighbour(
-                c.payload.class_name,
-                c.payload.make,
-                c.payload.model,
-                c.payload.year,
-                c.score or 0.0,
-            )
-            for c in cars
-        ],
-        calibration,
-    )
-    return Identification(
-        candidates=[
-            Candidate(
-                make=c.make,
-                model=c.model,
-                year=c.year,
-                class_name=c.class_name,
-                confidence=round(c.confidence, 4),
-                share=round(c.share, 4),
-            )
-            for c in found.candidates
-        ],
-        make=MakeAnswer(make=found.make, confidence=round(found.make_confidence, 4)),
-        calibrated=found.calibrated,
     )
 
 
@@ -191,7 +157,8 @@ async def answer(
     if voters is None:
         alone = CarFilter(exclude_ids=frozenset({exclude} if exclude else ()))
         voters = await search.best(alone, k, fields=VOTE_FIELDS, plain=True)
-    identification = identification_of(voters[:k], model.calibration)
+    prior = prior_of(params.absent_prior, services.settings)
+    identification = identification_of([voters[:k]], model.calibration, prior)
     services.metrics.stage.labels("search").observe(time.perf_counter() - started)
     return SearchResponse(
         hits=hits,

@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from carembed.calibration import DEFAULT_ABSENT_PRIOR
 from carembed.settings import ModelSettings
 from indexer.settings import StoreSettings
 
@@ -72,6 +73,13 @@ class AppSettings(StoreSettings, ModelSettings):
     )
     identify_temperature: float | None = Field(
         None, gt=0, description="vote weights exp(score / t); unset: the model's calibrated t"
+    )
+    absent_prior: float = Field(
+        DEFAULT_ABSENT_PRIOR,
+        ge=0.0,
+        le=1.0,
+        description="the share of identifications whose car model the gallery lacks (a "
+        "request's absent_prior overrides it); 0: the gallery holds every model asked about",
     )
     read_api_key: SecretStr | None = Field(
         None, description="when set, searches need it in X-API-Key (writes keep API_KEY)"

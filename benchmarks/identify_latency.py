@@ -3,10 +3,11 @@
     python benchmarks/identify_latency.py [--points 20000] [--queries 300]
 
 Synthetic cars (as `benchmarks/store.py` makes them) in a Qdrant Edge index; for each query
-vector, times (p50, in this process): the search of 12 hits alone; the vote over its neighbours
-(reused when the search has no filter); a filtered search plus the unfiltered query the vote
-then needs; and `group_by=class` (12 groups of up to 3 photos). Target: identification and
-grouping add <= 1 ms at p50. The last line is one JSON object.
+vector, times (p50, in this process): the search of 12 hits alone; the identification from its
+neighbours (reused when the search has no filter: the three levels' votes, evidence and
+absence); a filtered search plus the unfiltered query the vote then needs; and
+`group_by=class` (12 groups of up to 3 photos). Target: identification and grouping add
+<= 1 ms at p50. The last line is one JSON object.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from pathlib import Path
 import numpy as np
 from store import DIM, MAKES, car_payload, synthetic_cars
 
-from app.searching import VOTE_FIELDS, api_groups, identification_of
-from carembed.identify import Calibration
+from app.identification import identification_of
+from app.searching import VOTE_FIELDS, api_groups
+from carembed.calibration import DEFAULT_ABSENT_PRIOR, LEVELS, AbsenceFit, Calibration
 from indexer.engine import NewPoint
 from indexer.index import CarIndex
 from indexer.payload import CarFilter, point_id
@@ -62,7 +64,10 @@ def main() -> None:
         ]
         index.engine.upsert(name, points)
     index.engine.optimize(name)
-    calibration = Calibration()
+    # The three votes and the absence of each level (any fit costs the same).
+    absence = AbsenceFit(weights=[-8.0, -10.0, -2.0, -1.0], intercept=6.0)
+    calibration = Calibration(absent=dict.fromkeys(LEVELS, absence))
+    prior = DEFAULT_ABSENT_PRIOR
     everything = CarFilter()
 
     def plain(q: int) -> object:
@@ -70,7 +75,7 @@ def main() -> None:
 
     def with_vote(q: int) -> object:
         cars = index.search(name, queries[q], everything, 12)
-        return identification_of(cars[: calibration.depth], calibration)
+        return identification_of([cars[: calibration.depth]], calibration, prior)
 
     def make_filter(q: int) -> CarFilter:
         return CarFilter(make=f"Make{int(query_classes[q]) % MAKES:02d}")
@@ -81,7 +86,7 @@ def main() -> None:
     def filtered_with_vote(q: int) -> object:
         index.search(name, queries[q], make_filter(q), 12)
         voters = index.search(name, queries[q], everything, calibration.depth, 0, None, VOTE_FIELDS)
-        return identification_of(voters, calibration)
+        return identification_of([voters], calibration, prior)
 
     def grouped(q: int) -> object:  # 12 groups of up to 3, as the page asks for them
         found = index.search_groups(name, queries[q], everything, "class_name", 12, 3, VOTE_FIELDS)
@@ -90,7 +95,7 @@ def main() -> None:
         voters = found.nearest or index.search(
             name, queries[q], everything, calibration.depth, 0, None, VOTE_FIELDS
         )
-        return groups, identification_of(voters[: calibration.depth], calibration)
+        return groups, identification_of([voters[: calibration.depth]], calibration, prior)
 
     for call in (plain, with_vote, filtered, filtered_with_vote, grouped):  # warm-up
         _p50_ms(call, 20)

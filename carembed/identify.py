@@ -1,64 +1,26 @@
-""" "What car is this?": a score-weighted vote of the nearest neighbours, and a calibration that
-turns vote shares into confidences that mean what they say.
+""" "What car is this?": votes of the nearest neighbours at three levels (the make, the model of
+any year, the exact make + model + year), each answer's evidence, and the confidences and
+absence probabilities the calibration (``carembed.calibration``) makes of them.
 
-The vote: each of the ``k`` nearest cars votes for its class (and, separately, its make) with
-weight ``exp(score / temperature)``; a class's share is its weights' sum over all weights. The
-calibration maps a share to the probability that the answer is right; it is fitted on the
-training classes (``training.identification``) and travels in the model's ``config.json``
-(``training["identification"]``), so a retrained model brings its own. A model without one
-reports its shares uncalibrated (``calibrated: false``).
+A vote: each of a photo's nearest cars votes for its answer with weight
+``exp(score / temperature)`` (an answer counting at most ``per_answer`` of them); an answer's
+share is its weights' sum over all weights, averaged over the query's photos. The answers never
+contradict each other: the model is the best-voted one of the answered make, the first
+candidate the best-voted one of the answered model.
+
+An answer's evidence tells a car whose model the gallery holds from one it lacks: how close its
+nearest car of that answer is (``best``), how much closer than the nearest car of any other
+answer (``gap``), its share and how many of the voters agree with it (``agree``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
-from carembed.config import ModelConfig
-
-DEFAULT_K = 10
-DEFAULT_TEMPERATURE = 0.05
-
-
-class Mapping(BaseModel):
-    """A non-decreasing map from vote share to confidence: points to interpolate between."""
-
-    model_config = ConfigDict(frozen=True)
-
-    x: list[float] = Field(default_factory=lambda: [0.0, 1.0])
-    y: list[float] = Field(default_factory=lambda: [0.0, 1.0])
-
-    def __call__(self, share: float) -> float:
-        return float(np.interp(share, self.x, self.y))
-
-
-class Calibration(BaseModel):
-    """The vote's settings and the maps fitted for them."""
-
-    model_config = ConfigDict(frozen=True)
-
-    k: int = DEFAULT_K  # neighbours that vote for the exact model
-    temperature: float = DEFAULT_TEMPERATURE
-    make_k: int = DEFAULT_K  # the make has its own vote: more neighbours can agree on it
-    make_temperature: float = DEFAULT_TEMPERATURE
-    model: Mapping = Field(default_factory=Mapping)  # exact model (make + model + year)
-    make: Mapping = Field(default_factory=Mapping)
-    fitted: bool = False
-    fitted_on: str = ""  # what it was fitted on (never the evaluation classes)
-
-    @property
-    def depth(self) -> int:
-        """How many nearest neighbours the votes read."""
-        return max(self.k, self.make_k)
-
-
-def calibration_of(config: ModelConfig) -> Calibration:
-    """The model's fitted calibration, or the uncalibrated defaults."""
-    stored = config.training.get("identification")
-    return Calibration.model_validate(stored) if stored else Calibration()
+from carembed.calibration import DEFAULT_ABSENT_PRIOR, Calibration, Level
 
 
 @dataclass(frozen=True)
@@ -81,12 +43,51 @@ class Candidate:
 
 
 @dataclass(frozen=True)
+class Answer:
+    """One level's answer: its vote share, its evidence, the probability that it is right
+    (absence counted when the calibration can) and that the gallery lacks it (None: not
+    fitted)."""
+
+    share: float
+    evidence: tuple[float, float, float, float]
+    confidence: float
+    absent: float | None
+
+
+@dataclass(frozen=True)
 class Identification:
     candidates: list[Candidate]
     make: str | None
-    make_share: float
-    make_confidence: float
+    model: str | None  # the model's name within the make (any year)
+    levels: dict[Level, Answer]
     calibrated: bool
+    prior: float
+
+    @property
+    def make_share(self) -> float:
+        return self.levels["make"].share
+
+    @property
+    def make_confidence(self) -> float:
+        return self.levels["make"].confidence
+
+
+Key = Callable[[Neighbour], Hashable | None]
+
+
+def _make_key(n: Neighbour) -> Hashable | None:
+    return n.make
+
+
+def _model_key(n: Neighbour) -> Hashable | None:
+    return (n.make, n.model) if n.make and n.model else None
+
+
+def _exact_key(n: Neighbour) -> Hashable | None:
+    return n.class_name
+
+
+KEYS: dict[Level, Key] = {"make": _make_key, "model": _model_key, "exact": _exact_key}
 
 
 def weights(scores: np.ndarray, temperature: float) -> np.ndarray:
@@ -96,65 +97,129 @@ def weights(scores: np.ndarray, temperature: float) -> np.ndarray:
     return result
 
 
-def _shares(keys: Sequence[str], scores: Sequence[float], temperature: float) -> dict[str, float]:
-    """Each key's share of the softmax-weighted vote."""
-    w = weights(np.array(scores), temperature)
-    total = float(w.sum())
-    shares: dict[str, float] = {}
-    for key, weight in zip(keys, w, strict=True):
-        shares[key] = shares.get(key, 0.0) + float(weight) / total
-    return shares
+@dataclass(frozen=True)
+class _Vote:
+    """One level's vote over the query's photos: shares, and each answer's nearest car."""
+
+    photos: list[list[tuple[Hashable, Neighbour]]]  # per photo: its voters with their keys
+    shares: dict[Hashable, float]
+    nearest: dict[Hashable, Neighbour]
+
+    def ranked(self) -> list[tuple[Hashable, float]]:
+        return sorted(self.shares.items(), key=lambda kv: (-kv[1], str(kv[0])))
+
+    def evidence(self, answer: Hashable) -> tuple[float, float, float, float]:
+        scores = [n.score for photo in self.photos for _, n in photo]
+        if not scores:
+            return (0.0, 0.0, 0.0, 0.0)
+        mine = [n.score for photo in self.photos for key, n in photo if key == answer]
+        others = [n.score for photo in self.photos for key, n in photo if key != answer]
+        best = max(mine) if mine else min(scores)
+        gap = best - (max(others) if others else min(scores))
+        agree = float(
+            np.mean([sum(key == answer for key, _ in p) / len(p) for p in self.photos if p])
+        )
+        return (best, gap, self.shares.get(answer, 0.0), agree)
 
 
-def _best(shares: dict[str, float], top: int) -> list[tuple[str, float]]:
-    return sorted(shares.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
+def _vote(
+    photos: Sequence[Sequence[Neighbour]],
+    key: Key,
+    depth: int,
+    temperature: float,
+    per_answer: int | None,
+) -> _Vote:
+    voters: list[list[tuple[Hashable, Neighbour]]] = []
+    shares: dict[Hashable, float] = {}
+    nearest: dict[Hashable, Neighbour] = {}
+    for neighbours in photos:
+        counted: dict[Hashable, int] = {}
+        mine: list[tuple[Hashable, Neighbour]] = []
+        for n in neighbours[:depth]:
+            k = key(n)
+            if k is None:
+                continue
+            counted[k] = counted.get(k, 0) + 1
+            if per_answer is None or counted[k] <= per_answer:
+                mine.append((k, n))
+            if k not in nearest or n.score > nearest[k].score:
+                nearest[k] = n
+        voters.append(mine)
+    voting = [p for p in voters if p]
+    for photo in voting:
+        w = weights(np.array([n.score for _, n in photo]), temperature)
+        w /= w.sum()
+        for (k, _), weight in zip(photo, w, strict=True):
+            shares[k] = shares.get(k, 0.0) + float(weight) / len(voting)
+    return _Vote(voters, shares, nearest)
+
+
+def _lead(
+    vote: _Vote, key: Key, within: Callable[[Neighbour], bool], wide: _Vote
+) -> Hashable | None:
+    """The best-voted answer whose cars satisfy ``within``; else the answer of the nearest such
+    car among all the neighbours read (its share is 0); None when there is none."""
+    for answer, _ in vote.ranked():
+        if within(vote.nearest[answer]):
+            return answer
+    near = [n for n in wide.nearest.values() if within(n) and key(n) is not None]
+    return key(max(near, key=lambda n: n.score)) if near else None
 
 
 def identify(
-    neighbours: Sequence[Neighbour], calibration: Calibration, top: int = 3
+    photos: Sequence[Sequence[Neighbour]],
+    calibration: Calibration,
+    prior: float = DEFAULT_ABSENT_PRIOR,
+    top: int = 3,
 ) -> Identification:
-    """The votes of the nearest neighbours (best first): the first ``make_k`` for the make, the
-    first ``k`` for the exact model. The answers never contradict each other: the first
-    candidate is the best-voted model *of the winning make* (the others follow by share), so a
-    model of another make with more votes is not the answer; when no neighbour of the winning
-    make voted for a model, its nearest car of that make is, with share 0 (not sure)."""
-    voters = [n for n in neighbours[: calibration.k] if n.class_name]
-    if not voters:
-        return Identification([], None, 0.0, 0.0, calibration.fitted)
-    makers = [n for n in neighbours[: calibration.make_k] if n.make]
-    by_make = _shares(
-        [n.make or "" for n in makers], [n.score for n in makers], calibration.make_temperature
-    )
-    make, make_share = _best(by_make, 1)[0] if by_make else (None, 0.0)
-    first: dict[str, Neighbour] = {}
-    for n in voters:
-        first.setdefault(n.class_name or "", n)
-    by_class = _shares(
-        [n.class_name or "" for n in voters], [n.score for n in voters], calibration.temperature
-    )
-    ranked = _best(by_class, len(by_class))
-    if make is not None:
-        lead = next((kv for kv in ranked if first[kv[0]].make == make), None)
-        if lead is None:
-            nearest = next((n for n in makers if n.make == make and n.class_name), None)
-            if nearest is None:  # no model of that make is known: no exact answer
-                return Identification(
-                    [], make, make_share, calibration.make(make_share), calibration.fitted
-                )
-            first[nearest.class_name or ""] = nearest
-            lead = (nearest.class_name or "", 0.0)
-        ranked = [lead, *(kv for kv in ranked if kv != lead)]
-    candidates = [
-        Candidate(
-            name,
-            first[name].make,
-            first[name].model,
-            first[name].year,
-            share,
-            calibration.model(share),
-        )
-        for name, share in ranked[:top]
-    ]
+    """What the car is, from each query photo's nearest neighbours (best first): the first
+    ``make_k`` vote for the make, the first ``k`` for the model and the exact model."""
+    c = calibration
+    make_vote = _vote(photos, _make_key, c.make_k, c.make_temperature, c.per_answer)
+    model_vote = _vote(photos, _model_key, c.k, c.temperature, c.per_answer)
+    exact_vote = _vote(photos, _exact_key, c.k, c.temperature, c.per_answer)
+    wide = _vote(photos, _exact_key, c.depth, c.temperature, None)  # every car read
+    ranked_makes = make_vote.ranked()
+    make = ranked_makes[0][0] if ranked_makes else None
+    model_key = _lead(model_vote, _model_key, lambda n: make is None or n.make == make, wide)
+    lead: Hashable | None = None
+    if model_key is not None:
+        lead = _lead(exact_vote, _exact_key, lambda n: _model_key(n) == model_key, wide)
+    elif make is None:
+        lead = exact_vote.ranked()[0][0] if exact_vote.shares else None
+    answers: dict[Level, tuple[_Vote, Hashable | None]] = {
+        "make": (make_vote, make),
+        "model": (model_vote, model_key),
+        "exact": (exact_vote, lead),
+    }
+    levels: dict[Level, Answer] = {}
+    floor = 0.0
+    for level, (vote, answer) in answers.items():
+        evidence = vote.evidence(answer) if answer is not None else (0.0, 0.0, 0.0, 0.0)
+        absent = c.absent_probability(level, list(evidence), prior)
+        if absent is not None:  # a make the gallery lacks takes its models with it
+            absent = floor = max(floor, absent)
+        right = c.mapping(level)(evidence[2])
+        confidence = right * (1.0 - absent) if absent is not None else right
+        levels[level] = Answer(evidence[2], evidence, confidence, absent)
+    candidates: list[Candidate] = []
+    if lead is not None:
+        nearest = {**wide.nearest, **exact_vote.nearest}
+        order = [lead, *(a for a, _ in exact_vote.ranked() if a != lead)][:top]
+        exact = levels["exact"]
+        scale = 1.0 - exact.absent if exact.absent is not None else 1.0
+        for answer in order:
+            n = nearest[answer]
+            share = exact_vote.shares.get(answer, 0.0)
+            confidence = c.model(share) * scale
+            candidates.append(
+                Candidate(n.class_name or "", n.make, n.model, n.year, share, confidence)
+            )
     return Identification(
-        candidates, make, make_share, calibration.make(make_share), calibration.fitted
+        candidates,
+        str(make) if make is not None else None,
+        str(model_key[1]) if isinstance(model_key, tuple) else None,
+        levels,
+        c.fitted,
+        prior,
     )

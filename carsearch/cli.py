@@ -288,6 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     quantize.set_defaults(handler=_model_quantize)
     stored_models.add_parsers(model_commands, add_qdrant_args, open_index, emit)
+    train_commands.add_model_parsers(model_commands)
     index_commands.add_parser(commands)
     train_commands.add_parsers(commands)
 

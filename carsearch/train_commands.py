@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any, get_args
 
+from carembed.calibration import DEFAULT_ABSENT_PRIOR
 from carembed.choices import HeadKind, LossName, PoolingKind, Recipe
 from carsearch import dataset_commands
 from carsearch.options import add_model_args, add_qdrant_args, emit, model_settings
@@ -54,6 +55,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         device=model.device,
         engine=model.engine,
         int8=model.int8,
+        absent_prior=args.absent_prior,
     )
     rows = [("model", report)] + (
         [("zero-shot", report["zero_shot"])] if "zero_shot" in report else []
@@ -66,13 +68,67 @@ def _evaluate(args: argparse.Namespace) -> int:
         )
     found = report["identification"]
     emit(
-        f"identification: top-1 make {found['top1_make']:.4f}, make+model+year "
-        f"{found['top1_make_model_year']:.4f}; ECE {found['ece_make']:.4f} / "
-        f"{found['ece_model']:.4f}; contradictions {found['contradictions']}; answered at 95% "
-        f"precision {found['coverage_at_95']:.1%}"
+        f"identification, closed: top-1 make {found['top1_make']:.4f}, make+model "
+        f"{found['top1_make_model']:.4f}, make+model+year {found['top1_make_model_year']:.4f}; "
+        f"ECE {found['ece_make']:.4f} / {found['ece_make_model']:.4f} / "
+        f"{found['ece_make_model_year']:.4f}; contradictions {found['contradictions']}; "
+        f"answered at 95% precision {found['coverage_at_95']:.1%}"
+    )
+    opened, mixed = found["open"], found["mixed"]
+    emit(
+        f"identification, open (class not in the gallery): exact answers at >= 0.5 "
+        f"{opened['exact_at_50']:.1%}, at >= 0.9 {opened['exact_at_90']:.1%}; make+model when "
+        f"only the year is absent {_figure(opened['top1_make_model_year_absent'])}"
+    )
+    emit(
+        f"identification, mixed at prior {mixed['prior']:g}: ECE {mixed['ece_make']:.4f} / "
+        f"{mixed['ece_model']:.4f} / {mixed['ece_exact']:.4f}; absent AUROC "
+        f"{_figure(mixed['absent_auroc_make'])} / {_figure(mixed['absent_auroc_model'])} / "
+        f"{_figure(mixed['absent_auroc_exact'])}"
     )
     emit(f"report: {args.out / 'report.json'}")
     return 0
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from training.identification import recalibrate
+
+    calibration = recalibrate(args.dir, args.data, args.split)
+    emit(
+        f"identification calibrated on {calibration.fitted_on}: k {calibration.k}, "
+        f"temperature {calibration.temperature:g}, per answer {calibration.per_answer}; make k "
+        f"{calibration.make_k}, temperature {calibration.make_temperature:g}; written to "
+        f"{args.dir / 'config.json'} (the model version is unchanged)"
+    )
+    return 0
+
+
+def add_model_parsers(model_commands: Any) -> None:
+    """``carsearch model calibrate``: the subcommand of ``model`` that needs training's fits."""
+    cal = model_commands.add_parser(
+        "calibrate",
+        help="refit the identification's calibration (confidences and absence) without training",
+    )
+    cal.add_argument("dir", type=Path, help="the model folder (rewritten in place)")
+    cal.add_argument(
+        "--data",
+        type=Path,
+        required=True,
+        help="labelled photos: those of the classes the model never trained on calibrate it",
+    )
+    cal.add_argument("--split", default=None, help="only this split's photos (default: all)")
+    cal.set_defaults(handler=_calibrate)
+
+
+def _probability(value: str) -> float:
+    number = float(value)
+    if not 0.0 <= number <= 1.0:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"{value} is not a probability in [0, 1]")
+    return number
+
+
+def _figure(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
 
 
 def _devices(value: str) -> int | str:
@@ -169,5 +225,12 @@ def add_parsers(commands: Any) -> None:
         help="skip the comparison with the zero-shot model",
     )
     ev.add_argument("--workers", type=int, default=1)
+    ev.add_argument(
+        "--absent-prior",
+        type=_probability,
+        default=DEFAULT_ABSENT_PRIOR,
+        help="share of queries whose car model the gallery lacks, for the open and mixed "
+        f"figures (default {DEFAULT_ABSENT_PRIOR})",
+    )
     add_model_args(ev)
     ev.set_defaults(handler=_evaluate)

@@ -1,6 +1,7 @@
-"""``carsearch evaluate``: exact retrieval metrics of a model on one split, identification
-(leave-one-out), a JSON report and pictures (Recall@k curves against the zero-shot model,
-example queries with their top 5, the identification reliability diagram)."""
+"""``carsearch evaluate``: exact retrieval metrics of a model on one split, the identification
+closed, open and mixed (``training.identification_report``), a JSON report and pictures
+(Recall@k curves against the zero-shot model, example queries with their top 5, the
+identification reliability diagrams)."""
 
 from __future__ import annotations
 
@@ -12,13 +13,14 @@ from typing import Any
 import numpy as np
 
 from carembed.artifact import ZERO_SHOT, is_zero_shot, load_or_default
+from carembed.calibration import DEFAULT_ABSENT_PRIOR, Calibration, calibration_of
 from carembed.choices import EngineChoice
 from carembed.datasets import CarDataset, read_dataset
 from carembed.embedder import Embedder
-from carembed.identify import Calibration, calibration_of
 from carembed.metrics import retrieval_metrics
 from training.data import class_disjoint_split
-from training.identification import Labels, identification_report, plot_reliability
+from training.identification import pool_of
+from training.identification_report import identification_report, plot_reliability
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +63,7 @@ def evaluate(
     examples: int = 6,
     engine: EngineChoice = "torch",
     int8: bool = True,
+    absent_prior: float = DEFAULT_ABSENT_PRIOR,
 ) -> dict[str, Any]:
     part = _split(data, split)
     paths = [r.path for r in part.records]
@@ -90,10 +93,8 @@ def evaluate(
         "classes_trained_on": len(seen),
         "skipped": len(paths) - len(kept),
     }
-    labels_of = Labels(
-        names, [r.make for r in records], [r.model for r in records], [r.year for r in records]
-    )
-    report["identification"] = identification_report(vectors, labels_of, calibration)
+    pool = pool_of(vectors, records, set(names))
+    report["identification"] = identification_report(pool, calibration, absent_prior)
     zero_shot_model = is_zero_shot(model_dir)
     curves = {"zero-shot" if zero_shot_model else "tuned": metrics}
     if compare_zero_shot and not zero_shot_model:
@@ -110,7 +111,7 @@ def evaluate(
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     _plot_curves(curves, out / "recall_at_k.png")
-    plot_reliability(vectors, labels_of, calibration, out / "identification.png")
+    plot_reliability(pool, calibration, out / "identification.png", absent_prior)
     _plot_examples(
         vectors, labels, [part.records[i].path for i in kept], names, out / "examples.png", examples
     )

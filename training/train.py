@@ -330,12 +330,15 @@ def train(config: TrainConfig) -> tuple[CarEmbeddingModel, dict[str, Any]]:
         last = _trainer(config, run_dir, best_epoch + 1, validate=False)
         last.fit(module, _data(config, all_data, all_labels, None))
 
+    trained = train_set if config.refit else fit_part
     metadata = {
         "recipe": config.recipe,
         "data": config.data.resolve().name,
         "dataset_fingerprint": dataset_fingerprint(train_set),
-        "class_names": train_set.class_names,
-        "classes": len(train_set.class_names),
+        # The classes the weights trained on: without the refit, not the selection classes.
+        "class_names": trained.class_names,
+        "classes": len(trained.class_names),
+        "selection_classes": select_part.class_names,
         "photos": len(views.records),
         "seed": config.seed,
         "metrics": {"selection_r_precision": best_score, "selection_zero_shot": zero_shot},

@@ -22,17 +22,17 @@ from app.deps import (
     region,
     require_read_key,
 )
+from app.identification import AbsentPrior, Identification, identification_of, prior_of
 from app.problems import Problem
 from app.schemas import (
     BatchResponse,
     EmbedResponse,
-    Identification,
     ProblemDetail,
     SearchParams,
     SearchResponse,
     Timings,
 )
-from app.searching import answer, identification_of
+from app.searching import answer
 from indexer.payload import CarFilter
 
 router = APIRouter(prefix="/api/v1", tags=["search"], dependencies=[Depends(require_read_key)])
@@ -99,13 +99,14 @@ async def identify_car(
     services: ServicesDep,
     image: Annotated[UploadFile, File(description="a photo of a car")],
     box: Annotated[str | None, Form(max_length=100, description=BOX_DESCRIPTION)] = None,
+    absent_prior: Annotated[AbsentPrior | None, Form()] = None,
 ) -> Identification:
     model = services.model
     vector = await embed_upload(services, model, image, region(box))
     cars = await on_serving(
         services, model, services.index.search, vector, CarFilter(), model.calibration.depth
     )
-    return identification_of(cars, model.calibration)
+    return identification_of([cars], model.calibration, prior_of(absent_prior, services.settings))
 
 
 @router.post(

@@ -7,14 +7,11 @@ import math
 import numpy as np
 import pytest
 
-from carembed.identify import Calibration, Mapping, Neighbour, identify
-from training.identification import (
-    Labels,
-    coverage_at_precision,
-    expected_calibration_error,
-    fit_isotonic,
-    leave_one_out,
-)
+from carembed.calibration import Calibration, Mapping
+from carembed.identify import Neighbour, identify
+from training.identification import Trials, fit_isotonic
+from training.identification_report import coverage_at_precision, expected_calibration_error
+from training.open_set import Labels, Pool
 
 
 def test_the_vote_weighs_neighbours_by_softmax_of_their_scores() -> None:
@@ -26,7 +23,7 @@ def test_the_vote_weighs_neighbours_by_softmax_of_their_scores() -> None:
     ]
     # The R8 is the 4th: it votes for the make only (make_k 4).
     calibration = Calibration(k=3, temperature=0.1, make_k=4, make_temperature=0.1)
-    found = identify(near, calibration)
+    found = identify([near], calibration)
     w = [math.exp(0.0), math.exp(-0.5), math.exp(-1.0)]  # exp((s - 0.9) / 0.1)
     audi = (w[0] + w[2]) / sum(w)
     assert [c.class_name for c in found.candidates] == ["Audi TT 2012", "BMW M3 2012"]
@@ -49,7 +46,8 @@ def test_the_vote_weighs_neighbours_by_softmax_of_their_scores() -> None:
         make=Mapping(),
         fitted=True,
     )
-    assert identify(near, fitted).candidates[0].confidence == pytest.approx(audi / 2)
+    assert identify([near], fitted).candidates[0].confidence == pytest.approx(audi / 2)
+    assert identify([[]], fitted).candidates == []
     assert identify([], fitted).candidates == []
 
 
@@ -64,7 +62,7 @@ def test_the_exact_answer_is_a_model_of_the_winning_make() -> None:
         Neighbour("Audi S4 Sedan 2012", "Audi", "S4 Sedan", 2012, 0.86),
     ]
     calibration = Calibration(k=5, temperature=1.0, make_k=5, make_temperature=1.0)
-    found = identify(near, calibration)
+    found = identify([near], calibration)
     w = [math.exp(s - 0.90) for s in (0.90, 0.89, 0.88, 0.87, 0.86)]
     assert found.make == "Audi" and found.make_share == pytest.approx(sum(w[2:]) / sum(w))
     names = [c.class_name for c in found.candidates]
@@ -74,16 +72,16 @@ def test_the_exact_answer_is_a_model_of_the_winning_make() -> None:
 
 
 def test_a_winning_make_without_a_voting_model_gives_its_nearest_car_unsure() -> None:
-    """The make reads 4 neighbours, the exact vote 2: Audi wins the make on the 3rd and 4th,
+    """The make reads 4 neighbours, the exact vote 1: Audi wins the make on the 2nd to 4th,
     so the answer is the nearest Audi, with share 0."""
     near = [
         Neighbour("BMW X6 SUV 2012", "BMW", "X6 SUV", 2012, 0.9),
-        Neighbour("Audi Q7 SUV 2012", "Audi", "Q7 SUV", 2012, 0.1),
-        Neighbour("Audi Q5 SUV 2012", "Audi", "Q5 SUV", 2012, 0.9),
-        Neighbour("Audi Q5 SUV 2012", "Audi", "Q5 SUV", 2012, 0.9),
+        Neighbour("Audi Q7 SUV 2012", "Audi", "Q7 SUV", 2012, 0.5),
+        Neighbour("Audi Q5 SUV 2012", "Audi", "Q5 SUV", 2012, 0.45),
+        Neighbour("Audi Q5 SUV 2012", "Audi", "Q5 SUV", 2012, 0.45),
     ]
-    found = identify(near, Calibration(k=1, temperature=1.0, make_k=4, make_temperature=1.0))
-    assert found.make == "Audi"
+    found = identify([near], Calibration(k=1, temperature=1.0, make_k=4, make_temperature=1.0))
+    assert (found.make, found.model) == ("Audi", "Q7 SUV")
     assert [(c.class_name, c.share) for c in found.candidates] == [
         ("Audi Q7 SUV 2012", 0.0),
         ("BMW X6 SUV 2012", 1.0),
@@ -127,6 +125,10 @@ def test_classes_in_the_gallery_are_identified_leave_one_out() -> None:
         [f"model{c}" for c in classes],
         [2012] * 30,
     )
-    answers = leave_one_out(vectors, labels, Calibration(k=4, temperature=0.05, make_k=4))
-    assert answers.top1["make_model_year"].all() and answers.top1["make"].all()
-    assert (answers.model_share > 0.5).all()
+    pool = Pool(vectors, labels, np.arange(30))
+    answers = Trials(pool).outcomes(
+        "present", Calibration(k=4, temperature=0.05, make_k=4), prior=0.0
+    )
+    assert answers.right["exact"].all() and answers.right["make"].all()
+    assert answers.right["model"].all()
+    assert (answers.evidence["exact"][:, 2] > 0.5).all()

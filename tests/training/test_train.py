@@ -75,15 +75,25 @@ def test_frozen_training_beats_the_untrained_head_on_unseen_classes(
     assert training["recipe"] == "frozen" and len(training["class_names"]) == 10
     # Identification was calibrated on held-out training classes only, never on "val".
     fitted = training["identification"]
-    assert fitted["fitted"] and fitted["fitted_on"].startswith("3 held-out training classes")
-    assert (
-        report["identification"]["calibrated"] and 0 <= report["identification"]["ece_model"] <= 1
-    )
-    assert report["identification"]["top1_make_model_year"] > 0.5
+    assert fitted["fitted"] and fitted["fitted_on"].startswith("3 classes the model never")
+    found = report["identification"]
+    assert found["calibrated"] and found["absent_calibrated"]
+    assert 0 <= found["ece_make_model_year"] <= 1
+    assert found["top1_make_model_year"] > 0.5
+    # The open condition: each val class against a gallery without it (every answer wrong).
+    assert found["open"]["queries"] == 40 and 0 <= found["open"]["exact_at_50"] <= 1
+    assert found["mixed"]["prior"] == 0.3 and found["mixed"]["absent_auroc_exact"] > 0.5
     assert (tmp_path / "eval" / "identification.png").stat().st_size > 1000
     assert any((tmp_path / "runs").rglob("*.ckpt")) and any(
         (tmp_path / "runs").rglob("metrics.csv")
     )
+    # Refitted on every training class: only the val classes can calibrate it again.
+    calibrate = ["model", "calibrate", str(config.out), "--data", str(shapes)]
+    assert main([*calibrate, "--split", "train"]) == 2
+    assert main(calibrate) == 0  # every photo: the val classes are those it never saw
+    again = json.loads((config.out / "config.json").read_text())["training"]["identification"]
+    assert again["fitted_on"] == "4 classes the model never trained on, 40 photos"
+    assert set(again["absent"]) == {"make", "model", "exact"}
 
 
 @pytest.mark.slow

@@ -1,0 +1,142 @@
+"""The galleries "what car is this?" is measured and calibrated against: each query photo's
+nearest neighbours in a pool of labelled photos, with the query itself left out (its car model
+*present*) or with its whole class, make + model or make left out (*absent* at that level), and
+what the gallery then lacks at each level.
+
+The pool may hold photos that are never queried (the classes a model trained on, which pull the
+photos of new models toward themselves in a real gallery).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from carembed.calibration import LEVELS, Level
+from carembed.identify import Identification, Neighbour
+
+Condition = Literal["present", "class", "model", "make"]
+CONDITIONS: tuple[Condition, ...] = ("present", "class", "model", "make")
+LEFT_OUT: dict[Condition, Level | None] = {
+    "present": None,
+    "class": "exact",
+    "model": "model",
+    "make": "make",
+}
+
+
+@dataclass(frozen=True)
+class Labels:
+    """What is known about each photo: its class, make, model and year."""
+
+    classes: list[str]
+    makes: list[str | None]
+    models: list[str | None]
+    years: list[int | None]
+
+    def key(self, i: int, level: Level) -> tuple[object, ...]:
+        if level == "make":
+            return (self.makes[i],)
+        if level == "model":
+            return (self.makes[i], self.models[i])
+        return (self.classes[i],)
+
+    def codes(self, level: Level) -> np.ndarray:
+        """Each photo's answer at ``level`` as an integer (equal answers, equal codes)."""
+        keys = [repr(self.key(i, level)) for i in range(len(self.classes))]
+        return np.unique(keys, return_inverse=True)[1]
+
+    def neighbour(self, i: int, score: float) -> Neighbour:
+        return Neighbour(self.classes[i], self.makes[i], self.models[i], self.years[i], score)
+
+    def right(self, i: int, found: Identification) -> dict[Level, bool]:
+        """Whether each level's answer is the photo's."""
+        exact = found.candidates[0].class_name if found.candidates else None
+        return {
+            "make": found.make == self.makes[i],
+            "model": (found.make, found.model) == (self.makes[i], self.models[i]),
+            "exact": exact == self.classes[i],
+        }
+
+
+@dataclass(frozen=True)
+class Pool:
+    """Unit vectors with their labels; ``queries`` are the photos asked about (indices);
+    ``hidden`` marks photos that are asked about but never in the gallery."""
+
+    vectors: np.ndarray
+    labels: Labels
+    queries: np.ndarray
+    hidden: np.ndarray | None = None
+
+    def _in_gallery(self) -> np.ndarray:
+        n = len(self.vectors)
+        return np.ones(n, dtype=bool) if self.hidden is None else ~self.hidden
+
+    def nearest(
+        self, condition: Condition, depth: int, chunk: int = 512
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(pool indices, scores) of each query's ``depth`` nearest photos, best first, with
+        the query and what ``condition`` leaves out excluded (-inf scores pad a short list)."""
+        emb = np.ascontiguousarray(self.vectors, dtype=np.float32)
+        left_out = LEFT_OUT[condition]
+        codes = self.labels.codes(left_out) if left_out else None
+        depth = min(depth, len(emb) - 1)
+        indices = np.empty((len(self.queries), depth), dtype=np.int64)
+        scores = np.empty((len(self.queries), depth), dtype=np.float32)
+        for start in range(0, len(self.queries), chunk):
+            q = self.queries[start : start + chunk]
+            s = emb[q] @ emb.T
+            s[np.arange(len(q)), q] = -np.inf
+            if self.hidden is not None:
+                s[:, self.hidden] = -np.inf
+            if codes is not None:
+                s[codes[None, :] == codes[q][:, None]] = -np.inf
+            part = np.argpartition(-s, depth - 1, axis=1)[:, :depth]
+            order = np.argsort(-np.take_along_axis(s, part, axis=1), axis=1, kind="stable")
+            top = np.take_along_axis(part, order, axis=1)
+            indices[start : start + len(q)] = top
+            scores[start : start + len(q)] = np.take_along_axis(s, top, axis=1)
+        return indices, scores
+
+    def neighbours(self, condition: Condition, depth: int) -> list[list[Neighbour]]:
+        indices, scores = self.nearest(condition, depth)
+        return [
+            [
+                self.labels.neighbour(int(j), float(s))
+                for j, s in zip(row, srow, strict=True)
+                if s > -np.inf
+            ]
+            for row, srow in zip(indices, scores, strict=True)
+        ]
+
+    def absent(self, condition: Condition) -> dict[Level, np.ndarray]:
+        """Per level, whether each query's answer is missing from the gallery it is asked
+        against (its own photo left out, and what ``condition`` leaves out)."""
+        left_out = LEFT_OUT[condition]
+        shown = self._in_gallery()
+        result: dict[Level, np.ndarray] = {}
+        for level in LEVELS:
+            codes = self.labels.codes(level)
+            mine = codes[self.queries]
+            others = np.bincount(codes[shown], minlength=len(codes))[mine] - shown[self.queries]
+            if left_out is not None:  # photos of the answer that the left-out part takes too
+                pairs = np.stack([codes, self.labels.codes(left_out)], axis=1)
+                _, which, counts = np.unique(
+                    pairs[shown], axis=0, return_inverse=True, return_counts=True
+                )
+                taken = np.zeros(len(codes), dtype=np.int64)
+                taken[np.flatnonzero(shown)] = counts[which.ravel()]
+                # A hidden query's own pair may have no shown photo: count those directly.
+                others = others - np.where(
+                    shown[self.queries],
+                    taken[self.queries] - 1,
+                    [self._shown_pairs(pairs, shown, int(q)) for q in self.queries],
+                )
+            result[level] = others <= 0
+        return result
+
+    def _shown_pairs(self, pairs: np.ndarray, shown: np.ndarray, q: int) -> int:
+        return int(np.count_nonzero(shown & (pairs == pairs[q]).all(axis=1)))
