@@ -21,6 +21,11 @@ from carembed.config import ModelConfig
 DEFAULT_K = 10
 DEFAULT_TEMPERATURE = 0.05
 DEFAULT_ABSENT_PRIOR = 0.3  # the share of queries whose car's model the gallery lacks
+# A gallery photo's density: the mean cosine score of its DENSITY_K nearest other photos (the
+# index keeps it with the photo). Photos in crowded parts of the space (the car models a
+# model trained on) score high against everything; the votes subtract it.
+DENSITY_K = 20
+DENSITY_FETCH = 60  # neighbours read when the votes use densities (re-ranked, then cut)
 
 Level = Literal["make", "model", "exact"]
 LEVELS: tuple[Level, ...] = ("make", "model", "exact")
@@ -66,6 +71,7 @@ class Calibration(BaseModel):
     make_k: int = DEFAULT_K  # the make has its own vote: more neighbours can agree on it
     make_temperature: float = DEFAULT_TEMPERATURE
     per_answer: int | None = None  # neighbours one answer may count (None: all of them)
+    density_weight: float = 0.0  # votes read score - weight x the neighbour's density
     model: Mapping = Field(default_factory=Mapping)  # exact model (make + model + year)
     model_level: Mapping | None = None  # make + model, any year (None: the exact map)
     make: Mapping = Field(default_factory=Mapping)
@@ -75,8 +81,13 @@ class Calibration(BaseModel):
 
     @property
     def depth(self) -> int:
-        """How many nearest neighbours the votes read."""
+        """How many nearest neighbours the votes read (by their corrected scores)."""
         return max(self.k, self.make_k)
+
+    @property
+    def fetch(self) -> int:
+        """How many nearest neighbours (by cosine score) a search reads for the votes."""
+        return max(self.depth, DENSITY_FETCH) if self.density_weight else self.depth
 
     def mapping(self, level: Level) -> Mapping:
         if level == "make":

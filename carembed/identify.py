@@ -2,7 +2,8 @@
 any year, the exact make + model + year), each answer's evidence, and the confidences and
 absence probabilities the calibration (``carembed.calibration``) makes of them.
 
-A vote: each of a photo's nearest cars votes for its answer with weight
+A vote: each of a photo's nearest cars (by its score less its density, when the calibration
+says so: a car in a crowded part of the space is near everything) votes for its answer with weight
 ``exp(score / temperature)`` (an answer counting at most ``per_answer`` of them); an answer's
 share is its weights' sum over all weights, averaged over the query's photos. The answers never
 contradict each other: the model is the best-voted one of the answered make, the first
@@ -16,7 +17,7 @@ answer (``gap``), its share and how many of the voters agree with it (``agree``)
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -30,6 +31,7 @@ class Neighbour:
     model: str | None
     year: int | None
     score: float
+    density: float | None = None  # the photo's density in its gallery (None: not known)
 
 
 @dataclass(frozen=True)
@@ -166,15 +168,33 @@ def _lead(
     return key(max(near, key=lambda n: n.score)) if near else None
 
 
+def corrected(neighbours: Sequence[Neighbour], weight: float) -> list[Neighbour]:
+    """The neighbours by ``score - weight x density``, best first (a photo without a density
+    counts the mean of the others'; none known: the scores as they are)."""
+    if not weight:
+        return list(neighbours)
+    known = [n.density for n in neighbours if n.density is not None]
+    if not known:
+        return list(neighbours)
+    typical = float(np.mean(known))
+    scored = [
+        replace(n, score=n.score - weight * (typical if n.density is None else n.density))
+        for n in neighbours
+    ]
+    return sorted(scored, key=lambda n: -n.score)
+
+
 def identify(
     photos: Sequence[Sequence[Neighbour]],
     calibration: Calibration,
     prior: float = DEFAULT_ABSENT_PRIOR,
     top: int = 3,
 ) -> Identification:
-    """What the car is, from each query photo's nearest neighbours (best first): the first
-    ``make_k`` vote for the make, the first ``k`` for the model and the exact model."""
+    """What the car is, from each query photo's nearest neighbours (best first, ``fetch`` of
+    them): re-ranked by their corrected scores, the first ``make_k`` vote for the make, the
+    first ``k`` for the model and the exact model."""
     c = calibration
+    photos = [corrected(p[: c.fetch], c.density_weight) for p in photos]
     make_vote = _vote(photos, _make_key, c.make_k, c.make_temperature, c.per_answer)
     model_vote = _vote(photos, _model_key, c.k, c.temperature, c.per_answer)
     exact_vote = _vote(photos, _exact_key, c.k, c.temperature, c.per_answer)

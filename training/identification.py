@@ -15,6 +15,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
+from itertools import product
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,15 @@ from scipy.optimize import isotonic_regression
 from sklearn.linear_model import LogisticRegression
 
 from carembed.artifact import load_model, save_model
-from carembed.calibration import EVIDENCE, LEVELS, AbsenceFit, Calibration, Level, Mapping
+from carembed.calibration import (
+    DENSITY_FETCH,
+    EVIDENCE,
+    LEVELS,
+    AbsenceFit,
+    Calibration,
+    Level,
+    Mapping,
+)
 from carembed.datasets import CarDataset, CarRecord, DatasetError, read_dataset
 from carembed.embedder import Embedder
 from carembed.identify import Identification, Neighbour, identify
@@ -32,8 +41,9 @@ from training.open_set import CONDITIONS, Condition, Labels, Pool
 K_CHOICES = (5, 10, 20)
 MAKE_K_CHOICES = (5, 10, 20)
 TEMPERATURE_CHOICES = (0.02, 0.05, 0.1, 1.0)
-PER_ANSWER_CHOICES: tuple[int | None, ...] = (None, 3, 1)
-DEPTH = max(*K_CHOICES, *MAKE_K_CHOICES)
+PER_ANSWER_CHOICES: tuple[int | None, ...] = (None, 3)
+DENSITY_WEIGHT_CHOICES = (0.0, 0.5, 1.0)
+DEPTH = max(*K_CHOICES, *MAKE_K_CHOICES, DENSITY_FETCH)
 SHARE = EVIDENCE.index("share")
 
 logger = logging.getLogger(__name__)
@@ -118,17 +128,19 @@ def fit_absence(evidence: np.ndarray, absent: np.ndarray) -> AbsenceFit:
 
 
 def _choose_vote(trials: Trials) -> Calibration:
-    """The votes' settings with the best closed top-1: the exact model's (k, temperature,
-    neighbours per answer), then the make's (its k and temperature)."""
+    """The votes' settings with the best closed top-1: the exact model's (density weight,
+    neighbours per answer, k, temperature), then the make's (its k and temperature)."""
     best: tuple[float, Calibration] = (-1.0, Calibration())
-    for per_answer in PER_ANSWER_CHOICES:
-        for k in K_CHOICES:
-            for temperature in TEMPERATURE_CHOICES:
-                trial = Calibration(k=k, temperature=temperature, make_k=k, per_answer=per_answer)
-                exact = float(trials.outcomes("present", trial, 0.0).right["exact"].mean())
-                # Ties go to the earlier, smaller settings (searches can reuse their hits).
-                if exact > best[0]:
-                    best = (exact, trial)
+    for weight, per_answer, k, temperature in product(
+        DENSITY_WEIGHT_CHOICES, PER_ANSWER_CHOICES, K_CHOICES, TEMPERATURE_CHOICES
+    ):
+        trial = Calibration(
+            k=k, temperature=temperature, make_k=k, per_answer=per_answer, density_weight=weight
+        )
+        exact = float(trials.outcomes("present", trial, 0.0).right["exact"].mean())
+        # Ties go to the earlier, simpler settings (searches can reuse their hits).
+        if exact > best[0]:
+            best = (exact, trial)
     best_make: tuple[float, Calibration] = (-1.0, best[1])
     for make_k in MAKE_K_CHOICES:
         for temperature in TEMPERATURE_CHOICES:

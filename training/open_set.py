@@ -14,7 +14,7 @@ from typing import Literal
 
 import numpy as np
 
-from carembed.calibration import LEVELS, Level
+from carembed.calibration import DENSITY_K, LEVELS, Level
 from carembed.identify import Identification, Neighbour
 
 Condition = Literal["present", "class", "model", "make"]
@@ -48,8 +48,10 @@ class Labels:
         keys = [repr(self.key(i, level)) for i in range(len(self.classes))]
         return np.unique(keys, return_inverse=True)[1]
 
-    def neighbour(self, i: int, score: float) -> Neighbour:
-        return Neighbour(self.classes[i], self.makes[i], self.models[i], self.years[i], score)
+    def neighbour(self, i: int, score: float, density: float | None = None) -> Neighbour:
+        return Neighbour(
+            self.classes[i], self.makes[i], self.models[i], self.years[i], score, density
+        )
 
     def right(self, i: int, found: Identification) -> dict[Level, bool]:
         """Whether each level's answer is the photo's."""
@@ -102,15 +104,40 @@ class Pool:
         return indices, scores
 
     def neighbours(self, condition: Condition, depth: int) -> list[list[Neighbour]]:
+        """Each query's ``depth`` nearest photos with their densities in the gallery it is
+        asked against (``carembed.calibration.DENSITY_K``)."""
         indices, scores = self.nearest(condition, depth)
+        densities = self._densities(condition, indices)
         return [
             [
-                self.labels.neighbour(int(j), float(s))
-                for j, s in zip(row, srow, strict=True)
+                self.labels.neighbour(int(j), float(s), float(d))
+                for j, s, d in zip(row, srow, drow, strict=True)
                 if s > -np.inf
             ]
-            for row, srow in zip(indices, scores, strict=True)
+            for row, srow, drow in zip(indices, scores, densities, strict=True)
         ]
+
+    def _densities(self, condition: Condition, indices: np.ndarray) -> np.ndarray:
+        """The density of each neighbour in its query's gallery: the mean score of its
+        DENSITY_K nearest photos there (not itself, the query or what is left out)."""
+        emb = np.ascontiguousarray(self.vectors, dtype=np.float32)
+        scores = emb @ emb.T
+        np.fill_diagonal(scores, -np.inf)
+        if self.hidden is not None:
+            scores[:, self.hidden] = -np.inf
+        left_out = LEFT_OUT[condition]
+        codes = self.labels.codes(left_out) if left_out else None
+        result = np.empty(indices.shape, dtype=np.float64)
+        for n, q in enumerate(self.queries):
+            rows = scores[indices[n]]  # a copy
+            rows[:, q] = -np.inf
+            if codes is not None:
+                rows[:, codes == codes[q]] = -np.inf
+            k = min(DENSITY_K, rows.shape[1] - 1)
+            top = np.partition(rows, -k, axis=1)[:, -k:]
+            finite = np.isfinite(top)
+            result[n] = np.where(finite, top, 0.0).sum(axis=1) / np.maximum(finite.sum(axis=1), 1)
+        return result
 
     def absent(self, condition: Condition) -> dict[Level, np.ndarray]:
         """Per level, whether each query's answer is missing from the gallery it is asked
