@@ -139,6 +139,7 @@ def identification_of(
                     c.payload.model,
                     c.payload.year,
                     c.score or 0.0,
+                    c.payload.density,
                 )
                 for c in cars
             ]

@@ -21,7 +21,7 @@ from app.schemas import (
 )
 from app.services import Services
 from indexer.engine import Query as StoreQuery
-from indexer.payload import CarFilter, StoredCar
+from indexer.payload import DENSITY, CarFilter, StoredCar
 
 
 def _filter(services: Services, params: SearchParams, exclude: set[str]) -> CarFilter:
@@ -60,7 +60,7 @@ def api_groups(groups: list[list[StoredCar]], payloads: dict[str, StoredCar]) ->
     ]
 
 
-VOTE_FIELDS = ("class_name", "make", "model", "year")
+VOTE_FIELDS = ("class_name", "make", "model", "year", DENSITY)
 """What the vote reads of each neighbour."""
 
 
@@ -127,7 +127,7 @@ async def answer(
     started = time.perf_counter()
     examples = set(params.positive) | set(params.negative)
     where = _filter(services, params, examples | ({exclude} if exclude else set()))
-    k = model.calibration.depth
+    k = model.calibration.fetch
     plain = (
         where == CarFilter(exclude_ids=where.exclude_ids)
         and params.score_threshold is None

@@ -4,7 +4,7 @@
 
 Synthetic cars (as `benchmarks/store.py` makes them) in a Qdrant Edge index; for each query
 vector, times (p50, in this process): the search of 12 hits alone; the identification from its
-neighbours (reused when the search has no filter: the three levels' votes, evidence and
+60 neighbours (one search of 60 when it has no filter: the three levels' votes, evidence and
 absence); a filtered search plus the unfiltered query the vote then needs; and
 `group_by=class` (12 groups of up to 3 photos). Target: identification and grouping add
 <= 1 ms at p50. The last line is one JSON object.
@@ -27,6 +27,7 @@ from store import DIM, MAKES, car_payload, synthetic_cars
 from app.identification import identification_of
 from app.searching import VOTE_FIELDS, api_groups
 from carembed.calibration import DEFAULT_ABSENT_PRIOR, LEVELS, AbsenceFit, Calibration
+from indexer.density import refresh_densities
 from indexer.engine import NewPoint
 from indexer.index import CarIndex
 from indexer.payload import CarFilter, point_id
@@ -64,9 +65,10 @@ def main() -> None:
         ]
         index.engine.upsert(name, points)
     index.engine.optimize(name)
+    refresh_densities(index.engine, name)
     # The three votes and the absence of each level (any fit costs the same).
     absence = AbsenceFit(weights=[-8.0, -10.0, -2.0, -1.0], intercept=6.0)
-    calibration = Calibration(absent=dict.fromkeys(LEVELS, absence))
+    calibration = Calibration(absent=dict.fromkeys(LEVELS, absence), density_weight=0.5)
     prior = DEFAULT_ABSENT_PRIOR
     everything = CarFilter()
 
@@ -74,8 +76,8 @@ def main() -> None:
         return index.search(name, queries[q], everything, 12)
 
     def with_vote(q: int) -> object:
-        cars = index.search(name, queries[q], everything, 12)
-        return identification_of([cars[: calibration.depth]], calibration, prior)
+        cars = index.search(name, queries[q], everything, max(12, calibration.fetch))
+        return identification_of([cars[: calibration.fetch]], calibration, prior)
 
     def make_filter(q: int) -> CarFilter:
         return CarFilter(make=f"Make{int(query_classes[q]) % MAKES:02d}")
@@ -85,7 +87,7 @@ def main() -> None:
 
     def filtered_with_vote(q: int) -> object:
         index.search(name, queries[q], make_filter(q), 12)
-        voters = index.search(name, queries[q], everything, calibration.depth, 0, None, VOTE_FIELDS)
+        voters = index.search(name, queries[q], everything, calibration.fetch, 0, None, VOTE_FIELDS)
         return identification_of([voters], calibration, prior)
 
     def grouped(q: int) -> object:  # 12 groups of up to 3, as the page asks for them
@@ -93,9 +95,9 @@ def main() -> None:
         whole = index.get_many(name, [c.id for g in found.groups for c in g])
         groups = api_groups(found.groups, {c.id: c for c in whole})
         voters = found.nearest or index.search(
-            name, queries[q], everything, calibration.depth, 0, None, VOTE_FIELDS
+            name, queries[q], everything, calibration.fetch, 0, None, VOTE_FIELDS
         )
-        return groups, identification_of([voters[: calibration.depth]], calibration, prior)
+        return groups, identification_of([voters[: calibration.fetch]], calibration, prior)
 
     for call in (plain, with_vote, filtered, filtered_with_vote, grouped):  # warm-up
         _p50_ms(call, 20)

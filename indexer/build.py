@@ -15,10 +15,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from carembed.calibration import DENSITY_K
 from carembed.embedder import Embedder
 from carembed.identity import parse_embedding_version
 from indexer.build_plan import Desired, PayloadFor, gallery_digest, plan_sync, still_current
 from indexer.dataset_export import GALLERY_ROOT_KEY
+from indexer.density import DENSITIES_KEY, refresh_densities
 from indexer.engine import CollectionHeld, Engine, NewPoint, StoreError, VectorStore
 from indexer.fields import FieldSchema
 from indexer.gallery import GalleryItem, GalleryScan, scan_gallery
@@ -60,6 +62,8 @@ def _unchanged(
     metadata = engine.metadata(live)
     if SKIPPED_KEY not in metadata or metadata.get(GALLERY_KEY) != gallery_digest(scan, schema):
         return None
+    if metadata.get(DENSITIES_KEY) != DENSITY_K:  # built before densities, or of another k
+        return None
     desired = Desired.of(scan, ledger, schema)
     recorded = set(metadata[SKIPPED_KEY])
     stored = {pid: p.get("source") for pid, p in engine.scroll(live, ["source"])}
@@ -100,12 +104,13 @@ def _sync(
     num_workers: int,
     on_batch: BatchHook | None,
     progress: bool,
+    densities: bool,
     reuse_from: str | None = None,
 ) -> tuple[IndexReport, set[str]]:
     """Carry out the plan (``indexer.build_plan``) that makes ``collection`` hold what it
     should. Vectors of unchanged photos are copied from ``reuse_from`` (a collection of the same
-    embedding version) instead of being embedded again. Returns the report and the ids that
-    should be there."""
+    embedding version) instead of being embedded again; ``densities``: points written get
+    their densities among those there. Returns the report and the ids that should be there."""
     start = time.perf_counter()
     report = IndexReport(collection, duplicates=len(scan.duplicates), skipped=list(scan.unreadable))
     desired = Desired.of(scan, ledger, schema)
@@ -119,7 +124,17 @@ def _sync(
     for pid, changes in plan.update.items():
         engine.set_payload(collection, pid, changes)
     report.unchanged, report.updated = plan.unchanged, len(plan.update)
-    write(engine, collection, embedder, plan.embed, report, num_workers, on_batch, progress)
+    write(
+        engine,
+        collection,
+        embedder,
+        plan.embed,
+        report,
+        num_workers,
+        on_batch,
+        progress,
+        densities=densities,
+    )
     skipped = {label for label, _ in report.skipped + report.skipped_uploads}
     failed = {t.id for t in plan.embed if t.label in skipped}
     for label, reason in report.skipped_uploads:  # deleted meanwhile, or unreadable
@@ -236,8 +251,11 @@ def build_full(
         num_workers=num_workers,
         on_batch=on_batch,
         progress=progress,
+        densities=False,
         reuse_from=reuse,
     )
+    refresh_densities(engine, target)  # every point among all the others, before it serves
+    engine.set_metadata(target, engine.metadata(target) | {DENSITIES_KEY: DENSITY_K})
     stored = {pid for pid, _ in engine.scroll(target, ["source"])}
     dead = ledger.tombstones() if ledger is not None else set()
     if lost := wanted - stored - dead:  # what it should hold, less what was deleted meanwhile
@@ -321,6 +339,7 @@ def update_incremental(
         num_workers=num_workers,
         on_batch=on_batch,
         progress=progress,
+        densities=True,
     )
     if join is not None:  # a full build does this in its last step
         caught_up = join(live, embedder)

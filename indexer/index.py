@@ -14,6 +14,7 @@ import numpy as np
 
 from carembed.embedder import Embedder
 from indexer import build
+from indexer.density import with_density
 from indexer.engine import CollectionHeld, CollectionMissing, Engine, NewPoint, Query
 from indexer.fields import check_storable
 from indexer.gate import GATE_KEY, GatePolicy
@@ -195,7 +196,10 @@ class CarIndex:
             with self.ledger.writing(car_id):
                 upload = self.ledger.add(data, payload)
                 point = NewPoint(upload.id, vector, payload)
-                self.served.for_each(lambda name: self.engine.upsert(name, [point]), version)
+                self.served.for_each(
+                    lambda name: self.engine.upsert(name, with_density(self.engine, name, [point])),
+                    version,
+                )
             if payload.external_id is not None:
                 for other in self.listings.with_external_id(payload.external_id):
                     if other != car_id:

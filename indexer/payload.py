@@ -61,6 +61,9 @@ class Listing(BaseModel):
         return {"external_id": self.external_id, "attributes": dict(self.attributes)}
 
 
+DENSITY = "density"
+"""The payload field of a point's density in its collection (``indexer.density``)."""
+
 EDITABLE = (*CarFields.model_fields, *Listing.model_fields)
 """The payload fields an edit may change."""
 
@@ -77,6 +80,7 @@ class CarPayload(CarFields, Listing):
     model_version: str | None = None
     indexed_at: str | None = None
     source: Source = "gallery"
+    density: float | None = None  # in its collection (``indexer.density``)
 
     def to_payload(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

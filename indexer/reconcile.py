@@ -9,6 +9,7 @@ import logging
 from dataclasses import dataclass, field
 
 from carembed.embedder import Embedder
+from indexer.density import with_density
 from indexer.engine import NewPoint, VectorStore, in_batches
 from indexer.payload import edit_changes, reindexed
 from indexer.uploads import UploadLedger
@@ -81,7 +82,8 @@ def _add_missing(
                 if now is None:  # deleted meanwhile
                     continue
                 payload = reindexed(now.payload, size, embedder.version)
-                store.upsert(collection, [NewPoint(upload.id, vector, payload)])
+                point = NewPoint(upload.id, vector, payload)
+                store.upsert(collection, with_density(store, collection, [point]))
                 done.added += 1
     for label, reason in done.skipped:
         logger.warning("upload %s not indexed: %s", label, reason)

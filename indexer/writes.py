@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from carembed.embedder import Embedder
+from indexer.density import with_density
 from indexer.engine import NewPoint, VectorStore
 from indexer.payload import CarPayload, reindexed
 from indexer.uploads import Upload
@@ -68,8 +69,11 @@ def write(
     num_workers: int,
     on_batch: BatchHook | None,
     progress: bool,
+    densities: bool,
 ) -> None:
     """Embed ``todos`` and upsert them batch by batch; unusable files go to ``report.skipped``.
+    With ``densities``, each point gets its density among the points already there
+    (``indexer.density``; a full build gives them all theirs at its end instead).
 
     A batch is written in a writer thread while the next one is embedded; each batch is
     confirmed (``on_batch``) once its write has completed, so an interrupted run has written
@@ -80,7 +84,7 @@ def write(
     done = 0
 
     def upsert(points: list[NewPoint], files: int) -> int:
-        engine.upsert(collection, points)
+        engine.upsert(collection, with_density(engine, collection, points) if densities else points)
         return files
 
     def confirm(write: Future[int]) -> None:

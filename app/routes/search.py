@@ -104,7 +104,7 @@ async def identify_car(
     model = services.model
     vector = await embed_upload(services, model, image, region(box))
     cars = await on_serving(
-        services, model, services.index.search, vector, CarFilter(), model.calibration.depth
+        services, model, services.index.search, vector, CarFilter(), model.calibration.fetch
     )
     return identification_of([cars], model.calibration, prior_of(absent_prior, services.settings))
 

@@ -310,6 +310,25 @@ function renderIdentity(ident) {
   const candidates = (ident && ident.candidates) || [];
   const top = candidates[0];
   if (!top) return;
+  const absent = (p) => (p === null || p === undefined ? "" : " (" + percent(p) + " sure)");
+  if (ident.answer === "absent") {
+    box.append(element("p", { className: "answer absent" },
+      "Not in this gallery" + absent(ident.absent) + ". Closest: " + carName(top) + "."));
+    return;
+  }
+  if (ident.answer === "model" && ident.model && ident.model.model) {
+    box.append(element("p", { className: "answer" },
+      "Looks like a " + ident.model.make + " " + ident.model.model + ", year not in the gallery — " +
+      percent(ident.model.confidence)));
+    box.append(element("p", { className: "make" }, "Closest year: " + carName(top)));
+    return;
+  }
+  if (ident.answer === "make" && ident.make && ident.make.make) {
+    box.append(element("p", { className: "answer" },
+      "Probably a " + ident.make.make + " — " + percent(ident.make.confidence) +
+      "; its model is not in this gallery. Closest: " + carName(top) + "."));
+    return;
+  }
   if (top.confidence >= NOT_SURE) {
     box.append(element("p", { className: "answer" },
       "Looks like a " + carName(top) + " — " + percent(top.confidence)));

@@ -16,10 +16,10 @@ import pytest
 
 from app.main import create_app
 from app.settings import AppSettings
+from tests.app.browsing import CHROMIUM, chromium
 from tests.conftest import scene, street
 from tests.indexer.conftest import make_gallery
 
-CHROMIUM = "/usr/bin/chromium"
 KEY = "page-key"
 playwright_api = pytest.importorskip(
     "playwright.sync_api", reason="playwright is not installed (pip install playwright)"
@@ -60,22 +60,8 @@ def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    with playwright_api.sync_playwright() as p:
-        chromium = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-        )
-        yield chromium
-        chromium.close()
+    with chromium(playwright_api) as launched:
+        yield launched
 
 
 def _ready(page: Any, base_url: str) -> None:

@@ -1,0 +1,163 @@
+""" "What car is this?" when the gallery lacks the car's model, through the running service and
+its page: a model calibrated on generated car models (each model: photos of one generated
+scene, retouched), a gallery of three others, and photos of a model it holds and of one it
+lacks."""
+
+from __future__ import annotations
+
+import io
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image, ImageEnhance
+
+from app.main import create_app
+from app.settings import AppSettings
+from carembed.artifact import ZERO_SHOT, load_or_default, save_model
+from carembed.embedder import Embedder
+from tests.app.browsing import CHROMIUM, chromium
+from tests.conftest import scene
+from training.identification import fit_calibration
+from training.open_set import Labels, Pool
+
+GALLERY = {
+    "Acme_Alpha_Coupe_2012": 11,
+    "Bolt_Beta_Sedan_2012": 22,
+    "Crest_Gamma_Coupe_2012": 33,
+}
+CALIBRATION_SCENES = range(40, 48)  # generated car models of their own makes
+
+
+def retouched(seed: int, variant: int) -> Image.Image:
+    """A photo of the generated car model ``seed``: its scene, cropped a little and lit
+    differently (``variant``)."""
+    rng = np.random.default_rng(1000 * seed + variant)
+    base = scene(seed, size=(176, 108))
+    x, y = int(rng.integers(0, 16)), int(rng.integers(0, 12))
+    photo = base.crop((x, y, x + 160, y + 96))
+    return ImageEnhance.Brightness(photo).enhance(float(rng.uniform(0.85, 1.15)))
+
+
+def _jpeg(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+def _calibrated_model(folder: Path) -> Path:
+    """The zero-shot model with an identification calibrated on generated car models."""
+    model = load_or_default(Path(ZERO_SHOT))
+    photos = [(s, v) for s in CALIBRATION_SCENES for v in range(6)]
+    vectors = Embedder(model).embed([retouched(s, v) for s, v in photos])
+    rows = [(f"Make{s} Model{s} 2012", f"Make{s}", f"Model{s}", 2012) for s, _ in photos]
+    labels = Labels(*(list(column) for column in zip(*rows, strict=True)))  # type: ignore[arg-type]
+    calibration = fit_calibration(Pool(vectors, labels, np.arange(len(rows))), "generated")
+    model.update_config(training={"identification": calibration.model_dump(mode="json")})
+    save_model(model, folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    import uvicorn
+
+    root = tmp_path_factory.mktemp("open-set")
+    gallery = root / "gallery"
+    for name, seed in GALLERY.items():
+        (gallery / name).mkdir(parents=True)
+        for v in range(4):
+            retouched(seed, v).save(gallery / name / f"{v}.jpg", quality=90)
+    settings = AppSettings(
+        gallery=gallery,
+        qdrant_path=root / "q",
+        data_dir=root / "d",
+        model_dir=_calibrated_model(root / "model"),
+        engine="torch",
+    )
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if server.started and httpx.get(url + "/readyz").json().get("points") == 12:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("the service did not index its gallery")
+    yield url
+    server.should_exit = True
+    thread.join(timeout=30)
+
+
+def _identify(url: str, photo: bytes, **data: str) -> httpx.Response:
+    return httpx.post(
+        url + "/api/v1/identify", files={"image": ("q.jpg", photo)}, data=data, timeout=60
+    )
+
+
+@pytest.mark.slow
+def test_absent_is_high_for_a_model_the_gallery_lacks_and_low_for_one_it_holds(
+    base_url: str,
+) -> None:
+    held = _identify(base_url, _jpeg(retouched(22, 9))).json()
+    assert held["candidates"][0]["class_name"] == "Bolt Beta Sedan 2012"
+    assert held["answer"] == "exact" and held["absent_calibrated"] is True
+    assert held["absent"] < 0.5 and held["model"]["model"] == "Beta Sedan"
+    assert held["absent_prior"] == 0.3  # CARSEARCH_ABSENT_PRIOR's default
+    lacking = _identify(base_url, _jpeg(retouched(77, 0))).json()
+    assert lacking["answer"] == "absent" and lacking["absent"] > 0.5
+    assert lacking["make"]["absent"] > 0.5 and lacking["candidates"][0]["confidence"] < 0.5
+    # A gallery said to hold every model asked about: never absent.
+    sure = _identify(base_url, _jpeg(retouched(77, 0)), absent_prior="0").json()
+    assert sure["absent"] == 0.0 and sure["absent_prior"] == 0.0
+    # The search answers the same identification.
+    searched = httpx.post(
+        base_url + "/api/v1/search",
+        files={"image": ("q.jpg", _jpeg(retouched(77, 0)))},
+        timeout=60,
+    ).json()
+    assert searched["identification"] == lacking
+    for bad in ("1.5", "-0.1", "nan", "often"):
+        r = _identify(base_url, _jpeg(retouched(22, 9)), absent_prior=bad)
+        assert r.status_code == 422, bad
+        assert r.headers["content-type"].startswith("application/problem+json")
+
+
+@pytest.mark.slow
+def test_the_page_says_not_in_this_gallery(base_url: str, tmp_path: Path) -> None:
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
+    lacking, held = tmp_path / "lacking.jpg", tmp_path / "held.jpg"
+    retouched(77, 0).save(lacking, quality=90)
+    retouched(11, 9).save(held, quality=90)
+    browser: Any
+    with chromium(playwright_api) as browser:
+        page = browser.new_page()
+        page.goto(base_url + "/")
+        page.wait_for_function(
+            "document.querySelector('#status').textContent.includes('cars indexed')",
+            timeout=60_000,
+        )
+        page.set_input_files("#file", str(lacking))
+        page.wait_for_function("document.querySelector('#identity').textContent !== ''")
+        text = page.locator("#identity").text_content() or ""
+        assert text.startswith("Not in this gallery (") and "Closest: " in text
+        page.set_input_files("#file", str(held))
+        page.wait_for_function(
+            "document.querySelector('#identity').textContent.startsWith('Looks like')"
+        )
+        assert "Acme Alpha Coupe" in (page.locator("#identity").text_content() or "")
