@@ -64,8 +64,8 @@ def main() -> None:
             for i in range(lo, hi)
         ]
         index.engine.upsert(name, points)
-    index.engine.optimize(name)
     refresh_densities(index.engine, name)
+    index.engine.optimize(name)
     # The three votes and the absence of each level (any fit costs the same).
     absence = AbsenceFit(weights=[-8.0, -10.0, -2.0, -1.0], intercept=6.0)
     calibration = Calibration(absent=dict.fromkeys(LEVELS, absence), density_weight=0.5)

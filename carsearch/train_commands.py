@@ -91,12 +91,16 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _calibrate(args: argparse.Namespace) -> int:
-    from training.identification import recalibrate
+    from training.identification import copy_calibration, recalibrate
 
-    calibration = recalibrate(args.dir, args.data, args.split)
+    if args.copy_from is not None:
+        calibration = copy_calibration(args.dir, args.copy_from)
+    else:
+        calibration = recalibrate(args.dir, args.data, args.split)
     emit(
         f"identification calibrated on {calibration.fitted_on}: k {calibration.k}, "
-        f"temperature {calibration.temperature:g}, per answer {calibration.per_answer}; make k "
+        f"temperature {calibration.temperature:g}, per answer {calibration.per_answer}, density "
+        f"weight {calibration.density_weight:g}; make k "
         f"{calibration.make_k}, temperature {calibration.make_temperature:g}; written to "
         f"{args.dir / 'config.json'} (the model version is unchanged)"
     )
@@ -110,11 +114,19 @@ def add_model_parsers(model_commands: Any) -> None:
         help="refit the identification's calibration (confidences and absence) without training",
     )
     cal.add_argument("dir", type=Path, help="the model folder (rewritten in place)")
-    cal.add_argument(
+    source = cal.add_mutually_exclusive_group(required=True)
+    source.add_argument(
         "--data",
         type=Path,
-        required=True,
         help="labelled photos: those of the classes the model never trained on calibrate it",
+    )
+    source.add_argument(
+        "--from",
+        dest="copy_from",
+        type=Path,
+        help="copy the calibration of this folder: the selection model of the same data, recipe "
+        "and seed trained with --no-refit (how a refitted model, which trained on every class, "
+        "gets one)",
     )
     cal.add_argument("--split", default=None, help="only this split's photos (default: all)")
     cal.set_defaults(handler=_calibrate)

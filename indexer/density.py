@@ -55,7 +55,10 @@ def with_density(store: VectorStore, collection: str, points: Sequence[NewPoint]
 
 def refresh_densities(store: VectorStore, collection: str) -> int:
     """Give every point of ``collection`` its density among all the others (a collection no
-    other process writes to yet). Returns how many points it read."""
+    other process writes to yet), searching its HNSW graph (built first); the points are
+    written again, so the caller indexes the collection once more (``seal``). Returns how many
+    points it read."""
+    store.optimize(collection)
     ids = [pid for pid, _ in store.scroll(collection, ["source"])]
     for start in range(0, len(ids), BATCH):
         cars = store.retrieve(collection, ids[start : start + BATCH], with_vectors=True)

@@ -22,7 +22,7 @@ import numpy as np
 from scipy.optimize import isotonic_regression
 from sklearn.linear_model import LogisticRegression
 
-from carembed.artifact import load_model, save_model
+from carembed.artifact import load_model, read_config, save_model
 from carembed.calibration import (
     DENSITY_FETCH,
     EVIDENCE,
@@ -193,11 +193,12 @@ def calibrate(model: CarEmbeddingModel, classes: CarDataset) -> Calibration:
         f"{len(classes.class_names)} classes the model never trained on, {len(kept)} photos",
     )
     logger.info(
-        "identification: k %d, temperature %.2f, per answer %s (make: k %d, temperature %.2f), "
-        "fitted on %s",
+        "identification: k %d, temperature %.2f, per answer %s, density weight %.1f (make: k "
+        "%d, temperature %.2f), fitted on %s",
         calibration.k,
         calibration.temperature,
         calibration.per_answer,
+        calibration.density_weight,
         calibration.make_k,
         calibration.make_temperature,
         calibration.fitted_on,
@@ -233,5 +234,24 @@ def recalibrate(model_dir: Path, data: Path, split: str | None = None) -> Calibr
     calibration = calibrate(model, asked)
     training = {**model.config.training, "identification": calibration.model_dump(mode="json")}
     model.update_config(training=training)
+    save_model(model, model_dir)
+    return calibration
+
+
+def copy_calibration(model_dir: Path, selection_dir: Path) -> Calibration:
+    """Give a refitted model its selection model's calibration, as ``carsearch train`` does:
+    the selection model is the same recipe, data and seed trained without the refit, so it never
+    saw the classes it was calibrated on."""
+    model = load_model(model_dir, device="cpu")
+    selection = read_config(selection_dir).training
+    mine = model.config.training
+    same = ("dataset_fingerprint", "recipe", "seed")
+    if selection.get("refit") or any(selection.get(k) != mine.get(k) for k in same):
+        raise DatasetError(
+            f"{selection_dir} is not the selection model of {model_dir}: it must be trained on "
+            f"the same data with the same recipe and seed, without the refit ({', '.join(same)})"
+        )
+    calibration = Calibration.model_validate(selection["identification"])
+    model.update_config(training={**mine, "identification": calibration.model_dump(mode="json")})
     save_model(model, model_dir)
     return calibration

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -94,6 +95,18 @@ def test_frozen_training_beats_the_untrained_head_on_unseen_classes(
     again = json.loads((config.out / "config.json").read_text())["training"]["identification"]
     assert again["fitted_on"] == "4 classes the model never trained on, 40 photos"
     assert set(again["absent"]) == {"make", "model", "exact"}
+    # A refitted model takes its selection model's calibration, and only its.
+    selection = tmp_path / "selection"
+    shutil.copytree(config.out, selection)
+    record = json.loads((selection / "config.json").read_text())
+    record["training"]["refit"] = False
+    record["training"]["identification"]["fitted_on"] = "the selection model's classes"
+    (selection / "config.json").write_text(json.dumps(record))
+    copy = ["model", "calibrate", str(config.out), "--from"]
+    assert main([*copy, str(config.out)]) == 2  # a refitted model is no selection model
+    assert main([*copy, str(selection)]) == 0
+    copied = json.loads((config.out / "config.json").read_text())["training"]["identification"]
+    assert copied["fitted_on"] == "the selection model's classes"
 
 
 @pytest.mark.slow
