@@ -142,7 +142,8 @@ def _sync(
     wanted = plan.keep - failed
     engine.set_metadata(
         collection,
-        {
+        engine.metadata(collection)
+        | {
             GALLERY_KEY: gallery_digest(scan, schema),
             SKIPPED_KEY: sorted(i.sha256 for i in desired.items if i.id not in wanted),
             GALLERY_ROOT_KEY: str(scan.root),
