@@ -16,6 +16,7 @@ from typing import Annotated, Any, Concatenate, ParamSpec, TypeVar
 import numpy as np
 from fastapi import Depends, Header, Request, UploadFile
 
+from app.identification import MAX_QUERY_PHOTOS
 from app.problems import Problem, unavailable
 from app.registry import ServingModel
 from app.services import Services
@@ -188,6 +189,29 @@ async def one_image(request: Request) -> None:
         raise Problem(
             422, "invalid-request", "One photo per request", "send one file in the field 'image'"
         )
+
+
+def query_photos(
+    image: UploadFile | None, images: list[UploadFile] | None, box: str | None
+) -> list[UploadFile]:
+    """The photos of one car a request sends: ``image``, or ``images`` (1 to
+    ``MAX_QUERY_PHOTOS``, without a ``box``: a region is one photo's)."""
+    if (image is None) == (images is None):
+        raise Problem(
+            422,
+            "invalid-request",
+            "One car's photos",
+            f"send one file in 'image' or 1-{MAX_QUERY_PHOTOS} in 'images'",
+        )
+    if images is None:
+        return [image] if image is not None else []
+    if not 1 <= len(images) <= MAX_QUERY_PHOTOS:
+        raise Problem(
+            422, "invalid-request", "Too many photos", f"1-{MAX_QUERY_PHOTOS} photos of one car"
+        )
+    if box is not None and box.strip():
+        raise Problem(422, "invalid-request", "A box with several photos", "box goes with image")
+    return images
 
 
 def check_batch(services: Services, images: list[UploadFile]) -> None:

@@ -27,6 +27,9 @@ AbsentPrior = Annotated[
 
 Verdict = Literal["exact", "model", "make", "absent"]
 
+MAX_QUERY_PHOTOS = 8
+"""Most photos of one car an identification reads together."""
+
 IDENTIFICATION_EXAMPLE: JsonDict = {
     "candidates": [
         {

@@ -1,7 +1,8 @@
 """The OpenAPI description as client generators read it: operation ids are the routes' names
 (``search``, ``identify``, ``add_car``, ...), and every multipart body is one flat object whose
-file parts are ``format: binary`` (FastAPI nests form models under ``allOf`` and marks files
-with ``contentMediaType`` alone, which generators such as openapi-python-client drop)."""
+file parts, optional ones too, are ``format: binary`` (FastAPI nests form models under
+``allOf`` and marks files with ``contentMediaType`` alone, which generators such as
+openapi-python-client drop)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,18 @@ def operation_id(route: APIRoute) -> str:
     return route.name
 
 
+def _is_file(schema: dict[str, Any]) -> bool:
+    item = schema.get("items", schema)
+    return isinstance(item, dict) and item.get("contentMediaType") == "application/octet-stream"
+
+
 def _binary(schema: dict[str, Any]) -> None:
+    """File parts as ``format: binary``; an optional file part (``anyOf`` it or null) as the
+    file part itself, optional by not being required."""
+    files = [s for s in schema.get("anyOf", []) if _is_file(s)]
+    if files:
+        del schema["anyOf"]
+        schema |= files[0]
     if schema.get("contentMediaType") == "application/octet-stream":
         schema["format"] = "binary"
     if isinstance(schema.get("items"), dict):

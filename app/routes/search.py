@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Annotated
 
@@ -18,11 +19,18 @@ from app.deps import (
     get_car,
     on_serving,
     one_image,
+    query_photos,
     read_upload,
     region,
     require_read_key,
 )
-from app.identification import AbsentPrior, Identification, identification_of, prior_of
+from app.identification import (
+    MAX_QUERY_PHOTOS,
+    AbsentPrior,
+    Identification,
+    identification_of,
+    prior_of,
+)
 from app.problems import Problem
 from app.schemas import (
     BatchResponse,
@@ -92,21 +100,44 @@ async def similar(
     "/identify",
     name="identify",
     response_model=Identification,
-    summary="What car is this? (candidates with calibrated confidence, and the make)",
+    summary="What car is this? (at three levels, each with its confidence and absence)",
     dependencies=[Depends(one_image)],
 )
 async def identify_car(
     services: ServicesDep,
-    image: Annotated[UploadFile, File(description="a photo of a car")],
-    box: Annotated[str | None, Form(max_length=100, description=BOX_DESCRIPTION)] = None,
+    image: Annotated[UploadFile | None, File(description="a photo of a car")] = None,
+    images: Annotated[
+        list[UploadFile] | None,
+        File(
+            description=f"instead of image: 1-{MAX_QUERY_PHOTOS} photos of one car (front, rear, "
+            "side...), identified together"
+        ),
+    ] = None,
+    box: Annotated[
+        str | None, Form(max_length=100, description=BOX_DESCRIPTION + " (with image)")
+    ] = None,
     absent_prior: Annotated[AbsentPrior | None, Form()] = None,
 ) -> Identification:
+    uploads = query_photos(image, images, box)
     model = services.model
-    vector = await embed_upload(services, model, image, region(box))
-    cars = await on_serving(
-        services, model, services.index.search, vector, CarFilter(), model.calibration.fetch
+    vectors = await asyncio.gather(
+        *(embed_upload(services, model, upload, region(box)) for upload in uploads)
     )
-    return identification_of([cars], model.calibration, prior_of(absent_prior, services.settings))
+    neighbours = await asyncio.gather(
+        *(
+            on_serving(
+                services,
+                model,
+                services.index.search,
+                vector,
+                CarFilter(),
+                model.calibration.fetch,
+            )
+            for vector in vectors
+        )
+    )
+    prior = prior_of(absent_prior, services.settings)
+    return identification_of(neighbours, model.calibration, prior)
 
 
 @router.post(

@@ -81,6 +81,9 @@ def test_a_generated_client_searches_adds_lists_edits_counts_refines_and_deletes
         assert found.hits[0].class_name == "BMW M3 Coupe 2012" and len(found.hits) == 3
         answer = identify.sync(client=api, body=models.BodyIdentify(image=file()))
         assert answer.candidates[0].class_name == "BMW M3 Coupe 2012"
+        assert answer.answer in ("exact", "model", "make", "absent") and answer.absent_prior == 0.3
+        together = identify.sync(client=api, body=models.BodyIdentify(images=[file(), file()]))
+        assert together.candidates[0].class_name == "BMW M3 Coupe 2012"
 
         new_photo = tmp_path / "new.jpg"
         from tests.conftest import scene

@@ -161,3 +161,38 @@ def test_the_page_says_not_in_this_gallery(base_url: str, tmp_path: Path) -> Non
             "document.querySelector('#identity').textContent.startsWith('Looks like')"
         )
         assert "Acme Alpha Coupe" in (page.locator("#identity").text_content() or "")
+
+
+def _photos(url: str, photos: list[bytes], **data: str) -> httpx.Response:
+    files = [("images", (f"{i}.jpg", p)) for i, p in enumerate(photos)]
+    return httpx.post(url + "/api/v1/identify", files=files, data=data, timeout=60)
+
+
+@pytest.mark.slow
+def test_several_photos_of_one_car_are_identified_together(base_url: str) -> None:
+    front, rear = _jpeg(retouched(33, 7)), _jpeg(retouched(33, 8))
+    one = _identify(base_url, front).json()
+    # The same photo twice: each photo's vote is the same, so is their mean.
+    assert _photos(base_url, [front, front]).json() == one
+    both = _photos(base_url, [front, rear]).json()
+    assert both["candidates"][0]["class_name"] == "Crest Gamma Coupe 2012"
+    assert both["answer"] == "exact" and both["absent"] < 0.5
+    # Photos of a car model the gallery lacks, together: absent.
+    lacking = [_jpeg(retouched(77, v)) for v in range(3)]
+    assert _photos(base_url, lacking).json()["answer"] == "absent"
+    for files, data in (
+        ([front] * 9, {}),  # more than 8
+        ([front, rear], {"box": "0,0,0.5,1"}),  # a box is one photo's
+    ):
+        r = _photos(base_url, files, **data)
+        assert r.status_code == 422 and r.headers["content-type"].startswith(
+            "application/problem+json"
+        )
+    r = httpx.post(
+        base_url + "/api/v1/identify",
+        files=[("image", ("a.jpg", front)), ("images", ("b.jpg", rear))],
+        timeout=60,
+    )
+    assert r.status_code == 422
+    r = httpx.post(base_url + "/api/v1/identify", data={"absent_prior": "0.3"}, timeout=60)
+    assert r.status_code == 422
