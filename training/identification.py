@@ -74,6 +74,10 @@ class Trials:
     def _read(self, condition: Condition) -> list[list[Neighbour]]:
         return self.pool.neighbours(condition, DEPTH)
 
+    def neighbours(self, condition: Condition) -> list[list[Neighbour]]:
+        """Each query's nearest photos (``DEPTH`` of them) in ``condition``, read once."""
+        return self._neighbours(condition)
+
     def outcomes(self, condition: Condition, calibration: Calibration, prior: float) -> Outcomes:
         labels, queries = self.pool.labels, self.pool.queries
         found = [identify([n], calibration, prior) for n in self._neighbours(condition)]

@@ -66,12 +66,14 @@ class Labels:
 @dataclass(frozen=True)
 class Pool:
     """Unit vectors with their labels; ``queries`` are the photos asked about (indices);
-    ``hidden`` marks photos that are asked about but never in the gallery."""
+    ``hidden`` marks photos that are asked about but never in the gallery; ``cars`` says which
+    photos are of one car (a car's photos are never in the gallery it is asked against)."""
 
     vectors: np.ndarray
     labels: Labels
     queries: np.ndarray
     hidden: np.ndarray | None = None
+    cars: np.ndarray | None = None
 
     def _in_gallery(self) -> np.ndarray:
         n = len(self.vectors)
@@ -94,6 +96,8 @@ class Pool:
             s[np.arange(len(q)), q] = -np.inf
             if self.hidden is not None:
                 s[:, self.hidden] = -np.inf
+            if self.cars is not None:
+                s[self.cars[None, :] == self.cars[q][:, None]] = -np.inf
             if codes is not None:
                 s[codes[None, :] == codes[q][:, None]] = -np.inf
             part = np.argpartition(-s, depth - 1, axis=1)[:, :depth]
@@ -131,6 +135,8 @@ class Pool:
         for n, q in enumerate(self.queries):
             rows = scores[indices[n]]  # a copy
             rows[:, q] = -np.inf
+            if self.cars is not None:
+                rows[:, self.cars == self.cars[q]] = -np.inf
             if codes is not None:
                 rows[:, codes == codes[q]] = -np.inf
             k = min(DENSITY_K, rows.shape[1] - 1)
@@ -149,6 +155,9 @@ class Pool:
             codes = self.labels.codes(level)
             mine = codes[self.queries]
             others = np.bincount(codes[shown], minlength=len(codes))[mine] - shown[self.queries]
+            if self.cars is not None and left_out is None:  # the car's other photos are out
+                mates = np.bincount(self.cars[shown], minlength=int(self.cars.max()) + 1)
+                others = others - (mates[self.cars[self.queries]] - shown[self.queries])
             if left_out is not None:  # photos of the answer that the left-out part takes too
                 pairs = np.stack([codes, self.labels.codes(left_out)], axis=1)
                 _, which, counts = np.unique(

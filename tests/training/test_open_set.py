@@ -144,6 +144,13 @@ def test_what_each_gallery_lacks_by_hand() -> None:
     # Its neighbours never include the hidden photo, nor the query's left-out class.
     indices, scores = Pool(np.eye(6), _labels(), np.array([0]), hidden=hidden).nearest("class", 5)
     assert set(indices[0][scores[0] > -np.inf].tolist()) == {2, 3, 4, 5}
+    # Photos 0 and 1 are one car: neither is in the gallery the other is asked against.
+    cars = np.array([0, 0, 1, 2, 3, 4])
+    pool = Pool(np.eye(6), _labels(), np.arange(6), cars=cars)
+    assert pool.absent("present")["exact"].tolist() == [True, True, True, True, False, False]
+    assert pool.absent("present")["model"].tolist() == [False, False, False, True, False, False]
+    indices, scores = pool.nearest("present", 5)
+    assert 1 not in indices[0][scores[0] > -np.inf].tolist()
 
 
 def _synthetic(seed: int, models: int = 12) -> Pool:
