@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,9 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from app.main import create_app
 from app.settings import AppSettings
-from tests.app.browsing import CHROMIUM, chromium
+from tests.app.live import CHROMIUM, chromium, running
 from tests.conftest import scene, street
 from tests.indexer.conftest import make_gallery
 
@@ -30,8 +26,6 @@ if not Path(CHROMIUM).exists():
 
 @pytest.fixture(scope="module")
 def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    import uvicorn
-
     root = tmp_path_factory.mktemp("browser")
     settings = AppSettings(
         gallery=make_gallery(root / "gallery"),
@@ -41,21 +35,8 @@ def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         engine="torch",
         attributes="price:float,color:keyword,available:bool",
     )
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert server.started, "the service did not start"
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=30)
+    with running(settings) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -6,9 +6,6 @@ lacks."""
 from __future__ import annotations
 
 import io
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,12 +15,11 @@ import numpy as np
 import pytest
 from PIL import Image, ImageEnhance
 
-from app.main import create_app
 from app.settings import AppSettings
 from carembed.artifact import ZERO_SHOT, load_or_default, save_model
 from carembed.embedder import Embedder
-from tests.app.browsing import CHROMIUM, chromium
-from tests.conftest import scene
+from tests.app.live import CHROMIUM, chromium, running
+from tests.conftest import scene, wait_until
 from training.identification import fit_calibration
 from training.open_set import Labels, Pool
 
@@ -66,8 +62,6 @@ def _calibrated_model(folder: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    import uvicorn
-
     root = tmp_path_factory.mktemp("open-set")
     gallery = root / "gallery"
     for name, seed in GALLERY.items():
@@ -81,25 +75,12 @@ def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         model_dir=_calibrated_model(root / "model"),
         engine="torch",
     )
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if server.started and httpx.get(url + "/readyz").json().get("points") == 12:
-            break
-        time.sleep(0.1)
-    else:
-        pytest.fail("the service did not index its gallery")
-    yield url
-    server.should_exit = True
-    thread.join(timeout=30)
+    with running(settings) as url:
+        wait_until(
+            lambda: httpx.get(url + "/readyz").json().get("points") == 12,
+            what="the gallery indexed",
+        )
+        yield url
 
 
 def _identify(url: str, photo: bytes, **data: str) -> httpx.Response:
