@@ -3,6 +3,7 @@ hits or groups (refined when asked), and the identification from the nearest nei
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from app.schemas import (
 )
 from app.services import Services
 from indexer.engine import Query as StoreQuery
+from indexer.engine import Recommend
 from indexer.payload import DENSITY, CarFilter, StoredCar
 
 
@@ -67,29 +69,57 @@ VOTE_FIELDS = ("class_name", "make", "model", "year", DENSITY)
 @dataclass(frozen=True)
 class _Search:
     """One search's store reads: what it asks for (``params``), with which query (the photo's
-    vector, or a recommendation toward and away from example cars) and model."""
+    vector, or a recommendation toward the photos and example cars and away from others) and
+    model."""
 
     services: Services
     model: ServingModel
     params: SearchParams
-    vector: Any
     query: StoreQuery
 
-    async def best(
-        self,
-        where: CarFilter,
-        limit: int,
-        offset: int = 0,
-        fields: Sequence[str] | None = None,
-        plain: bool = False,
-    ) -> list[StoredCar]:
-        """The best cars for the query (``plain``: for the photo's own vector, no threshold)."""
-        query, threshold = (
-            (self.vector, None) if plain else (self.query, self.params.score_threshold)
+    async def best(self, where: CarFilter, limit: int, offset: int = 0) -> list[StoredCar]:
+        """The best cars for the query, above the threshold."""
+        index = self.services.index
+        threshold = self.params.score_threshold
+        found = await on_serving(
+            self.services, self.model, index.search, self.query, where, limit, offset, threshold
         )
+        return list(found)
+
+    async def best_of(self, vectors: Sequence[Any], where: CarFilter) -> list[StoredCar]:
+        """The page of cars best for any of ``vectors``, each scored by its best: the top
+        ``offset + limit`` of every photo hold the top ``offset + limit`` of all."""
+        params, index = self.params, self.services.index
+        wanted = params.offset + params.limit
+        found = await asyncio.gather(
+            *(
+                on_serving(
+                    self.services,
+                    self.model,
+                    index.search,
+                    vector,
+                    where,
+                    wanted,
+                    0,
+                    params.score_threshold,
+                )
+                for vector in vectors
+            )
+        )
+        best: dict[str, StoredCar] = {}
+        for car in (c for cars in found for c in cars):
+            if car.id not in best or (car.score or 0.0) > (best[car.id].score or 0.0):
+                best[car.id] = car
+        ranked = sorted(best.values(), key=lambda c: (-(c.score or 0.0), c.id))
+        return ranked[params.offset : wanted]
+
+    async def nearest(
+        self, vector: Any, where: CarFilter, limit: int, fields: Sequence[str]
+    ) -> list[StoredCar]:
+        """The nearest cars to one photo's ``vector`` (no refinement, no threshold)."""
         index = self.services.index
         found = await on_serving(
-            self.services, self.model, index.search, query, where, limit, offset, threshold, fields
+            self.services, self.model, index.search, vector, where, limit, 0, None, fields
         )
         return list(found)
 
@@ -117,14 +147,17 @@ class _Search:
 async def answer(
     services: Services,
     model: ServingModel,
-    vector: Any,
+    vectors: Sequence[Any],
     params: SearchParams,
     exclude: str | None,
 ) -> SearchResponse:
     """Hits (or groups) for the filters, refined toward ``params.positive`` and away from
-    ``params.negative`` when given, and the identification of ``vector`` from its unfiltered
-    nearest neighbours."""
+    ``params.negative`` when given, and the identification of the car from its unfiltered
+    nearest neighbours. ``vectors``: the photos of one car searched with: a car's score is its
+    best cosine over them (grouped or refined: the recommendation's best score), and each
+    photo's neighbours vote."""
     started = time.perf_counter()
+    vector = vectors[0]
     examples = set(params.positive) | set(params.negative)
     where = _filter(services, params, examples | ({exclude} if exclude else set()))
     k = model.calibration.fetch
@@ -132,14 +165,15 @@ async def answer(
         where == CarFilter(exclude_ids=where.exclude_ids)
         and params.score_threshold is None
         and not examples
+        and len(vectors) == 1
     )
-    query: StoreQuery = vector
+    query: StoreQuery = vector if len(vectors) == 1 else Recommend(tuple(vectors), ())
     if examples:
         refinement = services.index.listings.refinement
         query = await on_serving(
-            services, model, refinement, [vector], params.positive, params.negative
+            services, model, refinement, list(vectors), params.positive, params.negative
         )
-    search = _Search(services, model, params, vector, query)
+    search = _Search(services, model, params, query)
     groups = None
     if params.group_by == "class":
         groups, nearest_first = await search.groups(where)
@@ -147,18 +181,22 @@ async def answer(
     elif plain and not params.offset:  # one search serves the hits and the vote
         nearest_first = await search.best(where, max(params.limit, k))
         hits = [_hit(car) for car in nearest_first[: params.limit]]
+    elif len(vectors) > 1 and not examples:  # each car at its best photo's cosine score
+        nearest_first = []
+        hits = [_hit(car) for car in await search.best_of(vectors, where)]
     else:
         nearest_first = await search.best(where, params.limit, params.offset)
         hits = [_hit(car) for car in nearest_first]
         if params.offset:
             nearest_first = []
     # The vote reads the nearest cars of all: the hits serve when no filter narrowed them.
-    voters = nearest_first if plain and len(nearest_first) >= k else None
-    if voters is None:
+    if plain and len(nearest_first) >= k:
+        voters = [nearest_first[:k]]
+    else:
         alone = CarFilter(exclude_ids=frozenset({exclude} if exclude else ()))
-        voters = await search.best(alone, k, fields=VOTE_FIELDS, plain=True)
+        voters = await asyncio.gather(*(search.nearest(v, alone, k, VOTE_FIELDS) for v in vectors))
     prior = prior_of(params.absent_prior, services.settings)
-    identification = identification_of([voters[:k]], model.calibration, prior)
+    identification = identification_of(voters, model.calibration, prior)
     services.metrics.stage.labels("search").observe(time.perf_counter() - started)
     return SearchResponse(
         hits=hits,

@@ -49,24 +49,38 @@ router = APIRouter(prefix="/api/v1", tags=["search"], dependencies=[Depends(requ
 @router.post(
     "/search",
     response_model=SearchResponse,
-    summary="Find cars like the photo",
+    summary="Find cars like the photo (or like several photos of one car)",
     dependencies=[Depends(one_image)],
 )
 async def search(
     services: ServicesDep,
-    image: Annotated[UploadFile, File(description="a photo of a car (JPEG, PNG, WebP...)")],
     params: Annotated[SearchParams, Form()],
-    box: Annotated[str | None, Form(max_length=100, description=BOX_DESCRIPTION)] = None,
+    image: Annotated[
+        UploadFile | None, File(description="a photo of a car (JPEG, PNG, WebP...)")
+    ] = None,
+    images: Annotated[
+        list[UploadFile] | None,
+        File(
+            description=f"instead of image: 1-{MAX_QUERY_PHOTOS} photos of one car (front, rear, "
+            "side...); a car's score is its best over them, and they are identified together"
+        ),
+    ] = None,
+    box: Annotated[
+        str | None, Form(max_length=100, description=BOX_DESCRIPTION + " (with image)")
+    ] = None,
 ) -> SearchResponse:
+    uploads = query_photos(image, images, box)
     model = services.model  # this request's model, even if the service switches meanwhile
     t0 = time.perf_counter()
     region_box = region(box)
-    data = await read_upload(image, services.settings.max_upload_bytes)
-    array, _ = await decode(services, model, data, region_box)
+    limit = services.settings.max_upload_bytes
+    arrays = [
+        (await decode(services, model, await read_upload(u, limit), region_box))[0] for u in uploads
+    ]
     t1 = time.perf_counter()
-    vector = await model.batcher.embed(array)
+    vectors = await asyncio.gather(*(model.batcher.embed(a) for a in arrays))
     t2 = time.perf_counter()
-    response = await answer(services, model, vector, params, None)
+    response = await answer(services, model, vectors, params, None)
     t3 = time.perf_counter()
     response.timings = Timings(
         decode_ms=(t1 - t0) * 1e3, embed_ms=(t2 - t1) * 1e3, search_ms=(t3 - t2) * 1e3
@@ -91,7 +105,7 @@ async def similar(
     model = services.model
     point = await get_car(services, model, car_id, with_vector=True)
     t0 = time.perf_counter()
-    response = await answer(services, model, point.vector, params, car_id)
+    response = await answer(services, model, [point.vector], params, car_id)
     response.timings = Timings(search_ms=(time.perf_counter() - t0) * 1e3)
     return response
 
@@ -186,7 +200,7 @@ async def search_batch(
         embed_s = time.perf_counter() - t1  # one forward pass shared by the photos
         for (i, _, decode_s), vector in zip(decoded, vectors, strict=True):
             t2 = time.perf_counter()
-            found = await answer(services, model, vector, params, None)
+            found = await answer(services, model, [vector], params, None)
             found.timings = Timings(
                 decode_ms=decode_s * 1e3,
                 embed_ms=embed_s * 1e3,

@@ -177,3 +177,37 @@ def test_several_photos_of_one_car_are_identified_together(base_url: str) -> Non
     assert r.status_code == 422
     r = httpx.post(base_url + "/api/v1/identify", data={"absent_prior": "0.3"}, timeout=60)
     assert r.status_code == 422
+
+
+@pytest.mark.slow
+def test_a_search_with_several_photos_scores_each_car_by_its_best_match(base_url: str) -> None:
+    front, other = _jpeg(retouched(11, 7)), _jpeg(retouched(33, 8))
+
+    def search(files: list[tuple[str, tuple[str, bytes]]], **data: str) -> dict[str, Any]:
+        fields = {"limit": "12", **data}
+        r = httpx.post(base_url + "/api/v1/search", files=files, data=fields, timeout=60)
+        assert r.status_code == 200, r.text
+        return r.json()  # type: ignore[no-any-return]
+
+    alone = [search([("image", ("q.jpg", photo))]) for photo in (front, other)]
+    both = search([("images", ("a.jpg", front)), ("images", ("b.jpg", other))])
+    best: dict[str, float] = {}
+    for answer in alone:
+        for hit in answer["hits"]:
+            best[hit["id"]] = max(best.get(hit["id"], -1.0), hit["score"])
+    assert [h["id"] for h in both["hits"]] == sorted(best, key=lambda i: -best[i])
+    assert [h["score"] for h in both["hits"]] == pytest.approx(
+        sorted(best.values())[::-1], abs=1e-4
+    )
+    identified = _photos(base_url, [front, other]).json()
+    assert both["identification"] == identified
+    # Pages over the merged ranking: every car once, none skipped.
+    pages = [
+        search(
+            [("images", ("a.jpg", front)), ("images", ("b.jpg", other))],
+            limit="5",
+            offset=str(offset),
+        )["hits"]
+        for offset in (0, 5, 10)
+    ]
+    assert [h["id"] for page in pages for h in page] == [h["id"] for h in both["hits"]]
