@@ -4,9 +4,11 @@
 const $ = (sel) => document.querySelector(sel);
 const MIN_BOX = 0.04; // a drag smaller than this (of the photo) is a click, not a box
 const NOT_SURE = 0.5; // below this confidence the page says it is not sure
+const MAX_PHOTOS = 8; // photos of one car a search reads together (the API's limit)
 
 const state = {
-  file: null, // the photo searched with
+  file: null, // the photo searched with (the first of them: shown, with its region)
+  files: [], // every photo of the car searched with
   carId: null, // or the car whose likes are shown
   box: null, // {x0, y0, x1, y1} as fractions of the photo as shown; null: the whole photo
   positive: [], // [{id, name}]
@@ -269,9 +271,13 @@ async function run(append) {
     let response;
     if (state.file) {
       const form = new FormData();
-      form.append("image", state.file);
-      const box = boxText();
-      if (box) form.append("box", box);
+      if (state.files.length > 1) {
+        for (const file of state.files) form.append("images", file);
+      } else {
+        form.append("image", state.file);
+        const box = boxText();
+        if (box) form.append("box", box);
+      }
       for (const [key, value] of Object.entries(params)) form.append(key, value);
       response = await fetch("/api/v1/search", { method: "POST", body: form });
     } else {
@@ -284,22 +290,46 @@ async function run(append) {
   } catch (error) { if (mine === latest) setMessage(error.message); }
 }
 
-function choosePhoto(file) {
-  if (!file) return;
-  state.file = file; state.carId = null; state.box = null;
+function showPhotos() {
+  const several = state.files.length > 1;
+  const count = $("#photos-count");
+  count.hidden = !several;
+  count.textContent = several ? `${state.files.length} photos of this car, searched together` : "";
+  // A region is one photo's: with several, the whole photos are searched.
+  $("#box-numbers").hidden = several; $("#whole").hidden = several;
+  if (several) state.box = null;
+}
+
+function choosePhotos(files) {
+  const chosen = [...(files || [])].slice(0, MAX_PHOTOS);
+  if (!chosen.length) return;
+  state.files = chosen; state.file = chosen[0]; state.carId = null; state.box = null;
   state.positive = []; state.negative = [];
-  $("#preview").src = URL.createObjectURL(file);
+  $("#preview").src = URL.createObjectURL(chosen[0]);
   $("#crop").hidden = false;
-  showBox(); showChips();
+  showPhotos(); showBox(); showChips();
+  restart();
+}
+
+function choosePhoto(file) { if (file) choosePhotos([file]); }
+
+function addPhotos(files) {
+  if (!state.file) { choosePhotos(files); return; }
+  const room = MAX_PHOTOS - state.files.length;
+  const added = [...(files || [])].slice(0, Math.max(room, 0));
+  if (files && files.length > added.length) setMessage(`At most ${MAX_PHOTOS} photos of one car`);
+  if (!added.length) return;
+  state.files = [...state.files, ...added];
+  showPhotos(); showBox();
   restart();
 }
 
 function showCar(id) {
-  state.file = null; state.carId = id; state.box = null;
+  state.file = null; state.files = []; state.carId = id; state.box = null;
   state.positive = []; state.negative = [];
   $("#preview").src = `/api/v1/cars/${id}/image?size=thumb`;
   $("#crop").hidden = false;
-  showBox(); showChips();
+  showPhotos(); showBox(); showChips();
   restart();
 }
 
@@ -500,7 +530,10 @@ async function refreshStatus() {
 
 function wire() {
   const drop = $("#drop");
-  $("#file").addEventListener("change", (e) => choosePhoto(e.target.files[0]));
+  $("#file").addEventListener("change", (e) => choosePhotos(e.target.files));
+  $("#more-photos").addEventListener("change", (e) => {
+    addPhotos(e.target.files); e.target.value = "";
+  });
   $("#camera").addEventListener("change", (e) => choosePhoto(e.target.files[0]));
   drop.addEventListener("keydown", (e) => {
     if (e.key === "Enter" || e.key === " ") { e.preventDefault(); $("#file").click(); }
@@ -509,7 +542,7 @@ function wire() {
   drop.addEventListener("dragleave", () => drop.classList.remove("over"));
   drop.addEventListener("drop", (e) => {
     e.preventDefault(); drop.classList.remove("over");
-    if (e.dataTransfer.files.length) choosePhoto(e.dataTransfer.files[0]);
+    if (e.dataTransfer.files.length) choosePhotos(e.dataTransfer.files);
   });
   document.addEventListener("paste", (e) => {
     const item = [...e.clipboardData.items].find((i) => i.type.startsWith("image/"));

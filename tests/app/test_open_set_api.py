@@ -142,6 +142,31 @@ def test_the_page_says_not_in_this_gallery(base_url: str, tmp_path: Path) -> Non
             "document.querySelector('#identity').textContent.startsWith('Looks like')"
         )
         assert "Acme Alpha Coupe" in (page.locator("#identity").text_content() or "")
+        # Two photos of one car dropped together, then a third added: searched together.
+        front, rear, side = (tmp_path / f"{n}.jpg" for n in ("front", "rear", "side"))
+        for path, variant in ((front, 7), (rear, 8), (side, 9)):
+            retouched(33, variant).save(path, quality=90)
+        page.evaluate(  # the form fields of every search the page sends
+            """() => { window.sent = []; const send = window.fetch;
+            window.fetch = (url, options) => {
+              const body = options && options.body;
+              if (body instanceof FormData) window.sent.push([...body.keys()]);
+              return send(url, options); }; }"""
+        )
+        page.set_input_files("#file", [str(front), str(rear)])
+        page.wait_for_function(
+            "document.querySelector('#identity').textContent.includes('Crest Gamma Coupe')"
+        )
+        count = page.locator("#photos-count")
+        assert count.text_content() == "2 photos of this car, searched together"
+        assert page.locator("#box-numbers").is_hidden()  # a region is one photo's
+        page.set_input_files("#more-photos", str(side))
+        page.wait_for_function(
+            "document.querySelector('#photos-count').textContent.startsWith('3 photos')"
+        )
+        sent = page.evaluate("window.sent")
+        assert [fields.count("images") for fields in sent] == [2, 3]
+        assert "image" not in sent[0] and "box" not in sent[0]
 
 
 def _photos(url: str, photos: list[bytes], **data: str) -> httpx.Response:
