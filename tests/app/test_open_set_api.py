@@ -236,3 +236,13 @@ def test_a_search_with_several_photos_scores_each_car_by_its_best_match(base_url
         for offset in (0, 5, 10)
     ]
     assert [h["id"] for page in pages for h in page] == [h["id"] for h in both["hits"]]
+    # One result per model, and refined toward a car: through the recommendation.
+    photos = [("images", ("a.jpg", front)), ("images", ("b.jpg", other))]
+    grouped = search(photos, group_by="class", limit="3")
+    assert {g["class_name"] for g in grouped["groups"]} == {
+        "Acme Alpha Coupe 2012",
+        "Bolt Beta Sedan 2012",
+        "Crest Gamma Coupe 2012",
+    }
+    refined = search(photos, positive=both["hits"][0]["id"])
+    assert refined["hits"] and refined["identification"] == identified
