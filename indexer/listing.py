@@ -10,17 +10,15 @@ walk sees every car that exists for the whole walk exactly once, also across rol
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import hashlib
-import hmac
 import json
 import os
 from dataclasses import asdict
 from typing import Any
 
 import numpy as np
+from itsdangerous import BadData, URLSafeSerializer
 
 from carembed.atomic import write_atomically
 from indexer.engine import CollectionMissing, Recommend
@@ -122,22 +120,17 @@ class Listings:
                 self._key = path.read_bytes()
         return self._key
 
-    def _sign(self, body: bytes) -> str:
-        return hmac.new(self._cursor_key(), body, hashlib.sha256).hexdigest()[:32]
+    def _signer(self) -> URLSafeSerializer:
+        return URLSafeSerializer(self._cursor_key(), salt="carsearch-cursor")
 
     def _cursor(self, after: str, where: CarFilter) -> str:
-        body = json.dumps({"after": after, "filter": _filter_digest(where)}).encode()
-        return base64.urlsafe_b64encode(body).decode().rstrip("=") + "." + self._sign(body)
+        return self._signer().dumps({"after": after, "filter": _filter_digest(where)})
 
     def _after(self, cursor: str, where: CarFilter) -> str:
-        encoded, _, signature = cursor.partition(".")
         try:
-            body = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
-        except (binascii.Error, ValueError) as exc:
+            content = self._signer().loads(cursor)
+        except BadData as exc:  # a bad signature, or not a cursor at all
             raise CursorError("the cursor is not one this service gave out") from exc
-        if not hmac.compare_digest(signature.encode(), self._sign(body).encode()):
-            raise CursorError("the cursor is not one this service gave out")
-        content = json.loads(body)
         if content["filter"] != _filter_digest(where):
             raise CursorError("the cursor belongs to another filter: start again without one")
         return str(content["after"])

@@ -196,6 +196,14 @@ def test_browse_facets_and_filters(api: tuple[TestClient, Path]) -> None:
             break
     assert len(walked) == len(set(walked)) >= 12
     _problem(client.get("/api/v1/cars", params={"cursor": "forged"}), 422, "cursor")
+    # A real cursor with its position changed, or its signature, is refused too.
+    real = client.get("/api/v1/cars", params={"limit": 4}).json()["next_cursor"]
+    body, _, signature = real.rpartition(".")
+    for forged in (
+        body[:-2] + ("AA" if body[-2:] != "AA" else "BB") + "." + signature,
+        body + ".x",
+    ):
+        _problem(client.get("/api/v1/cars", params={"cursor": forged}), 422, "cursor")
 
     lada = {"filter": json.dumps({"make": "Lada", "price": {"lte": 3001}})}
     listed = client.get("/api/v1/cars", params=lada).json()["cars"]
