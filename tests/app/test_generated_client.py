@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -17,6 +16,7 @@ import pytest
 from app.main import create_app
 from app.settings import AppSettings
 from benchmarks.service import Service
+from tests.conftest import wait_until
 from tests.indexer.conftest import make_gallery
 
 KEY = "client-key"
@@ -68,10 +68,11 @@ def test_a_generated_client_searches_adds_lists_edits_counts_refines_and_deletes
     args += ["--gallery", str(gallery)]
     env = {"CARSEARCH_API_KEY": KEY, "CARSEARCH_ATTRIBUTES": "price:float,color:keyword"}
     with Service(args, env=env) as service:
-        deadline = time.monotonic() + 120
-        while httpx.get(service.url + "/readyz").json()["indexing"]["state"] != "done":
-            assert time.monotonic() < deadline, "the gallery was not indexed"
-            time.sleep(0.1)
+        wait_until(
+            lambda: httpx.get(service.url + "/readyz").json()["indexing"]["state"] == "done",
+            120,
+            "the gallery indexed",
+        )
         api = client_mod.Client(base_url=service.url, raise_on_unexpected_status=True)
 
         def file() -> object:

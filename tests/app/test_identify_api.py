@@ -17,7 +17,7 @@ from app.settings import AppSettings
 from carembed.artifact import load_or_default
 from carembed.embedder import Embedder
 from carembed.settings import ModelSettings
-from tests.conftest import scene
+from tests.conftest import scene, wait_until
 from tests.indexer.conftest import CLASSES, make_gallery
 
 READ, WRITE = "read-key", "write-key"
@@ -43,10 +43,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClien
         identify_k=3,
     )
     with TestClient(create_app(settings), headers={"X-API-Key": READ}) as client:
-        deadline = time.monotonic() + 120
-        while client.get("/readyz").json()["points"] != 12:
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        wait_until(lambda: client.get("/readyz").json()["points"] == 12, 120, "the gallery indexed")
         yield client, gallery
 
 

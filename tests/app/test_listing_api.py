@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from app.settings import AppSettings
-from tests.conftest import scene
+from tests.conftest import scene, wait_until
 from tests.indexer.conftest import make_gallery
 
 KEY = "listing-key"
@@ -43,10 +42,11 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, 
         max_wait_ms=5,
     )
     with TestClient(create_app(settings)) as client:
-        deadline = time.monotonic() + 120
-        while client.get("/readyz").json().get("indexing", {}).get("state") != "done":
-            assert time.monotonic() < deadline, "the gallery was not indexed"
-            time.sleep(0.1)
+        wait_until(
+            lambda: client.get("/readyz").json().get("indexing", {}).get("state") == "done",
+            120,
+            "the gallery indexed",
+        )
         yield client, gallery
 
 

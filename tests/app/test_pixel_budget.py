@@ -16,6 +16,7 @@ from app.pixel_budget import PixelBudget
 from app.problems import Problem
 from app.settings import AppSettings
 from carembed.images import decoded_pixels
+from tests.conftest import wait_until
 
 
 def test_a_photo_waits_until_its_pixels_fit_and_a_long_queue_is_refused() -> None:
@@ -89,7 +90,6 @@ def test_the_api_refuses_a_photo_over_the_budget_before_decoding_it(tmp_path: Pa
 
 
 def test_a_gallery_photo_over_the_budget_has_no_thumbnail_but_its_file(tmp_path: Path) -> None:
-    import time
 
     from indexer.payload import point_id
 
@@ -107,10 +107,11 @@ def test_a_gallery_photo_over_the_budget_has_no_thumbnail_but_its_file(tmp_path:
 
     car = point_id(hashlib.sha256(big).hexdigest())
     with TestClient(create_app(settings)) as client:
-        deadline = time.monotonic() + 60
-        while client.get("/readyz").json()["indexing"]["state"] != "done":
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_until(
+            lambda: client.get("/readyz").json()["indexing"]["state"] == "done",
+            60,
+            "the gallery indexed",
+        )
         thumb = client.get(f"/api/v1/cars/{car}/image")
         assert thumb.status_code == 422 and thumb.json()["type"] == "/problems/too-many-pixels"
         full = client.get(f"/api/v1/cars/{car}/image", params={"size": "full"})

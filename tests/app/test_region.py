@@ -4,7 +4,6 @@ the photo as shown (EXIF orientation applied); boxes that are not one are refuse
 from __future__ import annotations
 
 import io
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from PIL import Image
 
 from app.main import create_app
 from app.settings import AppSettings
-from tests.conftest import scene, street
+from tests.conftest import scene, street, wait_until
 from tests.indexer.conftest import make_gallery
 
 KEY = "region-key"
@@ -33,10 +32,11 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
         max_wait_ms=5,
     )
     with TestClient(create_app(settings)) as test_client:
-        deadline = time.monotonic() + 120
-        while test_client.get("/readyz").json().get("indexing", {}).get("state") != "done":
-            assert time.monotonic() < deadline, "the gallery was not indexed"
-            time.sleep(0.1)
+        wait_until(
+            lambda: test_client.get("/readyz").json().get("indexing", {}).get("state") == "done",
+            120,
+            "the gallery indexed",
+        )
         yield test_client
 
 

@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from app.settings import AppSettings
+from tests.conftest import wait_until
 from tests.indexer.conftest import make_gallery
 
 pytestmark = pytest.mark.qdrant_server
@@ -18,7 +19,6 @@ URL = os.environ.get("QDRANT_URL")
 
 @pytest.mark.skipif(not URL, reason="QDRANT_URL is not set: no Qdrant server to test against")
 def test_index_and_search_on_a_server(tmp_path: Path) -> None:
-    import time
 
     gallery = make_gallery(tmp_path / "gallery")
     settings = AppSettings(
@@ -30,10 +30,11 @@ def test_index_and_search_on_a_server(tmp_path: Path) -> None:
         engine="torch",
     )
     with TestClient(create_app(settings)) as client:
-        deadline = time.monotonic() + 120
-        while client.get("/readyz").json()["indexing"]["state"] == "running":
-            assert time.monotonic() < deadline
-            time.sleep(0.5)
+        wait_until(
+            lambda: client.get("/readyz").json()["indexing"]["state"] != "running",
+            120,
+            "the gallery indexed",
+        )
         data = (gallery / "BMW_M3_Coupe_2012" / "1.jpg").read_bytes()
         hits = client.post(
             "/api/v1/search", files={"image": ("q.jpg", data)}, data={"make": "BMW"}

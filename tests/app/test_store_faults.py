@@ -18,7 +18,7 @@ from app.main import create_app
 from app.settings import AppSettings
 from indexer.engine import StoreError
 from indexer.index import CarIndex
-from tests.conftest import scene
+from tests.conftest import scene, wait_until
 
 
 def _jpeg(seed: int) -> bytes:
@@ -92,10 +92,11 @@ def test_a_silent_store_gives_fast_503s_and_health_keeps_answering(
 def test_store_errors_are_503_and_bugs_are_500(tmp_path: Path) -> None:
     settings = AppSettings(qdrant_path=tmp_path / "q", data_dir=tmp_path / "d", engine="torch")
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
-        deadline = time.monotonic() + 30
-        while not client.get("/readyz").json().get("ready"):
-            assert time.monotonic() < deadline, "the service did not become ready"
-            time.sleep(0.05)
+        wait_until(
+            lambda: client.get("/readyz").json().get("ready"),
+            30,
+            "the service ready",
+        )
         engine = client.app.state.services.index.engine  # type: ignore[attr-defined]
         real = engine.search
         try:
@@ -132,10 +133,7 @@ def test_start_up_work_is_retried_until_the_store_answers(
         qdrant_path=tmp_path / "q", data_dir=tmp_path / "d", engine="torch", store_retry_s=0.2
     )
     with TestClient(create_app(settings)) as client:
-        deadline = time.monotonic() + 30
-        while not client.get("/readyz").json().get("ready"):
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_until(lambda: client.get("/readyz").json().get("ready"), 30, "the service ready")
     assert len(calls) == 3
 
 
@@ -150,10 +148,11 @@ def test_a_request_has_one_store_deadline_across_its_store_calls(tmp_path: Path)
         api_key="k",
     )
     with TestClient(create_app(settings)) as client:
-        deadline = time.monotonic() + 30
-        while not client.get("/readyz").json().get("ready"):
-            assert time.monotonic() < deadline, "the service did not become ready"
-            time.sleep(0.05)
+        wait_until(
+            lambda: client.get("/readyz").json().get("ready"),
+            30,
+            "the service ready",
+        )
         added = client.post(
             "/api/v1/cars", files={"image": ("c.jpg", _jpeg(3))}, headers={"X-API-Key": "k"}
         )
@@ -191,10 +190,11 @@ def test_readiness_costs_one_store_call(tmp_path: Path) -> None:
         qdrant_path=tmp_path / "q", data_dir=tmp_path / "d", engine="torch", model_poll_s=600
     )
     with TestClient(create_app(settings)) as client:
-        deadline = time.monotonic() + 30
-        while not client.get("/readyz").json().get("ready"):
-            assert time.monotonic() < deadline, "the service did not become ready"
-            time.sleep(0.05)
+        wait_until(
+            lambda: client.get("/readyz").json().get("ready"),
+            30,
+            "the service ready",
+        )
         services = client.app.state.services  # type: ignore[attr-defined]
         real, calls = services.on_store, []
 

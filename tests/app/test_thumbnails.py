@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 
 import httpx
@@ -13,6 +12,7 @@ from fastapi.testclient import TestClient
 from app.main import create_app
 from app.routes import images
 from app.settings import AppSettings
+from tests.conftest import wait_until
 from tests.indexer.conftest import make_gallery
 
 CLIENTS = 10
@@ -33,10 +33,11 @@ def test_concurrent_first_thumbnails_share_one_decode(
 
     monkeypatch.setattr(images, "_thumbnail", counted)
     with TestClient(create_app(settings)) as client:
-        deadline = time.monotonic() + 60
-        while client.get("/readyz").json()["indexing"]["state"] != "done":
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        wait_until(
+            lambda: client.get("/readyz").json()["indexing"]["state"] == "done",
+            60,
+            "the gallery indexed",
+        )
         photo = (gallery / "BMW_M3_Coupe_2012" / "1.jpg").read_bytes()
         hit = client.post("/api/v1/search", files={"image": ("q.jpg", photo)}).json()["hits"][0]
         answers: list[httpx.Response] = []
@@ -49,9 +50,9 @@ def test_concurrent_first_thumbnails_share_one_decode(
         for thread in threads:
             thread.start()
         services = client.app.state.services  # type: ignore[attr-defined]
-        while services.thumbnails.waiting(hit["id"]) < CLIENTS:
-            assert time.monotonic() < deadline, services.thumbnails.waiting(hit["id"])
-            time.sleep(0.01)
+        wait_until(
+            lambda: services.thumbnails.waiting(hit["id"]) >= CLIENTS, 60, "every client waiting"
+        )
         release.set()
         for thread in threads:
             thread.join(timeout=30)
@@ -73,10 +74,7 @@ def test_an_added_car_gets_its_thumbnail_from_the_add_decode(
     settings = AppSettings(data_dir=tmp_path / "data", qdrant_path=tmp_path / "q", api_key="k")
     photo = (make_gallery(tmp_path / "gallery") / "BMW_M3_Coupe_2012" / "1.jpg").read_bytes()
     with TestClient(create_app(settings)) as client:
-        deadline = time.monotonic() + 60
-        while client.get("/readyz").status_code != 200:  # the empty collection is created
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_until(lambda: client.get("/readyz").status_code == 200, 60, "the service ready")
         added = client.post(
             "/api/v1/cars", files={"image": ("c.jpg", photo)}, headers={"X-API-Key": "k"}
         )
@@ -101,17 +99,14 @@ def test_an_added_elongated_photo_gets_the_search_vector_and_a_true_aspect_thumb
     import numpy as np
     from PIL import Image
 
-    from tests.conftest import scene
+    from tests.conftest import scene, wait_until
 
     buf = io.BytesIO()
     scene(77, size=(900, 200)).save(buf, "JPEG", quality=90)
     photo = buf.getvalue()
     settings = AppSettings(data_dir=tmp_path / "data", qdrant_path=tmp_path / "q", api_key="k")
     with TestClient(create_app(settings)) as client:
-        deadline = time.monotonic() + 60
-        while client.get("/readyz").status_code != 200:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_until(lambda: client.get("/readyz").status_code == 200, 60, "the service ready")
         car = client.post(
             "/api/v1/cars", files={"image": ("c.jpg", photo)}, headers={"X-API-Key": "k"}
         ).json()
