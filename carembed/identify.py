@@ -17,7 +17,7 @@ answer (``gap``), its share and how many of the voters agree with it (``agree``)
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -156,15 +156,27 @@ def _vote(
     return _Vote(voters, shares, nearest)
 
 
+def _nearest(photos: Sequence[Sequence[Neighbour]], depth: int) -> dict[Hashable, Neighbour]:
+    """Each class's nearest car among the first ``depth`` neighbours of every photo."""
+    nearest: dict[Hashable, Neighbour] = {}
+    for neighbours in photos:
+        for n in neighbours[:depth]:
+            if n.class_name and (
+                n.class_name not in nearest or n.score > nearest[n.class_name].score
+            ):
+                nearest[n.class_name] = n
+    return nearest
+
+
 def _lead(
-    vote: _Vote, key: Key, within: Callable[[Neighbour], bool], wide: _Vote
+    vote: _Vote, key: Key, within: Callable[[Neighbour], bool], wide: dict[Hashable, Neighbour]
 ) -> Hashable | None:
     """The best-voted answer whose cars satisfy ``within``; else the answer of the nearest such
     car among all the neighbours read (its share is 0); None when there is none."""
     for answer, _ in vote.ranked():
         if within(vote.nearest[answer]):
             return answer
-    near = [n for n in wide.nearest.values() if within(n) and key(n) is not None]
+    near = [n for n in wide.values() if within(n) and key(n) is not None]
     return key(max(near, key=lambda n: n.score)) if near else None
 
 
@@ -176,9 +188,16 @@ def corrected(neighbours: Sequence[Neighbour], weight: float) -> list[Neighbour]
     known = [n.density for n in neighbours if n.density is not None]
     if not known:
         return list(neighbours)
-    typical = float(np.mean(known))
+    typical = sum(known) / len(known)
     scored = [
-        replace(n, score=n.score - weight * (typical if n.density is None else n.density))
+        Neighbour(
+            n.class_name,
+            n.make,
+            n.model,
+            n.year,
+            n.score - weight * (typical if n.density is None else n.density),
+            n.density,
+        )
         for n in neighbours
     ]
     return sorted(scored, key=lambda n: -n.score)
@@ -198,7 +217,7 @@ def identify(
     make_vote = _vote(photos, _make_key, c.make_k, c.make_temperature, c.per_answer)
     model_vote = _vote(photos, _model_key, c.k, c.temperature, c.per_answer)
     exact_vote = _vote(photos, _exact_key, c.k, c.temperature, c.per_answer)
-    wide = _vote(photos, _exact_key, c.depth, c.temperature, None)  # every car read
+    wide = _nearest(photos, c.depth)  # every car read, by class
     ranked_makes = make_vote.ranked()
     make = ranked_makes[0][0] if ranked_makes else None
     model_key = _lead(model_vote, _model_key, lambda n: make is None or n.make == make, wide)
@@ -224,7 +243,7 @@ def identify(
         levels[level] = Answer(evidence[2], evidence, confidence, absent)
     candidates: list[Candidate] = []
     if lead is not None:
-        nearest = {**wide.nearest, **exact_vote.nearest}
+        nearest = {**wide, **exact_vote.nearest}
         order = [lead, *(a for a, _ in exact_vote.ranked() if a != lead)][:top]
         exact = levels["exact"]
         scale = 1.0 - exact.absent if exact.absent is not None else 1.0
