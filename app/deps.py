@@ -14,7 +14,7 @@ from functools import partial
 from typing import Annotated, Any, Concatenate, ParamSpec, TypeVar
 
 import numpy as np
-from fastapi import Depends, Header, Request, UploadFile
+from fastapi import Depends, File, Form, Header, Request, UploadFile
 
 from app.identification import MAX_QUERY_PHOTOS
 from app.problems import Problem, unavailable
@@ -191,6 +191,26 @@ async def one_image(request: Request) -> None:
         )
 
 
+BOX_DESCRIPTION = (
+    "only this region of the photo: x0,y0,x1,y1 as fractions of the photo as shown (EXIF "
+    "orientation applied), e.g. 0.1,0.2,0.6,0.9"
+)
+
+
+QueryImage = Annotated[UploadFile | None, File(description="a photo of a car (JPEG, PNG, WebP...)")]
+QueryImages = Annotated[
+    list[UploadFile] | None,
+    File(
+        description=f"instead of image: 1-{MAX_QUERY_PHOTOS} photos of one car (front, rear, "
+        "side...), searched and identified together"
+    ),
+]
+QueryBox = Annotated[
+    str | None, Form(max_length=100, description=BOX_DESCRIPTION + " (with image)")
+]
+"""The form fields of a query by photo: one photo (and its region), or several of one car."""
+
+
 def query_photos(
     image: UploadFile | None, images: list[UploadFile] | None, box: str | None
 ) -> list[UploadFile]:
@@ -203,15 +223,16 @@ def query_photos(
             "One car's photos",
             f"send one file in 'image' or 1-{MAX_QUERY_PHOTOS} in 'images'",
         )
-    if images is None:
-        return [image] if image is not None else []
-    if not 1 <= len(images) <= MAX_QUERY_PHOTOS:
+    if image is not None:
+        return [image]
+    photos = list(images or [])
+    if not 1 <= len(photos) <= MAX_QUERY_PHOTOS:
         raise Problem(
             422, "invalid-request", "Too many photos", f"1-{MAX_QUERY_PHOTOS} photos of one car"
         )
     if box is not None and box.strip():
         raise Problem(422, "invalid-request", "A box with several photos", "box goes with image")
-    return images
+    return photos
 
 
 def check_batch(services: Services, images: list[UploadFile]) -> None:
@@ -228,12 +249,6 @@ async def read_upload(upload: UploadFile, limit: int) -> bytes:
         if len(data) > limit:
             raise Problem(413, "too-large", "Upload too large", f"the limit is {limit} bytes")
     return bytes(data)
-
-
-BOX_DESCRIPTION = (
-    "only this region of the photo: x0,y0,x1,y1 as fractions of the photo as shown (EXIF "
-    "orientation applied), e.g. 0.1,0.2,0.6,0.9"
-)
 
 
 def region(text: str | None) -> Box | None:

@@ -66,6 +66,21 @@ VOTE_FIELDS = ("class_name", "make", "model", "year", DENSITY)
 """What the vote reads of each neighbour."""
 
 
+async def voters(
+    services: Services, model: ServingModel, vectors: Sequence[Any], exclude: str | None
+) -> list[list[StoredCar]]:
+    """Each photo's nearest cars of all (no filter, no threshold; ``exclude`` left out), as
+    many and with the fields the identification's votes read."""
+    alone = CarFilter(exclude_ids=frozenset({exclude} if exclude else ()))
+    fetch, index = model.calibration.fetch, services.index
+    return await asyncio.gather(
+        *(
+            on_serving(services, model, index.search, v, alone, fetch, 0, None, VOTE_FIELDS)
+            for v in vectors
+        )
+    )
+
+
 @dataclass(frozen=True)
 class _Search:
     """One search's store reads: what it asks for (``params``), with which query (the photo's
@@ -77,51 +92,30 @@ class _Search:
     params: SearchParams
     query: StoreQuery
 
-    async def best(self, where: CarFilter, limit: int, offset: int = 0) -> list[StoredCar]:
-        """The best cars for the query, above the threshold."""
-        index = self.services.index
-        threshold = self.params.score_threshold
+    async def _read(
+        self, query: StoreQuery, where: CarFilter, limit: int, offset: int = 0
+    ) -> list[StoredCar]:
+        index, threshold = self.services.index, self.params.score_threshold
         found = await on_serving(
-            self.services, self.model, index.search, self.query, where, limit, offset, threshold
+            self.services, self.model, index.search, query, where, limit, offset, threshold
         )
         return list(found)
+
+    async def best(self, where: CarFilter, limit: int, offset: int = 0) -> list[StoredCar]:
+        """The best cars for the query, above the threshold."""
+        return await self._read(self.query, where, limit, offset)
 
     async def best_of(self, vectors: Sequence[Any], where: CarFilter) -> list[StoredCar]:
         """The page of cars best for any of ``vectors``, each scored by its best: the top
         ``offset + limit`` of every photo hold the top ``offset + limit`` of all."""
-        params, index = self.params, self.services.index
-        wanted = params.offset + params.limit
-        found = await asyncio.gather(
-            *(
-                on_serving(
-                    self.services,
-                    self.model,
-                    index.search,
-                    vector,
-                    where,
-                    wanted,
-                    0,
-                    params.score_threshold,
-                )
-                for vector in vectors
-            )
-        )
+        wanted = self.params.offset + self.params.limit
+        found = await asyncio.gather(*(self._read(v, where, wanted) for v in vectors))
         best: dict[str, StoredCar] = {}
         for car in (c for cars in found for c in cars):
             if car.id not in best or (car.score or 0.0) > (best[car.id].score or 0.0):
                 best[car.id] = car
         ranked = sorted(best.values(), key=lambda c: (-(c.score or 0.0), c.id))
-        return ranked[params.offset : wanted]
-
-    async def nearest(
-        self, vector: Any, where: CarFilter, limit: int, fields: Sequence[str]
-    ) -> list[StoredCar]:
-        """The nearest cars to one photo's ``vector`` (no refinement, no threshold)."""
-        index = self.services.index
-        found = await on_serving(
-            self.services, self.model, index.search, vector, where, limit, 0, None, fields
-        )
-        return list(found)
+        return ranked[self.params.offset : wanted]
 
     async def groups(self, where: CarFilter) -> tuple[list[Group], list[StoredCar]]:
         """One group per class (a few fields read, then whole payloads for the chosen cars)
@@ -191,12 +185,11 @@ async def answer(
             nearest_first = []
     # The vote reads the nearest cars of all: the hits serve when no filter narrowed them.
     if plain and len(nearest_first) >= k:
-        voters = [nearest_first[:k]]
+        photos = [nearest_first[:k]]
     else:
-        alone = CarFilter(exclude_ids=frozenset({exclude} if exclude else ()))
-        voters = await asyncio.gather(*(search.nearest(v, alone, k, VOTE_FIELDS) for v in vectors))
+        photos = await voters(services, model, vectors, exclude)
     prior = prior_of(params.absent_prior, services.settings)
-    identification = identification_of(voters, model.calibration, prior)
+    identification = identification_of(photos, model.calibration, prior)
     services.metrics.stage.labels("search").observe(time.perf_counter() - started)
     return SearchResponse(
         hits=hits,

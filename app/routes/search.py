@@ -11,13 +11,15 @@ from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
 
 from app.deps import (
     BOX_DESCRIPTION,
+    QueryBox,
+    QueryImage,
+    QueryImages,
     ServicesDep,
     check_batch,
     check_id,
     decode,
     embed_upload,
     get_car,
-    on_serving,
     one_image,
     query_photos,
     read_upload,
@@ -25,7 +27,6 @@ from app.deps import (
     require_read_key,
 )
 from app.identification import (
-    MAX_QUERY_PHOTOS,
     AbsentPrior,
     Identification,
     identification_of,
@@ -40,8 +41,7 @@ from app.schemas import (
     SearchResponse,
     Timings,
 )
-from app.searching import answer
-from indexer.payload import CarFilter
+from app.searching import answer, voters
 
 router = APIRouter(prefix="/api/v1", tags=["search"], dependencies=[Depends(require_read_key)])
 
@@ -55,19 +55,9 @@ router = APIRouter(prefix="/api/v1", tags=["search"], dependencies=[Depends(requ
 async def search(
     services: ServicesDep,
     params: Annotated[SearchParams, Form()],
-    image: Annotated[
-        UploadFile | None, File(description="a photo of a car (JPEG, PNG, WebP...)")
-    ] = None,
-    images: Annotated[
-        list[UploadFile] | None,
-        File(
-            description=f"instead of image: 1-{MAX_QUERY_PHOTOS} photos of one car (front, rear, "
-            "side...); a car's score is its best over them, and they are identified together"
-        ),
-    ] = None,
-    box: Annotated[
-        str | None, Form(max_length=100, description=BOX_DESCRIPTION + " (with image)")
-    ] = None,
+    image: QueryImage = None,
+    images: QueryImages = None,
+    box: QueryBox = None,
 ) -> SearchResponse:
     uploads = query_photos(image, images, box)
     model = services.model  # this request's model, even if the service switches meanwhile
@@ -119,17 +109,9 @@ async def similar(
 )
 async def identify_car(
     services: ServicesDep,
-    image: Annotated[UploadFile | None, File(description="a photo of a car")] = None,
-    images: Annotated[
-        list[UploadFile] | None,
-        File(
-            description=f"instead of image: 1-{MAX_QUERY_PHOTOS} photos of one car (front, rear, "
-            "side...), identified together"
-        ),
-    ] = None,
-    box: Annotated[
-        str | None, Form(max_length=100, description=BOX_DESCRIPTION + " (with image)")
-    ] = None,
+    image: QueryImage = None,
+    images: QueryImages = None,
+    box: QueryBox = None,
     absent_prior: Annotated[AbsentPrior | None, Form()] = None,
 ) -> Identification:
     uploads = query_photos(image, images, box)
@@ -137,21 +119,9 @@ async def identify_car(
     vectors = await asyncio.gather(
         *(embed_upload(services, model, upload, region(box)) for upload in uploads)
     )
-    neighbours = await asyncio.gather(
-        *(
-            on_serving(
-                services,
-                model,
-                services.index.search,
-                vector,
-                CarFilter(),
-                model.calibration.fetch,
-            )
-            for vector in vectors
-        )
-    )
+    photos = await voters(services, model, vectors, None)
     prior = prior_of(absent_prior, services.settings)
-    return identification_of(neighbours, model.calibration, prior)
+    return identification_of(photos, model.calibration, prior)
 
 
 @router.post(
