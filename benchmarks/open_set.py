@@ -136,7 +136,7 @@ def main() -> None:
     val = [i for i, r in enumerate(records) if r.split == "val"]
     val_records = [records[i] for i in val]
     val_pool = pool_of(vectors[val], val_records, {r.class_name for r in val_records})
-    report = identification_report(val_pool, calibration, args.prior)
+    report = identification_report(Trials(val_pool), calibration, args.prior)
     large = _large_gallery(vectors, records, calibration)
     three = _three_photos(vectors[val], val_records, calibration)
     plain = calibration.model_copy(update={"absent": None})

@@ -19,7 +19,7 @@ from carembed.datasets import CarDataset, read_dataset
 from carembed.embedder import Embedder
 from carembed.metrics import retrieval_metrics
 from training.data import class_disjoint_split
-from training.identification import pool_of
+from training.identification import Trials, pool_of
 from training.identification_report import identification_report, plot_reliability
 
 logger = logging.getLogger(__name__)
@@ -93,8 +93,8 @@ def evaluate(
         "classes_trained_on": len(seen),
         "skipped": len(paths) - len(kept),
     }
-    pool = pool_of(vectors, records, set(names))
-    report["identification"] = identification_report(pool, calibration, absent_prior)
+    trials = Trials(pool_of(vectors, records, set(names)))  # read once, for the report and plot
+    report["identification"] = identification_report(trials, calibration, absent_prior)
     zero_shot_model = is_zero_shot(model_dir)
     curves = {"zero-shot" if zero_shot_model else "tuned": metrics}
     if compare_zero_shot and not zero_shot_model:
@@ -111,7 +111,7 @@ def evaluate(
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     _plot_curves(curves, out / "recall_at_k.png")
-    plot_reliability(pool, calibration, out / "identification.png", absent_prior)
+    plot_reliability(trials, calibration, out / "identification.png", absent_prior)
     _plot_examples(
         vectors, labels, [part.records[i].path for i in kept], names, out / "examples.png", examples
     )

@@ -14,7 +14,6 @@ import logging
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cache
 from itertools import product
 from pathlib import Path
 
@@ -65,22 +64,29 @@ class Outcomes:
 
 
 class Trials:
-    """One pool's neighbours per condition, read once, identified under any calibration."""
+    """One pool's neighbours and absences per condition, read once, identified under any
+    calibration."""
 
     def __init__(self, pool: Pool) -> None:
         self.pool = pool
-        self._neighbours = cache(self._read)
-
-    def _read(self, condition: Condition) -> list[list[Neighbour]]:
-        return self.pool.neighbours(condition, DEPTH)
+        self._neighbours: dict[Condition, list[list[Neighbour]]] = {}
+        self._absent: dict[Condition, dict[Level, np.ndarray]] = {}
 
     def neighbours(self, condition: Condition) -> list[list[Neighbour]]:
-        """Each query's nearest photos (``DEPTH`` of them) in ``condition``, read once."""
-        return self._neighbours(condition)
+        """Each query's nearest photos (``DEPTH`` of them) in ``condition``."""
+        if condition not in self._neighbours:
+            self._neighbours[condition] = self.pool.neighbours(condition, DEPTH)
+        return self._neighbours[condition]
+
+    def absent(self, condition: Condition) -> dict[Level, np.ndarray]:
+        """Per level, whether each query's answer is missing in ``condition``."""
+        if condition not in self._absent:
+            self._absent[condition] = self.pool.absent(condition)
+        return self._absent[condition]
 
     def outcomes(self, condition: Condition, calibration: Calibration, prior: float) -> Outcomes:
         labels, queries = self.pool.labels, self.pool.queries
-        found = [identify([n], calibration, prior) for n in self._neighbours(condition)]
+        found = [identify([n], calibration, prior) for n in self.neighbours(condition)]
         rights = [labels.right(int(q), f) for q, f in zip(queries, found, strict=True)]
         right = {level: np.array([r[level] for r in rights]) for level in LEVELS}
         top3 = np.array(
@@ -95,7 +101,7 @@ class Trials:
         return Outcomes(
             found,
             right,
-            self.pool.absent(condition),
+            self.absent(condition),
             {lv: np.array([f.levels[lv].evidence for f in found]) for lv in LEVELS},
             {lv: np.array([f.levels[lv].confidence for f in found]) for lv in LEVELS},
             {

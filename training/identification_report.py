@@ -21,7 +21,6 @@ from sklearn.metrics import roc_auc_score
 
 from carembed.calibration import DEFAULT_ABSENT_PRIOR, LEVELS, Calibration
 from training.identification import Outcomes, Trials
-from training.open_set import Pool
 
 NAMES = {"make": "make", "model": "make_model", "exact": "make_model_year"}
 
@@ -123,10 +122,9 @@ def _mixed(closed: Outcomes, open_: Outcomes, prior: float) -> dict[str, Any]:
 
 
 def identification_report(
-    pool: Pool, calibration: Calibration, prior: float = DEFAULT_ABSENT_PRIOR
+    trials: Trials, calibration: Calibration, prior: float = DEFAULT_ABSENT_PRIOR
 ) -> dict[str, Any]:
     """The closed figures, and ``open`` and ``mixed``."""
-    trials = Trials(pool)
     closed = trials.outcomes("present", calibration, 0.0)
     report = _closed(closed, calibration)
     open_ = trials.outcomes("class", calibration, prior)
@@ -136,7 +134,7 @@ def identification_report(
 
 
 def plot_reliability(
-    pool: Pool,
+    trials: Trials,
     calibration: Calibration,
     path: Path,
     prior: float = DEFAULT_ABSENT_PRIOR,
@@ -148,7 +146,6 @@ def plot_reliability(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    trials = Trials(pool)
     closed = trials.outcomes("present", calibration, 0.0)
     mixed_closed = trials.outcomes("present", calibration, prior)
     open_ = trials.outcomes("class", calibration, prior)

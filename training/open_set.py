@@ -9,6 +9,7 @@ photos of new models toward themselves in a real gallery).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -79,66 +80,74 @@ class Pool:
         n = len(self.vectors)
         return np.ones(n, dtype=bool) if self.hidden is None else ~self.hidden
 
+    def _scores(self) -> np.ndarray:
+        """Every photo's cosine score with every photo of the gallery (with itself and with
+        hidden photos -inf)."""
+        emb = np.ascontiguousarray(self.vectors, dtype=np.float32)
+        scores = emb @ emb.T
+        np.fill_diagonal(scores, -np.inf)
+        if self.hidden is not None:
+            scores[:, self.hidden] = -np.inf
+        return scores
+
+    def _gone(self, condition: Condition) -> Callable[[np.ndarray, int], np.ndarray]:
+        """What sets a query's gallery scores (rows ``scores``, a copy) to -inf in place: what
+        ``condition`` leaves out, and the query's car's other photos."""
+        left_out = LEFT_OUT[condition]
+        codes = self.labels.codes(left_out) if left_out is not None else None
+
+        def gone(scores: np.ndarray, q: int) -> np.ndarray:
+            if self.cars is not None:
+                scores[..., self.cars == self.cars[q]] = -np.inf
+            if codes is not None:
+                scores[..., codes == codes[q]] = -np.inf
+            return scores
+
+        return gone
+
     def nearest(
-        self, condition: Condition, depth: int, chunk: int = 512
+        self, condition: Condition, depth: int, scores: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """(pool indices, scores) of each query's ``depth`` nearest photos, best first, with
         the query and what ``condition`` leaves out excluded (-inf scores pad a short list)."""
-        emb = np.ascontiguousarray(self.vectors, dtype=np.float32)
-        left_out = LEFT_OUT[condition]
-        codes = self.labels.codes(left_out) if left_out else None
-        depth = min(depth, len(emb) - 1)
+        scores = self._scores() if scores is None else scores
+        gone = self._gone(condition)
+        depth = min(depth, len(scores) - 1)
         indices = np.empty((len(self.queries), depth), dtype=np.int64)
-        scores = np.empty((len(self.queries), depth), dtype=np.float32)
-        for start in range(0, len(self.queries), chunk):
-            q = self.queries[start : start + chunk]
-            s = emb[q] @ emb.T
-            s[np.arange(len(q)), q] = -np.inf
-            if self.hidden is not None:
-                s[:, self.hidden] = -np.inf
-            if self.cars is not None:
-                s[self.cars[None, :] == self.cars[q][:, None]] = -np.inf
-            if codes is not None:
-                s[codes[None, :] == codes[q][:, None]] = -np.inf
-            part = np.argpartition(-s, depth - 1, axis=1)[:, :depth]
-            order = np.argsort(-np.take_along_axis(s, part, axis=1), axis=1, kind="stable")
-            top = np.take_along_axis(part, order, axis=1)
-            indices[start : start + len(q)] = top
-            scores[start : start + len(q)] = np.take_along_axis(s, top, axis=1)
-        return indices, scores
+        best = np.empty((len(self.queries), depth), dtype=np.float32)
+        for n, q in enumerate(self.queries):
+            row = gone(scores[q].copy(), int(q))
+            part = np.argpartition(-row, depth - 1)[:depth]
+            top = part[np.argsort(-row[part], kind="stable")]
+            indices[n], best[n] = top, row[top]
+        return indices, best
 
     def neighbours(self, condition: Condition, depth: int) -> list[list[Neighbour]]:
         """Each query's ``depth`` nearest photos with their densities in the gallery it is
         asked against (``carembed.calibration.DENSITY_K``)."""
-        indices, scores = self.nearest(condition, depth)
-        densities = self._densities(condition, indices)
+        scores = self._scores()
+        indices, best = self.nearest(condition, depth, scores)
+        densities = self._densities(condition, indices, scores)
         return [
             [
                 self.labels.neighbour(int(j), float(s), float(d))
                 for j, s, d in zip(row, srow, drow, strict=True)
                 if s > -np.inf
             ]
-            for row, srow, drow in zip(indices, scores, densities, strict=True)
+            for row, srow, drow in zip(indices, best, densities, strict=True)
         ]
 
-    def _densities(self, condition: Condition, indices: np.ndarray) -> np.ndarray:
+    def _densities(
+        self, condition: Condition, indices: np.ndarray, scores: np.ndarray
+    ) -> np.ndarray:
         """The density of each neighbour in its query's gallery: the mean score of its
         DENSITY_K nearest photos there (not itself, the query or what is left out)."""
-        emb = np.ascontiguousarray(self.vectors, dtype=np.float32)
-        scores = emb @ emb.T
-        np.fill_diagonal(scores, -np.inf)
-        if self.hidden is not None:
-            scores[:, self.hidden] = -np.inf
-        left_out = LEFT_OUT[condition]
-        codes = self.labels.codes(left_out) if left_out else None
+        gone = self._gone(condition)
         result = np.empty(indices.shape, dtype=np.float64)
         for n, q in enumerate(self.queries):
             rows = scores[indices[n]]  # a copy
             rows[:, q] = -np.inf
-            if self.cars is not None:
-                rows[:, self.cars == self.cars[q]] = -np.inf
-            if codes is not None:
-                rows[:, codes == codes[q]] = -np.inf
+            rows = gone(rows, int(q))
             k = min(DENSITY_K, rows.shape[1] - 1)
             top = np.partition(rows, -k, axis=1)[:, -k:]
             finite = np.isfinite(top)
