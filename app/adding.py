@@ -1,32 +1,38 @@
-"""Adding cars through the API, one or a batch: one decode per photo (the model's input and
-its thumbnail), forward passes shared by a batch, then the ledger, the index and the
-thumbnail written."""
+"""Adding cars and photos through the API, one car or a batch: one decode per photo (the model's
+input and its thumbnail), one forward pass for a car's photos, then the ledger, the index and
+the thumbnails written."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import io
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from PIL import Image
+from pydantic import Field
 
+from app.car_schemas import Car, NewCar
 from app.deps import decoding, json_field, store
 from app.problems import Problem
 from app.registry import ServingModel
 from app.routes.images import jpeg_thumbnail
-from app.schemas import Car, NewCar
 from app.services import Services
 from carembed.atomic import write_atomically
 from carembed.embedder import load_for_model
 from carembed.images import ImageLimits, load_image_with_size
 from carembed.preprocess import Preprocessing
 from carembed.region import Box
+from indexer.cars import NewPhoto
+from indexer.covers import IndexedCar
 from indexer.fields import FieldError
-from indexer.payload import CarFields, Listing
+from indexer.payload import MAX_VIEW, CarFields, Listing, photo_id
 
 
 @dataclass(frozen=True)
@@ -37,6 +43,10 @@ class Prepared:
     array: np.ndarray
     size: tuple[int, int]
     thumbnail: bytes
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
 
 
 def _prepare_with_thumbnail(
@@ -76,7 +86,10 @@ async def prepare(services: Services, serving: ServingModel, data: bytes) -> Pre
     return Prepared(data, array, size, thumbnail)
 
 
-def checked(services: Services, car: NewCar) -> NewCar:
+C = TypeVar("C", bound=NewCar)
+
+
+def checked(services: Services, car: C) -> C:
     """``car`` with its attributes checked against the declared ones (422 otherwise)."""
     try:
         services.index.fields.check_attributes(car.attributes)
@@ -95,59 +108,126 @@ def new_car(services: Services, fields: dict[str, Any], attributes: str | None) 
     return checked(services, car)
 
 
-def new_cars(services: Services, text: str | None, photos: int) -> list[NewCar]:
-    """The ``cars`` field of a bulk add: a JSON array with one object per photo."""
+class BatchCar(NewCar):
+    """One car of a batch add: its fields and how many of the photos sent are its own."""
+
+    photos: int = Field(1, ge=1, description="the next this many photos of 'images' are its")
+    views: list[str | None] | None = None
+
+
+def new_cars(services: Services, text: str | None, photos: int) -> list[BatchCar]:
+    """The ``cars`` field of a batch add: a JSON array of car objects, each taking the next
+    ``photos`` (default 1) of the photos sent, in order; without it, one car per photo."""
     given = json_field("cars", text)
     if given is None:
-        return [NewCar() for _ in range(photos)]
-    if not isinstance(given, list) or len(given) != photos:
-        raise Problem(
-            422,
-            "invalid-request",
-            "Invalid cars",
-            f"cars is a JSON array with one object per photo ({photos})",
-        )
+        return [BatchCar() for _ in range(photos)]
+    if not isinstance(given, list) or not given:
+        raise Problem(422, "invalid-request", "Invalid cars", "cars is a JSON array of cars")
     cars = []
     for position, entry in enumerate(given):
         try:
-            cars.append(checked(services, NewCar.model_validate(entry)))
+            cars.append(checked(services, BatchCar.model_validate(entry)))
         except ValueError as exc:
             raise Problem(
                 422, "invalid-request", "Invalid car", f"cars[{position}]: {exc}"
             ) from exc
+    if sum(c.photos for c in cars) != photos:
+        raise Problem(
+            422,
+            "invalid-request",
+            "Photos and cars do not add up",
+            f"the cars take {sum(c.photos for c in cars)} photos ('photos' of each, default 1); "
+            f"{photos} were sent",
+        )
     external = [c.external_id for c in cars if c.external_id is not None]
-    if len(external) != len(set(external)):  # each would replace the one before
+    if len(external) != len(set(external)):  # the second would change the first
         raise Problem(
             422, "invalid-request", "Invalid cars", "an external_id appears twice in cars"
         )
     return cars
 
 
-async def store_car(
-    services: Services, serving: ServingModel, photo: Prepared, vector: np.ndarray, car: NewCar
-) -> Car:
-    """Keep the car: ledger and index (a car with the same external id is replaced), then
-    its thumbnail."""
-    with Image.open(io.BytesIO(photo.data)) as probe:  # already decoded once: only its format
-        suffix = (probe.format or "img").lower()
-    try:
-        added = await store(
-            services,
-            services.index.add_photo,
-            serving.version,
-            photo.data,
-            suffix,
-            photo.size,
-            vector,
-            CarFields.model_validate(car.car_fields()),
-            Listing.model_validate(car.listing_fields()),
+def views_of(views: list[str | None] | None, photos: int) -> list[str | None]:
+    """One view label per photo (none given: none), each at most ``MAX_VIEW`` characters."""
+    if not views:
+        return [None] * photos
+    if len(views) != photos:
+        raise Problem(
+            422, "invalid-request", "Invalid views", f"one view per photo ({photos}), in order"
         )
+    if any(v is not None and len(v) > MAX_VIEW for v in views):
+        raise Problem(
+            422, "invalid-request", "Invalid views", f"a view has at most {MAX_VIEW} characters"
+        )
+    return [v.strip() or None if v is not None else None for v in views]
+
+
+def _suffix(data: bytes) -> str:
+    with Image.open(io.BytesIO(data)) as probe:  # already decoded once: only its format
+        return (probe.format or "img").lower()
+
+
+def new_photos(
+    photos: list[Prepared], vectors: Sequence[np.ndarray], views: list[str | None]
+) -> list[NewPhoto]:
+    return [
+        NewPhoto(p.data, _suffix(p.data), p.size, v, view)
+        for p, v, view in zip(photos, vectors, views, strict=True)
+    ]
+
+
+async def stored(
+    services: Services, write: Callable[[], IndexedCar], photos: list[Prepared]
+) -> Car:
+    """The car after ``write`` (an index write, on the store's threads), then the thumbnails of
+    the ``photos`` it added."""
+    try:
+        car = await store(services, write)
     except OSError as exc:  # the disk is full or read-only: nothing half-written stays
         raise Problem(
             507, "insufficient-storage", "Cannot store the photo", "the service's disk is full"
         ) from exc
-    await asyncio.to_thread(_keep_thumbnail, services.thumbs_dir / f"{added.id}.jpg", photo)
-    return Car.of(added)
+    for photo in photos:
+        target = services.thumbs_dir / f"{photo_id(car.id, photo.sha256)}.jpg"
+        await asyncio.to_thread(_keep_thumbnail, target, photo)
+    return Car.of(car)
+
+
+async def store_car(
+    services: Services,
+    serving: ServingModel,
+    photos: list[Prepared],
+    vectors: Sequence[np.ndarray],
+    car: NewCar,
+    views: list[str | None],
+    replace_photos: bool = False,
+) -> Car:
+    """Keep the car and its photos: ledger and index (a car with the same external id gets
+    these fields and photos), then the thumbnails."""
+    cars = services.index.cars
+    write = partial(
+        cars.add,
+        serving.version,
+        new_photos(photos, vectors, views),
+        CarFields.model_validate(car.car_fields()),
+        Listing.model_validate(car.listing_fields()),
+        replace_photos,
+    )
+    return await stored(services, write, photos)
+
+
+async def store_photos(
+    services: Services,
+    serving: ServingModel,
+    car_id: str,
+    photos: list[Prepared],
+    vectors: Sequence[np.ndarray],
+    views: list[str | None],
+) -> Car:
+    """More photos of a car, kept as ``store_car`` keeps a car's."""
+    cars = services.index.cars
+    write = partial(cars.add_photos, serving.version, car_id, new_photos(photos, vectors, views))
+    return await stored(services, write, photos)
 
 
 def _keep_thumbnail(target: Path, photo: Prepared) -> None:

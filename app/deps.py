@@ -29,10 +29,11 @@ from carembed.images import (
     decoded_pixels,
 )
 from carembed.region import Box
+from indexer.cars import NoSuchCar, NoSuchPhoto, TooManyPhotos
+from indexer.covers import IndexedCar
 from indexer.engine import CollectionMissing, StoreError, single_attempt
 from indexer.fields import Condition, FieldError
 from indexer.listing import CursorError, ExternalIdTaken, UnknownCars
-from indexer.payload import StoredCar
 from indexer.served import IndexNotReady
 
 T = TypeVar("T")
@@ -124,8 +125,12 @@ async def store(services: Services, call: Callable[P, T], *args: P.args, **kwarg
         raise unavailable("the index for this model is being built") from exc
     except StoreError as exc:
         raise unavailable("the vector store is not reachable") from exc
-    except (FieldError, CursorError, UnknownCars) as exc:
+    except (FieldError, CursorError, UnknownCars, TooManyPhotos) as exc:
         raise Problem(422, "invalid-request", "Invalid request", str(exc)) from exc
+    except NoSuchCar as exc:
+        raise Problem(404, "not-found", "No such car", str(exc)) from exc
+    except NoSuchPhoto as exc:
+        raise Problem(404, "not-found", "No such photo", str(exc)) from exc
     except ExternalIdTaken as exc:
         raise Problem(409, "external-id-taken", "External id in use", str(exc)) from exc
 
@@ -171,12 +176,8 @@ def check_id(car_id: str) -> str:
         raise Problem(404, "not-found", "No such car", "car ids are UUIDs") from exc
 
 
-async def get_car(
-    services: Services, model: ServingModel, car_id: str, with_vector: bool = False
-) -> StoredCar:
-    car: StoredCar | None = await on_serving(
-        services, model, services.index.get, car_id, with_vector
-    )
+async def get_car(services: Services, model: ServingModel, car_id: str) -> IndexedCar:
+    car = await on_serving(services, model, services.index.listings.car, car_id)
     if car is None:
         raise Problem(404, "not-found", "No such car", f"no car with id {car_id}")
     return car

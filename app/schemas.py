@@ -6,25 +6,18 @@ import uuid
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from pydantic.config import JsonDict
 
+from app.car_schemas import (
+    EXAMPLE_CAR,
+    EXAMPLE_ID,
+    EXAMPLE_PHOTO,
+    EXAMPLE_VERSION,
+    Car,
+    car_image_url,
+)
 from app.identification import IDENTIFICATION_EXAMPLE, AbsentPrior, Identification
 from app.problems import Problem
-from indexer.fields import MAX_EXTERNAL_ID, AttributeValue
-from indexer.payload import CarFields, Listing, StoredCar
-
-
-def car_image_url(car_id: str, size: Literal["full", "thumb"]) -> str:
-    """Where the API serves a car's photo (``GET /api/v1/cars/{id}/image``)."""
-    return f"/api/v1/cars/{car_id}/image?size={size}"
-
-
-_EXAMPLE_VERSION = "efficientnetlite0-skip-1f07ee78fb05-int8"
-_EXAMPLE_ID = "0b5e2d8a-6c1f-5a43-9d53-1f0c2a7e9b44"
-_EXAMPLE_LISTING: JsonDict = {
-    "external_id": "listing-48213",
-    "attributes": {"price": 18500.0, "mileage": 64000, "color": "red", "available": True},
-}
+from indexer.payload import CarFields, Listing
 
 MAX_EXAMPLES = 10
 """Most car ids in ``positive`` and in ``negative``."""
@@ -34,8 +27,13 @@ EMBEDDING_VERSION = Field(
 
 
 class Hit(CarFields, Listing):
-    id: str
+    """A car: its score is its best photo's, the one named."""
+
+    id: str = Field(description="the car's id")
     score: float
+    photo_id: str = Field(description="the car's photo that matched best")
+    view: str | None = Field(None, description="that photo's view label")
+    photos_count: int = Field(1, description="how many photos the car has")
     image_url: str
     thumb_url: str
 
@@ -47,7 +45,7 @@ class Timings(BaseModel):
 
 
 class Group(CarFields):
-    """One car model (class) and its best photos."""
+    """One car model (class) and its best cars."""
 
     class_name: str | None = None
     score: float
@@ -74,115 +72,21 @@ class SearchResponse(BaseModel):
                             "year": 2012,
                             "body": "Coupe",
                             "class_name": "Audi TTS Coupe 2012",
-                            "image_url": car_image_url(_EXAMPLE_ID, "full"),
-                            "thumb_url": car_image_url(_EXAMPLE_ID, "thumb"),
+                            "photo_id": EXAMPLE_PHOTO,
+                            "view": "front",
+                            "photos_count": 6,
+                            "image_url": car_image_url(EXAMPLE_ID, EXAMPLE_PHOTO, "full"),
+                            "thumb_url": car_image_url(EXAMPLE_ID, EXAMPLE_PHOTO, "thumb"),
                         }
                     ],
                     "timings": {"decode_ms": 6.1, "embed_ms": 41.0, "search_ms": 3.2},
-                    "model_version": _EXAMPLE_VERSION,
+                    "model_version": EXAMPLE_VERSION,
                     "identification": IDENTIFICATION_EXAMPLE,
                     "groups": None,
                 }
             ]
         }
     }
-
-
-_EXAMPLE_CAR: JsonDict = {
-    "id": _EXAMPLE_ID,
-    "make": "Audi",
-    "model": "TTS Coupe",
-    "year": 2012,
-    "body": "Coupe",
-    "class_name": "Audi TTS Coupe 2012",
-    **_EXAMPLE_LISTING,
-    "width": 640,
-    "height": 480,
-    "source": "upload",
-    "model_version": _EXAMPLE_VERSION,
-    "indexed_at": "2026-12-02T10:00:00+00:00",
-    "image_url": car_image_url(_EXAMPLE_ID, "full"),
-    "thumb_url": car_image_url(_EXAMPLE_ID, "thumb"),
-}
-
-
-class Car(CarFields, Listing):
-    id: str
-    width: int | None = None
-    height: int | None = None
-    source: str | None = None
-    model_version: str | None = None
-    indexed_at: str | None = None
-    image_url: str
-    thumb_url: str
-
-    model_config = ConfigDict(json_schema_extra={"examples": [_EXAMPLE_CAR]})
-
-    @classmethod
-    def of(cls, car: StoredCar) -> Car:
-        payload = car.payload
-        return cls(
-            id=car.id,
-            image_url=car_image_url(car.id, "full"),
-            thumb_url=car_image_url(car.id, "thumb"),
-            width=payload.width,
-            height=payload.height,
-            source=payload.source,
-            model_version=payload.model_version,
-            indexed_at=payload.indexed_at,
-            **payload.car_fields(),
-            **payload.listing_fields(),
-        )
-
-
-class NewCar(CarFields, Listing):
-    """What is known of a car added through the API (one entry of a bulk add's ``cars``)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    make: str | None = Field(None, max_length=100)
-    model: str | None = Field(None, max_length=100)
-    year: int | None = Field(None, ge=1800, le=2200)
-    body: str | None = Field(None, max_length=100)
-    class_name: str | None = Field(None, max_length=200)
-
-
-class CarPatch(BaseModel):
-    """A JSON merge patch of a car: the fields sent replace the stored ones (``null`` clears
-    one); ``attributes`` are merged (``null`` removes one)."""
-
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [{"year": 2011, "attributes": {"price": 17900.0, "available": None}}]
-        },
-    )
-
-    make: str | None = Field(None, max_length=100)
-    model: str | None = Field(None, max_length=100)
-    year: int | None = Field(None, ge=1800, le=2200)
-    body: str | None = Field(None, max_length=100)
-    class_name: str | None = Field(None, max_length=200)
-    external_id: str | None = Field(None, max_length=MAX_EXTERNAL_ID)
-    attributes: dict[str, AttributeValue | None] | None = None
-
-
-class CarList(BaseModel):
-    """One page of cars; ``next_cursor`` fetches the next (null: this was the last)."""
-
-    cars: list[Car]
-    next_cursor: str | None = None
-
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "cars": [_EXAMPLE_CAR],
-                    "next_cursor": "eyJhZnRlciI6ICIxYjRlIn0.6c0f2d1e9a8b7c6d5e4f3a2b1c0d9e8f",
-                }
-            ]
-        }
-    )
 
 
 class FacetValue(BaseModel):
@@ -222,7 +126,7 @@ class SearchParams(BaseModel):
     group_by: Literal["class"] | None = Field(
         None, description="class: one result per car model; limit then counts groups"
     )
-    group_size: int = Field(3, ge=1, le=3, description="photos per group")
+    group_size: int = Field(3, ge=1, le=3, description="cars per group")
     filter: str | None = Field(
         None,
         max_length=4000,
@@ -282,7 +186,7 @@ class ProblemDetail(BaseModel):
 
 
 class BatchAddResponse(BaseModel):
-    """One entry per photo, in the order sent: the car added, or the photo's problem."""
+    """One entry per car, in the order sent: the car added, or its problem."""
 
     results: list[Car | ProblemDetail]
 
@@ -291,7 +195,7 @@ class BatchAddResponse(BaseModel):
             "examples": [
                 {
                     "results": [
-                        _EXAMPLE_CAR,
+                        EXAMPLE_CAR,
                         {
                             "type": "/problems/unreadable-image",
                             "title": "Not a readable image",
@@ -318,7 +222,7 @@ class BatchResponse(BaseModel):
                         {
                             "hits": [],
                             "timings": {"decode_ms": 0, "embed_ms": 0, "search_ms": 2.1},
-                            "model_version": _EXAMPLE_VERSION,
+                            "model_version": EXAMPLE_VERSION,
                         },
                         {
                             "type": "/problems/unreadable-image",
@@ -340,7 +244,7 @@ class EmbedResponse(BaseModel):
 
     model_config = ConfigDict(
         json_schema_extra={
-            "examples": [{"vector": [0.012, -0.034], "dim": 2, "model_version": _EXAMPLE_VERSION}]
+            "examples": [{"vector": [0.012, -0.034], "dim": 2, "model_version": EXAMPLE_VERSION}]
         }
     )
 

@@ -1,5 +1,6 @@
 """Searching the car index for an API answer, outside FastAPI: the filters of a request, the
-hits or groups (refined when asked), and the identification from the nearest neighbours."""
+cars or groups of cars (refined when asked), and the identification from the nearest
+neighbours."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from app.car_schemas import car_image_url
 from app.deps import conditions, on_serving
 from app.identification import identification_of, prior_of
 from app.registry import ServingModel
@@ -18,11 +20,11 @@ from app.schemas import (
     SearchParams,
     SearchResponse,
     Timings,
-    car_image_url,
 )
 from app.services import Services
 from indexer.engine import Query as StoreQuery
 from indexer.engine import Recommend
+from indexer.fields import CAR_ID
 from indexer.payload import DENSITY, CarFilter, StoredCar
 
 
@@ -33,19 +35,22 @@ def _filter(services: Services, params: SearchParams, exclude: set[str]) -> CarF
         body=params.body,
         year_min=params.year_min,
         year_max=params.year_max,
-        exclude_ids=frozenset(exclude),
+        exclude_cars=frozenset(exclude),
         where=conditions(services, params.filter),
     )
 
 
-def _hit(car: StoredCar, score: float | None = None) -> Hit:
+def _hit(photo: StoredCar, score: float | None = None) -> Hit:
+    """The car of ``photo``, its best photo (its photo count is filled in later)."""
     return Hit(
-        id=car.id,
-        score=score if score is not None else car.score or 0.0,
-        image_url=car_image_url(car.id, "full"),
-        thumb_url=car_image_url(car.id, "thumb"),
-        **car.payload.car_fields(),
-        **car.payload.listing_fields(),
+        id=photo.car_id,
+        score=score if score is not None else photo.score or 0.0,
+        photo_id=photo.id,
+        view=photo.payload.view,
+        image_url=car_image_url(photo.car_id, photo.id, "full"),
+        thumb_url=car_image_url(photo.car_id, photo.id, "thumb"),
+        **photo.payload.car_fields(),
+        **photo.payload.listing_fields(),
     )
 
 
@@ -62,29 +67,38 @@ def api_groups(groups: list[list[StoredCar]], payloads: dict[str, StoredCar]) ->
     ]
 
 
-VOTE_FIELDS = ("class_name", "make", "model", "year", DENSITY)
+VOTE_FIELDS = ("class_name", "make", "model", "year", DENSITY, CAR_ID)
 """What the vote reads of each neighbour."""
+
+
+def one_per_car(photos: list[StoredCar]) -> list[StoredCar]:
+    """Each car's best photo (``photos`` best first): a car votes once."""
+    best: dict[str, StoredCar] = {}
+    for photo in photos:
+        best.setdefault(photo.car_id, photo)
+    return list(best.values())
 
 
 async def voters(
     services: Services, model: ServingModel, vectors: Sequence[Any], exclude: str | None
 ) -> list[list[StoredCar]]:
-    """Each photo's nearest cars of all (no filter, no threshold; ``exclude`` left out), as
-    many and with the fields the identification's votes read."""
-    alone = CarFilter(exclude_ids=frozenset({exclude} if exclude else ()))
+    """Each photo's nearest cars of all (no filter, no threshold; the car ``exclude`` left
+    out), each as its best photo, with the fields the identification's votes read."""
+    alone = CarFilter(exclude_cars=frozenset({exclude} if exclude else ()))
     fetch, index = model.calibration.fetch, services.index
-    return await asyncio.gather(
+    found = await asyncio.gather(
         *(
             on_serving(services, model, index.search, v, alone, fetch, 0, None, VOTE_FIELDS)
             for v in vectors
         )
     )
+    return [one_per_car(photos) for photos in found]
 
 
 @dataclass(frozen=True)
 class _Search:
-    """One search's store reads: what it asks for (``params``), with which query (the photo's
-    vector, or a recommendation toward the photos and example cars and away from others) and
+    """One search's store reads: what it asks for (``params``), with which query (the photos'
+    vectors, or a recommendation toward the photos and example cars and away from others) and
     model."""
 
     services: Services
@@ -92,34 +106,25 @@ class _Search:
     params: SearchParams
     query: StoreQuery
 
-    async def _read(
-        self, query: StoreQuery, where: CarFilter, limit: int, offset: int = 0
-    ) -> list[StoredCar]:
-        index, threshold = self.services.index, self.params.score_threshold
+    async def cars(self, where: CarFilter) -> tuple[list[StoredCar], list[StoredCar]]:
+        """The page of cars for the query, each as its best photo, above the threshold; and
+        the photos the engine read to find them (best first), if it did."""
+        params, index = self.params, self.services.index
         found = await on_serving(
-            self.services, self.model, index.search, query, where, limit, offset, threshold
+            self.services,
+            self.model,
+            index.search_cars,
+            self.query,
+            where,
+            params.limit,
+            params.offset,
+            params.score_threshold,
         )
-        return list(found)
-
-    async def best(self, where: CarFilter, limit: int, offset: int = 0) -> list[StoredCar]:
-        """The best cars for the query, above the threshold."""
-        return await self._read(self.query, where, limit, offset)
-
-    async def best_of(self, vectors: Sequence[Any], where: CarFilter) -> list[StoredCar]:
-        """The page of cars best for any of ``vectors``, each scored by its best: the top
-        ``offset + limit`` of every photo hold the top ``offset + limit`` of all."""
-        wanted = self.params.offset + self.params.limit
-        found = await asyncio.gather(*(self._read(v, where, wanted) for v in vectors))
-        best: dict[str, StoredCar] = {}
-        for car in (c for cars in found for c in cars):
-            if car.id not in best or (car.score or 0.0) > (best[car.id].score or 0.0):
-                best[car.id] = car
-        ranked = sorted(best.values(), key=lambda c: (-(c.score or 0.0), c.id))
-        return ranked[self.params.offset : wanted]
+        return [group[0] for group in found.groups], found.nearest or []
 
     async def groups(self, where: CarFilter) -> tuple[list[Group], list[StoredCar]]:
         """One group per class (a few fields read, then whole payloads for the chosen cars)
-        and the nearest cars the engine read to group them, if it did."""
+        and the nearest photos the engine read to group them, if it did."""
         params, index = self.params, self.services.index
         grouped = await on_serving(
             self.services,
@@ -138,6 +143,15 @@ class _Search:
         return api_groups(chosen, {c.id: c for c in whole}), grouped.nearest or []
 
 
+async def _counted(services: Services, model: ServingModel, hits: list[Hit]) -> None:
+    """Each hit's ``photos_count`` (one store read for all)."""
+    counts = await on_serving(
+        services, model, services.index.listings.photo_counts, sorted({h.id for h in hits})
+    )
+    for hit in hits:
+        hit.photos_count = counts.get(hit.id, 1)
+
+
 async def answer(
     services: Services,
     model: ServingModel,
@@ -145,23 +159,23 @@ async def answer(
     params: SearchParams,
     exclude: str | None,
 ) -> SearchResponse:
-    """Hits (or groups) for the filters, refined toward ``params.positive`` and away from
-    ``params.negative`` when given, and the identification of the car from its unfiltered
+    """Cars (or groups of cars) for the filters, refined toward ``params.positive`` and away
+    from ``params.negative`` when given, and the identification of the car from its unfiltered
     nearest neighbours. ``vectors``: the photos of one car searched with: a car's score is its
-    best cosine over them (grouped or refined: the recommendation's best score), and each
-    photo's neighbours vote."""
+    best photo's best cosine over them (refined: the recommendation's best score), and each
+    query photo's neighbours vote. ``exclude``: the car whose likes are asked for."""
     started = time.perf_counter()
-    vector = vectors[0]
     examples = set(params.positive) | set(params.negative)
     where = _filter(services, params, examples | ({exclude} if exclude else set()))
     k = model.calibration.fetch
     plain = (
-        where == CarFilter(exclude_ids=where.exclude_ids)
+        where == CarFilter(exclude_cars=where.exclude_cars)
         and params.score_threshold is None
         and not examples
         and len(vectors) == 1
+        and not params.offset
     )
-    query: StoreQuery = vector if len(vectors) == 1 else Recommend(tuple(vectors), ())
+    query: StoreQuery = vectors[0] if len(vectors) == 1 else Recommend(tuple(vectors), ())
     if examples:
         refinement = services.index.listings.refinement
         query = await on_serving(
@@ -172,20 +186,16 @@ async def answer(
     if params.group_by == "class":
         groups, nearest_first = await search.groups(where)
         hits = [hit for group in groups for hit in group.hits]
-    elif plain and not params.offset:  # one search serves the hits and the vote
-        nearest_first = await search.best(where, max(params.limit, k))
-        hits = [_hit(car) for car in nearest_first[: params.limit]]
-    elif len(vectors) > 1 and not examples:  # each car at its best photo's cosine score
-        nearest_first = []
-        hits = [_hit(car) for car in await search.best_of(vectors, where)]
     else:
-        nearest_first = await search.best(where, params.limit, params.offset)
-        hits = [_hit(car) for car in nearest_first]
-        if params.offset:
-            nearest_first = []
-    # The vote reads the nearest cars of all: the hits serve when no filter narrowed them.
-    if plain and len(nearest_first) >= k:
-        photos = [nearest_first[:k]]
+        best, nearest_first = await search.cars(where)
+        hits = [_hit(photo) for photo in best]
+    if hits:
+        await _counted(services, model, hits)
+    # The vote reads the nearest cars of all: the photos read for the hits serve when no filter
+    # narrowed them.
+    nearest = one_per_car(nearest_first[:k]) if plain else []
+    if plain and len(nearest_first) >= k and nearest:
+        photos = [nearest]
     else:
         photos = await voters(services, model, vectors, exclude)
     prior = prior_of(params.absent_prior, services.settings)

@@ -19,6 +19,7 @@ from carembed.calibration import DENSITY_K
 from carembed.embedder import Embedder
 from carembed.identity import parse_embedding_version
 from indexer.build_plan import Desired, PayloadFor, gallery_digest, plan_sync, still_current
+from indexer.covers import settle_all
 from indexer.dataset_export import GALLERY_ROOT_KEY
 from indexer.density import DENSITIES_KEY, refresh_densities
 from indexer.engine import CollectionHeld, Engine, NewPoint, StoreError, VectorStore
@@ -39,6 +40,8 @@ logger = logging.getLogger(__name__)
 
 SKIPPED_KEY = "carsearch_skipped_sha256"
 GALLERY_KEY = "carsearch_gallery_digest"
+CARS_KEY = "carsearch_cars"
+"""Collection metadata: its photos name their cars and each car has its cover."""
 
 
 Join = Callable[[str, Embedder], Reconciled]
@@ -63,6 +66,8 @@ def _unchanged(
     if SKIPPED_KEY not in metadata or metadata.get(GALLERY_KEY) != gallery_digest(scan, schema):
         return None
     if metadata.get(DENSITIES_KEY) != DENSITY_K:  # built before densities, or of another k
+        return None
+    if not metadata.get(CARS_KEY):  # built when a photo was a car
         return None
     desired = Desired.of(scan, ledger, schema)
     recorded = set(metadata[SKIPPED_KEY])
@@ -152,6 +157,8 @@ def _sync(
     gone = plan.deletes(existing, failed)
     engine.delete(collection, gone)
     report.deleted = len(gone)
+    settle_all(engine, collection, ledger.writing if ledger is not None else None)
+    engine.set_metadata(collection, engine.metadata(collection) | {CARS_KEY: True})
     report.total_points = engine.count(collection)
     report.seconds = time.perf_counter() - start
     return report, wanted

@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from indexer.fields import FieldSchema
+from indexer.fields import CAR_ID, FieldSchema
 from indexer.gallery import GalleryItem, GalleryScan
 from indexer.payload import (
+    EDITABLE,
     CarPayload,
     StoredCar,
     changed_fields,
@@ -38,7 +39,7 @@ class Desired:
     items: list[GalleryItem]  # the gallery's photos, less those deleted or added through the API
     uploads: dict[str, Upload]  # id -> car added through the API, still there (edited)
     tombstones: set[str]
-    edits: dict[str, dict[str, Any]]  # id -> the car's edit
+    edits: dict[str, dict[str, Any]]  # car id -> the car's edit
     schema: FieldSchema
 
     @classmethod
@@ -51,8 +52,10 @@ class Desired:
         return cls(items, uploads, dead, ledger.edits() if ledger else {}, schema)
 
     def fields(self, item: GalleryItem) -> dict[str, Any]:
-        """A gallery photo's payload fields: its record's, with its edit applied."""
-        return edited(record_fields(item.record, self.schema), self.edits.get(item.id))
+        """A gallery photo's payload fields: its record's and its car's, with the car's edit
+        applied."""
+        fields = record_fields(item.record, self.schema) | {CAR_ID: item.car_id}
+        return edited(fields, self.edits.get(item.car_id))
 
 
 def gallery_digest(scan: GalleryScan, schema: FieldSchema) -> str:
@@ -98,6 +101,16 @@ def _copied_upload(upload: Upload, version: str, car: StoredCar) -> CarPayload:
     return reindexed(upload.payload, _size(car), version)
 
 
+LEDGER_FIELDS = (*EDITABLE, CAR_ID, "view", "source", "path", "sha256")
+"""What the ledger says of a photo added through the API (its size and vector are the
+collection's)."""
+
+
+def _ledger_fields(upload: Upload) -> dict[str, Any]:
+    stored = upload.payload.to_payload()
+    return {name: stored.get(name) for name in LEDGER_FIELDS}
+
+
 def _as_it_is(car: StoredCar) -> CarPayload:
     return car.payload
 
@@ -139,9 +152,8 @@ def plan_sync(
             )
     for upload in desired.uploads.values():
         if upload.id in existing:
-            if existing[upload.id].get("source") != "upload":  # indexed as a gallery photo
-                fields = upload.payload.to_payload()
-                plan.update[upload.id] = changed_fields(existing[upload.id], fields)
+            if changes := changed_fields(existing[upload.id], _ledger_fields(upload)):
+                plan.update[upload.id] = changes
             continue
         if upload.id in reuse:
             plan.copy[upload.id] = partial(_copied_upload, upload, version)

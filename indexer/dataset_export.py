@@ -3,13 +3,15 @@ added through the API, less the deleted ones, labelled as last edited.
 
 The folder written::
 
-    <out>/manifest.csv     path, class_name, make, model, year, body, split, car_id, external_id
-    <out>/photos/<car id>.<ext>   each photo, linked (or copied) from the gallery or the uploads
+    <out>/manifest.csv     path, class_name, make, model, year, body, split, car_id, photo_id,
+                           external_id, view
+    <out>/photos/<photo id>.<ext>   each photo, linked (or copied) from the gallery or the uploads
 
-``split`` is ``train`` for the photos to train on and ``holdout`` for a share of each class's
-photos (chosen by car id: the same every time) that training leaves out and records, so that
-the rollout gate has photos to judge the new model on. Classes with fewer than 2 photos are
-left out and named.
+Every photo is labelled with its car's class. ``split`` is ``train`` for the photos to train on
+and ``holdout`` for the photos of a share of each class's cars (chosen by car id: the same every
+time; a car's photos are never split) that training leaves out and records, so that the
+rollout gate has photos to judge the new model on. Classes with fewer than 2 cars are left out
+and named.
 """
 
 from __future__ import annotations
@@ -34,7 +36,19 @@ logger = logging.getLogger(__name__)
 GALLERY_ROOT_KEY = "carsearch_gallery_root"
 """Where a collection's metadata keeps the gallery folder its build read."""
 HOLDOUT = "holdout"
-COLUMNS = ("path", "class_name", "make", "model", "year", "body", "split", "car_id", "external_id")
+COLUMNS = (
+    "path",
+    "class_name",
+    "make",
+    "model",
+    "year",
+    "body",
+    "split",
+    "car_id",
+    "photo_id",
+    "external_id",
+    "view",
+)
 
 
 class ExportError(ValueError):
@@ -48,8 +62,8 @@ class ExportReport:
     classes: int = 0
     held_out: int = 0
     unlabelled: int = 0
-    missing: list[str] = field(default_factory=list)  # car ids whose photo is gone
-    small_classes: list[str] = field(default_factory=list)  # fewer than 2 photos: left out
+    missing: list[str] = field(default_factory=list)  # photo ids whose file is gone
+    small_classes: list[str] = field(default_factory=list)  # fewer than 2 cars: left out
 
 
 def _held_out(ids: list[str], share: float) -> set[str]:
@@ -112,25 +126,31 @@ def export_dataset(
         )
     if root is None and any(p.get("source") != "upload" for c in by_class.values() for _, p in c):
         raise ExportError(f"{live} does not record its gallery folder: name it with --gallery")
-    report.small_classes = sorted(c for c, members in by_class.items() if len(members) < 2)
+
+    def car_of(member: tuple[str, dict[str, Any]]) -> str:
+        return str(member[1].get("car_id") or member[0])
+
+    cars_of = {name: sorted({car_of(m) for m in members}) for name, members in by_class.items()}
+    report.small_classes = sorted(c for c, cars in cars_of.items() if len(cars) < 2)
     (out / "photos").mkdir(parents=True, exist_ok=True)
     rows = []
     for class_name in sorted(set(by_class) - set(report.small_classes)):
         members = by_class[class_name]
-        held = _held_out([car_id for car_id, _ in members], holdout)
-        for car_id, payload in sorted(members, key=lambda m: m[0]):
+        held = _held_out(cars_of[class_name], holdout)
+        for photo_id, payload in sorted(members, key=lambda m: m[0]):
             base = served.ledger.uploads_dir if payload.get("source") == "upload" else root
             assert base is not None
             source = base / str(payload.get("path") or "")
             if not source.is_file():
-                report.missing.append(car_id)
+                report.missing.append(photo_id)
                 continue
-            target = out / "photos" / f"{car_id}{source.suffix.lower()}"
+            target = out / "photos" / f"{photo_id}{source.suffix.lower()}"
             target.unlink(missing_ok=True)
             if copy:
                 shutil.copyfile(source, target)
             else:
                 os.symlink(source.resolve(), target)
+            car_id = car_of((photo_id, payload))
             split = HOLDOUT if car_id in held else "train"
             report.held_out += split == HOLDOUT
             rows.append(
@@ -140,7 +160,9 @@ def export_dataset(
                     **{k: payload.get(k) for k in ("make", "model", "year", "body")},
                     "split": split,
                     "car_id": car_id,
+                    "photo_id": photo_id,
                     "external_id": payload.get("external_id"),
+                    "view": payload.get("view"),
                 }
             )
     with report.manifest.open("w", newline="") as fh:
@@ -151,8 +173,8 @@ def export_dataset(
     report.classes = len({r["class_name"] for r in rows})
     if report.small_classes:
         logger.warning(
-            "classes with fewer than 2 photos left out: %s", ", ".join(report.small_classes)
+            "classes with fewer than 2 cars left out: %s", ", ".join(report.small_classes)
         )
     if report.missing:
-        logger.warning("%d cars' photos are gone: left out", len(report.missing))
+        logger.warning("%d photos are gone: left out", len(report.missing))
     return report

@@ -26,28 +26,26 @@ DENSITIES_KEY = "densities"
 
 
 def density_of(
-    store: VectorStore, collection: str, vector: np.ndarray | list[float], exclude: str
+    store: VectorStore, collection: str, vector: np.ndarray | list[float], car: str
 ) -> float | None:
     """The mean score of the ``DENSITY_K`` points nearest ``vector`` in ``collection``, the
-    point ``exclude`` (itself) left out; None in a collection without other points."""
+    photos of its own car left out; None in a collection without other cars."""
     near = store.search(
-        collection,
-        vector,
-        CarFilter(exclude_ids=frozenset({exclude})),
-        DENSITY_K,
-        fields=["source"],
+        collection, vector, CarFilter(exclude_cars=frozenset({car})), DENSITY_K, fields=["source"]
     )
     scores = [c.score for c in near if c.score is not None]
     return round(float(np.mean(scores)), 6) if scores else None
 
 
 def with_density(store: VectorStore, collection: str, points: Sequence[NewPoint]) -> list[NewPoint]:
-    """``points`` with their densities among the points of ``collection``."""
+    """``points`` with their densities among the other cars' points of ``collection``."""
     return [
         NewPoint(
             p.id,
             p.vector,
-            p.payload.model_copy(update={DENSITY: density_of(store, collection, p.vector, p.id)}),
+            p.payload.model_copy(
+                update={DENSITY: density_of(store, collection, p.vector, p.payload.car_id or p.id)}
+            ),
         )
         for p in points
     ]

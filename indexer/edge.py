@@ -40,6 +40,7 @@ from indexer.engine import (
     in_batches,
     scrolled,
 )
+from indexer.fields import CAR_ID
 from indexer.grouping import Grouped, groups_by_fetching
 from indexer.payload import CarFilter, StoredCar
 from indexer.settings import StoreSettings
@@ -296,12 +297,18 @@ class EdgeEngine(EdgeAliases, EdgeModelCopies):
         key: str,
         groups: int,
         size: int,
-        fields: Sequence[str],
+        fields: Sequence[str] | None,
+        score_threshold: float | None = None,
+        per_car: int = 1,
     ) -> Grouped:
         """Edge has no grouped search: neighbours are read until the groups are full."""
-        wanted = [*fields, key]
+        wanted = None if fields is None else list(dict.fromkeys([*fields, key, CAR_ID]))
         return groups_by_fetching(
-            lambda n: self.search(name, vector, where, n, fields=wanted), key, groups, size
+            lambda n: self.search(name, vector, where, n, 0, score_threshold, wanted),
+            key,
+            groups,
+            size,
+            per_car,
         )
 
     # -- lifecycle -------------------------------------------------------------------------

@@ -27,8 +27,9 @@ def filter_of(qe: Any, where: CarFilter) -> Any:
     if where.empty:
         return None
     must = [condition(qe, c) for c in where.conditions()]
-    must_not = [qe.HasIdCondition(set(where.exclude_ids))] if where.exclude_ids else None
-    return qe.Filter(must=must or None, must_not=must_not)
+    must_not = [qe.HasIdCondition(set(where.exclude_ids))] if where.exclude_ids else []
+    must_not += [condition(qe, c) for c in where.exclusions()]
+    return qe.Filter(must=must or None, must_not=must_not or None)
 
 
 def query_of(qe: Any, vector: Query) -> Any:

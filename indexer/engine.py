@@ -202,11 +202,14 @@ class VectorStore(Protocol):
         key: str,
         groups: int,
         size: int,
-        fields: Sequence[str],
+        fields: Sequence[str] | None,
+        score_threshold: float | None = None,
+        per_car: int = 1,
     ) -> Grouped:
         """Up to ``groups`` groups of the best points that share the value of the payload field
-        ``key``, the best group first, each with its best ``size`` points (payload: ``fields``
-        and ``key``)."""
+        ``key``, the best group first, each with the best photos of its best ``size`` cars
+        (payload: ``fields``, ``key`` and the car id); ``per_car``: the most photos a car
+        has (an engine reads enough photos to find the cars)."""
 
     def metadata(self, name: str) -> dict[str, Any]:
         """What a build recorded about the collection ({} when nothing)."""

@@ -42,6 +42,14 @@ BUILT_IN: dict[str, FieldKind] = {
 }
 """Payload fields every car has (each with a payload index)."""
 
+CAR_ID = "car_id"
+"""The payload field of the car a photo belongs to (every photo of a car has its fields)."""
+COVER = "cover"
+"""The payload field that marks one photo per car (the one with the smallest id): browsing and
+facets read those, so they count cars, not photos."""
+PHOTO_INDEXES: dict[str, FieldKind] = {CAR_ID: "keyword", COVER: "bool"}
+"""Payload indexes that tie photos to their car (not fields a filter object names)."""
+
 FACET_KINDS: tuple[FieldKind, ...] = ("keyword", "bool", "integer")
 """Kinds whose values facets count (integer: years, mileages; each value counted apart)."""
 NOT_FACETED = ("external_id",)
@@ -164,7 +172,7 @@ class FieldSchema:
 
     def indexes(self) -> dict[str, FieldKind]:
         """Payload key -> kind of every payload index a collection gets."""
-        return {self.key(name): kind for name, kind in self.kinds().items()}
+        return {self.key(name): kind for name, kind in self.kinds().items()} | PHOTO_INDEXES
 
     def facet_fields(self) -> list[str]:
         return [n for n, k in self.kinds().items() if k in FACET_KINDS and n not in NOT_FACETED]

@@ -1,4 +1,5 @@
-"""A gallery as the indexer sees it: readable records with their content hash and point id."""
+"""A gallery as the indexer sees it: readable records with their content hash, car and point
+id."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from pathlib import Path
 
 from carembed.datasets import CarRecord, read_dataset
 from carembed.hashing import sha256_file
-from indexer.payload import point_id
+from indexer.fields import MAX_EXTERNAL_ID
+from indexer.payload import gallery_car_id, photo_id
 
 logger = logging.getLogger(__name__)
 
@@ -19,8 +21,14 @@ class GalleryItem:
     sha256: str
 
     @property
+    def car_id(self) -> str:
+        """The rows of a manifest that share an ``external_id`` are one car's photos."""
+        external = self.record.extra.get("external_id") or None
+        return gallery_car_id(self.sha256, external and external[:MAX_EXTERNAL_ID])
+
+    @property
     def id(self) -> str:
-        return point_id(self.sha256)
+        return photo_id(self.car_id, self.sha256)
 
 
 @dataclass

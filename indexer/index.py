@@ -3,7 +3,6 @@ index, on either engine."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -14,22 +13,15 @@ import numpy as np
 
 from carembed.embedder import Embedder
 from indexer import build
-from indexer.density import with_density
-from indexer.engine import CollectionHeld, CollectionMissing, Engine, NewPoint, Query
-from indexer.fields import check_storable
+from indexer.cars import CarWrites, NewPhoto
+from indexer.covers import IndexedCar, photos_of
+from indexer.engine import CollectionHeld, CollectionMissing, Engine, Query
+from indexer.fields import CAR_ID
 from indexer.gate import GATE_KEY, GatePolicy
 from indexer.grouping import Grouped
 from indexer.listing import Listings
 from indexer.models import ModelCopies
-from indexer.payload import (
-    CarFields,
-    CarFilter,
-    CarPayload,
-    Listing,
-    StoredCar,
-    point_id,
-    upload_payload,
-)
+from indexer.payload import CarFields, CarFilter, Listing, StoredCar
 from indexer.rollout_gate import RolloutGate
 from indexer.served import IndexNotReady, ServedCollections
 from indexer.settings import StoreSettings
@@ -77,6 +69,7 @@ class CarIndex:
         self.models = ModelCopies(engine, settings.layout.models)
         self.fields = settings.fields()
         self.listings = Listings(self.served, self.fields, settings.layout)
+        self.cars = CarWrites(self.served, self.listings, settings.max_photos_per_car)
         self._gates: dict[str, dict[str, Any] | None] = {}
 
     @classmethod
@@ -166,45 +159,49 @@ class CarIndex:
         fields: Sequence[str],
     ) -> Grouped:
         """Up to ``groups`` groups of the best cars sharing the value of ``field`` (one group
-        per class for ``class_name``), best group first, each with its best ``size`` cars;
-        ``fields``: the payload fields read."""
-        key = self.fields.key(field)
-        return self.engine.search_groups(collection, vector, where, key, groups, size, fields)
+        per class for ``class_name``), best group first, each with its best ``size`` cars (as
+        their best photos); ``fields``: the payload fields read."""
+        key, per_car = self.fields.key(field), self.settings.max_photos_per_car
+        return self.engine.search_groups(
+            collection, vector, where, key, groups, size, fields, per_car=per_car
+        )
 
-    def get_many(self, collection: str, car_ids: Sequence[str]) -> list[StoredCar]:
-        """These cars (whole payloads), in the order asked; missing ones left out."""
-        found = {c.id: c for c in self.engine.retrieve(collection, car_ids)}
-        return [found[i] for i in car_ids if i in found]
+    def search_cars(
+        self,
+        collection: str,
+        vector: Query,
+        where: CarFilter,
+        limit: int,
+        offset: int = 0,
+        score_threshold: float | None = None,
+        fields: Sequence[str] | None = None,
+    ) -> Grouped:
+        """The best cars for ``vector``, best first, each as its best photo (its score is
+        that photo's): ``limit`` cars from the ``offset``-th on, every car at most once across
+        pages; ``nearest``: the photos read, when the engine read them to find the cars."""
+        wanted = offset + limit
+        found = self.engine.search_groups(
+            collection,
+            vector,
+            where,
+            CAR_ID,
+            wanted,
+            1,
+            fields,
+            score_threshold=score_threshold,
+            per_car=self.settings.max_photos_per_car,
+        )
+        return Grouped(found.groups[offset:], found.nearest)
 
-    def get(self, collection: str, car_id: str, with_vector: bool = False) -> StoredCar | None:
-        cars = self.engine.retrieve(collection, [car_id], with_vectors=with_vector)
-        return cars[0] if cars else None
+    def get_many(self, collection: str, photo_ids: Sequence[str]) -> list[StoredCar]:
+        """These photos (whole payloads), in the order asked; missing ones left out."""
+        found = {c.id: c for c in self.engine.retrieve(collection, photo_ids)}
+        return [found[i] for i in photo_ids if i in found]
 
-    def add(self, data: bytes, vector: np.ndarray, payload: CarPayload) -> StoredCar:
-        """A car added through the API: its photo and payload go to the upload ledger (so that
-        every later build keeps it), its point into every joined collection of its vectors'
-        embedding version (``payload.model_version``), searchable at once. A car that had the
-        same external id is deleted (after the new one is in). IndexNotReady, with nothing
-        written, when this process serves no collection of those vectors."""
-        check_storable(payload.to_payload(), "car")
-        version = payload.model_version or ""
-        self.served.ensure_joined()
-        if not any(embedding_version_of(n) == version for n in self.served.joined):
-            raise IndexNotReady(f"no collection of {version} is open for writes yet")
-        car_id = point_id(payload.sha256 or "")
-        with self.ledger.claiming(payload.external_id):
-            with self.ledger.writing(car_id):
-                upload = self.ledger.add(data, payload)
-                point = NewPoint(upload.id, vector, payload)
-                self.served.for_each(
-                    lambda name: self.engine.upsert(name, with_density(self.engine, name, [point])),
-                    version,
-                )
-            if payload.external_id is not None:
-                for other in self.listings.with_external_id(payload.external_id):
-                    if other != car_id:
-                        self.delete(other)
-        return StoredCar(upload.id, payload)
+    def get(self, collection: str, photo: str, with_vector: bool = False) -> StoredCar | None:
+        """One photo by its id."""
+        found = self.engine.retrieve(collection, [photo], with_vectors=with_vector)
+        return found[0] if found else None
 
     def add_photo(
         self,
@@ -214,25 +211,23 @@ class CarIndex:
         size: tuple[int, int],
         vector: np.ndarray,
         car: CarFields,
-        listing: Listing,
-    ) -> StoredCar:
-        """``add`` for a photo's bytes (``suffix``: its format's file suffix), its vector of the
-        embedding ``version`` and what is known of the car."""
-        sha = hashlib.sha256(data).hexdigest()
-        payload = upload_payload(car, sha, f"{sha}.{suffix}", size, version, listing)
-        return self.add(data, vector, payload)
+        listing: Listing | None = None,
+    ) -> IndexedCar:
+        """``cars.add`` of a car of one photo (``suffix``: its format's file suffix)."""
+        photo = NewPhoto(data, suffix, size, vector)
+        return self.cars.add(version, [photo], car, listing or Listing())
 
-    def delete(self, car_id: str) -> StoredCar | None:
-        """Delete a car for good: the ledger's tombstone (every later build and every collection
-        joined later drops it), then every joined collection, its uploaded photo. Returns what
-        was deleted, or None."""
-        self.served.ensure_joined()
-        with self.ledger.writing(car_id):
-            found = self.served.find(car_id)
-            if found is not None:
-                self.ledger.delete(car_id, found.payload)
-                self.served.for_each(lambda name: self.engine.delete(name, [car_id]))
-        return found
+    def delete(self, car_id: str) -> IndexedCar | None:
+        """``cars.delete``: the car and all its photos, for good."""
+        return self.cars.delete(car_id)
+
+    def photo_vectors(self, collection: str, car_id: str) -> list[np.ndarray]:
+        """The vectors of a car's photos (none: no such car)."""
+        photos = photos_of(self.engine, collection, [car_id])
+        stored = self.engine.retrieve(
+            collection, [p.id for p in photos], with_vectors=True, with_payload=False
+        )
+        return [np.asarray(p.vector, np.float32) for p in stored if p.vector is not None]
 
     def count(self, collection: str) -> int:
         return self.engine.count(collection)

@@ -14,15 +14,16 @@ import contextlib
 import hashlib
 import json
 import os
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 import numpy as np
 from itsdangerous import BadData, URLSafeSerializer
 
 from carembed.atomic import write_atomically
+from indexer.covers import IndexedCar, photos_of
 from indexer.engine import CollectionMissing, Recommend
-from indexer.fields import MAX_ATTRIBUTES, FieldError, FieldSchema, Match, check_storable
+from indexer.fields import CAR_ID, MAX_ATTRIBUTES, FieldError, FieldSchema, Match, check_storable
 from indexer.files import locked
 from indexer.layout import DataLayout
 from indexer.payload import CarFilter, CarPayload, StoredCar, edit_changes
@@ -70,44 +71,52 @@ class Listings:
         state, found = self._served.state(), []
         for name in state.collections:
             with contextlib.suppress(CollectionMissing):
-                found += [c.id for c in self._engine.page(name, where, 100, None)[0]]
+                found += [c.car_id for c in self._engine.page(name, where, 100, None)[0]]
         return sorted(set(found))
 
-    def by_external_id(self, collection: str, external_id: str) -> StoredCar | None:
+    def by_external_id(self, collection: str, external_id: str) -> IndexedCar | None:
         where = CarFilter(where=(self._match("external_id", external_id),))
-        cars, _ = self._engine.page(collection, where, 1, None)
-        return cars[0] if cars else None
+        photos, _ = self._engine.page(collection, where, 1, None)
+        return self.car(collection, photos[0].car_id) if photos else None
+
+    def car(self, collection: str, car_id: str) -> IndexedCar | None:
+        """The car and its photos in ``collection`` (None: no such car)."""
+        return IndexedCar.of(car_id, photos_of(self._engine, collection, [car_id]))
 
     # -- edits -----------------------------------------------------------------------------
-    def edit(self, car_id: str, patch: dict[str, Any]) -> StoredCar | None:
+    def edit(self, car_id: str, patch: dict[str, Any]) -> IndexedCar | None:
         """Apply ``patch`` (a JSON merge patch of car fields, ``external_id`` and
-        ``attributes``): kept in the ledger for every later build and collection, then made in
-        every collection this process writes. None when there is no such car; ExternalIdTaken
-        when another car has the external id it sets; FieldError, with nothing written, when
-        the edited car could not be stored."""
+        ``attributes``) to the car, once for all its photos: kept in the ledger for every later
+        build and collection, then made in every collection this process writes. None when
+        there is no such car; ExternalIdTaken when another car has the external id it sets;
+        FieldError, with nothing written, when the edited car could not be stored."""
         served, ledger = self._served, self._ledger
         served.ensure_joined()
         with ledger.claiming(patch.get("external_id")), ledger.writing(car_id):
-            car = served.find(car_id)
-            if car is None:
+            photos = served.car_photos(car_id)
+            if not photos:
                 return None
             external = patch.get("external_id")
             if external is not None and set(self.with_external_id(external)) - {car_id}:
                 raise ExternalIdTaken(f"another car has the external id {external!r}")
-            changes = edit_changes(car.payload, patch)
-            if len(changes.get("attributes", car.payload.attributes)) > MAX_ATTRIBUTES:
+            cover = photos[min(photos)].payload
+            changes = edit_changes(cover, patch)
+            if len(changes.get("attributes", cover.attributes)) > MAX_ATTRIBUTES:
                 raise FieldError(f"at most {MAX_ATTRIBUTES} attributes per car")
             check_storable(changes)
-            payload = CarPayload.model_validate(car.payload.to_payload() | changes)
             ledger.edit(car_id, patch)
 
             def apply(name: str) -> None:
-                for stored in self._engine.retrieve(name, [car_id]):
+                for stored in photos_of(self._engine, name, [car_id]):
                     if own := edit_changes(stored.payload, patch):
-                        self._engine.set_payload(name, car_id, own)
+                        self._engine.set_payload(name, stored.id, own)
 
             served.for_each(apply)
-        return StoredCar(car_id, payload)
+        edited = [
+            StoredCar(i, CarPayload.model_validate(p.payload.to_payload() | changes))
+            for i, p in photos.items()
+        ]
+        return IndexedCar.of(car_id, edited)
 
     # -- browsing --------------------------------------------------------------------------
     def _cursor_key(self) -> bytes:
@@ -137,11 +146,18 @@ class Listings:
 
     def page(
         self, collection: str, where: CarFilter, limit: int, cursor: str | None
-    ) -> tuple[list[StoredCar], str | None]:
-        """One page of cars matching ``where`` and the cursor of the next (None at the end)."""
+    ) -> tuple[list[IndexedCar], str | None]:
+        """One page of cars matching ``where`` (their covers do), with their photos, and the
+        cursor of the next (None at the end)."""
         after = self._after(cursor, where) if cursor else None
-        cars, following = self._engine.page(collection, where, limit, after)
-        return cars, None if following is None else self._cursor(following, where)
+        covers, following = self._engine.page(collection, replace(where, covers=True), limit, after)
+        photos = photos_of(self._engine, collection, [c.car_id for c in covers])
+        by_car: dict[str, list[StoredCar]] = {}
+        for photo in photos:
+            by_car.setdefault(photo.car_id, []).append(photo)
+        cars = [IndexedCar.of(c.car_id, by_car.get(c.car_id) or [c]) for c in covers]
+        page = [car for car in cars if car is not None]
+        return page, None if following is None else self._cursor(following, where)
 
     # -- facets and refinement -------------------------------------------------------------
     def facet(
@@ -149,8 +165,16 @@ class Listings:
     ) -> list[tuple[Any, int]]:
         """The most frequent values of ``field`` among the cars matching ``where``."""
         key = self._fields.facet_key(field)
-        counts = self._engine.facet(collection, key, where, limit)
+        counts = self._engine.facet(collection, key, replace(where, covers=True), limit)
         return [(value, count) for value, count in counts if count > 0]
+
+    def photo_counts(self, collection: str, car_ids: list[str]) -> dict[str, int]:
+        """How many photos each of these cars has (one facet request)."""
+        if not car_ids:
+            return {}
+        where = CarFilter(cars=frozenset(car_ids))
+        counts = self._engine.facet(collection, CAR_ID, where, len(car_ids))
+        return {str(value): count for value, count in counts}
 
     def refinement(
         self,
@@ -159,18 +183,22 @@ class Listings:
         positive: list[str],
         negative: list[str],
     ) -> Recommend:
-        """A recommendation toward ``examples`` (vectors: the photo searched with, the car
-        whose likes are asked for) and the ``positive`` cars, away from the ``negative`` ones;
-        UnknownCars names ids that are not in ``collection``."""
+        """A recommendation toward ``examples`` (vectors: the photos searched with, the car
+        whose likes are asked for) and every photo of the ``positive`` cars, away from every
+        photo of the ``negative`` ones; UnknownCars names ids that are not in ``collection``."""
         ids = list(dict.fromkeys(positive + negative))
-        found = {
-            c.id: np.asarray(c.vector, np.float32)
-            for c in self._engine.retrieve(collection, ids, with_vectors=True, with_payload=False)
-            if c.vector is not None
-        }
-        if missing := [i for i in ids if i not in found]:
+        photos = photos_of(self._engine, collection, ids)
+        vectors: dict[str, list[np.ndarray]] = {}
+        stored = self._engine.retrieve(
+            collection, [p.id for p in photos], with_vectors=True, with_payload=False
+        )
+        cars = {p.id: p.car_id for p in photos}
+        for photo in stored:
+            if photo.vector is not None:
+                vectors.setdefault(cars[photo.id], []).append(np.asarray(photo.vector, np.float32))
+        if missing := [i for i in ids if i not in vectors]:
             raise UnknownCars(missing)
         return Recommend(
-            tuple(examples) + tuple(found[i] for i in positive),
-            tuple(found[i] for i in negative),
+            tuple(examples) + tuple(v for i in positive for v in vectors[i]),
+            tuple(v for i in negative for v in vectors[i]),
         )

@@ -18,11 +18,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from carembed.datasets import CarRecord
 from indexer.fields import (
     ATTRIBUTE_NAME,
+    CAR_ID,
+    COVER,
     MAX_EXTERNAL_ID,
     AttributeValue,
     Condition,
     FieldSchema,
     Match,
+    MatchAny,
     Range,
 )
 
@@ -34,8 +37,33 @@ _NAMESPACE = uuid.UUID("6f1c3f59-5d8e-4f8e-9a43-0c7c3a1f2b10")
 
 
 def point_id(sha256_hex: str) -> str:
-    """The same image bytes always get the same point id."""
+    """The id of a car of one photo named after these bytes: that car's id, and its photo's."""
     return str(uuid.uuid5(_NAMESPACE, sha256_hex))
+
+
+def photo_id(car_id: str, sha256_hex: str) -> str:
+    """A photo's point id: the photo a car is named after has the car's id (a car of one photo
+    keeps the id it had before cars had several photos); any other photo's id comes from its
+    car and its bytes, so the same bytes can be a photo of two cars."""
+    if car_id == point_id(sha256_hex):
+        return car_id
+    return str(uuid.uuid5(uuid.UUID(car_id), sha256_hex))
+
+
+def new_car_id(first_sha256: str, external_id: str | None) -> str:
+    """The id of a car added through the API: named after its first photo, and after its
+    external id when it has one (two listings may share a photo)."""
+    if external_id is None:
+        return point_id(first_sha256)
+    return str(uuid.uuid5(_NAMESPACE, f"{external_id}\n{first_sha256}"))
+
+
+def gallery_car_id(sha256_hex: str, external_id: str | None) -> str:
+    """A gallery photo's car: the photos of a manifest's rows that share an ``external_id``
+    are one car's; a photo without one is a car of its own."""
+    if external_id is None:
+        return point_id(sha256_hex)
+    return str(uuid.uuid5(_NAMESPACE, f"gallery\n{external_id}"))
 
 
 class CarFields(BaseModel):
@@ -61,6 +89,9 @@ class Listing(BaseModel):
         return {"external_id": self.external_id, "attributes": dict(self.attributes)}
 
 
+MAX_VIEW = 32
+"""Longest ``view`` label of a photo (``front``, ``rear``, ``interior``, ...)."""
+
 DENSITY = "density"
 """The payload field of a point's density in its collection (``indexer.density``)."""
 
@@ -73,6 +104,9 @@ class CarPayload(CarFields, Listing):
 
     model_config = ConfigDict(extra="allow")
 
+    car_id: str | None = None
+    cover: bool | None = None
+    view: str | None = Field(None, max_length=MAX_VIEW)
     path: str | None = None  # relative to the gallery root, or to the uploads folder
     sha256: str | None = None
     width: int | None = None  # as shown (EXIF orientation applied)
@@ -102,7 +136,7 @@ def record_fields(record: CarRecord, schema: FieldSchema) -> dict[str, Any]:
     as ``_``; declared ones read as their kind)."""
     attributes: dict[str, AttributeValue] = {}
     for column, text in record.extra.items():
-        if column == "external_id":
+        if column in ("external_id", "view"):
             continue
         name = _attribute_name(column)
         if name is None:
@@ -118,6 +152,7 @@ def record_fields(record: CarRecord, schema: FieldSchema) -> dict[str, Any]:
         "year": record.year,
         "body": record.body,
         "class_name": record.class_name,
+        "view": (record.extra.get("view") or None) and record.extra["view"][:MAX_VIEW],
         "path": record.relative,
     }
 
@@ -186,18 +221,21 @@ def reindexed(payload: CarPayload, size: tuple[int, int], model_version: str) ->
 
 
 def upload_payload(
+    car_id: str,
     car: CarFields,
+    listing: Listing,
     sha256: str,
-    filename: str,
     size: tuple[int, int],
     model_version: str,
-    listing: Listing | None = None,
+    view: str | None = None,
 ) -> CarPayload:
+    """A photo added through the API to the car ``car_id`` (its file is named by the ledger)."""
     name = car.class_name or class_name_of(car.car_fields())
     return CarPayload(
         **(car.car_fields() | {"class_name": name}),
-        **(listing or Listing()).listing_fields(),
-        path=filename,
+        **listing.listing_fields(),
+        car_id=car_id,
+        view=view,
         sha256=sha256,
         width=size[0],
         height=size[1],
@@ -217,8 +255,11 @@ class CarFilter:
     year_min: int | None = None
     year_max: int | None = None
     source: Source | None = None
-    exclude_ids: frozenset[str] = field(default_factory=frozenset)
+    exclude_ids: frozenset[str] = field(default_factory=frozenset)  # photo (point) ids
     where: tuple[Condition, ...] = ()  # from a filter object (``FieldSchema.parse_filter``)
+    cars: frozenset[str] | None = None  # only the photos of these cars
+    exclude_cars: frozenset[str] = field(default_factory=frozenset)
+    covers: bool = False  # only each car's cover photo: one point per car
 
     def conditions(self) -> list[Condition]:
         """The conditions that must all hold, in engine-neutral form."""
@@ -234,11 +275,19 @@ class CarFilter:
         ]
         if self.year_min is not None or self.year_max is not None:
             must.append(Range("year", self.year_min, self.year_max))
+        if self.cars is not None:
+            must.append(MatchAny(CAR_ID, tuple(sorted(self.cars))))
+        if self.covers:
+            must.append(Match(COVER, True))
         return must + list(self.where)
+
+    def exclusions(self) -> list[Condition]:
+        """The conditions that must not hold (besides ``exclude_ids``)."""
+        return [MatchAny(CAR_ID, tuple(sorted(self.exclude_cars)))] if self.exclude_cars else []
 
     @property
     def empty(self) -> bool:
-        return not self.conditions() and not self.exclude_ids
+        return not self.conditions() and not self.exclude_ids and not self.exclude_cars
 
 
 @dataclass(frozen=True)
@@ -249,6 +298,11 @@ class StoredCar:
     payload: CarPayload
     score: float | None = None
     vector: list[float] | None = None
+
+    @property
+    def car_id(self) -> str:
+        """The car this photo belongs to (a photo stored without one is a car of its own)."""
+        return self.payload.car_id or self.id
 
     @classmethod
     def from_point(

@@ -1,7 +1,8 @@
 """Bringing one collection up to date with the upload ledger, car by car under each car's write
-lock: a build's last step, and what a process does when it joins a collection
-(``indexer.served``). Each car's change is made from what the ledger says while that car's lock
-is held, so a write running meanwhile is never undone and a deleted car never comes back."""
+lock (the covers settled last): a build's last step, and what a process does when it joins a
+collection (``indexer.served``). Each car's change is made from what the ledger says while that
+car's lock is held, so a write running meanwhile is never undone and a deleted car never comes
+back."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ import logging
 from dataclasses import dataclass, field
 
 from carembed.embedder import Embedder
+from indexer.covers import settle_all
 from indexer.density import with_density
 from indexer.engine import NewPoint, VectorStore, in_batches
+from indexer.fields import CAR_ID
 from indexer.payload import edit_changes, reindexed
 from indexer.uploads import UploadLedger
 from indexer.versions import embedding_version_of
@@ -35,22 +38,25 @@ def reconcile(
     ``embedder`` makes this collection's vectors, add the cars added through the API that it
     lacks. Without such an embedder the adds are left to a process that has one."""
     done = Reconciled()
-    stored = {pid for pid, _ in store.scroll(collection, ["source"])}
+    cars = {pid: p.get(CAR_ID) or pid for pid, p in store.scroll(collection, [CAR_ID])}
     dead = ledger.tombstones()
-    for pid in sorted(stored & dead):
-        with ledger.writing(pid):
+    for pid in sorted(set(cars) & dead):
+        with ledger.writing(cars[pid]):
             if ledger.is_deleted(pid):
                 store.delete(collection, [pid])
                 done.deleted += 1
-    for batch in in_batches(sorted((ledger.edited_ids() & stored) - dead)):
-        for car in store.retrieve(collection, batch):
-            with ledger.writing(car.id):
-                edit = ledger.edit_of(car.id)
-                if edit and (changes := edit_changes(car.payload, edit)):
-                    store.set_payload(collection, car.id, changes)
+    edited = ledger.edited_ids()
+    photos = sorted(pid for pid, car in cars.items() if car in edited and pid not in dead)
+    for batch in in_batches(photos):
+        for photo in store.retrieve(collection, batch):
+            with ledger.writing(photo.car_id):
+                edit = ledger.edit_of(photo.car_id)
+                if edit and (changes := edit_changes(photo.payload, edit)):
+                    store.set_payload(collection, photo.id, changes)
                     done.edited += 1
     if embedder is not None and embedder.version == embedding_version_of(collection):
-        _add_missing(store, collection, ledger, embedder, stored | dead, done)
+        _add_missing(store, collection, ledger, embedder, set(cars) | dead, done)
+    settle_all(store, collection, ledger.writing)
     if done.added or done.deleted or done.edited:
         logger.info(
             "%s brought up to date with the ledger: +%d -%d, %d edited",
@@ -77,7 +83,7 @@ def _add_missing(
                 done.skipped.append((f"uploads/{todos[index].photo.name}", reason))
         for index, vector, size in zip(batch.indices, batch.vectors, batch.sizes, strict=True):
             upload = todos[index]
-            with ledger.writing(upload.id):
+            with ledger.writing(upload.car_id):
                 now = ledger.current(upload)
                 if now is None:  # deleted meanwhile
                     continue

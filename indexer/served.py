@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from carembed.embedder import Embedder
+from indexer.covers import photos_of
 from indexer.engine import CollectionHeld, CollectionMissing, Engine
 from indexer.payload import StoredCar
 from indexer.reconcile import Reconciled, reconcile
@@ -101,13 +102,15 @@ class ServedCollections:
             self._leave(name)
         self.engine.release(set(candidates) | self.joined)
 
-    def find(self, car_id: str) -> StoredCar | None:
-        """The car as a joined collection (else the live or previous one) holds it."""
-        for name in [*sorted(self.joined), *self.state().collections]:
+    def car_photos(self, car_id: str) -> dict[str, StoredCar]:
+        """The car's photos (photo id -> photo) as the joined collections and the live and
+        previous ones hold them, together."""
+        found: dict[str, StoredCar] = {}
+        for name in dict.fromkeys([*sorted(self.joined), *self.state().collections]):
             with contextlib.suppress(CollectionMissing, CollectionHeld):
-                if cars := self.engine.retrieve(name, [car_id]):
-                    return cars[0]
-        return None
+                for photo in photos_of(self.engine, name, [car_id]):
+                    found.setdefault(photo.id, photo)
+        return found
 
     def ensure_joined(self) -> None:
         """Before a write (outside any car's lock): when this process has joined nothing yet,

@@ -23,7 +23,8 @@ from indexer.engine import (
     retries_allowed,
     scrolled,
 )
-from indexer.grouping import Grouped
+from indexer.fields import CAR_ID
+from indexer.grouping import Grouped, group_by
 from indexer.payload import CarFilter, StoredCar
 from indexer.server_aliases import ServerAliases
 from indexer.server_models import ServerModelCopies
@@ -304,9 +305,12 @@ class ServerEngine(ServerAliases, ServerModelCopies):
         key: str,
         groups: int,
         size: int,
-        fields: Sequence[str],
+        fields: Sequence[str] | None,
+        score_threshold: float | None = None,
+        per_car: int = 1,
     ) -> Grouped:
-        """The server's own grouped search (one request, whatever the group sizes)."""
+        """The server's own grouped search (one request, whatever the group sizes); groups of
+        another field than the car read enough photos per group to hold ``size`` cars."""
         result = self.call(
             name,
             self.client.query_points_groups,
@@ -315,16 +319,16 @@ class ServerEngine(ServerAliases, ServerModelCopies):
             query=requests.query_of(vector),
             query_filter=requests.filter_of(where),
             limit=groups,
-            group_size=size,
+            group_size=size if key == CAR_ID else size * per_car,
+            score_threshold=score_threshold,
             search_params=requests.search_params(self._settings),
-            with_payload=[*fields, key],
+            with_payload=True if fields is None else list(dict.fromkeys([*fields, key, CAR_ID])),
         )
-        return Grouped(
-            [
-                [StoredCar.from_point(p.id, p.payload, p.score) for p in group.hits]
-                for group in result.groups
-            ]
-        )
+        photos = [
+            [StoredCar.from_point(p.id, p.payload, p.score) for p in group.hits]
+            for group in result.groups
+        ]
+        return Grouped([group_by(group, key, size)[0] for group in photos if group])
 
     # -- lifecycle -------------------------------------------------------------------------
     def metadata(self, name: str) -> dict[str, Any]:

@@ -29,6 +29,7 @@ def filter_of(where: CarFilter) -> Any:
     must_not: list[Any] = (
         [models.HasIdCondition(has_id=sorted(where.exclude_ids))] if where.exclude_ids else []
     )
+    must_not += [condition(c) for c in where.exclusions()]
     return models.Filter(must=must or None, must_not=must_not or None)
 
 

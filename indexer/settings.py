@@ -50,6 +50,7 @@ class StoreSettings(BaseSettings):
     gate_margin: float = Field(0.005, ge=0, description="largest R-Precision drop allowed")
     gate_photos: int = Field(2000, ge=2, description="labelled gallery photos the gate scores")
     gate_force: bool = Field(False, description="go live whatever the gate says (recorded)")
+    max_photos_per_car: int = Field(30, ge=1, le=1000, description="most photos of one car")
     distance: Distance = Field(
         "cosine", description="the model writes unit vectors: dot gives the same scores"
     )

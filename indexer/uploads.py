@@ -1,19 +1,22 @@
-"""Cars added, edited and deleted through the API, kept outside any collection so that every
-build (full or incremental, same model or a new one) carries them into what it writes (the
-paths are ``indexer.layout``'s):
+"""Photos of cars added, edited and deleted through the API, kept outside any collection so
+that every build (full or incremental, same model or a new one) carries them into what it writes
+(the paths are ``indexer.layout``'s):
 
-    uploads/<sha256>.<ext>    the photo, as uploaded
-    uploads/<sha256>.json     its payload (make, model, year, … as given)
-    tombstones.json           content ids deleted through the API
-    edits/<id>.json           a car's edits (a JSON merge patch of its fields)
+    uploads/<photo id>.<ext>  a photo, as uploaded
+    uploads/<photo id>.json   its payload (its car's id and fields as given, its view, ...)
+    tombstones.json           photo ids deleted through the API
+    edits/<car id>.json       a car's edits (a JSON merge patch of its fields)
     uploads/quarantine/       records found without their photo (set aside, logged)
     locks/<xy>.lock           one car's adds, edits and deletes, one at a time
     locks/external-<xy>.lock  the cars of one external id, one writer at a time
 
-Edits apply to gallery cars and uploads alike, in every build, until the car is deleted or its
-photo added again. A photo deleted through the API stays deleted: its tombstone keeps builds
-from indexing the same bytes again (a gallery file included) until the same photo is added
-through the API again.
+(A photo added before cars had several photos is ``<sha256>.<ext>`` beside ``<sha256>.json``:
+a record always sits beside its photo, under the photo's name.)
+
+Edits apply to every photo of a car, gallery photos and uploads alike, in every build, until the
+car is deleted or added again without its external id. A photo deleted through the API stays
+deleted: its tombstone keeps builds from indexing it again (a gallery file included) until the
+same photo is added to the same car through the API again.
 """
 
 from __future__ import annotations
@@ -30,16 +33,41 @@ from typing import Any
 from carembed.atomic import write_atomically
 from indexer.files import locked
 from indexer.layout import DataLayout
-from indexer.payload import CarPayload, edited, point_id
+from indexer.payload import CarPayload, edited, photo_id, point_id
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Upload:
+    """A photo added through the API: its point id, its file, its payload (with its car id)."""
+
     id: str
     photo: Path
     payload: CarPayload
+
+    @property
+    def car_id(self) -> str:
+        return self.payload.car_id or self.id
+
+    @property
+    def record(self) -> Path:
+        return record_of(self.photo)
+
+
+def record_of(photo: Path) -> Path:
+    """The record beside a photo."""
+    return photo.with_suffix(".json")
+
+
+def _read(record: Path) -> Upload:
+    """The upload a record describes (a record without a car id is a car of its own photo);
+    FileNotFoundError, or ValueError when unreadable."""
+    payload = CarPayload.model_validate_json(record.read_bytes())
+    sha = payload.sha256 or ""
+    car_id = payload.car_id or point_id(sha)
+    payload = payload.model_copy(update={"car_id": car_id})
+    return Upload(photo_id(car_id, sha), record.parent / (payload.path or ""), payload)
 
 
 class UploadLedger:
@@ -66,24 +94,31 @@ class UploadLedger:
         digest = hashlib.sha256(external_id.encode()).hexdigest()
         return locked(self.layout.locks / f"external-{digest[:2]}.lock")
 
-    def add(self, data: bytes, payload: CarPayload) -> Upload:
-        """Keep the photo and its payload (both written atomically), lift a tombstone of the
-        same bytes and drop edits of an earlier upload of them (the new payload is whole)."""
-        if payload.sha256 is None or payload.path is None:
-            raise ValueError("an upload's payload names its sha256 and file")
+    def add(self, data: bytes, suffix: str, payload: CarPayload) -> Upload:
+        """Keep a photo of the car ``payload.car_id`` (``suffix``: its format's file suffix)
+        and its payload, both written atomically (call within ``writing(car_id)``), and lift a
+        tombstone of the same photo of the same car."""
+        if payload.sha256 is None or payload.car_id is None:
+            raise ValueError("an upload's payload names its sha256 and car")
+        pid = photo_id(payload.car_id, payload.sha256)
+        payload = payload.model_copy(update={"path": f"{pid}.{suffix}"})
         self.uploads_dir.mkdir(parents=True, exist_ok=True)
-        photo = self.uploads_dir / payload.path
-        write_atomically(photo, data)
-        write_atomically(
-            self.uploads_dir / f"{payload.sha256}.json", payload.model_dump_json().encode()
-        )
-        pid = point_id(payload.sha256)
+        upload = Upload(pid, self.uploads_dir / f"{pid}.{suffix}", payload)
+        write_atomically(upload.photo, data)
+        write_atomically(upload.record, payload.model_dump_json().encode())
         with self._locked():
             dead = self._read_tombstones()
             if pid in dead:
                 self._write_tombstones(dead - {pid})
-        self._edit_file(pid).unlink(missing_ok=True)
-        return Upload(pid, photo, payload)
+        return upload
+
+    def set_edit(self, car_id: str, edit: dict[str, Any] | None) -> None:
+        """Make ``edit`` the car's whole edit (None: none), as when its fields are given anew."""
+        if edit is None:
+            self._edit_file(car_id).unlink(missing_ok=True)
+            return
+        self.edits_dir.mkdir(parents=True, exist_ok=True)
+        write_atomically(self._edit_file(car_id), json.dumps(edit, sort_keys=True).encode())
 
     # -- edits -----------------------------------------------------------------------------
     def _edit_file(self, car_id: str) -> Path:
@@ -98,8 +133,7 @@ class UploadLedger:
         attributes = whole.get("attributes", {}) | patch.get("attributes", {})
         if attributes:
             merged["attributes"] = attributes
-        self.edits_dir.mkdir(parents=True, exist_ok=True)
-        write_atomically(self._edit_file(car_id), json.dumps(merged, sort_keys=True).encode())
+        self.set_edit(car_id, merged)
         return merged
 
     def edit_of(self, car_id: str) -> dict[str, Any] | None:
@@ -131,46 +165,37 @@ class UploadLedger:
         found = []
         for meta in sorted(self.uploads_dir.glob("*.json")) if self.uploads_dir.is_dir() else []:
             try:
-                payload = CarPayload.model_validate_json(meta.read_bytes())
+                upload = _read(meta)
             except FileNotFoundError:  # the car was deleted meanwhile
                 continue
             except ValueError as exc:
                 logger.warning("upload record %s is unreadable (%s): not indexed", meta, exc)
                 continue
-            photo = self.uploads_dir / (payload.path or "")
-            if payload.sha256 is None or not photo.is_file():
-                self._quarantine(meta, payload)
+            if upload.payload.sha256 is None or not upload.photo.is_file():
+                self._quarantine(meta, upload)
                 continue
-            found.append(Upload(point_id(payload.sha256), photo, payload))
+            found.append(upload)
         edits = self.edits()
-        return [
-            Upload(u.id, u.photo, CarPayload.model_validate(edited(u.payload.to_payload(), edit)))
-            if (edit := edits.get(u.id))
-            else u
-            for u in found
-        ]
+        return [_edited(u, edit) if (edit := edits.get(u.car_id)) else u for u in found]
 
     def current(self, upload: Upload) -> Upload | None:
-        """``upload`` as the ledger has it now, its edit applied (call within
-        ``writing(upload.id)``): None when it was deleted since."""
-        meta = self.uploads_dir / f"{upload.payload.sha256}.json"
+        """``upload`` as the ledger has it now, its car's edit applied (call within
+        ``writing(upload.car_id)``): None when it was deleted since."""
         try:
-            payload = CarPayload.model_validate_json(meta.read_bytes())
+            now = _read(upload.record)
         except (FileNotFoundError, ValueError):
             return None
         if self.is_deleted(upload.id) or not upload.photo.is_file():
             return None
-        edit = self.edit_of(upload.id)
-        if edit:
-            payload = CarPayload.model_validate(edited(payload.to_payload(), edit))
-        return Upload(upload.id, upload.photo, payload)
+        edit = self.edit_of(now.car_id)
+        return _edited(now, edit) if edit else now
 
     def is_deleted(self, car_id: str) -> bool:
         return car_id in self.tombstones()
 
-    def _quarantine(self, meta: Path, payload: CarPayload) -> None:
-        with self.writing(point_id(payload.sha256 or meta.stem)):
-            if not meta.is_file() or (self.uploads_dir / (payload.path or "")).is_file():
+    def _quarantine(self, meta: Path, upload: Upload) -> None:
+        with self.writing(upload.car_id):
+            if not meta.is_file() or upload.photo.is_file():
                 return  # deleted or completed meanwhile
             target = self.layout.quarantine / meta.name
             target.parent.mkdir(exist_ok=True)
@@ -190,14 +215,19 @@ class UploadLedger:
         with self._locked():
             return self._read_tombstones()
 
-    def delete(self, car_id: str, payload: CarPayload | None) -> None:
-        """Remember that ``car_id`` was deleted; its edits, an uploaded photo and its record go
-        too."""
+    def delete(self, photos: dict[str, CarPayload]) -> None:
+        """Remember that these photos (photo id -> payload) were deleted (call within their
+        car's ``writing``); an uploaded photo and its record go too."""
         with self._locked():
-            self._write_tombstones(self._read_tombstones() | {car_id})
-        self._edit_file(car_id).unlink(missing_ok=True)
-        if payload is not None and payload.source == "upload" and payload.sha256:
-            record = self.uploads_dir / f"{payload.sha256}.json"
-            for path in (record, self.uploads_dir / (payload.path or "")):
-                if path.is_file() and path.parent == self.uploads_dir:
-                    path.unlink()
+            self._write_tombstones(self._read_tombstones() | set(photos))
+        for payload in photos.values():
+            if payload.source == "upload" and payload.path:
+                photo = self.uploads_dir / payload.path
+                for path in (record_of(photo), photo):
+                    if path.is_file() and path.parent == self.uploads_dir:
+                        path.unlink()
+
+
+def _edited(upload: Upload, edit: dict[str, Any]) -> Upload:
+    payload = CarPayload.model_validate(edited(upload.payload.to_payload(), edit))
+    return Upload(upload.id, upload.photo, payload)

@@ -37,10 +37,10 @@ def class_disjoint_split(
 
 
 def held_out_ids(dataset: CarDataset) -> list[str]:
-    """The car ids of the photos of trained classes that training leaves out (the ``holdout``
-    split of a dataset exported from the index): the rollout gate judges on them."""
+    """The point ids of the photos of trained classes that training leaves out (the
+    ``holdout`` split of a dataset exported from the index): the rollout gate judges on them."""
     return sorted(
-        r.extra.get("car_id") or point_id(sha256_file(r.path))
+        r.extra.get("photo_id") or point_id(sha256_file(r.path))
         for r in dataset.split(HOLDOUT).records
     )
 

@@ -7,9 +7,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
+from app.car_schemas import Car, CarList
 from app.deps import ServicesDep, conditions, on_serving, require_read_key
 from app.problems import Problem
-from app.schemas import Car, CarList, FacetResponse, FacetValue, FieldInfo, FieldsResponse
+from app.schemas import FacetResponse, FacetValue, FieldInfo, FieldsResponse
 from indexer.fields import BUILT_IN, MAX_EXTERNAL_ID
 from indexer.payload import CarFilter
 

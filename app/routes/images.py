@@ -1,4 +1,4 @@
-"""A car's photo and its thumbnail (made on first request, or when the car was added)."""
+"""A car's photos and their thumbnails (made on first request, or when the photo was added)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from app.problems import Problem
 from app.services import Services
 from carembed.atomic import write_atomically
 from carembed.images import ImageError, ImageLimits, decoded_pixels, load_image_with_size
-from indexer.payload import CarPayload
+from indexer.payload import CarPayload, StoredCar
 
 router = APIRouter(prefix="/api/v1", tags=["cars"])
 
@@ -80,19 +80,42 @@ def _thumbnail(source: Path, target: Path, side: int, limits: ImageLimits) -> No
 
 @router.get(
     "/cars/{car_id}/image",
-    summary="A car's photo or thumbnail",
+    summary="A car's cover photo or its thumbnail",
     response_class=FileResponse,
     dependencies=[Depends(require_read_key)],
 )
 async def car_image(
     services: ServicesDep, car_id: str, size: Literal["thumb", "full"] = "thumb"
 ) -> FileResponse:
-    car_id = check_id(car_id)
-    payload = (await get_car(services, services.model, car_id)).payload
-    path = await asyncio.to_thread(_image_file, services, payload)  # file work off the loop
+    car = await get_car(services, services.model, check_id(car_id))
+    return await _photo_response(services, car.cover, size)
+
+
+@router.get(
+    "/cars/{car_id}/photos/{photo_id}/image",
+    name="photo_image",
+    summary="A photo of a car, or its thumbnail",
+    response_class=FileResponse,
+    dependencies=[Depends(require_read_key)],
+)
+async def photo_image(
+    services: ServicesDep, car_id: str, photo_id: str, size: Literal["thumb", "full"] = "thumb"
+) -> FileResponse:
+    car = await get_car(services, services.model, check_id(car_id))
+    photo_id = check_id(photo_id)
+    photo = next((p for p in car.photos if p.id == photo_id), None)
+    if photo is None:
+        raise Problem(404, "not-found", "No such photo", f"the car {car.id} has no {photo_id}")
+    return await _photo_response(services, photo, size)
+
+
+async def _photo_response(
+    services: Services, photo: StoredCar, size: Literal["thumb", "full"]
+) -> FileResponse:
+    path = await asyncio.to_thread(_image_file, services, photo.payload)  # file work off the loop
     if size == "full":
         return FileResponse(path)
-    thumb = services.thumbs_dir / f"{car_id}.jpg"
+    thumb = services.thumbs_dir / f"{photo.id}.jpg"
     if not await asyncio.to_thread(thumb.is_file):
         settings = services.settings
 
@@ -107,7 +130,7 @@ async def car_image(
                 )
 
         try:
-            await services.thumbnails.run(car_id, make)
+            await services.thumbnails.run(photo.id, make)
         except ImageError as exc:
             raise Problem(404, "image-unavailable", "Image not available") from exc
     return FileResponse(

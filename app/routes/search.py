@@ -19,7 +19,7 @@ from app.deps import (
     check_id,
     decode,
     embed_upload,
-    get_car,
+    on_serving,
     one_image,
     query_photos,
     read_upload,
@@ -84,7 +84,7 @@ async def search(
     "/cars/{car_id}/similar",
     name="similar_cars",
     response_model=SearchResponse,
-    summary="More like this car",
+    summary="More like this car (all its photos)",
 )
 async def similar(
     services: ServicesDep,
@@ -93,9 +93,11 @@ async def similar(
 ) -> SearchResponse:
     car_id = check_id(car_id)
     model = services.model
-    point = await get_car(services, model, car_id, with_vector=True)
+    vectors = await on_serving(services, model, services.index.photo_vectors, car_id)
+    if not vectors:
+        raise Problem(404, "not-found", "No such car", f"no car with id {car_id}")
     t0 = time.perf_counter()
-    response = await answer(services, model, [point.vector], params, car_id)
+    response = await answer(services, model, vectors, params, car_id)
     response.timings = Timings(search_ms=(time.perf_counter() - t0) * 1e3)
     return response
 

@@ -114,13 +114,13 @@ def test_the_traversal_guards_themselves_refuse(served: TestClient) -> None:
     hit = _top(served, _jpeg(1))
     services = served.app.state.services  # type: ignore[attr-defined]
     live = services.index.state().live
-    path = services.index.get(live, hit["id"]).payload.path
-    services.index.engine.set_payload(live, hit["id"], {"path": "../../../../etc/passwd"})
+    path = services.index.get_many(live, [hit["photo_id"]])[0].payload.path
+    services.index.engine.set_payload(live, hit["photo_id"], {"path": "../../../../etc/passwd"})
     try:
         r = served.get(str(hit["image_url"]))
         assert r.status_code == 404 and r.json()["type"] == "/problems/image-unavailable"
     finally:
-        services.index.engine.set_payload(live, hit["id"], {"path": path})
+        services.index.engine.set_payload(live, hit["photo_id"], {"path": path})
 
 
 def test_concurrent_first_thumbnail_requests_agree(

@@ -106,9 +106,18 @@ def test_add_with_external_id_and_attributes_then_find_edit_and_replace(
     taken = client.patch(f"/api/v1/cars/{other['id']}", json={"external_id": "ad-1"}, headers=WRITE)
     assert taken.status_code == 409, taken.text
 
-    replacement = _add(client, 7003, make="BMW", external_id="ad-1")
-    assert client.get(f"/api/v1/cars/{car['id']}").status_code == 404
-    assert client.get("/api/v1/cars/external/ad-1").json()["id"] == replacement["id"]
+    # The same external id again: the same car, its fields replaced, the photo added to its own.
+    again = _add(client, 7003, make="BMW", external_id="ad-1")
+    assert again["id"] == car["id"] and again["photos_count"] == 2
+    assert (again["make"], again["attributes"]) == ("BMW", {})
+    listed = client.get("/api/v1/cars/external/ad-1").json()
+    assert listed["id"] == car["id"] and {p["id"] for p in listed["photos"]} == {
+        p["id"] for p in again["photos"]
+    }
+    assert all(client.get(p["thumb_url"]).status_code == 200 for p in listed["photos"])
+    replaced = _add(client, 7004, make="BMW", external_id="ad-1", replace_photos="true")
+    assert replaced["id"] == car["id"] and replaced["photos_count"] == 1
+    assert client.get(f"/api/v1/cars/{car['id']}").json()["photos_count"] == 1
 
 
 @pytest.mark.parametrize(
@@ -138,7 +147,7 @@ def test_bad_attributes_and_external_ids_are_refused_and_nothing_is_added(
     assert len(client.get("/api/v1/cars", params={"limit": 1000}).json()["cars"]) == before
 
 
-def test_bulk_add_gives_one_result_per_photo_and_a_bad_photo_its_own_problem(
+def test_bulk_add_gives_one_result_per_car_and_a_bad_photo_its_own_problem(
     api: tuple[TestClient, Path],
 ) -> None:
     client, _ = api
@@ -171,7 +180,7 @@ def test_bulk_add_gives_one_result_per_photo_and_a_bad_photo_its_own_problem(
         data={"cars": json.dumps([{"make": "A"}, {"make": "B"}])},
         headers=WRITE,
     )
-    _problem(wrong, 422, "one object per photo")
+    _problem(wrong, 422, "1 were sent")
     typo = client.post("/api/v1/cars/batch", files=files[:1], data={"cars": "[{"}, headers=WRITE)
     _problem(typo, 422, "cars is not valid JSON")
 

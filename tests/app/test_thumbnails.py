@@ -112,9 +112,9 @@ def test_an_added_elongated_photo_gets_the_search_vector_and_a_true_aspect_thumb
         ).json()
         embedded = client.post("/api/v1/embed", files={"image": ("c.jpg", photo)}).json()
         services = client.app.state.services  # type: ignore[attr-defined]
-        stored = services.index.get(
-            services.index.serving(services.model.version), car["id"], with_vector=True
+        (stored,) = services.index.photo_vectors(
+            services.index.serving(services.model.version), car["id"]
         )
         thumb = client.get(f"/api/v1/cars/{car['id']}/image")
-    np.testing.assert_allclose(stored.vector, embedded["vector"], atol=1e-5)
+    np.testing.assert_allclose(stored, embedded["vector"], atol=1e-5)
     assert Image.open(io.BytesIO(thumb.content)).size == (256, 57)

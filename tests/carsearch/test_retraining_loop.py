@@ -74,13 +74,12 @@ def _status(store: list[str], capsys: pytest.CaptureFixture[str]) -> dict[str, o
 def test_an_index_without_labels_is_refused_naming_how_many_cars_lack_one(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    import hashlib
 
     import numpy as np
 
     from carembed.embedder import Embedder
     from carembed.model import build_model
-    from indexer.payload import CarFields, upload_payload
+    from indexer.payload import CarFields
     from tests.indexer.conftest import jpeg
 
     settings = StoreSettings(qdrant_path=tmp_path / "q", data_dir=tmp_path / "d")
@@ -90,10 +89,8 @@ def test_an_index_without_labels_is_refused_naming_how_many_cars_lack_one(
         index.ensure_live(embedder)
         for seed in (1, 2):
             data = jpeg(seed)
-            sha = hashlib.sha256(data).hexdigest()
-            payload = upload_payload(CarFields(), sha, f"{sha}.jpeg", (8, 8), embedder.version)
             vector = np.ones(embedder.dim, np.float32) / np.sqrt(embedder.dim)
-            index.add(data, vector, payload)
+            index.add_photo(embedder.version, data, "jpeg", (8, 8), vector, CarFields())
     finally:
         index.close()
     store = ["--qdrant-path", str(tmp_path / "q"), "--data-dir", str(tmp_path / "d")]

@@ -18,7 +18,7 @@ from carembed.model import build_model
 from indexer.build import IndexBuildError
 from indexer.gate import GatePolicy
 from indexer.index import CarIndex
-from indexer.payload import CarFields, CarFilter, upload_payload
+from indexer.payload import CarFields, CarFilter
 from indexer.served import IndexNotReady
 from indexer.versions import AliasState
 from tests.conftest import scene
@@ -186,14 +186,14 @@ def test_cars_added_and_deleted_are_searchable_at_once(
     live = index.serving(small_embedder.version)
     data = jpeg(9999)
     vector = small_embedder.embed([data])[0]
-    payload = upload_payload(
-        CarFields(make="Lada", model="Niva", year=1990),
-        "ab" * 32,
-        "x.jpeg",
-        (10, 20),
+    car = index.add_photo(
         small_embedder.version,
+        data,
+        "jpeg",
+        (10, 20),
+        vector,
+        CarFields(make="Lada", model="Niva", year=1990),
     )
-    car = index.add(data, vector, payload)
     top = index.search(live, vector, CarFilter(), 1)[0]
     assert (
         top.id == car.id
@@ -214,10 +214,9 @@ def test_cars_added_through_the_api_survive_a_rebuild_with_the_same_model(
     index.build(small_embedder, gallery, progress=False)
     data = jpeg(9999)
     vector = small_embedder.embed([data])[0]
-    payload = upload_payload(
-        CarFields(make="Lada"), "cd" * 32, "y.jpeg", (1, 1), small_embedder.version
+    car = index.add_photo(
+        small_embedder.version, data, "jpeg", (1, 1), vector, CarFields(make="Lada")
     )
-    car = index.add(data, vector, payload)
     scene(4002).save(gallery / "Audi_TTS_Coupe_2012" / "extra.jpg")
     report = index.build(small_embedder, gallery, progress=False)
     assert report.total_points == 11  # 10 gallery photos + the uploaded car
@@ -446,13 +445,10 @@ def test_a_sigkilled_build_leaves_the_alias_and_resumes_exactly(
 
 def _upload(index: CarIndex, embedder: Embedder, seed: int, make: str) -> str:
     """A car added through the API (what the service does): ledger + the serving collection."""
-    import hashlib
-
     data = jpeg(seed)
-    sha = hashlib.sha256(data).hexdigest()
-    payload = upload_payload(CarFields(make=make), sha, f"{sha}.jpeg", (160, 96), embedder.version)
     vector = embedder.embed([data])[0]
-    return index.add(data, vector, payload).id
+    car = index.add_photo(embedder.version, data, "jpeg", (160, 96), vector, CarFields(make=make))
+    return car.id
 
 
 def test_uploads_are_re_embedded_when_the_model_changes(

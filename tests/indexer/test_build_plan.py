@@ -11,7 +11,14 @@ from carembed.datasets import CarRecord
 from indexer.build_plan import Desired, plan_sync, still_current
 from indexer.fields import FieldSchema
 from indexer.gallery import GalleryItem
-from indexer.payload import CarFields, StoredCar, point_id, record_fields, upload_payload
+from indexer.payload import (
+    CarFields,
+    Listing,
+    StoredCar,
+    point_id,
+    record_fields,
+    upload_payload,
+)
 from indexer.uploads import Upload
 
 V = "mobilenetv2-identity-000000000000-f32"
@@ -25,12 +32,12 @@ def _item(name: str, class_name: str = "BMW M3 Coupe 2012") -> GalleryItem:
 def _upload(name: str) -> Upload:
     sha = hashlib.sha256(name.encode()).hexdigest()
     car = CarFields(make="Audi", model="TT", year=2011)
-    payload = upload_payload(car, sha, f"{sha}.jpg", (10, 10), V)
-    return Upload(point_id(sha), Path(f"/u/{sha}.jpg"), payload)
+    payload = upload_payload(point_id(sha), car, Listing(), sha, (10, 10), V)
+    return Upload(point_id(sha), Path(f"/u/{sha}.jpg"), payload.model_copy(update={"path": "u"}))
 
 
 def _stored(item: GalleryItem, schema: FieldSchema) -> dict[str, Any]:
-    return record_fields(item.record, schema) | {"source": "gallery"}
+    return record_fields(item.record, schema) | {"source": "gallery", "car_id": item.car_id}
 
 
 def test_the_plan_embeds_copies_updates_and_deletes_what_differs() -> None:
@@ -62,7 +69,8 @@ def test_the_plan_embeds_copies_updates_and_deletes_what_differs() -> None:
     assert plan.deletes(existing, failed=set()) == [gone.id, deleted.id]
     assert plan.deletes(existing, failed={kept.id}) == [kept.id, gone.id, deleted.id]
     # A copied point gets the payload of this version, with its stored size.
-    source = StoredCar(reused.id, upload_payload(CarFields(), "x", "x.jpg", (640, 480), "old"))
+    old = upload_payload(reused.id, CarFields(), Listing(), "x", (640, 480), "old")
+    source = StoredCar(reused.id, old)
     copied = plan.copy[reused.id](source)
     assert (copied.model_version, copied.width, copied.source) == (V, 640, "gallery")
 
@@ -107,7 +115,8 @@ def test_desired_of_leaves_out_gallery_photos_added_through_the_api(tmp_path: Pa
     data = (folder / "0.jpg").read_bytes()
     sha = hashlib.sha256(data).hexdigest()
     ledger = UploadLedger(DataLayout(tmp_path / "data"))
-    ledger.add(data, upload_payload(CarFields(make="Lada"), sha, f"{sha}.jpg", (1, 1), V))
+    lada = upload_payload(point_id(sha), CarFields(make="Lada"), Listing(), sha, (1, 1), V)
+    ledger.add(data, "jpg", lada)
     desired = Desired.of(scan, ledger, FieldSchema({}))
     assert [i.record.relative for i in desired.items] == ["BMW_M3_Coupe_2012/1.jpg"]
     assert [u.payload.make for u in desired.uploads.values()] == ["Lada"]

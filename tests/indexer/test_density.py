@@ -12,7 +12,7 @@ from carembed.calibration import DENSITY_K
 from carembed.embedder import Embedder
 from indexer.density import DENSITIES_KEY
 from indexer.index import CarIndex
-from indexer.payload import CarFields, upload_payload
+from indexer.payload import CarFields
 from tests.conftest import scene
 from tests.indexer.conftest import jpeg
 
@@ -43,10 +43,9 @@ def test_every_point_gets_its_density_among_the_others(
     # A car added through the API: its density among the cars there; theirs stay.
     data = jpeg(77)
     vector = small_embedder.embed([scene(77)])[0]
-    payload = upload_payload(
-        CarFields(make="Kia"), "ab" * 32, "x.jpg", (160, 96), small_embedder.version
+    added = index.add_photo(
+        small_embedder.version, data, "jpg", (160, 96), vector, CarFields(make="Kia")
     )
-    added = index.add(data, vector, payload)
     after, _, _ = _densities(index, live)
     stored_vector = np.array(index.engine.retrieve(live, [added.id], with_vectors=True)[0].vector)
     assert after[added.id] == pytest.approx(

@@ -20,7 +20,7 @@ from carembed.embedder import Embedder
 from carembed.model import build_model
 from indexer.engine import CollectionHeld, CollectionMissing
 from indexer.index import CarIndex
-from indexer.payload import CarFields, upload_payload
+from indexer.payload import CarFields, point_id
 from indexer.versions import embedding_version_of
 from tests.conftest import scene, wait_until
 from tests.indexer.conftest import jpeg, make_gallery, open_index
@@ -90,8 +90,11 @@ class Writer:
         sha = hashlib.sha256(data).hexdigest()
         model = self.follower.current  # the model the service serves now
         version = model.version
-        payload = upload_payload(CarFields(make="Lada"), sha, f"{sha}.jpeg", (160, 96), version)
-        car = self.index.add(data, self.vectors[version][seed], payload).id
+        vector = self.vectors[version][seed]
+        car = self.index.add_photo(
+            version, data, "jpeg", (160, 96), vector, CarFields(make="Lada")
+        ).id
+        assert car == point_id(sha)
         self.oracle[car] = {}
         found = self.index.on_serving(version, lambda n: self.index.get(n, car))
         assert found is not None, "an acknowledged add is not readable at once"

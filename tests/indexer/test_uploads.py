@@ -6,7 +6,7 @@ import hashlib
 from pathlib import Path
 
 from indexer.layout import DataLayout
-from indexer.payload import CarFields, upload_payload
+from indexer.payload import CarFields, Listing, point_id, upload_payload
 from indexer.uploads import UploadLedger
 from tests.indexer.conftest import jpeg
 
@@ -18,8 +18,9 @@ def _ledger_with(tmp_path: Path, seeds: list[int]) -> tuple[UploadLedger, list[s
     for seed in seeds:
         data = jpeg(seed)
         sha = hashlib.sha256(data).hexdigest()
-        payload = upload_payload(CarFields(make="Audi"), sha, f"{sha}.jpeg", (1, 1), V)
-        ids.append(ledger.add(data, payload).id)
+        car = point_id(sha)
+        payload = upload_payload(car, CarFields(make="Audi"), Listing(), sha, (1, 1), V)
+        ids.append(ledger.add(data, "jpeg", payload).id)
     return ledger, ids
 
 
@@ -48,5 +49,5 @@ def test_current_is_none_once_the_car_is_deleted(tmp_path: Path) -> None:
     ledger.edit(car, {"year": 2020})
     now = ledger.current(upload)
     assert now is not None and now.payload.year == 2020
-    ledger.delete(car, upload.payload)
+    ledger.delete({car: upload.payload})
     assert ledger.current(upload) is None and ledger.is_deleted(car)

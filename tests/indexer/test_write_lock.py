@@ -12,16 +12,13 @@ import numpy as np
 
 from carembed.embedder import Embedder
 from indexer.index import CarIndex
-from indexer.payload import CarFields, point_id, upload_payload
+from indexer.payload import CarFields, point_id
 from tests.indexer.conftest import jpeg, open_index
 
 
 def _add(index: CarIndex, collection: str, data: bytes, embedder: Embedder) -> None:
-    sha = hashlib.sha256(data).hexdigest()
-    payload = upload_payload(
-        CarFields(make="Audi"), sha, f"{sha}.jpeg", (160, 96), embedder.version
-    )
-    index.add(data, np.zeros(1280, np.float32) + 1 / 1280**0.5, payload)
+    vector = np.zeros(1280, np.float32) + 1 / 1280**0.5
+    index.add_photo(embedder.version, data, "jpeg", (160, 96), vector, CarFields(make="Audi"))
 
 
 def test_a_delete_during_an_add_of_the_same_photo_leaves_no_half_car(
@@ -66,11 +63,11 @@ def test_a_record_without_its_photo_is_set_aside(tmp_path: Path, small_embedder:
     kept, lost = jpeg(1), jpeg(2)
     for data in (kept, lost):
         _add(index, collection, data, small_embedder)
-    lost_sha = hashlib.sha256(lost).hexdigest()
-    (index.ledger.uploads_dir / f"{lost_sha}.jpeg").unlink()
+    lost_id = point_id(hashlib.sha256(lost).hexdigest())
+    (index.ledger.uploads_dir / f"{lost_id}.jpeg").unlink()
 
     found = index.ledger.uploads()
     assert [u.payload.sha256 for u in found] == [hashlib.sha256(kept).hexdigest()]
-    assert not (index.ledger.uploads_dir / f"{lost_sha}.json").exists()
-    assert (index.ledger.uploads_dir / "quarantine" / f"{lost_sha}.json").is_file()
+    assert not (index.ledger.uploads_dir / f"{lost_id}.json").exists()
+    assert (index.ledger.uploads_dir / "quarantine" / f"{lost_id}.json").is_file()
     index.close()

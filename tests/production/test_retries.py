@@ -155,6 +155,8 @@ def test_collection_settings_reach_the_server(fake_qdrant: tuple[str, Script]) -
         ("source", "keyword"),
         ("external_id", "keyword"),
         ("year", "integer"),
+        ("car_id", "keyword"),
+        ("cover", "bool"),
     }
 
 

@@ -1,0 +1,161 @@
+"""The API's models of a car and its photos (what OpenAPI documents)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.config import JsonDict
+
+from indexer.covers import IndexedCar
+from indexer.fields import MAX_EXTERNAL_ID, AttributeValue
+from indexer.payload import CarFields, Listing, StoredCar
+
+
+def car_image_url(car_id: str, photo_id: str, size: Literal["full", "thumb"]) -> str:
+    """Where the API serves a car's photo (``GET /api/v1/cars/{id}/photos/{photo_id}/image``)."""
+    return f"/api/v1/cars/{car_id}/photos/{photo_id}/image?size={size}"
+
+
+EXAMPLE_VERSION = "efficientnetlite0-skip-1f07ee78fb05-int8"
+EXAMPLE_ID = "0b5e2d8a-6c1f-5a43-9d53-1f0c2a7e9b44"
+EXAMPLE_PHOTO = "5d41c3a9-2b7e-5f10-8c4d-7a9e3b2f6c18"
+EXAMPLE_LISTING: JsonDict = {
+    "external_id": "listing-48213",
+    "attributes": {"price": 18500.0, "mileage": 64000, "color": "red", "available": True},
+}
+
+EXAMPLE_PHOTO_JSON: JsonDict = {
+    "id": EXAMPLE_PHOTO,
+    "view": "front",
+    "width": 640,
+    "height": 480,
+    "image_url": car_image_url(EXAMPLE_ID, EXAMPLE_PHOTO, "full"),
+    "thumb_url": car_image_url(EXAMPLE_ID, EXAMPLE_PHOTO, "thumb"),
+}
+EXAMPLE_CAR: JsonDict = {
+    "id": EXAMPLE_ID,
+    "make": "Audi",
+    "model": "TTS Coupe",
+    "year": 2012,
+    "body": "Coupe",
+    "class_name": "Audi TTS Coupe 2012",
+    **EXAMPLE_LISTING,
+    "width": 640,
+    "height": 480,
+    "source": "upload",
+    "model_version": EXAMPLE_VERSION,
+    "indexed_at": "2026-12-02T10:00:00+00:00",
+    "image_url": car_image_url(EXAMPLE_ID, EXAMPLE_PHOTO, "full"),
+    "thumb_url": car_image_url(EXAMPLE_ID, EXAMPLE_PHOTO, "thumb"),
+    "photos_count": 1,
+    "photos": [EXAMPLE_PHOTO_JSON],
+}
+
+
+class Photo(BaseModel):
+    """One photo of a car."""
+
+    id: str
+    view: str | None = None
+    width: int | None = None
+    height: int | None = None
+    image_url: str
+    thumb_url: str
+
+    @classmethod
+    def of(cls, car_id: str, photo: StoredCar) -> Photo:
+        payload = photo.payload
+        return cls(
+            id=photo.id,
+            view=payload.view,
+            width=payload.width,
+            height=payload.height,
+            image_url=car_image_url(car_id, photo.id, "full"),
+            thumb_url=car_image_url(car_id, photo.id, "thumb"),
+        )
+
+
+class Car(CarFields, Listing):
+    """A car: its fields, and its photos (the first is its cover: the one shown for it)."""
+
+    id: str
+    width: int | None = Field(None, description="the cover photo's")
+    height: int | None = None
+    source: str | None = None
+    model_version: str | None = None
+    indexed_at: str | None = None
+    image_url: str = Field(description="the cover photo")
+    thumb_url: str
+    photos_count: int = 1
+    photos: list[Photo] = Field(default_factory=list)
+
+    model_config = ConfigDict(json_schema_extra={"examples": [EXAMPLE_CAR]})
+
+    @classmethod
+    def of(cls, car: IndexedCar) -> Car:
+        payload, cover = car.payload, car.cover
+        return cls(
+            id=car.id,
+            image_url=car_image_url(car.id, cover.id, "full"),
+            thumb_url=car_image_url(car.id, cover.id, "thumb"),
+            width=payload.width,
+            height=payload.height,
+            source=payload.source,
+            model_version=payload.model_version,
+            indexed_at=payload.indexed_at,
+            photos_count=len(car.photos),
+            photos=[Photo.of(car.id, p) for p in car.photos],
+            **payload.car_fields(),
+            **payload.listing_fields(),
+        )
+
+
+class NewCar(CarFields, Listing):
+    """What is known of a car added through the API (one entry of a bulk add's ``cars``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    make: str | None = Field(None, max_length=100)
+    model: str | None = Field(None, max_length=100)
+    year: int | None = Field(None, ge=1800, le=2200)
+    body: str | None = Field(None, max_length=100)
+    class_name: str | None = Field(None, max_length=200)
+
+
+class CarPatch(BaseModel):
+    """A JSON merge patch of a car: the fields sent replace the stored ones (``null`` clears
+    one); ``attributes`` are merged (``null`` removes one)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"year": 2011, "attributes": {"price": 17900.0, "available": None}}]
+        },
+    )
+
+    make: str | None = Field(None, max_length=100)
+    model: str | None = Field(None, max_length=100)
+    year: int | None = Field(None, ge=1800, le=2200)
+    body: str | None = Field(None, max_length=100)
+    class_name: str | None = Field(None, max_length=200)
+    external_id: str | None = Field(None, max_length=MAX_EXTERNAL_ID)
+    attributes: dict[str, AttributeValue | None] | None = None
+
+
+class CarList(BaseModel):
+    """One page of cars; ``next_cursor`` fetches the next (null: this was the last)."""
+
+    cars: list[Car]
+    next_cursor: str | None = None
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "cars": [EXAMPLE_CAR],
+                    "next_cursor": "eyJhZnRlciI6ICIxYjRlIn0.6c0f2d1e9a8b7c6d5e4f3a2b1c0d9e8f",
+                }
+            ]
+        }
+    )
