@@ -129,14 +129,19 @@ def _attribute_name(column: str) -> str | None:
     return name if ATTRIBUTE_NAME.fullmatch(name) else None
 
 
+NOT_ATTRIBUTES = ("external_id", "view", "car_id", "photo_id")
+"""Manifest columns that say which car a photo is of and how (an exported dataset has them)."""
+
+
 def record_fields(record: CarRecord, schema: FieldSchema) -> dict[str, Any]:
     """What a gallery record says about its photo: the part of a payload a build keeps up to
     date when the photo itself did not change. A manifest's ``external_id`` column is the
-    car's external id, its other columns are attributes (names lower-cased, other characters
-    as ``_``; declared ones read as their kind)."""
+    car's external id (rows that share one are one car's photos), ``view`` the photo's view;
+    its other columns are attributes (names lower-cased, other characters as ``_``; declared
+    ones read as their kind)."""
     attributes: dict[str, AttributeValue] = {}
     for column, text in record.extra.items():
-        if column in ("external_id", "view"):
+        if column in NOT_ATTRIBUTES:
             continue
         name = _attribute_name(column)
         if name is None:
