@@ -23,7 +23,7 @@ KEY = "client-key"
 
 
 @pytest.mark.slow
-def test_a_generated_client_searches_adds_lists_edits_counts_refines_and_deletes(
+def test_a_generated_client_searches_adds_a_car_of_photos_lists_edits_counts_refines_deletes(
     tmp_path: Path,
 ) -> None:
     spec = create_app(AppSettings(data_dir=tmp_path / "d", qdrant_path=tmp_path / "q")).openapi()
@@ -53,6 +53,7 @@ def test_a_generated_client_searches_adds_lists_edits_counts_refines_and_deletes
         add_car = importlib.import_module("carsearch_client.api.cars.add_car")
         get_car = importlib.import_module("carsearch_client.api.cars.get_car")
         delete_car = importlib.import_module("carsearch_client.api.cars.delete_car")
+        delete_photo = importlib.import_module("carsearch_client.api.cars.delete_photo")
         patch_car = importlib.import_module("carsearch_client.api.cars.patch_car")
         list_cars = importlib.import_module("carsearch_client.api.browse.list_cars")
         facets = importlib.import_module("carsearch_client.api.browse.facets")
@@ -86,12 +87,16 @@ def test_a_generated_client_searches_adds_lists_edits_counts_refines_and_deletes
         together = identify.sync(client=api, body=models.BodyIdentify(images=[file(), file()]))
         assert together.candidates[0].class_name == "BMW M3 Coupe 2012"
 
-        new_photo = tmp_path / "new.jpg"
         from tests.conftest import scene
 
-        scene(4242).save(new_photo, quality=90)
+        views = ["front", "rear", "side"]
+        shots = []
+        for seed in (4242, 4243, 4244):
+            scene(seed).save(tmp_path / f"{seed}.jpg", quality=90)
+            shots.append((tmp_path / f"{seed}.jpg").read_bytes())
         body = models.BodyAddCar(
-            image=types.File(payload=new_photo.read_bytes(), file_name="n.jpg"),
+            images=[types.File(payload=s, file_name=f"{i}.jpg") for i, s in enumerate(shots)],
+            views=views,
             make="Audi",
             model="TTS Coupe",
             year=2012,
@@ -99,7 +104,12 @@ def test_a_generated_client_searches_adds_lists_edits_counts_refines_and_deletes
             attributes=json.dumps({"price": 18500.0, "color": "red"}),
         )
         car = add_car.sync(client=api, body=body, x_api_key=KEY)
-        assert (car.make, car.model, car.year) == ("Audi", "TTS Coupe", 2012)
+        assert (car.make, car.model, car.year, car.photos_count) == ("Audi", "TTS Coupe", 2012, 3)
+        assert sorted(p.view for p in car.photos) == sorted(views)
+        two = [types.File(payload=s, file_name="q.jpg") for s in shots[1:]]
+        mine = search.sync(client=api, body=models.BodySearch(images=two, limit=5))
+        assert (mine.hits[0].id, mine.hits[0].photos_count) == (car.id, 3)
+        assert [h.id for h in mine.hits].count(car.id) == 1
         assert car.attributes.to_dict() == {"price": 18500.0, "color": "red"}
         assert get_car.sync(client=api, car_id=car.id).make == "Audi"
         assert by_external.sync(client=api, external_id="listing-1").id == car.id
@@ -124,6 +134,12 @@ def test_a_generated_client_searches_adds_lists_edits_counts_refines_and_deletes
         )
         assert car.id not in {h.id for h in refined.hits}
         assert not set(bmw[1:3]) & {h.id for h in refined.hits}
+        gone_photo = car.photos[-1].id
+        deleted = delete_photo.sync_detailed(
+            client=api, car_id=car.id, photo_id=gone_photo, x_api_key=KEY
+        )
+        assert deleted.status_code == 204
+        assert get_car.sync(client=api, car_id=car.id).photos_count == 2
         delete_car.sync_detailed(client=api, car_id=car.id, x_api_key=KEY)
         gone = get_car.sync_detailed(client=client_mod.Client(base_url=service.url), car_id=car.id)
         assert gone.status_code == 404
