@@ -122,6 +122,37 @@ class _Search:
         )
         return [group[0] for group in found.groups], found.nearest or []
 
+    async def best_of(
+        self, vectors: Sequence[Any], where: CarFilter
+    ) -> tuple[list[StoredCar], list[StoredCar]]:
+        """The page of cars best for any of ``vectors``, each scored by its best photo's best
+        cosine: each vector's top ``offset + limit`` cars hold the top ``offset + limit`` of
+        all."""
+        params, index = self.params, self.services.index
+        wanted = params.offset + params.limit
+        found = await asyncio.gather(
+            *(
+                on_serving(
+                    self.services,
+                    self.model,
+                    index.search_cars,
+                    v,
+                    where,
+                    wanted,
+                    0,
+                    params.score_threshold,
+                )
+                for v in vectors
+            )
+        )
+        best: dict[str, StoredCar] = {}
+        for photo in (g[0] for grouped in found for g in grouped.groups):
+            now = best.get(photo.car_id)
+            if now is None or (photo.score or 0.0) > (now.score or 0.0):
+                best[photo.car_id] = photo
+        ranked = sorted(best.values(), key=lambda p: (-(p.score or 0.0), p.car_id))
+        return ranked[params.offset : wanted], []
+
     async def groups(self, where: CarFilter) -> tuple[list[Group], list[StoredCar]]:
         """One group per class (a few fields read, then whole payloads for the chosen cars)
         and the nearest photos the engine read to group them, if it did."""
@@ -162,8 +193,8 @@ async def answer(
     """Cars (or groups of cars) for the filters, refined toward ``params.positive`` and away
     from ``params.negative`` when given, and the identification of the car from its unfiltered
     nearest neighbours. ``vectors``: the photos of one car searched with: a car's score is its
-    best photo's best cosine over them (refined: the recommendation's best score), and each
-    query photo's neighbours vote. ``exclude``: the car whose likes are asked for."""
+    best photo's best cosine over them (grouped or refined: the recommendation's best score),
+    and each query photo's neighbours vote. ``exclude``: the car whose likes are asked for."""
     started = time.perf_counter()
     examples = set(params.positive) | set(params.negative)
     where = _filter(services, params, examples | ({exclude} if exclude else set()))
@@ -187,7 +218,10 @@ async def answer(
         groups, nearest_first = await search.groups(where)
         hits = [hit for group in groups for hit in group.hits]
     else:
-        best, nearest_first = await search.cars(where)
+        several = len(vectors) > 1 and not examples
+        best, nearest_first = await (
+            search.best_of(vectors, where) if several else search.cars(where)
+        )
         hits = [_hit(photo) for photo in best]
     if hits:
         await _counted(services, model, hits)

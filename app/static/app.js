@@ -386,8 +386,11 @@ function card(hit, group) {
   const meta = element("div", { className: "meta" },
     element("div", { className: "score" },
       "score " + hit.score.toFixed(3) + (hit.body ? " · " + hit.body : "")));
+  if (hit.photos_count > 1) {
+    meta.append(element("div", { className: "photos" }, hit.photos_count + " photos"));
+  }
   if (group && group.hits.length > 1) {
-    meta.append(element("div", { className: "group" }, group.hits.length + " photos of this model"));
+    meta.append(element("div", { className: "group" }, group.hits.length + " cars of this model"));
   }
   const like = element("button", { type: "button", className: "like" }, "More like this");
   like.setAttribute("aria-label", "More like this " + name);
@@ -451,8 +454,14 @@ async function openCar(id) {
     const car = await handle(await fetch("/api/v1/cars/" + id));
     opened = car;
     $("#car-title").textContent = cardName(car);
-    $("#car-photo").src = car.image_url;
-    $("#car-photo").alt = "Photo of a " + cardName(car);
+    const strip = $("#car-photos");
+    strip.replaceChildren(...car.photos.map((p, i) => element("img", {
+      src: p.image_url, loading: "lazy",
+      alt: `Photo ${i + 1} of ${car.photos.length} of a ${cardName(car)}` + (p.view ? ` (${p.view})` : ""),
+    })));
+    strip.scrollLeft = 0;
+    $("#car-photos-count").textContent = car.photos.length > 1
+      ? car.photos.length + " photos: swipe or scroll" : "";
     const fields = $("#car-fields");
     fields.replaceChildren();
     const rows = [["Make", car.make], ["Model", car.model], ["Year", car.year], ["Body", car.body],
@@ -559,11 +568,12 @@ function wire() {
     const key = data.get("key"); data.delete("key");
     const useBox = data.get("use_box"); data.delete("use_box");
     for (const [k, v] of [...data.entries()]) if (v === "") data.delete(k);
-    if (useBox && boxText()) data.append("box", boxText());
+    if (useBox && boxText() && data.getAll("images").length === 1) data.append("box", boxText());
     try {
       const car = await handle(await fetch("/api/v1/cars", {
         method: "POST", body: data, headers: { "X-API-Key": key } }));
-      $("#add-message").textContent = "Added " + (car.class_name || car.id);
+      $("#add-message").textContent = "Added " + (car.class_name || car.id)
+        + (car.photos_count > 1 ? ` with ${car.photos_count} photos` : "");
       refreshStatus(); refreshFacets();
     } catch (error) { $("#add-message").textContent = error.message; }
   });
@@ -572,5 +582,9 @@ function wire() {
 }
 
 wire();
+if (matchMedia("(max-width: 720px)").matches) {
+  // On a phone the results come right after the photo: filters and the region fold away.
+  $("#filter-fold").open = false; $("#region-fold").open = false;
+}
 refreshStatus();
 loadFields().then(refreshFacets);

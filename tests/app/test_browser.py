@@ -95,7 +95,7 @@ def test_search_filters_from_facets_more_like_this_bad_file_and_add_car(
     page.wait_for_selector(".card")
     assert _names(page)[0] == "Tesla Model S Sedan 2012"
     assert page.locator(".card").count() == 3  # one photo per model by default
-    assert page.locator(".card .group").first.text_content() == "3 photos of this model"
+    assert page.locator(".card .group").first.text_content() == "3 cars of this model"
     identity = page.locator("#identity").text_content() or ""
     assert identity.startswith("Looks like a 2012 Tesla Model S Sedan — ")
     fit = page.evaluate("getComputedStyle(document.querySelector('.card img')).objectFit")
@@ -122,7 +122,7 @@ def test_search_filters_from_facets_more_like_this_bad_file_and_add_car(
 
     page.click("#add summary")
     page.fill("#add-form input[name=key]", KEY)
-    page.set_input_files("#add-form input[name=image]", str(new_car))
+    page.set_input_files("#add-form input[name=images]", str(new_car))
     page.fill("#add-form input[name=make]", "Lada")
     page.fill("#add-form input[name=model]", "Niva")
     page.fill("#add-form input[name=year]", "1990")
@@ -250,4 +250,54 @@ def test_refine_chips_car_view_next_page_and_a_phone(
     assert small == 0
     found = Axe().run(phone).response["violations"]
     assert [v["id"] for v in found if v["impact"] in ("serious", "critical")] == []
+    phone.close()
+
+
+@pytest.mark.slow
+def test_a_car_of_several_photos_is_one_card_its_view_shows_them_all_and_a_phone_sees_results_first(
+    base_url: str, browser: Any, tmp_path: Path
+) -> None:
+    shots = []
+    for seed in (6101, 6102, 6103):
+        buf = io.BytesIO()
+        scene(seed).save(buf, "JPEG", quality=90)
+        shots.append(buf.getvalue())
+    car = httpx.post(
+        base_url + "/api/v1/cars",
+        files=[("images", (f"{i}.jpg", s, "image/jpeg")) for i, s in enumerate(shots)],
+        data={"make": "Saab", "model": "900", "views": ["front", "rear", "side"]},
+        headers={"X-API-Key": KEY},
+    ).json()
+    query = tmp_path / "q.jpg"
+    query.write_bytes(shots[1])
+
+    page = browser.new_page()
+    _ready(page, base_url)
+    page.uncheck("input[name=group_by]")
+    page.set_input_files("#file", str(query))
+    page.wait_for_selector(f'.card[data-id="{car["id"]}"]')
+    _settled(page)
+    assert _ids(page).count(car["id"]) == 1  # one card for the car, not one per photo
+    first = page.locator(f'.card[data-id="{car["id"]}"]')
+    assert "3 photos" in (first.text_content() or "")
+    first.locator(".open").click()
+    page.wait_for_selector("#car[open]")
+    page.wait_for_function("document.querySelectorAll('#car-photos img').length === 3")
+    alts = page.eval_on_selector_all("#car-photos img", "imgs => imgs.map(i => i.alt)")
+    assert any("(rear)" in a for a in alts) and all("Saab 900" in a for a in alts)
+    page.wait_for_function(  # the first shows (the others load as they are swiped to)
+        "document.querySelector('#car-photos img').naturalWidth > 0"
+    )
+    page.close()
+
+    phone = browser.new_page(viewport={"width": 390, "height": 844}, has_touch=True)
+    _ready(phone, base_url)
+    assert not phone.eval_on_selector("#filter-fold", "d => d.open")
+    phone.set_input_files("#file", str(query))
+    phone.wait_for_selector(".card")
+    _settled(phone)
+    top = phone.eval_on_selector(".card", "c => c.getBoundingClientRect().top")
+    assert top < phone.eval_on_selector("#filter-fold", "d => d.getBoundingClientRect().top")
+    assert top < 2 * 844  # within two screens of the top, right after the photo
+    assert phone.evaluate("document.documentElement.scrollWidth") <= 390
     phone.close()
