@@ -41,7 +41,7 @@ from indexer.engine import (
     scrolled,
 )
 from indexer.fields import CAR_ID
-from indexer.grouping import Grouped, groups_by_fetching
+from indexer.grouping import Grouped, car_beam, groups_by_fetching
 from indexer.payload import CarFilter, StoredCar
 from indexer.settings import StoreSettings
 
@@ -274,6 +274,7 @@ class EdgeEngine(EdgeAliases, EdgeModelCopies):
         offset: int = 0,
         score_threshold: float | None = None,
         fields: Sequence[str] | None = None,
+        beam: int | None = None,
     ) -> list[StoredCar]:
         qe = self._qe
         request = qe.QueryRequest(
@@ -282,7 +283,7 @@ class EdgeEngine(EdgeAliases, EdgeModelCopies):
             query=requests.query_of(self._qe, vector),
             filter=requests.filter_of(self._qe, where),
             score_threshold=score_threshold,
-            params=requests.search_params(self._qe, self._settings),
+            params=requests.search_params(self._qe, self._settings, beam),
             with_payload=True if fields is None else list(fields),
         )
         with self._shard(name) as shard:
@@ -304,7 +305,9 @@ class EdgeEngine(EdgeAliases, EdgeModelCopies):
         """Edge has no grouped search: neighbours are read until the groups are full."""
         wanted = None if fields is None else list(dict.fromkeys([*fields, key, CAR_ID]))
         return groups_by_fetching(
-            lambda n: self.search(name, vector, where, n, 0, score_threshold, wanted),
+            lambda n: self.search(
+                name, vector, where, n, 0, score_threshold, wanted, car_beam(key, n)
+            ),
             key,
             groups,
             size,

@@ -42,8 +42,8 @@ def query_of(qe: Any, vector: Query) -> Any:
     return qe.Query.Nearest(np.asarray(vector, np.float32).tolist())
 
 
-def search_params(qe: Any, settings: StoreSettings) -> Any:
-    hnsw_ef, quantization = settings.search_tuning()
+def search_params(qe: Any, settings: StoreSettings, beam: int | None = None) -> Any:
+    hnsw_ef, quantization = settings.search_tuning(beam)
     if hnsw_ef is None and quantization is None:
         return None
     options = qe.QuantizationSearchParams(**quantization) if quantization else None

@@ -190,9 +190,11 @@ class VectorStore(Protocol):
         offset: int = 0,
         score_threshold: float | None = None,
         fields: Sequence[str] | None = None,
+        beam: int | None = None,
     ) -> list[StoredCar]:
         """The best points for ``vector`` (nearest it, or a recommendation), best first, with
-        their payloads (``fields``: only these)."""
+        their payloads (``fields``: only these); ``beam``: the HNSW search's width at least
+        (searches of one width return prefixes of one ranking)."""
 
     def search_groups(
         self,

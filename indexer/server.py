@@ -24,7 +24,7 @@ from indexer.engine import (
     scrolled,
 )
 from indexer.fields import CAR_ID
-from indexer.grouping import Grouped, group_by
+from indexer.grouping import Grouped, car_beam, group_by
 from indexer.payload import CarFilter, StoredCar
 from indexer.server_aliases import ServerAliases
 from indexer.server_models import ServerModelCopies
@@ -282,6 +282,7 @@ class ServerEngine(ServerAliases, ServerModelCopies):
         offset: int = 0,
         score_threshold: float | None = None,
         fields: Sequence[str] | None = None,
+        beam: int | None = None,
     ) -> list[StoredCar]:
         result = self.call(
             name,
@@ -292,7 +293,7 @@ class ServerEngine(ServerAliases, ServerModelCopies):
             limit=limit,
             offset=offset,
             score_threshold=score_threshold,
-            search_params=requests.search_params(self._settings),
+            search_params=requests.search_params(self._settings, beam),
             with_payload=True if fields is None else list(fields),
         )
         return [StoredCar.from_point(p.id, p.payload, p.score) for p in result.points]
@@ -321,7 +322,7 @@ class ServerEngine(ServerAliases, ServerModelCopies):
             limit=groups,
             group_size=size if key == CAR_ID else size * per_car,
             score_threshold=score_threshold,
-            search_params=requests.search_params(self._settings),
+            search_params=requests.search_params(self._settings, car_beam(key, groups)),
             with_payload=True if fields is None else list(dict.fromkeys([*fields, key, CAR_ID])),
         )
         photos = [

@@ -45,8 +45,8 @@ def query_of(vector: Query) -> Any:
     return np.asarray(vector, np.float32).tolist()
 
 
-def search_params(settings: StoreSettings) -> Any:
-    hnsw_ef, quantization = settings.search_tuning()
+def search_params(settings: StoreSettings, beam: int | None = None) -> Any:
+    hnsw_ef, quantization = settings.search_tuning(beam)
     if hnsw_ef is None and quantization is None:
         return None
     options = models.QuantizationSearchParams(**quantization) if quantization else None

@@ -90,14 +90,16 @@ class StoreSettings(BaseSettings):
     def fields(self) -> FieldSchema:
         return FieldSchema.of(self.attributes)
 
-    def search_tuning(self) -> tuple[int | None, dict[str, object] | None]:
-        """(search-time ``hnsw_ef``, quantization search options or None); both engines build
-        their own parameter objects from these."""
+    def search_tuning(self, beam: int | None = None) -> tuple[int | None, dict[str, object] | None]:
+        """(search-time ``hnsw_ef``, at least ``beam`` when given; quantization search options
+        or None); both engines build their own parameter objects from these."""
         quantization: dict[str, object] | None = (
             {"rescore": self.quantization_rescore, "oversampling": self.quantization_oversampling}
             if self.quantization == "int8"
             else None
         )
+        if beam is not None:
+            return max(self.hnsw_ef or 0, beam), quantization
         return self.hnsw_ef, quantization
 
     @property

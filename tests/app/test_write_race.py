@@ -82,10 +82,10 @@ def test_adds_and_a_delete_of_one_photo_end_whole_or_deleted_whole(tmp_path: Pat
             assert sorted(answers) in ([201, 201, 204], [201, 201, 404]), answers
 
             present = client.get(f"/api/v1/cars/{car_id}").status_code
-            files = sorted(p.name for p in (data_dir / "uploads").glob(f"{sha}.*"))
+            files = sorted(p.name for p in (data_dir / "uploads").glob(f"{car_id}.*"))
             dead = car_id in _tombstones(data_dir)
             if present == 200:
-                assert files == [f"{sha}.jpeg", f"{sha}.json"] and not dead, (round_, files)
+                assert files == [f"{car_id}.jpeg", f"{car_id}.json"] and not dead, (round_, files)
                 image = client.get(f"/api/v1/cars/{car_id}/image", params={"size": "full"})
                 assert image.status_code == 200 and image.content == data
             else:

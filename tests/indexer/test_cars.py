@@ -220,3 +220,34 @@ def test_photos_added_and_deleted_while_the_car_is_edited_lose_nothing(
     assert {(p.payload.year, p.payload.attributes["n"]) for p in whole.photos} == {(2009, 2009)}
     assert (index.ledger.edit_of(car.id) or {}).get("year") == 2009
     _one_cover_each(index, live)
+
+
+def test_an_export_labels_every_photo_and_never_splits_a_car(
+    index: CarIndex, small_embedder: Embedder, tmp_path: Path
+) -> None:
+    from indexer.dataset_export import export_dataset
+
+    root = tmp_path / "listings"
+    root.mkdir()
+    rows = []
+    for car in range(8):
+        for shot in range(3):
+            name = f"{car}-{shot}.jpg"
+            scene(1000 + 10 * car + shot).save(root / name)
+            rows.append(
+                {"path": name, "class_name": f"Make{car % 2} M 2010", "external_id": f"c{car}"}
+            )
+    with (root / "manifest.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    index.build(small_embedder, root, progress=False)
+    report = export_dataset(index.served, index.fields, tmp_path / "out", holdout=0.5)
+    with report.manifest.open() as fh:
+        exported = list(csv.DictReader(fh))
+    assert len(exported) == report.photos == 24
+    splits: dict[str, set[str]] = {}
+    for row in exported:
+        splits.setdefault(row["car_id"], set()).add(row["split"])
+    assert len(splits) == 8 and all(len(s) == 1 for s in splits.values())  # never split
+    assert sum(s == {"holdout"} for s in splits.values()) == 4  # half of each class's cars
