@@ -114,8 +114,8 @@ def main() -> None:
             from app.settings import AppSettings
             from carembed.artifact import load_or_default
 
-            settings = AppSettings(qdrant_path=work / "qdrant", data_dir=work / "data")
-            version = make_embedder(settings, load_or_default(settings.model_dir)).version
+            served = AppSettings(qdrant_path=work / "qdrant", data_dir=work / "data")
+            version = make_embedder(served, load_or_default(served.model_dir)).version
         settings = StoreSettings(qdrant_path=work / "qdrant", data_dir=work / "data")
         index = CarIndex.open(settings)
         name = new_collection_name(settings.alias, version)
