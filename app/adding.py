@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 from pydantic import Field
 
-from app.car_schemas import Car, NewCar
+from app.car_schemas import AddedCar, NewCar
 from app.deps import decoding, json_field, store
 from app.problems import Problem
 from app.registry import ServingModel
@@ -29,8 +29,8 @@ from carembed.embedder import load_for_model
 from carembed.images import ImageLimits, load_image_with_size
 from carembed.preprocess import Preprocessing
 from carembed.region import Box
-from indexer.cars import NewPhoto
-from indexer.covers import IndexedCar
+from indexer.cars import Added, NewPhoto, OnReused
+from indexer.copies import CopySignal, signal_of
 from indexer.fields import FieldError
 from indexer.payload import MAX_VIEW, CarFields, Listing, photo_id
 
@@ -43,6 +43,7 @@ class Prepared:
     array: np.ndarray
     size: tuple[int, int]
     thumbnail: bytes
+    signal: CopySignal | None
 
     @property
     def sha256(self) -> str:
@@ -51,11 +52,13 @@ class Prepared:
 
 def _prepare_with_thumbnail(
     data: bytes, preprocessing: Preprocessing, limits: ImageLimits, side: int
-) -> tuple[np.ndarray, tuple[int, int], bytes]:
-    """One decode of an added photo, the one search and indexing make (so its vector is
-    theirs): the model's input, its size as shown, its thumbnail."""
+) -> tuple[np.ndarray, tuple[int, int], bytes, CopySignal | None]:
+    """The decode of an added photo that search and indexing make (so its vector is theirs):
+    the model's input, its size as shown, its thumbnail; and its copy signal (from a small
+    decode of its own, as builds make it)."""
     image, size = load_for_model(data, preprocessing, limits)
-    return preprocessing.to_array(image), size, jpeg_thumbnail(image, size, side)
+    thumbnail = jpeg_thumbnail(image, size, side)
+    return preprocessing.to_array(image), size, thumbnail, signal_of(data)
 
 
 def _crop(data: bytes, box: Box, limits: ImageLimits) -> bytes:
@@ -74,7 +77,7 @@ async def cropped(services: Services, serving: ServingModel, data: bytes, box: B
 
 async def prepare(services: Services, serving: ServingModel, data: bytes) -> Prepared:
     embedder = serving.embedder
-    array, size, thumbnail = await decoding(
+    array, size, thumbnail, signal = await decoding(
         services,
         serving,
         data,
@@ -83,7 +86,7 @@ async def prepare(services: Services, serving: ServingModel, data: bytes) -> Pre
         embedder.limits,
         services.settings.thumb_size,
     )
-    return Prepared(data, array, size, thumbnail)
+    return Prepared(data, array, size, thumbnail, signal)
 
 
 C = TypeVar("C", bound=NewCar)
@@ -171,26 +174,26 @@ def new_photos(
     photos: list[Prepared], vectors: Sequence[np.ndarray], views: list[str | None]
 ) -> list[NewPhoto]:
     return [
-        NewPhoto(p.data, _suffix(p.data), p.size, v, view)
+        NewPhoto(p.data, _suffix(p.data), p.size, v, view, p.signal)
         for p, v, view in zip(photos, vectors, views, strict=True)
     ]
 
 
 async def stored(
-    services: Services, write: Callable[[], IndexedCar], photos: list[Prepared]
-) -> Car:
+    services: Services, write: Callable[[], Added], photos: list[Prepared], looked: bool
+) -> AddedCar:
     """The car after ``write`` (an index write, on the store's threads), then the thumbnails of
     the ``photos`` it added."""
     try:
-        car = await store(services, write)
+        added = await store(services, write)
     except OSError as exc:  # the disk is full or read-only: nothing half-written stays
         raise Problem(
             507, "insufficient-storage", "Cannot store the photo", "the service's disk is full"
         ) from exc
     for photo in photos:
-        target = services.thumbs_dir / f"{photo_id(car.id, photo.sha256)}.jpg"
+        target = services.thumbs_dir / f"{photo_id(added.car.id, photo.sha256)}.jpg"
         await asyncio.to_thread(_keep_thumbnail, target, photo)
-    return Car.of(car)
+    return AddedCar.added(added, looked)
 
 
 async def store_car(
@@ -200,11 +203,13 @@ async def store_car(
     vectors: Sequence[np.ndarray],
     car: NewCar,
     views: list[str | None],
+    on_reused: OnReused | None,
     replace_photos: bool = False,
-) -> Car:
+) -> AddedCar:
     """Keep the car and its photos: ledger and index (a car with the same external id gets
-    these fields and photos), then the thumbnails."""
-    cars = services.index.cars
+    these fields and photos; photos other cars have flagged, refused or let be), then the
+    thumbnails."""
+    cars, policy = services.index.cars, on_reused or services.settings.reused_photos
     write = partial(
         cars.add,
         serving.version,
@@ -212,8 +217,9 @@ async def store_car(
         CarFields.model_validate(car.car_fields()),
         Listing.model_validate(car.listing_fields()),
         replace_photos,
+        policy,
     )
-    return await stored(services, write, photos)
+    return await stored(services, write, photos, policy != "allow")
 
 
 async def store_photos(
@@ -223,11 +229,13 @@ async def store_photos(
     photos: list[Prepared],
     vectors: Sequence[np.ndarray],
     views: list[str | None],
-) -> Car:
+    on_reused: OnReused | None,
+) -> AddedCar:
     """More photos of a car, kept as ``store_car`` keeps a car's."""
-    cars = services.index.cars
-    write = partial(cars.add_photos, serving.version, car_id, new_photos(photos, vectors, views))
-    return await stored(services, write, photos)
+    cars, policy = services.index.cars, on_reused or services.settings.reused_photos
+    new = new_photos(photos, vectors, views)
+    write = partial(cars.add_photos, serving.version, car_id, new, policy)
+    return await stored(services, write, photos, policy != "allow")
 
 
 def _keep_thumbnail(target: Path, photo: Prepared) -> None:

@@ -7,9 +7,11 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict
 
+from indexer.cars import Added
 from indexer.covers import IndexedCar
 from indexer.fields import MAX_EXTERNAL_ID, AttributeValue
 from indexer.payload import CarFields, Listing, StoredCar
+from indexer.reuse import Reused
 
 
 def car_image_url(car_id: str, photo_id: str, size: Literal["full", "thumb"]) -> str:
@@ -109,6 +111,72 @@ class Car(CarFields, Listing):
             **payload.car_fields(),
             **payload.listing_fields(),
         )
+
+
+class ReusedPhoto(BaseModel):
+    """Another car's photo that a photo added is (a copy: ``exact`` bytes, or ``near``:
+    resized, recompressed, cropped, brightened, stamped or mirrored)."""
+
+    photo: str = Field(description="the photo added, of this car")
+    car_id: str
+    photo_id: str
+    external_id: str | None = None
+    kind: Literal["exact", "near"]
+    similarity: float = Field(description="of the two photos' perceptual hashes (1: the same)")
+
+
+def reused_photos(found: dict[str, list[Reused] | None]) -> list[ReusedPhoto]:
+    return [
+        ReusedPhoto(
+            photo=pid,
+            car_id=r.car_id,
+            photo_id=r.photo_id,
+            external_id=r.external_id,
+            kind=r.kind,
+            similarity=r.similarity,
+        )
+        for pid, reused in found.items()
+        for r in reused or []
+    ]
+
+
+class AddedCar(Car):
+    """A car added (or given photos): the car, and which of its new photos other cars have."""
+
+    reused: list[ReusedPhoto] | None = Field(
+        None, description="other cars' photos that the photos added are (null: not looked for)"
+    )
+    reused_reason: str | None = Field(
+        None, description="why some photos were not looked for, or only for exact copies"
+    )
+
+    @classmethod
+    def added(cls, added: Added, looked: bool) -> AddedCar:
+        unchecked = sorted(pid for pid, found in added.reused.items() if found is None)
+        reason = None
+        if not looked:
+            reason = "not looked for (on_reused=allow)"
+        elif unchecked:
+            reason = (
+                f"photos {', '.join(unchecked)} are too plain for a copy signal: only exact "
+                "copies of them were looked for"
+            )
+        fields = Car.of(added.car).model_dump()
+        if not looked or len(unchecked) == len(added.reused):
+            return cls(**fields, reused=None, reused_reason=reason)
+        return cls(**fields, reused=reused_photos(added.reused), reused_reason=reason)
+
+
+class PhotoReuse(BaseModel):
+    """One photo of a car and the other cars' photos it is."""
+
+    photo_id: str
+    reused: list[ReusedPhoto] | None = Field(None, description="null: no copy signal")
+
+
+class CarReuse(BaseModel):
+    car_id: str
+    photos: list[PhotoReuse]
 
 
 class NewCar(CarFields, Listing):

@@ -34,6 +34,7 @@ from indexer.covers import IndexedCar
 from indexer.engine import CollectionMissing, StoreError, single_attempt
 from indexer.fields import Condition, FieldError
 from indexer.listing import CursorError, ExternalIdTaken, UnknownCars
+from indexer.reuse import PhotoReused
 from indexer.served import IndexNotReady
 
 T = TypeVar("T")
@@ -133,6 +134,8 @@ async def store(services: Services, call: Callable[P, T], *args: P.args, **kwarg
         raise Problem(404, "not-found", "No such photo", str(exc)) from exc
     except ExternalIdTaken as exc:
         raise Problem(409, "external-id-taken", "External id in use", str(exc)) from exc
+    except PhotoReused as exc:
+        raise Problem(409, "photo-reused", "Photo already in another car", str(exc)) from exc
 
 
 def json_field(name: str, text: str | None) -> Any:

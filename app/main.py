@@ -20,7 +20,7 @@ from app.gallery_indexing import prepare_index
 from app.int8 import adopt_int8
 from app.key_first import KeyBeforeBody
 from app.metrics import RequestMetrics
-from app.routes import browse, cars, health, images, search
+from app.routes import browse, cars, health, images, reuse, search
 from app.services import build_services, in_daemon_thread
 from app.settings import AppSettings
 
@@ -64,7 +64,14 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
     )
     openapi.install(app)
     problems.install(app)
-    routers = (search.router, browse.router, cars.router, images.router, health.router)
+    routers = (
+        search.router,
+        browse.router,
+        cars.router,
+        reuse.router,
+        images.router,
+        health.router,
+    )
     for router in routers:
         app.include_router(router)
 

@@ -12,7 +12,7 @@ from app.car_schemas import (
     EXAMPLE_ID,
     EXAMPLE_PHOTO,
     EXAMPLE_VERSION,
-    Car,
+    AddedCar,
     car_image_url,
 )
 from app.identification import IDENTIFICATION_EXAMPLE, AbsentPrior, Identification
@@ -188,7 +188,7 @@ class ProblemDetail(BaseModel):
 class BatchAddResponse(BaseModel):
     """One entry per car, in the order sent: the car added, or its problem."""
 
-    results: list[Car | ProblemDetail]
+    results: list[AddedCar | ProblemDetail]
 
     model_config = ConfigDict(
         json_schema_extra={

@@ -9,6 +9,7 @@ from pydantic_settings import SettingsConfigDict
 
 from carembed.calibration import DEFAULT_ABSENT_PRIOR
 from carembed.settings import ModelSettings
+from indexer.cars import OnReused
 from indexer.settings import StoreSettings
 
 
@@ -18,6 +19,11 @@ class AppSettings(StoreSettings, ModelSettings):
     )
 
     gallery: Path | None = Field(None, description="indexed in the background (embedded store)")
+    reused_photos: OnReused = Field(
+        "flag",
+        description="a photo added that another car has: flag (add it and say so), reject (409, "
+        "nothing written) or allow (not looked for); per request: on_reused",
+    )
     api_key: SecretStr | None = Field(None, description="needed to add or delete cars")
     max_upload_bytes: int = Field(10 * 1024 * 1024, gt=0)
     max_batch: int = Field(

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from carsearch import index_commands, stored_models, train_commands
+from carsearch import index_commands, reuse_commands, stored_models, train_commands
 from carsearch.options import (
     add_model_args,
     add_qdrant_args,
@@ -290,6 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     stored_models.add_parsers(model_commands, add_qdrant_args, open_index, emit)
     train_commands.add_model_parsers(model_commands)
     index_commands.add_parser(commands)
+    reuse_commands.add_parser(commands)
     train_commands.add_parsers(commands)
 
     embed = commands.add_parser("embed", help="embed images and show each one's nearest other")

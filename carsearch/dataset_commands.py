@@ -24,7 +24,7 @@ def add_from_index_args(parser: argparse.ArgumentParser) -> None:
         "--holdout",
         type=float,
         default=0.1,
-        help="share of each class's photos left out of training, for the gate (default 0.1)",
+        help="share of each class's cars left out of training, for the gate (default 0.1)",
     )
     parser.add_argument("--copy", action="store_true", help="copy the photos (default: links)")
 
@@ -50,7 +50,7 @@ def export(args: argparse.Namespace, out: Path) -> Path:
         f"training) written to {report.manifest}"
     )
     if report.small_classes:
-        emit(f"left out, fewer than 2 photos: {', '.join(report.small_classes)}")
+        emit(f"left out, fewer than 2 cars: {', '.join(report.small_classes)}")
     if report.unlabelled:
         emit(f"left out, no class name: {report.unlabelled} cars")
     return report.manifest

@@ -41,7 +41,9 @@ logger = logging.getLogger(__name__)
 SKIPPED_KEY = "carsearch_skipped_sha256"
 GALLERY_KEY = "carsearch_gallery_digest"
 CARS_KEY = "carsearch_cars"
-"""Collection metadata: its photos name their cars and each car has its cover."""
+CARS_FORMAT = 2
+"""Collection metadata (``CARS_KEY``): its photos name their cars, each car has its cover, and
+each photo its copy signal (``indexer.copies``)."""
 
 
 Join = Callable[[str, Embedder], Reconciled]
@@ -67,7 +69,7 @@ def _unchanged(
         return None
     if metadata.get(DENSITIES_KEY) != DENSITY_K:  # built before densities, or of another k
         return None
-    if not metadata.get(CARS_KEY):  # built when a photo was a car
+    if metadata.get(CARS_KEY) != CARS_FORMAT:  # built when a photo was a car, or unhashed
         return None
     desired = Desired.of(scan, ledger, schema)
     recorded = set(metadata[SKIPPED_KEY])
@@ -158,7 +160,7 @@ def _sync(
     engine.delete(collection, gone)
     report.deleted = len(gone)
     settle_all(engine, collection, ledger.writing if ledger is not None else None)
-    engine.set_metadata(collection, engine.metadata(collection) | {CARS_KEY: True})
+    engine.set_metadata(collection, engine.metadata(collection) | {CARS_KEY: CARS_FORMAT})
     report.total_points = engine.count(collection)
     report.seconds = time.perf_counter() - start
     return report, wanted

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+from carembed.images import ImageError
+from indexer.copies import CopySignal, signal_of
 from indexer.fields import CAR_ID, FieldSchema
 from indexer.gallery import GalleryItem, GalleryScan
 from indexer.payload import (
@@ -85,16 +87,27 @@ def _size(car: StoredCar) -> tuple[int, int]:
     return (car.payload.width or 0, car.payload.height or 0)
 
 
+def _signal(item: GalleryItem) -> dict[str, Any]:
+    """A gallery photo's copy signal as payload fields (none when it cannot be made)."""
+    try:
+        signal = signal_of(item.record.path)
+    except (ImageError, OSError):
+        return {}
+    return {} if signal is None else signal.payload()
+
+
 def _gallery_payload(
     item: GalleryItem, fields: dict[str, Any], version: str, size: tuple[int, int]
 ) -> CarPayload:
-    return gallery_payload(fields, item.sha256, size, version)
+    return gallery_payload(fields | _signal(item), item.sha256, size, version)
 
 
 def _copied_gallery(
     item: GalleryItem, fields: dict[str, Any], version: str, car: StoredCar
 ) -> CarPayload:
-    return gallery_payload(fields, item.sha256, _size(car), version)
+    kept = CopySignal.stored(car.payload)
+    signal = kept.payload() if kept is not None else _signal(item)
+    return gallery_payload(fields | signal, item.sha256, _size(car), version)
 
 
 def _copied_upload(upload: Upload, version: str, car: StoredCar) -> CarPayload:

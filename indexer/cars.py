@@ -9,10 +9,11 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
+from indexer.copies import CopySignal
 from indexer.covers import IndexedCar, photos_of, settle
 from indexer.density import with_density
 from indexer.engine import NewPoint
@@ -28,6 +29,7 @@ from indexer.payload import (
     photo_id,
     upload_payload,
 )
+from indexer.reuse import PhotoReused, Reused, find_reused
 from indexer.served import IndexNotReady, ServedCollections
 from indexer.versions import embedding_version_of
 
@@ -46,6 +48,20 @@ class TooManyPhotos(ValueError):
     """A car would have more photos than allowed."""
 
 
+OnReused = Literal["flag", "reject", "allow"]
+"""What an add does with a photo another car has: add it and say so, refuse the add, or not
+look."""
+
+
+@dataclass(frozen=True)
+class Added:
+    """A car after an add, and what each photo added re-uses: photo id -> the other cars'
+    photos (None: not looked for, or the photo has no copy signal and no exact copy)."""
+
+    car: IndexedCar
+    reused: dict[str, list[Reused] | None]
+
+
 @dataclass(frozen=True)
 class NewPhoto:
     """A photo to add: its bytes and format's file suffix, its size as shown, its vector."""
@@ -55,6 +71,7 @@ class NewPhoto:
     size: tuple[int, int]
     vector: np.ndarray
     view: str | None = None
+    signal: CopySignal | None = None  # its copy signal (None: none could be made)
 
     @property
     def sha256(self) -> str:
@@ -82,6 +99,25 @@ class CarWrites:
         if count > self.max_photos:
             raise TooManyPhotos(f"a car has at most {self.max_photos} photos ({count} asked)")
 
+    def _reused(
+        self, car_id: str, version: str, photos: Sequence[NewPhoto], on_reused: OnReused
+    ) -> dict[str, list[Reused] | None]:
+        """What the photos re-use of other cars (call within the car's lock); PhotoReused
+        when ``on_reused`` is ``reject`` and one does."""
+        ids = [photo_id(car_id, p.sha256) for p in photos]
+        if on_reused == "allow":
+            return dict.fromkeys(ids)
+        collection = self._served.serving(version)
+        found: dict[str, list[Reused] | None] = {}
+        for pid, photo in zip(ids, photos, strict=True):
+            others = find_reused(
+                self._engine, collection, car_id, photo.sha256, photo.signal, photo.vector
+            )
+            found[pid] = others if others or photo.signal is not None else None
+        if on_reused == "reject" and (hits := [r for rs in found.values() for r in rs or []]):
+            raise PhotoReused(hits)
+        return found
+
     def _keep(
         self,
         car_id: str,
@@ -96,6 +132,8 @@ class CarWrites:
             payload = upload_payload(
                 car_id, car, listing, photo.sha256, photo.size, version, photo.view
             )
+            if photo.signal is not None:
+                payload = payload.model_copy(update=photo.signal.payload())
             upload = self._ledger.add(photo.data, photo.suffix, payload)
             points.append(NewPoint(upload.id, photo.vector, upload.payload))
         return points
@@ -132,12 +170,14 @@ class CarWrites:
         car: CarFields,
         listing: Listing,
         replace_photos: bool = False,
-    ) -> IndexedCar:
+        on_reused: OnReused = "flag",
+    ) -> Added:
         """A car added through the API with its ``photos`` (vectors of the embedding
         ``version``), kept in the ledger for every later build and searchable at once. When a
         car has its external id, its fields are replaced and the photos are added to its own
-        (``replace_photos``: they replace them). IndexNotReady, with nothing written, when this
-        process serves no collection of those vectors."""
+        (``replace_photos``: they replace them). Each photo is looked for among the other cars'
+        (``on_reused``; PhotoReused, with nothing written, when refused). IndexNotReady, with
+        nothing written, when this process serves no collection of those vectors."""
         if not photos:
             raise ValueError("a car has at least one photo")
         self._check_count(len(photos))
@@ -153,6 +193,7 @@ class CarWrites:
                 ids = [photo_id(car_id, p.sha256) for p in photos]
                 kept = {} if replace_photos else {i: p for i, p in before.items() if i not in ids}
                 self._check_count(len(kept) + len(set(ids)))
+                reused = self._reused(car_id, version, photos, on_reused)
                 new = self._keep(car_id, car, listing, version, photos)
                 gone = {i: p.payload for i, p in before.items() if i not in kept and i not in ids}
                 if gone:
@@ -162,10 +203,17 @@ class CarWrites:
                 self._write(car_id, version, new, list(gone), edit)
         edited = [StoredCar(i, _with_edit(p.payload, edit)) for i, p in kept.items()]
         added = {p.id: StoredCar(p.id, p.payload) for p in new}
-        return _car(car_id, [*added.values(), *edited])
+        return Added(_car(car_id, [*added.values(), *edited]), reused)
 
-    def add_photos(self, version: str, car_id: str, photos: Sequence[NewPhoto]) -> IndexedCar:
-        """More photos of a car (NoSuchCar when there is none): they take its fields."""
+    def add_photos(
+        self,
+        version: str,
+        car_id: str,
+        photos: Sequence[NewPhoto],
+        on_reused: OnReused = "flag",
+    ) -> Added:
+        """More photos of a car (NoSuchCar when there is none): they take its fields; looked
+        for among the other cars' photos as ``add`` does."""
         if not photos:
             raise ValueError("at least one photo")
         self._check_open(version)
@@ -178,10 +226,12 @@ class CarWrites:
             listing = Listing.model_validate(fields.listing_fields())
             ids = {photo_id(car_id, p.sha256) for p in photos}
             self._check_count(len(set(before) | ids))
+            reused = self._reused(car_id, version, photos, on_reused)
             new = self._keep(car_id, car, listing, version, photos)
             self._write(car_id, version, new, [], None)
         added = {p.id: StoredCar(p.id, p.payload) for p in new}
-        return _car(car_id, [*added.values(), *(p for i, p in before.items() if i not in added)])
+        rest = [p for i, p in before.items() if i not in added]
+        return Added(_car(car_id, [*added.values(), *rest]), reused)
 
     def delete(self, car_id: str) -> IndexedCar | None:
         """Delete a car for good: the ledger's tombstones of its photos (every later build and

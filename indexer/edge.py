@@ -306,7 +306,14 @@ class EdgeEngine(EdgeAliases, EdgeModelCopies):
         wanted = None if fields is None else list(dict.fromkeys([*fields, key, CAR_ID]))
         return groups_by_fetching(
             lambda n: self.search(
-                name, vector, where, n, 0, score_threshold, wanted, car_beam(key, n)
+                name,
+                vector,
+                where,
+                n,
+                0,
+                score_threshold,
+                wanted,
+                car_beam(key, n, self._settings.page_beam),
             ),
             key,
             groups,

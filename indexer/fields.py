@@ -47,8 +47,14 @@ CAR_ID = "car_id"
 COVER = "cover"
 """The payload field that marks one photo per car (the one with the smallest id): browsing and
 facets read those, so they count cars, not photos."""
-PHOTO_INDEXES: dict[str, FieldKind] = {CAR_ID: "keyword", COVER: "bool"}
-"""Payload indexes that tie photos to their car (not fields a filter object names)."""
+PHOTO_INDEXES: dict[str, FieldKind] = {
+    CAR_ID: "keyword",
+    COVER: "bool",
+    "sha256": "keyword",
+    "phash_parts": "keyword",
+}
+"""Payload indexes of photos that tie them to their car and find copies (``indexer.copies``);
+not fields a filter object names."""
 
 FACET_KINDS: tuple[FieldKind, ...] = ("keyword", "bool", "integer")
 """Kinds whose values facets count (integer: years, mileages; each value counted apart)."""

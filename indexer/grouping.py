@@ -12,14 +12,14 @@ from indexer.payload import StoredCar
 
 FETCH_MAX = 1000
 """Most neighbours read to fill the groups of one search (unless that could miss cars)."""
-PAGE_BEAM = 1024
-"""The HNSW search width of every search for cars that reads up to this many photos: pages of
-one query read one ranking, so no car is on two pages and none is skipped."""
 
 
-def car_beam(key: str, fetch: int) -> int | None:
-    """The HNSW width of a search that reads ``fetch`` photos to group them by ``key``."""
-    return max(PAGE_BEAM, fetch) if key == CAR_ID else None
+def car_beam(key: str, fetch: int, page_beam: int) -> int | None:
+    """The HNSW width of a search that reads ``fetch`` photos to group them by ``key``: for
+    cars, at least ``page_beam`` (``StoreSettings.page_beam``), so that every search of one
+    query up to that many photos deep reads one ranking and pages neither repeat nor skip a
+    car."""
+    return max(page_beam, fetch) if key == CAR_ID else None
 
 
 @dataclass(frozen=True)

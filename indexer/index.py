@@ -14,6 +14,7 @@ import numpy as np
 from carembed.embedder import Embedder
 from indexer import build
 from indexer.cars import CarWrites, NewPhoto
+from indexer.copies import signal_of
 from indexer.covers import IndexedCar, photos_of
 from indexer.engine import CollectionHeld, CollectionMissing, Engine, Query
 from indexer.fields import CAR_ID
@@ -214,8 +215,8 @@ class CarIndex:
         listing: Listing | None = None,
     ) -> IndexedCar:
         """``cars.add`` of a car of one photo (``suffix``: its format's file suffix)."""
-        photo = NewPhoto(data, suffix, size, vector)
-        return self.cars.add(version, [photo], car, listing or Listing())
+        photo = NewPhoto(data, suffix, size, vector, signal=signal_of(data))
+        return self.cars.add(version, [photo], car, listing or Listing()).car
 
     def delete(self, car_id: str) -> IndexedCar | None:
         """``cars.delete``: the car and all its photos, for good."""

@@ -115,6 +115,9 @@ class CarPayload(CarFields, Listing):
     indexed_at: str | None = None
     source: Source = "gallery"
     density: float | None = None  # in its collection (``indexer.density``)
+    phash: str | None = None  # its copy signal (``indexer.copies``)
+    phash_mirror: str | None = None
+    phash_parts: list[str] | None = None
 
     def to_payload(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

@@ -27,6 +27,7 @@ from indexer.fields import CAR_ID
 from indexer.grouping import Grouped, car_beam, group_by
 from indexer.payload import CarFilter, StoredCar
 from indexer.server_aliases import ServerAliases
+from indexer.server_errors import is_transient, not_found
 from indexer.server_models import ServerModelCopies
 from indexer.settings import StoreSettings
 
@@ -36,37 +37,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 OPTIMIZE_WAIT_S = 600
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Errors worth retrying: the server was unreachable, timed out, or said so (429/502/503/504).
-    Client errors (bad request, not found, conflict) are not."""
-    import httpx
-    from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
-
-    if isinstance(exc, UnexpectedResponse):
-        return exc.status_code in (429, 502, 503, 504)
-    if isinstance(
-        exc, ResponseHandlingException | httpx.TransportError | ConnectionError | TimeoutError
-    ):
-        return True
-    code = getattr(exc, "code", None)  # grpc.RpcError
-    if callable(code):
-        return str(code()).endswith(("UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED"))
-    return False
-
-
-def _not_found(exc: BaseException) -> bool:
-    """A missing collection: the server's 404, or the ValueError of qdrant-client's local mode."""
-    from qdrant_client.http.exceptions import UnexpectedResponse
-
-    if isinstance(exc, UnexpectedResponse):
-        return exc.status_code == 404
-    return (
-        isinstance(exc, ValueError)
-        and str(exc).startswith("Collection ")
-        and "not found" in str(exc)
-    )
 
 
 class ServerEngine(ServerAliases, ServerModelCopies):
@@ -106,7 +76,7 @@ class ServerEngine(ServerAliases, ServerModelCopies):
         attempts = Retrying(
             stop=stop_after_attempt(retries + 1),
             wait=wait_exponential_jitter(initial=backoff, jitter=backoff),
-            retry=retry_if_exception(lambda exc: is_transient(exc) and not _not_found(exc)),
+            retry=retry_if_exception(lambda exc: is_transient(exc) and not not_found(exc)),
             before_sleep=lambda state: logger.warning(
                 "qdrant %s failed (%s); retry %d",
                 what,
@@ -123,7 +93,7 @@ class ServerEngine(ServerAliases, ServerModelCopies):
                 f"{retries + 1} tries)"
             ) from last
         except Exception as exc:
-            if _not_found(exc):
+            if not_found(exc):
                 raise CollectionMissing(what) from exc
             raise
 
@@ -322,7 +292,9 @@ class ServerEngine(ServerAliases, ServerModelCopies):
             limit=groups,
             group_size=size if key == CAR_ID else size * per_car,
             score_threshold=score_threshold,
-            search_params=requests.search_params(self._settings, car_beam(key, groups)),
+            search_params=requests.search_params(
+                self._settings, car_beam(key, groups, self._settings.page_beam)
+            ),
             with_payload=True if fields is None else list(dict.fromkeys([*fields, key, CAR_ID])),
         )
         photos = [

@@ -51,6 +51,13 @@ class StoreSettings(BaseSettings):
     gate_photos: int = Field(2000, ge=2, description="labelled gallery photos the gate scores")
     gate_force: bool = Field(False, description="go live whatever the gate says (recorded)")
     max_photos_per_car: int = Field(30, ge=1, le=1000, description="most photos of one car")
+    page_beam: int = Field(
+        512,
+        ge=16,
+        le=100_000,
+        description="the HNSW width of searches for cars: pages of one query up to this many "
+        "photos deep read one ranking (no car twice, none skipped); wider is slower",
+    )
     distance: Distance = Field(
         "cosine", description="the model writes unit vectors: dot gives the same scores"
     )

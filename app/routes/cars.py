@@ -19,7 +19,7 @@ from app.adding import (
     store_photos,
     views_of,
 )
-from app.car_schemas import Car, CarPatch
+from app.car_schemas import AddedCar, Car, CarPatch
 from app.deps import (
     BOX_DESCRIPTION,
     ServicesDep,
@@ -37,6 +37,7 @@ from app.problems import Problem
 from app.registry import ServingModel
 from app.schemas import BatchAddResponse, ProblemDetail
 from app.services import Services
+from indexer.cars import OnReused
 from indexer.fields import FieldError
 from indexer.payload import MAX_VIEW
 
@@ -57,6 +58,13 @@ async def get_one(services: ServicesDep, car_id: str) -> Car:
 AddImages = Annotated[
     list[UploadFile] | None,
     File(description="the car's photos (the field 'images', repeated)"),
+]
+ReusedPolicy = Annotated[
+    OnReused | None,
+    Form(
+        description="a photo another car has: flag (add and say so), reject (409, nothing "
+        "written) or allow (not looked for); default CARSEARCH_REUSED_PHOTOS"
+    ),
 ]
 Views = Annotated[
     list[str] | None,
@@ -103,7 +111,7 @@ async def embedded(
 
 @router.post(
     "/cars",
-    response_model=Car,
+    response_model=AddedCar,
     status_code=201,
     summary="Add a car with its photos (a car with the same external_id gets these fields and "
     "photos)",
@@ -114,6 +122,7 @@ async def add_car(
     image: Annotated[UploadFile | None, File(description="one photo (or use images)")] = None,
     images: AddImages = None,
     views: Views = None,
+    on_reused: ReusedPolicy = None,
     replace_photos: Annotated[
         bool,
         Form(description="with an external_id that exists: these photos replace the car's"),
@@ -137,20 +146,22 @@ async def add_car(
         str | None,
         Form(max_length=100, description=BOX_DESCRIPTION + "; the region is what is stored"),
     ] = None,
-) -> Car:
+) -> AddedCar:
     uploads = car_photos(services, image, images)
     labels = views_of(list(views or []), len(uploads))
     fields = {"make": make, "model": model, "year": year, "body": body, "class_name": class_name}
     car = new_car(services, fields | {"external_id": external_id}, attributes)
     serving = services.model
     photos, vectors = await embedded(services, serving, uploads, box)
-    return await store_car(services, serving, photos, vectors, car, labels, replace_photos)
+    return await store_car(
+        services, serving, photos, vectors, car, labels, on_reused, replace_photos
+    )
 
 
 @router.post(
     "/cars/{car_id}/photos",
     name="add_photos",
-    response_model=Car,
+    response_model=AddedCar,
     status_code=201,
     summary="Add photos to a car",
     dependencies=[Depends(require_key)],
@@ -160,13 +171,14 @@ async def add_photos(
     car_id: str,
     images: Annotated[list[UploadFile], File(description="the field 'images', repeated")],
     views: Views = None,
-) -> Car:
+    on_reused: ReusedPolicy = None,
+) -> AddedCar:
     car_id = check_id(car_id)
     uploads = car_photos(services, None, images)
     labels = views_of(list(views or []), len(uploads))
     serving = services.model
     photos, vectors = await embedded(services, serving, uploads, None)
-    return await store_photos(services, serving, car_id, photos, vectors, labels)
+    return await store_photos(services, serving, car_id, photos, vectors, labels, on_reused)
 
 
 @router.delete(
@@ -202,11 +214,12 @@ async def add_cars(
             "per photo",
         ),
     ] = None,
+    on_reused: ReusedPolicy = None,
 ) -> BatchAddResponse:
     check_batch(services, images)
     wanted = new_cars(services, cars, len(images))
     serving = services.model
-    results: list[Car | ProblemDetail] = []
+    results: list[AddedCar | ProblemDetail] = []
     start = 0
     for car in wanted:
         uploads, start = images[start : start + car.photos], start + car.photos
@@ -214,7 +227,8 @@ async def add_cars(
             labels = views_of(car.views, len(uploads))
             checked_uploads = car_photos(services, None, uploads)
             photos, vectors = await embedded(services, serving, checked_uploads, None)
-            results.append(await store_car(services, serving, photos, vectors, car, labels))
+            added = await store_car(services, serving, photos, vectors, car, labels, on_reused)
+            results.append(added)
         except Problem as problem:
             results.append(ProblemDetail.of(problem))
     return BatchAddResponse(results=results)

@@ -62,9 +62,9 @@ def test_a_car_of_several_photos_is_one_car_everywhere_and_stays_whole_across_a_
         _photos([1, 2, 3], near[:3]),
         CarFields(make="Audi", model="TT", year=2011),
         Listing(external_id="ad-1", attributes={"price": 9900}),
-    )
-    bmw = index.cars.add(version, _photos([4, 5], near[3:]), CarFields(make="Audi"), Listing())
-    kia = index.cars.add(version, _photos([6], [far]), CarFields(make="BMW"), Listing())
+    ).car
+    bmw = index.cars.add(version, _photos([4, 5], near[3:]), CarFields(make="Audi"), Listing()).car
+    kia = index.cars.add(version, _photos([6], [far]), CarFields(make="BMW"), Listing()).car
     assert [len(c.photos) for c in (audi, bmw, kia)] == [3, 2, 1]
     assert {p.payload.view for p in audi.photos} == {"view-1", "view-2", "view-3"}
 
@@ -115,7 +115,7 @@ def test_a_car_of_several_photos_is_one_car_everywhere_and_stays_whole_across_a_
         and len(left.photos) == 2
         and audi.cover.id not in {p.id for p in left.photos}
     )
-    more = index.cars.add_photos(version, kia.id, _photos([7], [far]))
+    more = index.cars.add_photos(version, kia.id, _photos([7], [far])).car
     assert len(more.photos) == 2 and {p.payload.make for p in more.photos} == {"BMW"}
     _one_cover_each(index, live)
     assert dict(index.listings.facet(live, "make", CarFilter(), 10)) == {"Audi": 2, "BMW": 1}
@@ -182,7 +182,7 @@ def test_photos_added_and_deleted_while_the_car_is_edited_lose_nothing(
     vectors = [_unit(rng.normal(size=dim)) for _ in range(12)]
     car = index.cars.add(
         version, _photos([900, 901], vectors[:2]), CarFields(make="Kia"), Listing()
-    )
+    ).car
     errors: list[BaseException] = []
 
     def adding() -> None:

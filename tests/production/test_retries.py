@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from indexer.server import ServerEngine, is_transient
+from indexer.server import ServerEngine
+from indexer.server_errors import is_transient
 from indexer.settings import StoreSettings
 
 OK_BODY = json.dumps({"result": {"collections": []}, "status": "ok", "time": 0.0}).encode()
@@ -157,6 +158,8 @@ def test_collection_settings_reach_the_server(fake_qdrant: tuple[str, Script]) -
         ("year", "integer"),
         ("car_id", "keyword"),
         ("cover", "bool"),
+        ("sha256", "keyword"),
+        ("phash_parts", "keyword"),
     }
 
 

@@ -1,0 +1,186 @@
+"""Finding re-used photos in a collection (the rule is ``indexer.copies``): for one photo being
+added (three lookups: its bytes, its hash's parts, its nearest photos of other cars), and for
+the whole collection (the audit: groups of cars that share a photo)."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from indexer.copies import (
+    CROP_COSINE,
+    NEIGHBOURS,
+    PHASH,
+    PHASH_MIRROR,
+    PHASH_PARTS,
+    CopySignal,
+    Kind,
+    verdict,
+)
+from indexer.covers import photos_of
+from indexer.engine import BATCH, VectorStore
+from indexer.fields import CAR_ID, Match, MatchAny
+from indexer.payload import CarFilter, StoredCar
+
+logger = logging.getLogger(__name__)
+
+READ = (CAR_ID, "external_id", "sha256", PHASH, PHASH_MIRROR)
+"""What a lookup reads of the photos it finds."""
+CANDIDATES = 100
+"""Most photos read by one lookup of the same bytes or hash parts."""
+
+
+@dataclass(frozen=True)
+class Reused:
+    """Another car's photo that a photo re-uses."""
+
+    car_id: str
+    photo_id: str
+    external_id: str | None
+    kind: Kind
+    similarity: float
+
+
+class PhotoReused(ValueError):
+    """A photo re-uses another car's (``CARSEARCH_REUSED_PHOTOS=reject``): nothing written."""
+
+    def __init__(self, found: list[Reused]) -> None:
+        first = found[0]
+        super().__init__(
+            f"a photo is already the photo {first.photo_id} of the car {first.car_id}"
+            + (f" (external id {first.external_id})" if first.external_id else "")
+            + f" ({first.kind} copy)"
+        )
+        self.found = found
+
+
+def find_reused(
+    store: VectorStore,
+    collection: str,
+    car_id: str,
+    sha: str,
+    signal: CopySignal | None,
+    vector: np.ndarray | list[float] | None,
+) -> list[Reused]:
+    """The photos of cars other than ``car_id`` that a photo (its sha256, copy signal and
+    vector) re-uses, best first."""
+    others = frozenset({car_id})
+    found: dict[str, tuple[StoredCar, float | None]] = {}
+    same = CarFilter(where=(Match("sha256", sha),), exclude_cars=others)
+    for photo in store.page(collection, same, CANDIDATES, None)[0]:
+        found[photo.id] = (photo, None)
+    if signal is not None:
+        near = CarFilter(where=(MatchAny(PHASH_PARTS, tuple(signal.parts())),), exclude_cars=others)
+        for photo in store.page(collection, near, CANDIDATES, None)[0]:
+            found.setdefault(photo.id, (photo, None))
+        if vector is not None:
+            close = store.search(
+                collection,
+                vector,
+                CarFilter(exclude_cars=others),
+                NEIGHBOURS,
+                score_threshold=CROP_COSINE,
+                fields=list(READ),
+            )
+            for photo in close:
+                found[photo.id] = (photo, photo.score)
+    reused = []
+    for photo, cosine in found.values():
+        p = photo.payload
+        kind = verdict(sha, signal, p.sha256, p.phash, cosine)
+        if kind is not None:
+            reused.append(Reused(photo.car_id, photo.id, p.external_id, kind[0], kind[1]))
+    return sorted(reused, key=lambda r: (r.kind != "exact", -r.similarity, r.photo_id))
+
+
+@dataclass(frozen=True)
+class ReusedPair:
+    """Two photos of two cars that are one photo, for the audit's report."""
+
+    group: int
+    photo: StoredCar
+    other: Reused
+
+
+def _pairs(
+    store: VectorStore, collection: str, photos: dict[str, StoredCar], progress: bool
+) -> Iterator[tuple[str, Reused]]:
+    """Every (photo id, the other car's photo it re-uses), each pair found from both sides."""
+    from tqdm import tqdm
+
+    for start in tqdm(
+        range(0, len(photos), BATCH), desc="photos", unit="batch", disable=not progress
+    ):
+        ids = list(photos)[start : start + BATCH]
+        vectors = {
+            p.id: p.vector
+            for p in store.retrieve(collection, ids, with_vectors=True, with_payload=False)
+        }
+        for pid in ids:
+            photo = photos[pid]
+            signal = CopySignal.stored(photo.payload)
+            for other in find_reused(
+                store,
+                collection,
+                photo.car_id,
+                photo.payload.sha256 or "",
+                signal,
+                vectors.get(pid),
+            ):
+                yield pid, other
+
+
+def audit(store: VectorStore, collection: str, progress: bool = False) -> list[ReusedPair]:
+    """The groups of cars that share a photo in ``collection``: each pair once, with the group
+    (cars linked by shared photos) it belongs to."""
+    photos = {
+        pid: StoredCar.from_point(pid, payload)
+        for pid, payload in store.scroll(collection, [*READ, PHASH_PARTS])
+    }
+    parent: dict[str, str] = {}
+
+    def root(car: str) -> str:
+        while parent.get(car, car) != car:
+            car = parent[car]
+        return car
+
+    pairs: dict[tuple[str, str], tuple[str, Reused]] = {}
+    for pid, other in _pairs(store, collection, photos, progress):
+        key = (min(pid, other.photo_id), max(pid, other.photo_id))
+        if key not in pairs:
+            pairs[key] = (pid, other)
+            mine, theirs = root(photos[pid].car_id), root(other.car_id)
+            if mine != theirs:
+                parent[mine] = theirs
+    groups: dict[str, int] = defaultdict(lambda: len(groups))
+    found = [
+        ReusedPair(groups[root(photos[pid].car_id)], photos[pid], other)
+        for pid, other in sorted(pairs.values(), key=lambda p: (root(photos[p[0]].car_id), p[0]))
+    ]
+    logger.info("%d pairs of re-used photos in %d groups of cars", len(found), len(groups))
+    return found
+
+
+def reused_by_car(
+    store: VectorStore, collection: str, car_id: str
+) -> dict[str, list[Reused] | None] | None:
+    """Each photo of the car -> the other cars' photos it is (None: it has no copy signal);
+    None when there is no such car."""
+    photos = photos_of(store, collection, [car_id])
+    if not photos:
+        return None
+    vectors = {
+        p.id: p.vector
+        for p in store.retrieve(collection, [p.id for p in photos], with_vectors=True)
+    }
+    found: dict[str, list[Reused] | None] = {}
+    for photo in photos:
+        signal = CopySignal.stored(photo.payload)
+        sha = photo.payload.sha256 or ""
+        others = find_reused(store, collection, car_id, sha, signal, vectors.get(photo.id))
+        found[photo.id] = others if others or signal is not None else None
+    return found
