@@ -117,6 +117,7 @@ class CarPayload(CarFields, Listing):
     density: float | None = None  # in its collection (``indexer.density``)
     phash: str | None = None  # its copy signal (``indexer.copies``)
     phash_mirror: str | None = None
+    phash_centre: str | None = None
     phash_parts: list[str] | None = None
 
     def to_payload(self) -> dict[str, Any]:

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from indexer.copies import (
-    CROP_COSINE,
     NEIGHBOURS,
     PHASH,
+    PHASH_CENTRE,
     PHASH_MIRROR,
     PHASH_PARTS,
     CopySignal,
@@ -28,7 +28,7 @@ from indexer.payload import CarFilter, StoredCar
 
 logger = logging.getLogger(__name__)
 
-READ = (CAR_ID, "external_id", "sha256", PHASH, PHASH_MIRROR)
+READ = (CAR_ID, "external_id", "sha256", PHASH, PHASH_MIRROR, PHASH_CENTRE)
 """What a lookup reads of the photos it finds."""
 CANDIDATES = 100
 """Most photos read by one lookup of the same bytes or hash parts."""
@@ -69,29 +69,31 @@ def find_reused(
     """The photos of cars other than ``car_id`` that a photo (its sha256, copy signal and
     vector) re-uses, best first."""
     others = frozenset({car_id})
-    found: dict[str, tuple[StoredCar, float | None]] = {}
+    found: dict[str, StoredCar] = {}
+    cosines: dict[str, float] = {}
     same = CarFilter(where=(Match("sha256", sha),), exclude_cars=others)
     for photo in store.page(collection, same, CANDIDATES, None)[0]:
-        found[photo.id] = (photo, None)
+        found[photo.id] = photo
     if signal is not None:
         near = CarFilter(where=(MatchAny(PHASH_PARTS, tuple(signal.parts())),), exclude_cars=others)
         for photo in store.page(collection, near, CANDIDATES, None)[0]:
-            found.setdefault(photo.id, (photo, None))
+            found.setdefault(photo.id, photo)
         if vector is not None:
-            close = store.search(
-                collection,
-                vector,
-                CarFilter(exclude_cars=others),
-                NEIGHBOURS,
-                score_threshold=CROP_COSINE,
-                fields=list(READ),
-            )
-            for photo in close:
-                found[photo.id] = (photo, photo.score)
+            query = np.asarray(vector, np.float32)
+            close = CarFilter(exclude_cars=others)
+            for photo in store.search(collection, query, close, NEIGHBOURS, fields=list(READ)):
+                found.setdefault(photo.id, photo)
+                cosines[photo.id] = photo.score or 0.0
+            if unscored := [pid for pid in found if pid not in cosines]:
+                for stored in store.retrieve(
+                    collection, unscored, with_vectors=True, with_payload=False
+                ):
+                    if stored.vector is not None:
+                        cosines[stored.id] = float(query @ np.asarray(stored.vector, np.float32))
     reused = []
-    for photo, cosine in found.values():
+    for photo in found.values():
         p = photo.payload
-        kind = verdict(sha, signal, p.sha256, p.phash, cosine)
+        kind = verdict(sha, signal, p.sha256, CopySignal.stored(p), cosines.get(photo.id))
         if kind is not None:
             reused.append(Reused(photo.car_id, photo.id, p.external_id, kind[0], kind[1]))
     return sorted(reused, key=lambda r: (r.kind != "exact", -r.similarity, r.photo_id))

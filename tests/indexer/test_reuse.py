@@ -32,6 +32,7 @@ def _photo(data: bytes, embedder: Embedder) -> NewPhoto:
 
 def _altered(image: Image.Image) -> dict[str, bytes]:
     w, h = image.size
+    dx, dy = round(w * 0.08), round(h * 0.08)
     stamped = image.copy()
     ImageDraw.Draw(stamped).text((4, 4), "CALL 555-0199", fill=(255, 255, 0))
     return {
@@ -40,6 +41,7 @@ def _altered(image: Image.Image) -> dict[str, bytes]:
         "brightened": _jpeg(ImageEnhance.Brightness(image).enhance(1.2)),
         "stamped": _jpeg(stamped),
         "mirrored": _jpeg(ImageOps.mirror(image)),
+        "cropped": _jpeg(image.crop((dx, dy, w - dx, h - dy))),
     }
 
 
