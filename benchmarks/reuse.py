@@ -221,10 +221,9 @@ def main() -> None:
             if min(img.size) >= 64:
                 records.append(record)
     work = Path(tempfile.mkdtemp(prefix="carsearch-reuse-"))
-    figures = {
-        "found": _found(args, records, work),
-        "cost": _cost(args, work) if args.cost_photos else None,
-    }
+    found = _found(args, records, work)
+    logger.info("found: %s", json.dumps(found))
+    figures = {"found": found, "cost": _cost(args, work) if args.cost_photos else None}
     logger.info("%s", figures)
     sys.stdout.write(json.dumps(figures) + "\n")  # the machine-readable last line
 

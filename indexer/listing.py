@@ -23,7 +23,7 @@ from itsdangerous import BadData, URLSafeSerializer
 from carembed.atomic import write_atomically
 from indexer.covers import IndexedCar, photos_of
 from indexer.engine import CollectionMissing, Recommend
-from indexer.fields import CAR_ID, MAX_ATTRIBUTES, FieldError, FieldSchema, Match, check_storable
+from indexer.fields import MAX_ATTRIBUTES, FieldError, FieldSchema, Match, check_storable
 from indexer.files import locked
 from indexer.layout import DataLayout
 from indexer.payload import CarFilter, CarPayload, StoredCar, edit_changes
@@ -169,12 +169,12 @@ class Listings:
         return [(value, count) for value, count in counts if count > 0]
 
     def photo_counts(self, collection: str, car_ids: list[str]) -> dict[str, int]:
-        """How many photos each of these cars has (one facet request)."""
-        if not car_ids:
-            return {}
-        where = CarFilter(cars=frozenset(car_ids))
-        counts = self._engine.facet(collection, CAR_ID, where, len(car_ids))
-        return {str(value): count for value, count in counts}
+        """How many photos each of these cars has (one filtered read of their photos' car ids:
+        cheaper than a facet, which counts over the whole collection)."""
+        counts: dict[str, int] = {}
+        for photo in photos_of(self._engine, collection, car_ids):
+            counts[photo.car_id] = counts.get(photo.car_id, 0) + 1
+        return counts
 
     def refinement(
         self,

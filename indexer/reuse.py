@@ -111,34 +111,52 @@ class ReusedPair:
 def _pairs(
     store: VectorStore, collection: str, photos: dict[str, StoredCar], progress: bool
 ) -> Iterator[tuple[str, Reused]]:
-    """Every (photo id, the other car's photo it re-uses), each pair found from both sides."""
+    """Every (photo id, the other car's photo it re-uses) among photos with the same bytes or a
+    hash part in common (in memory: no lookup per photo), their cosines read in batches."""
     from tqdm import tqdm
 
-    for start in tqdm(
-        range(0, len(photos), BATCH), desc="photos", unit="batch", disable=not progress
-    ):
-        ids = list(photos)[start : start + BATCH]
+    buckets: dict[str, list[str]] = defaultdict(list)
+    for pid, photo in photos.items():
+        keys = [f"sha:{photo.payload.sha256}", *(photo.payload.phash_parts or [])]
+        for key in keys:
+            buckets[key].append(pid)
+    candidates: dict[str, set[str]] = defaultdict(set)
+    for members in buckets.values():
+        for i, a in enumerate(members):
+            for b in members[i + 1 :]:
+                if photos[a].car_id != photos[b].car_id:
+                    candidates[min(a, b)].add(max(a, b))
+    ids = sorted(candidates)
+    for start in tqdm(range(0, len(ids), BATCH), desc="photos", disable=not progress):
+        mine = ids[start : start + BATCH]
+        wanted = sorted(set(mine) | {b for a in mine for b in candidates[a]})
         vectors = {
-            p.id: p.vector
-            for p in store.retrieve(collection, ids, with_vectors=True, with_payload=False)
+            p.id: np.asarray(p.vector, np.float32)
+            for p in store.retrieve(collection, wanted, with_vectors=True, with_payload=False)
+            if p.vector is not None
         }
-        for pid in ids:
-            photo = photos[pid]
-            signal = CopySignal.stored(photo.payload)
-            for other in find_reused(
-                store,
-                collection,
-                photo.car_id,
-                photo.payload.sha256 or "",
-                signal,
-                vectors.get(pid),
-            ):
-                yield pid, other
+        for a in mine:
+            pa = photos[a].payload
+            for b in sorted(candidates[a]):
+                pb = photos[b].payload
+                cosine = float(vectors[a] @ vectors[b]) if a in vectors and b in vectors else None
+                kind = verdict(
+                    pa.sha256 or "",
+                    CopySignal.stored(pa),
+                    pb.sha256,
+                    CopySignal.stored(pb),
+                    cosine,
+                )
+                if kind is not None:
+                    other = photos[b]
+                    yield a, Reused(other.car_id, b, pb.external_id, kind[0], kind[1])
 
 
 def audit(store: VectorStore, collection: str, progress: bool = False) -> list[ReusedPair]:
-    """The groups of cars that share a photo in ``collection``: each pair once, with the group
-    (cars linked by shared photos) it belongs to."""
+    """The groups of cars that share a photo in ``collection``: each pair of photos of two
+    cars that are one photo, once, with the group (cars linked by shared photos) it belongs
+    to. Pairs are found among photos with the same bytes or a hash part in common: every copy
+    within 3 bits, most within ``NEAR_BITS`` (an add's check also reads the nearest photos)."""
     photos = {
         pid: StoredCar.from_point(pid, payload)
         for pid, payload in store.scroll(collection, [*READ, PHASH_PARTS])
@@ -150,18 +168,15 @@ def audit(store: VectorStore, collection: str, progress: bool = False) -> list[R
             car = parent[car]
         return car
 
-    pairs: dict[tuple[str, str], tuple[str, Reused]] = {}
-    for pid, other in _pairs(store, collection, photos, progress):
-        key = (min(pid, other.photo_id), max(pid, other.photo_id))
-        if key not in pairs:
-            pairs[key] = (pid, other)
-            mine, theirs = root(photos[pid].car_id), root(other.car_id)
-            if mine != theirs:
-                parent[mine] = theirs
+    pairs = list(_pairs(store, collection, photos, progress))
+    for pid, other in pairs:
+        mine, theirs = root(photos[pid].car_id), root(other.car_id)
+        if mine != theirs:
+            parent[mine] = theirs
     groups: dict[str, int] = defaultdict(lambda: len(groups))
     found = [
         ReusedPair(groups[root(photos[pid].car_id)], photos[pid], other)
-        for pid, other in sorted(pairs.values(), key=lambda p: (root(photos[p[0]].car_id), p[0]))
+        for pid, other in sorted(pairs, key=lambda p: (root(photos[p[0]].car_id), p[0]))
     ]
     logger.info("%d pairs of re-used photos in %d groups of cars", len(found), len(groups))
     return found

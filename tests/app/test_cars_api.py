@@ -207,3 +207,76 @@ def test_a_batch_maps_its_photos_to_cars_in_order(client: TestClient) -> None:
         headers=WRITE,
     )
     _problem(wrong, 422, "2 were sent")
+
+
+def test_re_used_photos_are_flagged_refused_or_allowed_and_audited(client: TestClient) -> None:
+    from PIL import Image
+
+    original = scene(801, size=(480, 320))
+    buf = io.BytesIO()
+    original.save(buf, "JPEG", quality=90)
+    data = buf.getvalue()
+    r = client.post(
+        "/api/v1/cars",
+        files={"image": ("o.jpg", data, "image/jpeg")},
+        data={"external_id": "orig"},
+        headers=WRITE,
+    )
+    assert r.status_code == 201, r.text
+    first = r.json()
+    assert first["reused"] == [] and first["reused_reason"] is None
+
+    small = io.BytesIO()
+    original.resize((240, 160)).save(small, "JPEG", quality=40)
+    copy = client.post(
+        "/api/v1/cars",
+        files={"image": ("c.jpg", small.getvalue(), "image/jpeg")},
+        data={"external_id": "copy"},
+        headers=WRITE,
+    )
+    assert copy.status_code == 201, copy.text
+    (found,) = copy.json()["reused"]
+    assert (found["car_id"], found["external_id"], found["kind"]) == (first["id"], "orig", "near")
+    assert found["photo_id"] == first["photos"][0]["id"]
+    assert found["photo"] == copy.json()["photos"][0]["id"]
+
+    before = len(_cars(client))
+    refused = client.post(
+        "/api/v1/cars",
+        files={"image": ("o.jpg", data, "image/jpeg")},
+        data={"external_id": "thief", "on_reused": "reject"},
+        headers=WRITE,
+    )
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["type"] == "/problems/photo-reused"
+    assert first["id"] in refused.json()["detail"] or copy.json()["id"] in refused.json()["detail"]
+    assert len(_cars(client)) == before
+    assert client.get("/api/v1/cars/external/thief").status_code == 404
+    bad = client.post(
+        "/api/v1/cars",
+        files={"image": ("o.jpg", data, "image/jpeg")},
+        data={"on_reused": "sometimes"},
+        headers=WRITE,
+    )
+    assert bad.status_code == 422
+    allowed = client.post(
+        "/api/v1/cars",
+        files={"image": ("o.jpg", data, "image/jpeg")},
+        data={"external_id": "allowed", "on_reused": "allow"},
+        headers=WRITE,
+    ).json()
+    assert allowed["reused"] is None and "on_reused=allow" in allowed["reused_reason"]
+    plain = io.BytesIO()
+    Image.new("RGB", (200, 120), (70, 70, 70)).save(plain, "JPEG")
+    flat = client.post(
+        "/api/v1/cars", files={"image": ("p.jpg", plain.getvalue(), "image/jpeg")}, headers=WRITE
+    ).json()
+    assert flat["reused"] is None and "too plain" in flat["reused_reason"]
+
+    mine = client.get(f"/api/v1/cars/{first['id']}/reused").json()
+    (photo,) = mine["photos"]
+    assert {r["car_id"] for r in photo["reused"]} == {copy.json()["id"], allowed["id"]}
+    assert client.get("/api/v1/reused").status_code == 403
+    audit = client.get("/api/v1/reused", headers=WRITE).json()["pairs"]
+    grouped = {p["car_id"] for p in audit} | {p["other"]["car_id"] for p in audit}
+    assert {first["id"], copy.json()["id"], allowed["id"]} <= grouped

@@ -154,3 +154,47 @@ def test_the_cli_keeps_its_onnx_graphs_and_reports_in_the_data_folder_it_is_give
     assert list((tmp_path / "mine" / "onnx").glob("*.onnx"))
     assert "broken.jpg" in (tmp_path / "mine" / "index-skipped.jsonl").read_text()
     assert not (tmp_path / "data").exists()
+
+
+def test_reused_writes_the_groups_of_cars_that_share_a_photo(tmp_path: Path) -> None:
+    import csv
+    import io
+
+    from carembed.embedder import Embedder
+    from indexer.cars import NewPhoto
+    from indexer.copies import signal_of
+    from indexer.index import CarIndex
+    from indexer.payload import CarFields, Listing
+
+    settings = StoreSettings(qdrant_path=tmp_path / "q", data_dir=tmp_path / "d")
+    index = CarIndex.open(settings)
+    embedder = Embedder(build_model("mobilenet_v2"), batch_size=2)
+    index.ensure_live(embedder)
+    photo = io.BytesIO()
+    scene(31, size=(320, 200)).save(photo, "JPEG", quality=90)
+    shared = photo.getvalue()
+    vector = embedder.embed([shared])[0]
+    added = []
+    for listing in ("a", "b"):
+        new = NewPhoto(shared, "jpeg", (320, 200), vector, signal=signal_of(shared))
+        car = index.cars.add(embedder.version, [new], CarFields(), Listing(external_id=listing))
+        added.append(car.car.id)
+    alone = io.BytesIO()
+    scene(32, size=(320, 200)).save(alone, "JPEG", quality=90)
+    index.add_photo(
+        embedder.version,
+        alone.getvalue(),
+        "jpeg",
+        (320, 200),
+        embedder.embed([alone.getvalue()])[0],
+        CarFields(),
+    )
+    index.close()
+    out = tmp_path / "report.csv"
+    store = ["--qdrant-path", str(tmp_path / "q"), "--data-dir", str(tmp_path / "d")]
+    assert main(["reused", "--out", str(out), *store]) == 0
+    with out.open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 1 and rows[0]["kind"] == "exact" and rows[0]["group"] == "0"
+    assert {rows[0]["car_id"], rows[0]["other_car_id"]} == set(added)
+    assert {rows[0]["external_id"], rows[0]["other_external_id"]} == {"a", "b"}
