@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -98,9 +99,14 @@ def hash_parts(phash: str) -> list[str]:
     return [f"{i}:{phash[i * step : (i + 1) * step]}" for i in range(PARTS)]
 
 
+@lru_cache(maxsize=1 << 20)
+def _value(phash: str) -> int:
+    return int(phash, 16)
+
+
 def distance(a: str, b: str) -> int:
     """Bits that differ between two hashes."""
-    return (int(a, 16) ^ int(b, 16)).bit_count()
+    return (_value(a) ^ _value(b)).bit_count()
 
 
 def signal_of_image(image: Image.Image) -> CopySignal | None:

@@ -12,11 +12,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from indexer.copies import (
+    NEAR_BITS,
     NEIGHBOURS,
     PHASH,
     PHASH_CENTRE,
     PHASH_MIRROR,
     PHASH_PARTS,
+    SAME_BITS,
     CopySignal,
     Kind,
     verdict,
@@ -56,6 +58,12 @@ class PhotoReused(ValueError):
             + f" ({first.kind} copy)"
         )
         self.found = found
+
+
+def _borderline(signal: CopySignal, photo: StoredCar) -> bool:
+    """Whether a candidate's hashes are near enough that the embeddings decide."""
+    other = CopySignal.stored(photo.payload)
+    return other is not None and SAME_BITS < signal.bits_to(other) <= NEAR_BITS
 
 
 def find_reused(
@@ -112,44 +120,40 @@ def _pairs(
     store: VectorStore, collection: str, photos: dict[str, StoredCar], progress: bool
 ) -> Iterator[tuple[str, Reused]]:
     """Every (photo id, the other car's photo it re-uses) among photos with the same bytes or a
-    hash part in common (in memory: no lookup per photo), their cosines read in batches."""
+    hash part in common (grouped in memory: no lookup per photo); the embeddings are read only
+    for the pairs whose hashes leave it to them."""
     from tqdm import tqdm
 
+    signals = {pid: CopySignal.stored(p.payload) for pid, p in photos.items()}
     buckets: dict[str, list[str]] = defaultdict(list)
     for pid, photo in photos.items():
-        keys = [f"sha:{photo.payload.sha256}", *(photo.payload.phash_parts or [])]
-        for key in keys:
+        for key in [f"sha:{photo.payload.sha256}", *(photo.payload.phash_parts or [])]:
             buckets[key].append(pid)
-    candidates: dict[str, set[str]] = defaultdict(set)
-    for members in buckets.values():
+    close: dict[tuple[str, str], int] = {}
+    for key, members in tqdm(buckets.items(), desc="hashes", disable=not progress):
         for i, a in enumerate(members):
             for b in members[i + 1 :]:
-                if photos[a].car_id != photos[b].car_id:
-                    candidates[min(a, b)].add(max(a, b))
-    ids = sorted(candidates)
-    for start in tqdm(range(0, len(ids), BATCH), desc="photos", disable=not progress):
-        mine = ids[start : start + BATCH]
-        wanted = sorted(set(mine) | {b for a in mine for b in candidates[a]})
-        vectors = {
-            p.id: np.asarray(p.vector, np.float32)
-            for p in store.retrieve(collection, wanted, with_vectors=True, with_payload=False)
-            if p.vector is not None
-        }
-        for a in mine:
-            pa = photos[a].payload
-            for b in sorted(candidates[a]):
-                pb = photos[b].payload
-                cosine = float(vectors[a] @ vectors[b]) if a in vectors and b in vectors else None
-                kind = verdict(
-                    pa.sha256 or "",
-                    CopySignal.stored(pa),
-                    pb.sha256,
-                    CopySignal.stored(pb),
-                    cosine,
-                )
-                if kind is not None:
-                    other = photos[b]
-                    yield a, Reused(other.car_id, b, pb.external_id, kind[0], kind[1])
+                pair = (min(a, b), max(a, b))
+                if pair in close or photos[a].car_id == photos[b].car_id:
+                    continue
+                sa, sb = signals[pair[0]], signals[pair[1]]
+                if key.startswith("sha:"):
+                    close[pair] = 0
+                elif sa is not None and sb is not None and sa.bits_to(sb) <= NEAR_BITS:
+                    close[pair] = sa.bits_to(sb)
+    borderline = sorted({pid for pair, bits in close.items() if bits > SAME_BITS for pid in pair})
+    vectors: dict[str, np.ndarray] = {}
+    for start in range(0, len(borderline), BATCH):
+        batch = borderline[start : start + BATCH]
+        for p in store.retrieve(collection, batch, with_vectors=True, with_payload=False):
+            if p.vector is not None:
+                vectors[p.id] = np.asarray(p.vector, np.float32)
+    for (a, b), _ in sorted(close.items()):
+        pa, pb = photos[a].payload, photos[b].payload
+        cosine = float(vectors[a] @ vectors[b]) if a in vectors and b in vectors else None
+        kind = verdict(pa.sha256 or "", signals[a], pb.sha256, signals[b], cosine)
+        if kind is not None:
+            yield a, Reused(photos[b].car_id, b, pb.external_id, kind[0], kind[1])
 
 
 def audit(store: VectorStore, collection: str, progress: bool = False) -> list[ReusedPair]:
