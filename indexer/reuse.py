@@ -76,23 +76,30 @@ def find_reused(
 ) -> list[Reused]:
     """The photos of cars other than ``car_id`` that a photo (its sha256, copy signal and
     vector) re-uses, best first."""
-    others = frozenset({car_id})
     found: dict[str, StoredCar] = {}
     cosines: dict[str, float] = {}
-    same = CarFilter(where=(Match("sha256", sha),), exclude_cars=others)
-    for photo in store.page(collection, same, CANDIDATES, None)[0]:
-        found[photo.id] = photo
+
+    def take(photos: list[StoredCar]) -> None:  # its own car's photos are no re-use
+        for photo in photos:
+            if photo.car_id != car_id:
+                found.setdefault(photo.id, photo)
+
+    take(store.page(collection, CarFilter(where=(Match("sha256", sha),)), CANDIDATES, None)[0])
     if signal is not None:
-        near = CarFilter(where=(MatchAny(PHASH_PARTS, tuple(signal.parts())),), exclude_cars=others)
-        for photo in store.page(collection, near, CANDIDATES, None)[0]:
-            found.setdefault(photo.id, photo)
+        near = CarFilter(where=(MatchAny(PHASH_PARTS, tuple(signal.parts())),))
+        take(store.page(collection, near, CANDIDATES, None)[0])
         if vector is not None:
             query = np.asarray(vector, np.float32)
-            close = CarFilter(exclude_cars=others)
-            for photo in store.search(collection, query, close, NEIGHBOURS, fields=list(READ)):
-                found.setdefault(photo.id, photo)
-                cosines[photo.id] = photo.score or 0.0
-            if unscored := [pid for pid in found if pid not in cosines]:
+            # Unfiltered (a filter slows the graph search): the car's own photos dropped after.
+            closest = store.search(
+                collection, query, CarFilter(), 2 * NEIGHBOURS, fields=list(READ)
+            )
+            take(closest)
+            cosines |= {p.id: p.score or 0.0 for p in closest}
+            unscored = [
+                pid for pid in found if pid not in cosines and _borderline(signal, found[pid])
+            ]
+            if unscored:
                 for stored in store.retrieve(
                     collection, unscored, with_vectors=True, with_payload=False
                 ):

@@ -572,8 +572,10 @@ function wire() {
     try {
       const car = await handle(await fetch("/api/v1/cars", {
         method: "POST", body: data, headers: { "X-API-Key": key } }));
+      const copies = new Set((car.reused || []).map((r) => r.car_id)).size;
       $("#add-message").textContent = "Added " + (car.class_name || car.id)
-        + (car.photos_count > 1 ? ` with ${car.photos_count} photos` : "");
+        + (car.photos_count > 1 ? ` with ${car.photos_count} photos` : "")
+        + (copies ? ` — ${copies === 1 ? "another car has" : copies + " other cars have"} this photo` : "");
       refreshStatus(); refreshFacets();
     } catch (error) { $("#add-message").textContent = error.message; }
   });
