@@ -4,14 +4,17 @@ whole gallery (groups of cars that share a photo)."""
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 
 from app.car_schemas import CarReuse, PhotoReuse, ReusedPhoto, reused_photos
 from app.deps import ServicesDep, check_id, on_serving, require_key, require_read_key
-from app.problems import Problem
+from app.problems import Problem, unavailable
+from indexer.engine import StoreError
 from indexer.reuse import audit, reused_by_car
+from indexer.served import IndexNotReady
 
 router = APIRouter(prefix="/api/v1", tags=["cars"])
 
@@ -64,9 +67,11 @@ class AuditResponse(BaseModel):
     dependencies=[Depends(require_key)],
 )
 async def reused_audit(services: ServicesDep) -> AuditResponse:
-    index = services.index
-    collection = index.serving(services.model.version)
-    pairs = await asyncio.to_thread(audit, index.engine, collection)  # background work
+    index, version = services.index, services.model.version
+    try:  # background work: minutes on a large gallery, retried as builds are
+        pairs = await asyncio.to_thread(index.on_serving, version, partial(audit, index.engine))
+    except (IndexNotReady, StoreError) as exc:
+        raise unavailable("the index for this model is not readable now") from exc
     return AuditResponse(
         pairs=[
             ReusedPairModel(
