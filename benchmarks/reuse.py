@@ -40,7 +40,7 @@ from carembed.datasets import CarRecord, read_dataset
 from carembed.embedder import Embedder
 from indexer.cars import NewPhoto
 from indexer.copies import CopySignal, signal_of, verdict
-from indexer.engine import NewPoint
+from indexer.engine import NewPoint, vectors_of
 from indexer.index import CarIndex
 from indexer.payload import CarFields, CarPayload, Listing, point_id
 from indexer.reuse import audit, find_reused
@@ -107,29 +107,29 @@ def _found(args: argparse.Namespace, records: list[CarRecord], work: Path) -> di
             signal = signal_of(data)
             sha = hashlib.sha256(data).hexdigest()
             found = find_reused(index.engine, live, point_id("query"), sha, signal, vector)
-            hits[how].append(ids[str(record.path)] in {r.photo_id for r in found})
+            hits[how].append(ids[str(record.path)] in {r.photo_id for r in found or []})
     # The dev set's own re-used photos: each photo looked up among the others.
     payloads = {pid: CarPayload.model_validate(p) for pid, p in index.engine.scroll(live, None)}
-    vectors_of = {
-        c.id: c.vector
-        for c in index.engine.retrieve(live, list(payloads), with_vectors=True, with_payload=False)
-    }
+    stored_vectors = vectors_of(index.engine, live, list(payloads))
     path_of = {pid: path for path, pid in ids.items()}
     duplicates = set()
     for pid, stored in payloads.items():
-        for other in find_reused(
-            index.engine,
-            live,
-            stored.car_id or pid,
-            stored.sha256 or "",
-            CopySignal.stored(stored),
-            vectors_of.get(pid),
+        for other in (
+            find_reused(
+                index.engine,
+                live,
+                stored.car_id or pid,
+                stored.sha256 or "",
+                CopySignal.stored(stored),
+                stored_vectors.get(pid),
+            )
+            or []
         ):
             pair = tuple(
                 sorted((path_of.get(pid, pid), path_of.get(other.photo_id, other.photo_id)))
             )
             duplicates.add((*pair, other.kind, other.similarity))
-    look_alikes = _look_alikes(payloads, vectors_of)
+    look_alikes = _look_alikes(payloads, stored_vectors)
     index.close()
     return {
         "look_alikes": look_alikes,
@@ -141,7 +141,7 @@ def _found(args: argparse.Namespace, records: list[CarRecord], work: Path) -> di
 
 
 def _look_alikes(
-    payloads: dict[str, CarPayload], vectors: dict[str, list[float] | None]
+    payloads: dict[str, CarPayload], vectors: dict[str, np.ndarray]
 ) -> dict[str, object]:
     """Every pair of different photos of one car model, judged by the rule."""
     by_class: dict[str, list[str]] = defaultdict(list)
@@ -152,7 +152,7 @@ def _look_alikes(
         for i, a in enumerate(members):
             for b in members[i + 1 :]:
                 pairs += 1
-                cosine = float(np.dot(vectors[a] or [0.0], vectors[b] or [0.0]))
+                cosine = float(vectors[a] @ vectors[b])
                 pa, pb = payloads[a], payloads[b]
                 signal, other = CopySignal.stored(pa), CopySignal.stored(pb)
                 flagged += verdict(pa.sha256 or "", signal, pb.sha256, other, cosine) is not None

@@ -237,3 +237,14 @@ class VectorStore(Protocol):
 
 class Engine(VectorStore, AliasRegistry, ModelCopyStore, Protocol):
     """A store that provides the three parts (each engine does)."""
+
+
+def vectors_of(store: VectorStore, collection: str, ids: Sequence[str]) -> dict[str, np.ndarray]:
+    """The vectors of these points (id -> float32 vector; missing ones left out), read
+    ``BATCH`` at a time without payloads."""
+    vectors: dict[str, np.ndarray] = {}
+    for batch in in_batches(ids):
+        for point in store.retrieve(collection, batch, with_vectors=True, with_payload=False):
+            if point.vector is not None:
+                vectors[point.id] = np.asarray(point.vector, np.float32)
+    return vectors

@@ -18,12 +18,13 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
 
 from carembed.metrics import retrieval_metrics
-from indexer.engine import VectorStore
+from indexer.engine import VectorStore, vectors_of
 
 VectorsOf = Callable[[Sequence[str]], dict[str, np.ndarray]]
 """The vectors of these car ids under one model (read from a collection, or embedded)."""
@@ -123,17 +124,7 @@ def _classes_up_to(kept: dict[str, list[str]], size: int) -> list[tuple[str, str
 
 def stored_vectors(engine: VectorStore, collection: str) -> VectorsOf:
     """The vectors ``collection`` holds."""
-
-    def read(ids: Sequence[str]) -> dict[str, np.ndarray]:
-        vectors: dict[str, np.ndarray] = {}
-        for start in range(0, len(ids), 256):
-            chunk = ids[start : start + 256]
-            for car in engine.retrieve(collection, chunk, with_vectors=True, with_payload=False):
-                if car.vector is not None:
-                    vectors[car.id] = np.asarray(car.vector, np.float32)
-        return vectors
-
-    return read
+    return partial(vectors_of, engine, collection)
 
 
 def _scores(vectors_of: VectorsOf, ids: list[str], labels: list[str]) -> Scores:

@@ -16,7 +16,7 @@ from indexer import build
 from indexer.cars import CarWrites, NewPhoto
 from indexer.copies import signal_of
 from indexer.covers import IndexedCar, photos_of
-from indexer.engine import CollectionHeld, CollectionMissing, Engine, Query
+from indexer.engine import CollectionHeld, CollectionMissing, Engine, Query, vectors_of
 from indexer.fields import CAR_ID
 from indexer.gate import GATE_KEY, GatePolicy
 from indexer.grouping import Grouped
@@ -225,10 +225,7 @@ class CarIndex:
     def photo_vectors(self, collection: str, car_id: str) -> list[np.ndarray]:
         """The vectors of a car's photos (none: no such car)."""
         photos = photos_of(self.engine, collection, [car_id])
-        stored = self.engine.retrieve(
-            collection, [p.id for p in photos], with_vectors=True, with_payload=False
-        )
-        return [np.asarray(p.vector, np.float32) for p in stored if p.vector is not None]
+        return list(vectors_of(self.engine, collection, [p.id for p in photos]).values())
 
     def count(self, collection: str) -> int:
         return self.engine.count(collection)

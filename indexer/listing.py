@@ -22,7 +22,7 @@ from itsdangerous import BadData, URLSafeSerializer
 
 from carembed.atomic import write_atomically
 from indexer.covers import IndexedCar, photos_of
-from indexer.engine import CollectionMissing, Recommend
+from indexer.engine import CollectionMissing, Recommend, vectors_of
 from indexer.fields import MAX_ATTRIBUTES, FieldError, FieldSchema, Match, check_storable
 from indexer.files import locked
 from indexer.layout import DataLayout
@@ -188,14 +188,11 @@ class Listings:
         photo of the ``negative`` ones; UnknownCars names ids that are not in ``collection``."""
         ids = list(dict.fromkeys(positive + negative))
         photos = photos_of(self._engine, collection, ids)
+        stored = vectors_of(self._engine, collection, [p.id for p in photos])
         vectors: dict[str, list[np.ndarray]] = {}
-        stored = self._engine.retrieve(
-            collection, [p.id for p in photos], with_vectors=True, with_payload=False
-        )
-        cars = {p.id: p.car_id for p in photos}
-        for photo in stored:
-            if photo.vector is not None:
-                vectors.setdefault(cars[photo.id], []).append(np.asarray(photo.vector, np.float32))
+        for photo in photos:
+            if photo.id in stored:
+                vectors.setdefault(photo.car_id, []).append(stored[photo.id])
         if missing := [i for i in ids if i not in vectors]:
             raise UnknownCars(missing)
         return Recommend(

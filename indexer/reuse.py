@@ -24,7 +24,7 @@ from indexer.copies import (
     verdict,
 )
 from indexer.covers import photos_of
-from indexer.engine import BATCH, VectorStore
+from indexer.engine import VectorStore, vectors_of
 from indexer.fields import CAR_ID, Match, MatchAny
 from indexer.payload import CarFilter, StoredCar
 
@@ -73,9 +73,10 @@ def find_reused(
     sha: str,
     signal: CopySignal | None,
     vector: np.ndarray | list[float] | None,
-) -> list[Reused]:
+) -> list[Reused] | None:
     """The photos of cars other than ``car_id`` that a photo (its sha256, copy signal and
-    vector) re-uses, best first."""
+    vector) re-uses, best first; None when the photo has no copy signal and no exact copy
+    (only exact copies of it could be looked for)."""
     found: dict[str, StoredCar] = {}
     cosines: dict[str, float] = {}
 
@@ -99,18 +100,16 @@ def find_reused(
             unscored = [
                 pid for pid in found if pid not in cosines and _borderline(signal, found[pid])
             ]
-            if unscored:
-                for stored in store.retrieve(
-                    collection, unscored, with_vectors=True, with_payload=False
-                ):
-                    if stored.vector is not None:
-                        cosines[stored.id] = float(query @ np.asarray(stored.vector, np.float32))
+            for pid, stored in vectors_of(store, collection, unscored).items():
+                cosines[pid] = float(query @ stored)
     reused = []
     for photo in found.values():
         p = photo.payload
         kind = verdict(sha, signal, p.sha256, CopySignal.stored(p), cosines.get(photo.id))
         if kind is not None:
             reused.append(Reused(photo.car_id, photo.id, p.external_id, kind[0], kind[1]))
+    if not reused and signal is None:
+        return None
     return sorted(reused, key=lambda r: (r.kind != "exact", -r.similarity, r.photo_id))
 
 
@@ -149,12 +148,7 @@ def _pairs(
                 elif sa is not None and sb is not None and sa.bits_to(sb) <= NEAR_BITS:
                     close[pair] = sa.bits_to(sb)
     borderline = sorted({pid for pair, bits in close.items() if bits > SAME_BITS for pid in pair})
-    vectors: dict[str, np.ndarray] = {}
-    for start in range(0, len(borderline), BATCH):
-        batch = borderline[start : start + BATCH]
-        for p in store.retrieve(collection, batch, with_vectors=True, with_payload=False):
-            if p.vector is not None:
-                vectors[p.id] = np.asarray(p.vector, np.float32)
+    vectors = vectors_of(store, collection, borderline)
     for (a, b), _ in sorted(close.items()):
         pa, pb = photos[a].payload, photos[b].payload
         cosine = float(vectors[a] @ vectors[b]) if a in vectors and b in vectors else None
@@ -201,14 +195,15 @@ def reused_by_car(
     photos = photos_of(store, collection, [car_id])
     if not photos:
         return None
-    vectors = {
-        p.id: p.vector
-        for p in store.retrieve(collection, [p.id for p in photos], with_vectors=True)
+    vectors = vectors_of(store, collection, [p.id for p in photos])
+    return {
+        photo.id: find_reused(
+            store,
+            collection,
+            car_id,
+            photo.payload.sha256 or "",
+            CopySignal.stored(photo.payload),
+            vectors.get(photo.id),
+        )
+        for photo in photos
     }
-    found: dict[str, list[Reused] | None] = {}
-    for photo in photos:
-        signal = CopySignal.stored(photo.payload)
-        sha = photo.payload.sha256 or ""
-        others = find_reused(store, collection, car_id, sha, signal, vectors.get(photo.id))
-        found[photo.id] = others if others or signal is not None else None
-    return found
