@@ -99,6 +99,17 @@ class CarWrites:
         if count > self.max_photos:
             raise TooManyPhotos(f"a car has at most {self.max_photos} photos ({count} asked)")
 
+    def _lookup_collection(self, version: str) -> str:
+        """Where the photos of other cars are looked up: the collection serving ``version``,
+        else (a rollout: its build is joined, not live yet) a joined one of ``version``."""
+        try:
+            return self._served.serving(version)
+        except IndexNotReady:
+            joined = sorted(n for n in self._served.joined if embedding_version_of(n) == version)
+            if not joined:
+                raise
+            return joined[0]
+
     def _reused(
         self, car_id: str, version: str, photos: Sequence[NewPhoto], on_reused: OnReused
     ) -> dict[str, list[Reused] | None]:
@@ -107,13 +118,12 @@ class CarWrites:
         ids = [photo_id(car_id, p.sha256) for p in photos]
         if on_reused == "allow":
             return dict.fromkeys(ids)
-        collection = self._served.serving(version)
+        collection = self._lookup_collection(version)
         found: dict[str, list[Reused] | None] = {}
         for pid, photo in zip(ids, photos, strict=True):
-            others = find_reused(
+            found[pid] = find_reused(
                 self._engine, collection, car_id, photo.sha256, photo.signal, photo.vector
             )
-            found[pid] = others if others or photo.signal is not None else None
         if on_reused == "reject" and (hits := [r for rs in found.values() for r in rs or []]):
             raise PhotoReused(hits)
         return found
