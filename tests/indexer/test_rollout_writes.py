@@ -21,6 +21,7 @@ from carembed.model import build_model
 from indexer.engine import CollectionHeld, CollectionMissing
 from indexer.index import CarIndex
 from indexer.payload import CarFields, point_id
+from indexer.served import IndexNotReady
 from indexer.versions import embedding_version_of
 from tests.conftest import scene, wait_until
 from tests.indexer.conftest import jpeg, make_gallery, open_index
@@ -81,9 +82,19 @@ class Writer:
             car = self.rng.choice(alive)
             assert self.index.delete(car) is not None
             self.oracle[car] = DELETED
-            version = self.follower.current.version
-            assert self.index.on_serving(version, lambda n: self.index.get(n, car)) is None
+            assert self._read(car, self.follower.current.version) is None
         self.ops += 1
+
+    def _read(self, car: str, version: str) -> object:
+        """The car as read with the vectors of ``version``; when no collection holds those any
+        more (the alias moved on meanwhile), as read with the model the service follows then."""
+        for _ in range(3):
+            try:
+                return self.index.on_serving(version, lambda n: self.index.get(n, car))
+            except IndexNotReady:
+                self.follower.follow()
+                version = self.follower.current.version
+        return self.index.on_serving(version, lambda n: self.index.get(n, car))
 
     def _add(self, seed: int) -> None:
         data = jpeg(seed)
@@ -96,8 +107,7 @@ class Writer:
         ).id
         assert car == point_id(sha)
         self.oracle[car] = {}
-        found = self.index.on_serving(version, lambda n: self.index.get(n, car))
-        assert found is not None, "an acknowledged add is not readable at once"
+        assert self._read(car, version) is not None, "an acknowledged add is not readable at once"
 
 
 def _check(index: CarIndex, collection: str, oracle: dict[str, Any], adds: bool) -> None:
