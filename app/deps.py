@@ -31,7 +31,7 @@ from carembed.images import (
 from carembed.region import Box
 from indexer.cars import NoSuchCar, NoSuchPhoto, TooManyPhotos
 from indexer.covers import IndexedCar
-from indexer.engine import CollectionMissing, StoreError, single_attempt
+from indexer.engines.base import CollectionMissing, StoreError, single_attempt
 from indexer.fields import Condition, FieldError
 from indexer.listing import CursorError, ExternalIdTaken, UnknownCars
 from indexer.reuse import PhotoReused

@@ -8,7 +8,7 @@ import logging
 import threading
 
 from app.services import Services
-from indexer.engine import StoreError
+from indexer.engines.base import StoreError
 from indexer.gate import GateRefused
 
 logger = logging.getLogger(__name__)

@@ -22,8 +22,8 @@ from app.schemas import (
     Timings,
 )
 from app.services import Services
-from indexer.engine import Query as StoreQuery
-from indexer.engine import Recommend
+from indexer.engines.base import Query as StoreQuery
+from indexer.engines.base import Recommend
 from indexer.fields import CAR_ID
 from indexer.payload import DENSITY, CarFilter, StoredCar
 

@@ -34,7 +34,7 @@ import numpy as np
 from service import Service
 from store import CLASSES, DIM, MAKES, car_payload, latencies_ms
 
-from indexer.engine import NewPoint
+from indexer.engines.base import NewPoint
 from indexer.index import CarIndex
 from indexer.payload import CarFilter, photo_id, point_id
 from indexer.settings import StoreSettings
@@ -175,9 +175,9 @@ def main() -> None:
             index.engine.drop(before)
 
         if args.service:
-            state = index.engine.alias_state(settings.alias)
+            state = index.engine.aliases.state(settings.alias)
             index.engine.seal(name)
-            index.engine.move_aliases(state, AliasState(settings.alias, name))
+            index.engine.aliases.move(state, AliasState(settings.alias, name))
             index.close()
             store = ["--qdrant-path", str(work / "qdrant"), "--data-dir", str(work / "data")]
             from PIL import Image

@@ -28,7 +28,7 @@ from app.identification import identification_of
 from app.searching import VOTE_FIELDS, api_groups
 from carembed.calibration import DEFAULT_ABSENT_PRIOR, LEVELS, AbsenceFit, Calibration
 from indexer.density import refresh_densities
-from indexer.engine import NewPoint
+from indexer.engines.base import NewPoint
 from indexer.index import CarIndex
 from indexer.payload import CarFilter, point_id
 from indexer.settings import StoreSettings

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from store import DIM, car_payload, latencies_ms, synthetic_cars
 
-from indexer.engine import NewPoint
+from indexer.engines.base import NewPoint
 from indexer.index import CarIndex
 from indexer.payload import CarFilter, point_id
 from indexer.settings import StoreSettings
@@ -85,7 +85,7 @@ def main() -> None:
                 batch.append(NewPoint(ids[i], vectors[i], payload))
             engine.upsert(name, batch)
         engine.seal(name)
-        engine.move_aliases(AliasState("bench"), AliasState("bench", name))
+        engine.aliases.move(AliasState("bench"), AliasState("bench", name))
         logger.info("%d cars written and indexed", args.points)
 
         fields = index.fields
@@ -122,7 +122,7 @@ def main() -> None:
                 break
         walk_s = time.perf_counter() - start
     finally:
-        engine.move_aliases(AliasState("bench", name), AliasState("bench"))
+        engine.aliases.move(AliasState("bench", name), AliasState("bench"))
         engine.drop(name)
         index.close()
 

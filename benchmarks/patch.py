@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from indexer.engine import NewPoint
+from indexer.engines.base import NewPoint
 from indexer.index import CarIndex
 from indexer.payload import CarFields, gallery_payload
 from indexer.settings import StoreSettings
@@ -39,7 +39,7 @@ def _index(root: Path, edited: int) -> tuple[CarIndex, list[str]]:
     live = new_collection_name(index.alias, VERSION)
     index.engine.create(live, DIM)
     state = index.state()
-    index.engine.move_aliases(state, state.promoted(live))
+    index.engine.aliases.move(state, state.promoted(live))
     rng = np.random.default_rng(0)
     ids, points = [], []
     for i in range(CARS):

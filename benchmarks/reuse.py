@@ -40,7 +40,7 @@ from carembed.datasets import CarRecord, read_dataset
 from carembed.embedder import Embedder
 from indexer.cars import NewPhoto
 from indexer.copies import CopySignal, signal_of, verdict
-from indexer.engine import NewPoint, vectors_of
+from indexer.engines.base import NewPoint, vectors_of
 from indexer.index import CarIndex
 from indexer.payload import CarFields, CarPayload, Listing, point_id
 from indexer.reuse import audit, find_reused

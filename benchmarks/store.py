@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from indexer.engine import NewPoint
+from indexer.engines.base import NewPoint
 from indexer.index import CarIndex
 from indexer.payload import CarFilter, CarPayload, point_id
 from indexer.settings import StoreSettings

@@ -342,7 +342,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from carembed.datasets import DatasetError
     from indexer.build import IndexBuildError
     from indexer.dataset_export import ExportError
-    from indexer.engine import StoreError
+    from indexer.engines.base import StoreError
     from indexer.gate import GateError
 
     try:

@@ -26,7 +26,7 @@ COLUMNS = (
 
 
 def _from_store(args: argparse.Namespace) -> list[dict[str, Any]]:
-    from indexer.engine import CollectionHeld, StoreError
+    from indexer.engines.base import CollectionHeld, StoreError
     from indexer.reuse import audit
 
     index = open_index(args)
@@ -62,7 +62,7 @@ def _from_store(args: argparse.Namespace) -> list[dict[str, Any]]:
 def _from_service(url: str) -> list[dict[str, Any]]:
     import httpx
 
-    from indexer.engine import StoreError
+    from indexer.engines.base import StoreError
 
     key = os.environ.get("CARSEARCH_API_KEY", "")
     response = httpx.get(

@@ -22,7 +22,7 @@ from indexer.build_plan import Desired, PayloadFor, gallery_digest, plan_sync, s
 from indexer.covers import settle_all
 from indexer.dataset_export import GALLERY_ROOT_KEY
 from indexer.density import DENSITIES_KEY, refresh_densities
-from indexer.engine import CollectionHeld, Engine, NewPoint, StoreError, VectorStore
+from indexer.engines.base import CollectionHeld, Engine, NewPoint, StoreError, VectorStore
 from indexer.fields import FieldSchema
 from indexer.gallery import GalleryItem, GalleryScan, scan_gallery
 from indexer.gate import GATE_KEY
@@ -226,7 +226,7 @@ def build_full(
     started = time.perf_counter()
     schema = schema or FieldSchema({})
     scan = scan_gallery(gallery)
-    state = engine.alias_state(alias)
+    state = engine.aliases.state(alias)
     reuse = _reusable_live(engine, state.live, embedder.version)
     unusable = _unchanged(engine, reuse, scan, ledger, schema) if reuse is not None else None
     if reuse is not None and unusable is not None:
@@ -286,7 +286,7 @@ def build_full(
     report.total_points = engine.count(target)
     engine.seal(target)  # from here on, another process (the service) may hold it
     after = state.promoted(target)
-    engine.move_aliases(state, after)
+    engine.aliases.move(state, after)
     logger.info("alias %s -> %s (previous: %s)", alias, target, after.previous)
     if on_moved is not None:
         on_moved()
@@ -304,12 +304,12 @@ def build_full(
 def ensure_live(engine: Engine, alias: str, embedder: Embedder) -> str:
     """The live collection; a new empty one behind the alias if there is none yet (so that a
     first index can be searched while it fills)."""
-    state = engine.alias_state(alias)
+    state = engine.aliases.state(alias)
     if state.live is not None:
         return state.live
     live = new_collection_name(alias, embedder.version)
     engine.create(live, embedder.dim)
-    engine.move_aliases(state, state.promoted(live))
+    engine.aliases.move(state, state.promoted(live))
     return live
 
 
@@ -329,7 +329,7 @@ def update_incremental(
     """Add new files to the live collection, delete points whose files are gone, bring changed
     payloads up to date, skip the rest. What was added is searchable at once, and indexed
     (HNSW) before this returns."""
-    live = engine.alias_state(alias).live
+    live = engine.aliases.state(alias).live
     if live is None:
         raise IndexBuildError(f"no collection behind the alias {alias!r}: run a full build first")
     version = embedding_version_of(live)

@@ -16,7 +16,7 @@ import numpy as np
 from indexer.copies import CopySignal
 from indexer.covers import IndexedCar, photos_of, settle
 from indexer.density import with_density
-from indexer.engine import NewPoint
+from indexer.engines.base import NewPoint
 from indexer.fields import check_storable
 from indexer.listing import Listings
 from indexer.payload import (

@@ -11,7 +11,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from indexer.engine import VectorStore
+from indexer.engines.base import VectorStore
 from indexer.fields import CAR_ID, COVER
 from indexer.payload import CarFilter, CarPayload, StoredCar
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from indexer.build_plan import Desired
-from indexer.engine import CollectionHeld
+from indexer.engines.base import CollectionHeld
 from indexer.fields import FieldSchema
 from indexer.gallery import scan_gallery
 from indexer.served import ServedCollections

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from carembed.calibration import DENSITY_K
-from indexer.engine import NewPoint, VectorStore
+from indexer.engines.base import NewPoint, VectorStore
 from indexer.payload import DENSITY, CarFilter
 
 logger = logging.getLogger(__name__)

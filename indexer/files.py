@@ -9,7 +9,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from indexer.engine import StoreError, retries_allowed
+from indexer.engines.base import StoreError, retries_allowed
 
 REQUEST_LOCK_S = 2.0
 """How long a request waits for a lock another writer holds (then 503); background work

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from carembed.metrics import retrieval_metrics
-from indexer.engine import VectorStore, vectors_of
+from indexer.engines.base import VectorStore, vectors_of
 
 VectorsOf = Callable[[Sequence[str]], dict[str, np.ndarray]]
 """The vectors of these car ids under one model (read from a collection, or embedded)."""

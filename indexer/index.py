@@ -16,12 +16,13 @@ from indexer import build
 from indexer.cars import CarWrites, NewPhoto
 from indexer.copies import signal_of
 from indexer.covers import IndexedCar, photos_of
-from indexer.engine import CollectionHeld, CollectionMissing, Engine, Query, vectors_of
+from indexer.engines import open_engine
+from indexer.engines.base import CollectionHeld, CollectionMissing, Engine, Query, vectors_of
 from indexer.fields import CAR_ID
 from indexer.gate import GATE_KEY, GatePolicy
 from indexer.grouping import Grouped
 from indexer.listing import Listings
-from indexer.models import ModelCopies
+from indexer.model_copies import ModelCopies
 from indexer.payload import CarFields, CarFilter, Listing, StoredCar
 from indexer.rollout_gate import RolloutGate
 from indexer.served import IndexNotReady, ServedCollections
@@ -49,16 +50,6 @@ class IndexStatus:
     """With ``status(version)``: the collection those vectors are read from."""
 
 
-def open_engine(settings: StoreSettings) -> Engine:
-    if settings.embedded:
-        from indexer.edge import EdgeEngine
-
-        return EdgeEngine(settings)
-    from indexer.server import open_server
-
-    return open_server(settings)
-
-
 class CarIndex:
     """The car index behind one alias: its live and previous collections, searches, writes,
     builds and rollbacks."""
@@ -67,7 +58,7 @@ class CarIndex:
         self.engine, self.settings, self.alias = engine, settings, settings.alias
         self.ledger = UploadLedger(settings.layout)
         self.served = ServedCollections(engine, self.alias, self.ledger)
-        self.models = ModelCopies(engine, settings.layout.models)
+        self.models = ModelCopies(engine.model_copies, settings.layout.models)
         self.fields = settings.fields()
         self.listings = Listings(self.served, self.fields, settings.layout)
         self.cars = CarWrites(self.served, self.listings, settings.max_photos_per_car)
@@ -318,7 +309,7 @@ class CarIndex:
             after = state.rolled_back()
         except LookupError as exc:
             raise build.IndexBuildError(str(exc)) from exc
-        self.engine.move_aliases(state, after)
+        self.engine.aliases.move(state, after)
         logger.info("alias %s -> %s (rolled back from %s)", self.alias, after.live, state.live)
         self.served.forget_serving()
         assert after.live is not None

@@ -22,7 +22,7 @@ from itsdangerous import BadData, URLSafeSerializer
 
 from carembed.atomic import write_atomically
 from indexer.covers import IndexedCar, photos_of
-from indexer.engine import CollectionMissing, Recommend, vectors_of
+from indexer.engines.base import CollectionMissing, Recommend, vectors_of
 from indexer.fields import MAX_ATTRIBUTES, FieldError, FieldSchema, Match, check_storable
 from indexer.files import locked
 from indexer.layout import DataLayout

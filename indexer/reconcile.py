@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from carembed.embedder import Embedder
 from indexer.covers import settle_all
 from indexer.density import with_density
-from indexer.engine import NewPoint, VectorStore, in_batches
+from indexer.engines.base import NewPoint, VectorStore, in_batches
 from indexer.fields import CAR_ID
 from indexer.payload import edit_changes, reindexed
 from indexer.uploads import UploadLedger

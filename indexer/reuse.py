@@ -24,7 +24,7 @@ from indexer.copies import (
     verdict,
 )
 from indexer.covers import photos_of
-from indexer.engine import VectorStore, vectors_of
+from indexer.engines.base import VectorStore, vectors_of
 from indexer.fields import CAR_ID, Match, MatchAny
 from indexer.payload import CarFilter, StoredCar
 

@@ -15,9 +15,9 @@ import numpy as np
 
 from carembed.embedder import Embedder
 from carembed.identity import EmbeddingVersion, parse_embedding_version
-from indexer.engine import StoreError, VectorStore
+from indexer.engines.base import StoreError, VectorStore
 from indexer.gate import GateError, GatePolicy, GateRefused, TrainedOn, VectorsOf, judge
-from indexer.models import ModelCopies
+from indexer.model_copies import ModelCopies
 from indexer.versions import embedding_version_of
 
 logger = logging.getLogger(__name__)

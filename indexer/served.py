@@ -23,7 +23,7 @@ from typing import TypeVar
 
 from carembed.embedder import Embedder
 from indexer.covers import photos_of
-from indexer.engine import CollectionHeld, CollectionMissing, Engine
+from indexer.engines.base import CollectionHeld, CollectionMissing, Engine
 from indexer.payload import StoredCar
 from indexer.reconcile import Reconciled, reconcile
 from indexer.uploads import UploadLedger
@@ -49,7 +49,7 @@ class ServedCollections:
         self._lock = threading.Lock()
 
     def state(self) -> AliasState:
-        return self.engine.alias_state(self.alias)
+        return self.engine.aliases.state(self.alias)
 
     def candidates(self, state: AliasState | None = None) -> list[str]:
         """The collections that can go live: live, previous and (on a store several processes

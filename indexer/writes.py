@@ -10,7 +10,7 @@ from pathlib import Path
 
 from carembed.embedder import Embedder
 from indexer.density import with_density
-from indexer.engine import NewPoint, VectorStore
+from indexer.engines.base import NewPoint, VectorStore
 from indexer.payload import CarPayload, reindexed
 from indexer.uploads import Upload
 

@@ -221,7 +221,7 @@ def test_store_down_is_503_and_recovers(served: tuple[TestClient, Path]) -> None
     real = services.index.engine.search
 
     def down(*args: object, **kwargs: object) -> None:
-        from indexer.engine import StoreError
+        from indexer.engines.base import StoreError
 
         raise StoreError("connection refused by qdrant at 10.0.0.1:6333")
 

@@ -322,7 +322,7 @@ def test_a_store_of_an_earlier_model_identity_is_rebuilt_at_start_keeping_its_up
     from app.registry import make_embedder
     from carembed.artifact import load_or_default
     from carembed.images import load_image_with_size
-    from indexer.engine import NewPoint
+    from indexer.engines.base import NewPoint
     from indexer.index import CarIndex
     from indexer.payload import CarFields, Listing
     from indexer.versions import AliasState, new_collection_name
@@ -344,7 +344,7 @@ def test_a_store_of_an_earlier_model_identity_is_rebuilt_at_start_keeping_its_up
     ids = [pid for pid, _ in index.engine.scroll(current, [])]
     cars = index.engine.retrieve(current, ids, with_vectors=True)
     index.engine.upsert(legacy, [NewPoint(c.id, c.vector or [], c.payload) for c in cars])
-    index.engine.move_aliases(index.state(), AliasState(index.alias, legacy))
+    index.engine.aliases.move(index.state(), AliasState(index.alias, legacy))
     index.engine.drop(current)
     index.close()
 

@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from app.settings import AppSettings
-from indexer.engine import StoreError
+from indexer.engines.base import StoreError
 from indexer.index import CarIndex
 from tests.conftest import scene, wait_until
 

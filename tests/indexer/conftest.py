@@ -71,7 +71,7 @@ def open_index(kind: str, root: Path, alias: str = ALIAS) -> CarIndex:
     if not url:
         from qdrant_client import QdrantClient
 
-        from indexer.server import ServerEngine
+        from indexer.engines.qdrant_server.store import ServerEngine
 
         local = root / "qdrant-local"
         settings = StoreSettings(
@@ -88,7 +88,7 @@ def open_index(kind: str, root: Path, alias: str = ALIAS) -> CarIndex:
         )
     )
     state = index.state()
-    index.engine.move_aliases(state, type(state)(alias))
+    index.engine.aliases.move(state, type(state)(alias))
     for name in index.engine.collections():
         if name.startswith(alias + "__"):
             index.engine.drop(name)

@@ -338,7 +338,7 @@ def test_embedded_store_beside_another_process(
     import subprocess
     import sys
 
-    from indexer.engine import StoreError
+    from indexer.engines.base import StoreError
     from indexer.settings import StoreSettings
 
     settings = StoreSettings(qdrant_path=tmp_path / "qdrant", alias=ALIAS)
@@ -372,7 +372,7 @@ def test_embedded_store_beside_another_process(
 
 def test_an_old_local_mode_folder_gets_a_clear_message(tmp_path: Path) -> None:
     from carsearch.cli import main
-    from indexer.engine import StoreError
+    from indexer.engines.base import StoreError
     from indexer.settings import StoreSettings
 
     old = tmp_path / "qdrant"
@@ -546,15 +546,15 @@ def test_an_alias_move_from_a_stale_state_is_refused_on_both_engines(
 ) -> None:
     """Two builds read the alias; the first moves it; the second's move, from the state it read,
     is refused and changes nothing (a compare-and-swap on both engines)."""
-    from indexer.engine import StoreError
+    from indexer.engines.base import StoreError
     from indexer.versions import AliasState
 
     index.engine.create("cars-test__a", small_embedder.dim)
     index.engine.create("cars-test__b", small_embedder.dim)
     read = index.state()
-    index.engine.move_aliases(read, AliasState(read.alias, "cars-test__a", None))
+    index.engine.aliases.move(read, AliasState(read.alias, "cars-test__a", None))
     with pytest.raises(StoreError, match="moved by another process"):
-        index.engine.move_aliases(read, AliasState(read.alias, "cars-test__b", None))
+        index.engine.aliases.move(read, AliasState(read.alias, "cars-test__b", None))
     assert index.state().live == "cars-test__a"
 
 
@@ -609,7 +609,7 @@ def test_a_collection_of_an_earlier_model_identity_is_rebuilt_not_served(
     legacy = new_collection_name(index.alias, small_embedder.model_version)
     index.engine.create(legacy, small_embedder.dim)
     state = index.state()
-    index.engine.move_aliases(state, state.promoted(legacy))
+    index.engine.aliases.move(state, state.promoted(legacy))
     with pytest.raises(IndexNotReady):
         index.serving(small_embedder.version)
     # No quality gate either: it would judge a collection nothing can serve any more (and
@@ -625,7 +625,7 @@ def test_a_snapshot_is_the_servers_file_or_a_clear_refusal(
 ) -> None:
     import os
 
-    from indexer.engine import StoreError
+    from indexer.engines.base import StoreError
 
     out = tmp_path / "snapshots"
     with pytest.raises(IndexBuildError, match="no collection"):
@@ -652,12 +652,12 @@ def test_a_stored_model_copy_takes_the_int8_graph_its_model_gains(
     folder = tmp_path / "model"
     version = save_model(build_model("mobilenet_v2", head="linear", embedding_dim=8), folder)
     assert index.models.save(load_model(folder)) == version
-    assert set(index.engine.get_model(version) or {}) == {"config.json", "model.safetensors"}
+    assert set(index.engine.model_copies.get(version) or {}) == {"config.json", "model.safetensors"}
     # ``carsearch model quantize`` leaves an int8 graph of this version beside the weights.
     graph = helper.make_model(helper.make_graph([], "g", [], []))
     graph.metadata_props.add(key=VERSION_KEY, value=version)
     onnx.save(graph, str(folder / INT8_FILE))
     assert index.models.save(load_model(folder)) == version
-    stored = index.engine.get_model(version) or {}
+    stored = index.engine.model_copies.get(version) or {}
     assert stored[INT8_FILE] == (folder / INT8_FILE).read_bytes()
-    assert index.engine.get_model(version, [INT8_FILE]) == {INT8_FILE: stored[INT8_FILE]}
+    assert index.engine.model_copies.get(version, [INT8_FILE]) == {INT8_FILE: stored[INT8_FILE]}

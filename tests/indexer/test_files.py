@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from indexer.engine import StoreError, single_attempt
+from indexer.engines.base import StoreError, single_attempt
 from indexer.files import REQUEST_LOCK_S, locked
 
 

@@ -13,7 +13,7 @@ from carembed.metrics import retrieval_metrics
 from carembed.model import build_model
 from carsearch.cli import main
 from carsearch.stored_models import model_list
-from indexer.engine import NewPoint
+from indexer.engines.base import NewPoint
 from indexer.gate import GatePolicy, GateRefused, judge
 from indexer.index import CarIndex
 from indexer.payload import CarPayload, point_id

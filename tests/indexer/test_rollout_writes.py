@@ -18,7 +18,7 @@ import pytest
 
 from carembed.embedder import Embedder
 from carembed.model import build_model
-from indexer.engine import CollectionHeld, CollectionMissing
+from indexer.engines.base import CollectionHeld, CollectionMissing
 from indexer.index import CarIndex
 from indexer.payload import CarFields, point_id
 from indexer.served import IndexNotReady

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from indexer.server import ServerEngine
-from indexer.server_errors import is_transient
+from indexer.engines.qdrant_server.errors import is_transient
+from indexer.engines.qdrant_server.store import ServerEngine
 from indexer.settings import StoreSettings
 
 OK_BODY = json.dumps({"result": {"collections": []}, "status": "ok", "time": 0.0}).encode()
@@ -98,7 +98,7 @@ def test_client_errors_are_not_retried(fake_qdrant: tuple[str, Script]) -> None:
 def test_retries_are_bounded_then_the_store_is_down(fake_qdrant: tuple[str, Script]) -> None:
     from qdrant_client.http.exceptions import UnexpectedResponse
 
-    from indexer.engine import StoreError
+    from indexer.engines.base import StoreError
 
     url, script = fake_qdrant
     script.plan = [503] * 10
@@ -123,7 +123,7 @@ def test_refused_connection_becomes_a_clean_error_after_retries() -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed again: nothing listens there
     client = _client(f"http://127.0.0.1:{port}", qdrant_retries=1)
-    from indexer.engine import StoreError
+    from indexer.engines.base import StoreError
 
     with pytest.raises(StoreError) as info:
         client.collections()
@@ -164,7 +164,7 @@ def test_collection_settings_reach_the_server(fake_qdrant: tuple[str, Script]) -
 
 
 def test_collection_settings_reach_the_embedded_engine(tmp_path: Path) -> None:
-    from indexer.edge import EdgeEngine
+    from indexer.engines.edge.store import EdgeEngine
 
     settings = StoreSettings(
         qdrant_path=tmp_path, quantization="int8", hnsw_m=32, hnsw_ef_construct=200, hnsw_ef=64
@@ -186,7 +186,7 @@ def test_collection_settings_reach_the_embedded_engine(tmp_path: Path) -> None:
 def test_a_request_tries_once_and_background_work_retries(fake_qdrant: tuple[str, Script]) -> None:
     """Inside ``single_attempt`` (the service's request path) a transient failure is the
     answer at once; outside it (builds, start-up work) it is retried."""
-    from indexer.engine import StoreError, single_attempt
+    from indexer.engines.base import StoreError, single_attempt
 
     url, script = fake_qdrant
     engine = _client(url, qdrant_retries=3)

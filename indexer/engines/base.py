@@ -1,9 +1,10 @@
 """What the car index needs from a store, in three parts: a vector store (collections, points,
 search, facets), an alias registry (which collection each alias names, moved by
 compare-and-swap) and a model-copy store (the model folders that made the vectors). Two engines
-provide all three: Qdrant Edge in-process (``indexer.edge``, the embedded default) and a Qdrant
-server through qdrant-client (``indexer.server``). Neither knows payload fields or alias rules:
-those live in ``indexer.payload`` and ``indexer.versions``; what a build does is planned in
+provide all three, each in its own package: Qdrant Edge in-process (``indexer.engines.edge``,
+the embedded default) and a Qdrant server through qdrant-client
+(``indexer.engines.qdrant_server``). Neither knows payload fields or alias rules: those live in
+``indexer.payload`` and ``indexer.versions``; what a build does is planned in
 ``indexer.build_plan``."""
 
 from __future__ import annotations
@@ -110,26 +111,26 @@ class NewPoint:
 
 
 class AliasRegistry(Protocol):
-    def alias_state(self, alias: str) -> AliasState: ...
+    def state(self, alias: str) -> AliasState:
+        """The collections ``alias`` and its previous alias name now."""
 
-    def move_aliases(self, before: AliasState, after: AliasState) -> None:
+    def move(self, before: AliasState, after: AliasState) -> None:
         """Point the aliases of ``after`` at its collections in one atomic step, as a
         compare-and-swap: StoreError (nothing moved, or the move reported lost) when they are
         not at ``before``, moved by another process."""
 
 
 class ModelCopyStore(Protocol):
-    def has_model(self, version: str) -> bool: ...
+    def has(self, version: str) -> bool:
+        """Whether the model of this embedding version is stored whole."""
 
-    def put_model(self, version: str, files: dict[str, bytes]) -> None:
+    def put(self, version: str, files: dict[str, bytes]) -> None:
         """Keep a servable model folder's files under its version."""
 
-    def get_model(
-        self, version: str, names: Collection[str] | None = None
-    ) -> dict[str, bytes] | None:
+    def get(self, version: str, names: Collection[str] | None = None) -> dict[str, bytes] | None:
         """The stored model's files (``names``: only these), or None when it is not whole."""
 
-    def model_versions(self) -> list[str]:
+    def versions(self) -> list[str]:
         """The versions of the models stored whole, sorted."""
 
 
@@ -235,8 +236,14 @@ class VectorStore(Protocol):
     def close(self) -> None: ...
 
 
-class Engine(VectorStore, AliasRegistry, ModelCopyStore, Protocol):
-    """A store that provides the three parts (each engine does)."""
+class Engine(VectorStore, Protocol):
+    """A store engine: a vector store with its alias registry and model-copy store."""
+
+    @property
+    def aliases(self) -> AliasRegistry: ...
+
+    @property
+    def model_copies(self) -> ModelCopyStore: ...
 
 
 def vectors_of(store: VectorStore, collection: str, ids: Sequence[str]) -> dict[str, np.ndarray]:

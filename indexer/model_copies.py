@@ -22,14 +22,14 @@ from carembed.artifact import (
 )
 from carembed.atomic import fsync_path, write_atomically
 from carembed.model import CarEmbeddingModel
-from indexer.engine import ModelCopyStore
+from indexer.engines.base import ModelCopyStore
 
 logger = logging.getLogger(__name__)
 
 
 class ModelCopies:
-    def __init__(self, engine: ModelCopyStore, cache_dir: Path) -> None:
-        self._engine = engine
+    def __init__(self, store: ModelCopyStore, cache_dir: Path) -> None:
+        self._store = store
         self.cache_dir = cache_dir  # where copies are unpacked to be loaded
 
     def save(self, model: CarEmbeddingModel) -> str:
@@ -40,12 +40,12 @@ class ModelCopies:
         int8 = int8_graph_of(model, version)
         if int8 is not None:
             expected[INT8_FILE] = int8.read_bytes()
-        if self._engine.get_model(version, list(expected)) == expected:
+        if self._store.get(version, list(expected)) == expected:
             return version
         with tempfile.TemporaryDirectory(prefix="carsearch-model-") as tmp:
             save_model(model, Path(tmp))
             files = {p.name: p.read_bytes() for p in sorted(Path(tmp).iterdir()) if p.is_file()}
-        self._engine.put_model(version, files)
+        self._store.put(version, files)
         logger.info(
             "model %s stored with the index (%d bytes)", version, sum(map(len, files.values()))
         )
@@ -53,11 +53,11 @@ class ModelCopies:
 
     def versions(self) -> list[str]:
         """The versions of the models stored with the index."""
-        return self._engine.model_versions()
+        return self._store.versions()
 
     def config(self, version: str) -> dict[str, Any] | None:
         """The ``config.json`` of the stored model ``version`` (None when there is none)."""
-        files = self._engine.get_model(version, [CONFIG_FILE])
+        files = self._store.get(version, [CONFIG_FILE])
         if files is None or CONFIG_FILE not in files:
             return None
         return dict(json.loads(files[CONFIG_FILE]))
@@ -73,7 +73,7 @@ class ModelCopies:
 
     def load(self, version: str, device: str = "cpu") -> CarEmbeddingModel | None:
         """The stored model of this version, or None when the store has no copy."""
-        files = self._engine.get_model(version)
+        files = self._store.get(version)
         if files is None:
             return None
         folder = self.cache_dir / version

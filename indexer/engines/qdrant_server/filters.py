@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 from qdrant_client import models
 
-from indexer.engine import Query, Recommend
+from indexer.engines.base import Query, Recommend
 from indexer.fields import Condition, Match, MatchAny
 from indexer.payload import CarFilter
 from indexer.settings import StoreSettings

@@ -1,8 +1,8 @@
 """The embedded engine: Qdrant Edge (Qdrant's own segments, HNSW, payload indexes and WAL) in
 this process.
 
-Edge has no collections and no aliases, so the store folder holds them itself (the alias file
-and the model copies: ``indexer.edge_stores``)::
+Edge has no collections and no aliases, so the store folder holds them itself (the alias file:
+``indexer.engines.edge.aliases``; the model copies: ``indexer.engines.edge.model_copies``)::
 
     <qdrant_path>/collections/<name>/     one Edge shard per collection version
     <qdrant_path>/collections/<name>/carsearch.json   what its build recorded
@@ -28,9 +28,7 @@ from typing import Any
 import numpy as np
 
 from carembed.atomic import write_atomically
-from indexer import edge_requests as requests
-from indexer.edge_stores import EdgeAliases, EdgeModelCopies
-from indexer.engine import (
+from indexer.engines.base import (
     BATCH,
     CollectionHeld,
     CollectionMissing,
@@ -40,6 +38,9 @@ from indexer.engine import (
     in_batches,
     scrolled,
 )
+from indexer.engines.edge import filters as requests
+from indexer.engines.edge.aliases import EdgeAliases
+from indexer.engines.edge.model_copies import EdgeModelCopies
 from indexer.fields import CAR_ID
 from indexer.grouping import Grouped, car_beam, groups_by_fetching
 from indexer.payload import CarFilter, StoredCar
@@ -62,7 +63,7 @@ def _check_not_local_mode(root: Path) -> None:
         )
 
 
-class EdgeEngine(EdgeAliases, EdgeModelCopies):
+class EdgeEngine:
     name = "edge"
     shared_writes = False
 
@@ -73,6 +74,8 @@ class EdgeEngine(EdgeAliases, EdgeModelCopies):
         self._settings = settings
         self.root = settings.qdrant_path
         _check_not_local_mode(self.root)
+        self.aliases = EdgeAliases(self.root)
+        self.model_copies = EdgeModelCopies(self.root)
         (self.root / "collections").mkdir(parents=True, exist_ok=True)
         self._shards: dict[str, Any] = {}
         self._users: dict[int, int] = {}  # id(shard) -> operations running on it

@@ -1,34 +1,27 @@
-"""The alias registry of the server engine: Qdrant's own aliases, moved in one request. A part
-of ``ServerEngine``, which provides ``call`` and the client."""
+"""The alias registry of the server engine: Qdrant's own aliases, moved in one request. Made over
+the engine's ``ServerConnection``."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any
 
-from indexer.engine import check_alias
+from indexer.engines.base import check_alias
+from indexer.engines.qdrant_server.connection import ServerConnection
 from indexer.versions import PREVIOUS_SUFFIX, AliasState
-
-if TYPE_CHECKING:
-    from qdrant_client import QdrantClient
-
-T = TypeVar("T")
 
 
 class ServerAliases:
-    client: QdrantClient
+    def __init__(self, connection: ServerConnection) -> None:
+        self._server = connection
 
-    def call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        raise NotImplementedError
-
-    def alias_state(self, alias: str) -> AliasState:
+    def state(self, alias: str) -> AliasState:
         names = {
             d.alias_name: str(d.collection_name)
-            for d in self.call("aliases", self.client.get_aliases).aliases
+            for d in self._server.call("aliases", self._server.client.get_aliases).aliases
         }
         return AliasState(alias, names.get(alias), names.get(alias + PREVIOUS_SUFFIX))
 
-    def move_aliases(self, before: AliasState, after: AliasState) -> None:
+    def move(self, before: AliasState, after: AliasState) -> None:
         """Move the aliases from ``before`` to ``after`` in one server operation, as a
         compare-and-swap: when they are not at ``before`` (another build moved them), nothing
         is changed and StoreError says so. The server has no conditional alias update, so the
@@ -36,7 +29,7 @@ class ServerAliases:
         between fails too, rather than report a move that did not last."""
         from qdrant_client import models
 
-        check_alias(before, self.alias_state(before.alias))
+        check_alias(before, self.state(before.alias))
         operations: list[Any] = []
         for alias, collection in after.names.items():
             if before.names[alias] == collection:
@@ -54,9 +47,9 @@ class ServerAliases:
                     )
                 )
         if operations:
-            self.call(
+            self._server.call(
                 "aliases",
-                self.client.update_collection_aliases,
+                self._server.client.update_collection_aliases,
                 change_aliases_operations=operations,
             )
-        check_alias(after, self.alias_state(before.alias))
+        check_alias(after, self.state(before.alias))

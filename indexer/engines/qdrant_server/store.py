@@ -5,30 +5,29 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
 from carembed.atomic import staged_file
-from indexer import server_requests as requests
-from indexer.engine import (
+from indexer.engines.base import (
     BATCH,
     CollectionMissing,
     NewPoint,
     Query,
     StoreError,
     in_batches,
-    retries_allowed,
     scrolled,
 )
+from indexer.engines.qdrant_server import filters as requests
+from indexer.engines.qdrant_server.aliases import ServerAliases
+from indexer.engines.qdrant_server.connection import ServerConnection
+from indexer.engines.qdrant_server.model_copies import ServerModelCopies
 from indexer.fields import CAR_ID
 from indexer.grouping import Grouped, car_beam, group_by
 from indexer.payload import CarFilter, StoredCar
-from indexer.server_aliases import ServerAliases
-from indexer.server_errors import is_transient, not_found
-from indexer.server_models import ServerModelCopies
 from indexer.settings import StoreSettings
 
 if TYPE_CHECKING:
@@ -39,69 +38,23 @@ T = TypeVar("T")
 OPTIMIZE_WAIT_S = 600
 
 
-class ServerEngine(ServerAliases, ServerModelCopies):
+class ServerEngine:
     name = "server"
     shared_writes = True
 
     def __init__(self, settings: StoreSettings, client: QdrantClient | None = None) -> None:
         """``client``: another qdrant-client (its local mode stands in for a server in the
         tests); by default one for ``settings.qdrant_url``."""
-        from qdrant_client import QdrantClient
-
-        key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
         self._settings = settings
-        self.client: QdrantClient = client or QdrantClient(
-            url=settings.qdrant_url,
-            api_key=key,
-            timeout=max(1, round(settings.qdrant_timeout_s)),
-            prefer_grpc=settings.qdrant_prefer_grpc,
-            check_compatibility=False,
-        )
-
-    def call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """``fn(*args, **kwargs)``, retried on transient errors with jittered exponential
-        backoff (none inside ``indexer.engine.single_attempt``: a request's deadline) and then
-        StoreError (the server is down); a missing collection raises CollectionMissing; other
-        errors (a bad request, a bug) as they are."""
-        from tenacity import (
-            RetryError,
-            Retrying,
-            retry_if_exception,
-            stop_after_attempt,
-            wait_exponential_jitter,
-        )
-
-        retries = self._settings.qdrant_retries if retries_allowed() else 0
-        backoff = self._settings.qdrant_backoff_s
-        attempts = Retrying(
-            stop=stop_after_attempt(retries + 1),
-            wait=wait_exponential_jitter(initial=backoff, jitter=backoff),
-            retry=retry_if_exception(lambda exc: is_transient(exc) and not not_found(exc)),
-            before_sleep=lambda state: logger.warning(
-                "qdrant %s failed (%s); retry %d",
-                what,
-                type(state.outcome.exception()).__name__ if state.outcome else "?",
-                state.attempt_number,
-            ),
-        )
-        try:
-            return attempts(fn, *args, **kwargs)
-        except RetryError as exc:
-            last = exc.last_attempt.exception()
-            raise StoreError(
-                f"the Qdrant server did not answer ({what}, {type(last).__name__}, "
-                f"{retries + 1} tries)"
-            ) from last
-        except Exception as exc:
-            if not_found(exc):
-                raise CollectionMissing(what) from exc
-            raise
+        self.connection = ServerConnection(settings, client)
+        self.client = self.connection.client
+        self.call = self.connection.call
+        self.aliases = ServerAliases(self.connection)
+        self.model_copies = ServerModelCopies(self.connection)
 
     # -- collections -----------------------------------------------------------------------
     def collections(self) -> list[str]:
-        return sorted(
-            c.name for c in self.call("collections", self.client.get_collections).collections
-        )
+        return self.connection.collections()
 
     def create(self, name: str, dim: int, bulk: bool = False) -> None:
         """Payload indexes come first on a server: its HNSW links for filters need them."""

@@ -1,0 +1,78 @@
+"""A connection to a Qdrant server or cluster: the client, and every call with a timeout and
+transient failures retried with exponential backoff (``indexer.engines.qdrant_server.errors``
+says which are)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from indexer.engines.base import CollectionMissing, StoreError, retries_allowed
+from indexer.engines.qdrant_server.errors import is_transient, not_found
+from indexer.settings import StoreSettings
+
+if TYPE_CHECKING:
+    from qdrant_client import QdrantClient
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class ServerConnection:
+    def __init__(self, settings: StoreSettings, client: QdrantClient | None = None) -> None:
+        from qdrant_client import QdrantClient
+
+        key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
+        self._settings = settings
+        self.client: QdrantClient = client or QdrantClient(
+            url=settings.qdrant_url,
+            api_key=key,
+            timeout=max(1, round(settings.qdrant_timeout_s)),
+            prefer_grpc=settings.qdrant_prefer_grpc,
+            check_compatibility=False,
+        )
+
+    def call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``fn(*args, **kwargs)``, retried on transient errors with jittered exponential
+        backoff (none inside ``indexer.engines.base.single_attempt``: a request's deadline) and then
+        StoreError (the server is down); a missing collection raises CollectionMissing; other
+        errors (a bad request, a bug) as they are."""
+        from tenacity import (
+            RetryError,
+            Retrying,
+            retry_if_exception,
+            stop_after_attempt,
+            wait_exponential_jitter,
+        )
+
+        retries = self._settings.qdrant_retries if retries_allowed() else 0
+        backoff = self._settings.qdrant_backoff_s
+        attempts = Retrying(
+            stop=stop_after_attempt(retries + 1),
+            wait=wait_exponential_jitter(multiplier=backoff, jitter=backoff),
+            retry=retry_if_exception(lambda exc: is_transient(exc) and not not_found(exc)),
+            before_sleep=lambda state: logger.warning(
+                "qdrant %s failed (%s); retry %d",
+                what,
+                type(state.outcome.exception()).__name__ if state.outcome else "?",
+                state.attempt_number,
+            ),
+        )
+        try:
+            return attempts(fn, *args, **kwargs)
+        except RetryError as exc:
+            last = exc.last_attempt.exception()
+            raise StoreError(
+                f"the Qdrant server did not answer ({what}, {type(last).__name__}, "
+                f"{retries + 1} tries)"
+            ) from last
+        except Exception as exc:
+            if not_found(exc):
+                raise CollectionMissing(what) from exc
+            raise
+
+    def collections(self) -> list[str]:
+        return sorted(
+            c.name for c in self.call("collections", self.client.get_collections).collections
+        )
