@@ -31,7 +31,6 @@ from carembed.preprocess import Preprocessing
 from carembed.region import Box
 from indexer.cars import Added, NewPhoto, OnReused
 from indexer.copies import CopySignal, signal_of
-from indexer.fields import FieldError
 from indexer.payload import MAX_VIEW, CarFields, Listing, photo_id
 
 
@@ -94,10 +93,7 @@ C = TypeVar("C", bound=NewCar)
 
 def checked(services: Services, car: C) -> C:
     """``car`` with its attributes checked against the declared ones (422 otherwise)."""
-    try:
-        services.index.fields.check_attributes(car.attributes)
-    except FieldError as exc:
-        raise Problem(422, "invalid-request", "Invalid attributes", str(exc)) from exc
+    services.index.fields.check_attributes(car.attributes)
     return car
 
 

@@ -29,13 +29,9 @@ from carembed.images import (
     decoded_pixels,
 )
 from carembed.region import Box
-from indexer.cars import NoSuchCar, NoSuchPhoto, TooManyPhotos
 from indexer.covers import IndexedCar
-from indexer.engines.base import CollectionMissing, StoreError, single_attempt
-from indexer.fields import Condition, FieldError
-from indexer.listing import CursorError, ExternalIdTaken, UnknownCars
-from indexer.reuse import PhotoReused
-from indexer.served import IndexNotReady
+from indexer.engines.base import single_attempt
+from indexer.fields import Condition
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -109,8 +105,8 @@ _STORE_DEADLINE: ContextVar[float | None] = ContextVar("carsearch_store_deadline
 async def store(services: Services, call: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     """A call of the car index on the store's own threads, without retries, within the
     request's one deadline: ``store_deadline_s`` from its first store call, shared by all of
-    them. A store that is down, slow or being rebuilt becomes a fast 503; other errors are not
-    disguised."""
+    them. A store that does not answer in time is a fast 503; the index's own errors are
+    answered by the exception handlers (``app.domain_errors``)."""
     deadline = _STORE_DEADLINE.get()
     if deadline is None:
         deadline = time.monotonic() + services.settings.store_deadline_s
@@ -122,20 +118,6 @@ async def store(services: Services, call: Callable[P, T], *args: P.args, **kwarg
         return await services.on_store(left, single_attempt, partial(call, *args, **kwargs))
     except TimeoutError as exc:
         raise unavailable("the vector store did not answer in time") from exc
-    except (IndexNotReady, CollectionMissing) as exc:
-        raise unavailable("the index for this model is being built") from exc
-    except StoreError as exc:
-        raise unavailable("the vector store is not reachable") from exc
-    except (FieldError, CursorError, UnknownCars, TooManyPhotos) as exc:
-        raise Problem(422, "invalid-request", "Invalid request", str(exc)) from exc
-    except NoSuchCar as exc:
-        raise Problem(404, "not-found", "No such car", str(exc)) from exc
-    except NoSuchPhoto as exc:
-        raise Problem(404, "not-found", "No such photo", str(exc)) from exc
-    except ExternalIdTaken as exc:
-        raise Problem(409, "external-id-taken", "External id in use", str(exc)) from exc
-    except PhotoReused as exc:
-        raise Problem(409, "photo-reused", "Photo already in another car", str(exc)) from exc
 
 
 def json_field(name: str, text: str | None) -> Any:
@@ -150,10 +132,7 @@ def json_field(name: str, text: str | None) -> Any:
 
 def conditions(services: Services, text: str | None) -> tuple[Condition, ...]:
     """The conditions of a ``filter`` field."""
-    try:
-        return services.index.fields.parse_filter(json_field("filter", text))
-    except FieldError as exc:
-        raise Problem(422, "invalid-request", "Invalid filter", str(exc)) from exc
+    return services.index.fields.parse_filter(json_field("filter", text))
 
 
 async def on_serving(

@@ -14,7 +14,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
-from app import openapi, problems
+from app import domain_errors, openapi, problems
 from app.body_limit import BodyLimit
 from app.gallery_indexing import prepare_index
 from app.int8 import adopt_int8
@@ -64,6 +64,7 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
     )
     openapi.install(app)
     problems.install(app)
+    domain_errors.install(app)
     routers = (
         search.router,
         browse.router,

@@ -33,12 +33,12 @@ from app.deps import (
     require_read_key,
     store,
 )
+from app.domain_errors import ANSWERED, problem_of
 from app.problems import Problem
 from app.registry import ServingModel
 from app.schemas import BatchAddResponse, ProblemDetail
 from app.services import Services
 from indexer.cars import OnReused
-from indexer.fields import FieldError
 from indexer.payload import MAX_VIEW
 
 router = APIRouter(prefix="/api/v1", tags=["cars"])
@@ -229,8 +229,8 @@ async def add_cars(
             photos, vectors = await embedded(services, serving, checked_uploads, None)
             added = await store_car(services, serving, photos, vectors, car, labels, on_reused)
             results.append(added)
-        except Problem as problem:
-            results.append(ProblemDetail.of(problem))
+        except ANSWERED as exc:
+            results.append(ProblemDetail.of(problem_of(exc)))
     return BatchAddResponse(results=results)
 
 
@@ -249,12 +249,9 @@ async def patch_car(
 ) -> Car:
     car_id = check_id(car_id)
     changes: dict[str, Any] = patch.model_dump(exclude_unset=True)
-    try:
-        for name, value in (changes.get("attributes") or {}).items():
-            if value is not None:
-                services.index.fields.check_attribute(name, value)
-    except FieldError as exc:
-        raise Problem(422, "invalid-request", "Invalid attributes", str(exc)) from exc
+    for name, value in (changes.get("attributes") or {}).items():
+        if value is not None:
+            services.index.fields.check_attribute(name, value)
     if "attributes" in changes and changes["attributes"] is None:
         raise Problem(422, "invalid-request", "Invalid patch", "attributes is an object")
     edited = await store(services, services.index.listings.edit, car_id, changes)

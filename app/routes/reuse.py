@@ -11,10 +11,8 @@ from pydantic import BaseModel
 
 from app.car_schemas import CarReuse, PhotoReuse, ReusedPhoto, reused_photos
 from app.deps import ServicesDep, check_id, on_serving, require_key, require_read_key
-from app.problems import Problem, unavailable
-from indexer.engines.base import StoreError
+from app.problems import Problem
 from indexer.reuse import audit, reused_by_car
-from indexer.served import IndexNotReady
 
 router = APIRouter(prefix="/api/v1", tags=["cars"])
 
@@ -68,10 +66,8 @@ class AuditResponse(BaseModel):
 )
 async def reused_audit(services: ServicesDep) -> AuditResponse:
     index, version = services.index, services.model.version
-    try:  # background work: minutes on a large gallery, retried as builds are
-        pairs = await asyncio.to_thread(index.on_serving, version, partial(audit, index.engine))
-    except (IndexNotReady, StoreError) as exc:
-        raise unavailable("the index for this model is not readable now") from exc
+    # background work: minutes on a large gallery, retried as builds are
+    pairs = await asyncio.to_thread(index.on_serving, version, partial(audit, index.engine))
     return AuditResponse(
         pairs=[
             ReusedPairModel(

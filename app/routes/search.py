@@ -26,6 +26,7 @@ from app.deps import (
     region,
     require_read_key,
 )
+from app.domain_errors import ANSWERED, problem_of
 from app.identification import (
     AbsentPrior,
     Identification,
@@ -164,8 +165,8 @@ async def search_batch(
             data = await read_upload(upload, services.settings.max_upload_bytes)
             array = (await decode(services, model, data))[0]
             decoded.append((i, array, time.perf_counter() - t0))
-        except Problem as problem:  # this photo's own answer; the others go on
-            results[i] = ProblemDetail.of(problem)
+        except ANSWERED as exc:  # this photo's own answer; the others go on
+            results[i] = ProblemDetail.of(problem_of(exc))
     if decoded:
         t1 = time.perf_counter()
         vectors = await model.batcher.embed_many(np.stack([a for _, a, _ in decoded]))
