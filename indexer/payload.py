@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from carembed.datasets import CarRecord
+from indexer import merge_patch
 from indexer.fields import (
     ATTRIBUTE_NAME,
     CAR_ID,
@@ -173,32 +174,23 @@ def changed_fields(stored: Mapping[str, Any], fields: dict[str, Any]) -> dict[st
 
 
 def edited(fields: dict[str, Any], edit: dict[str, Any] | None) -> dict[str, Any]:
-    """``fields`` (of a payload) with an edit applied, as a JSON merge patch: its car fields
-    and external id replace the stored ones, its attributes are merged (``None`` removes
-    one). A change of make, model or year without a class name renames the class."""
+    """``fields`` (of a payload) with an edit applied: a JSON merge patch (``None`` clears a
+    field or removes an attribute). A change of make, model or year without a class name
+    renames the class."""
     if not edit:
         return fields
-    result = dict(fields)
-    for name, value in edit.items():
-        if name != "attributes":
-            result[name] = value
-    attributes = dict(result.get("attributes") or {})
-    for name, value in (edit.get("attributes") or {}).items():
-        if value is None:
-            attributes.pop(name, None)
-        else:
-            attributes[name] = value
-    result["attributes"] = attributes
+    result: dict[str, Any] = merge_patch.apply(fields, edit)
     if "class_name" not in edit and {"make", "model", "year"} & set(edit):
-        result["class_name"] = class_name_of(result) or result.get("class_name")
+        result["class_name"] = class_name_of(result) or fields.get("class_name")
     return result
 
 
 def edit_changes(payload: CarPayload, edit: dict[str, Any]) -> dict[str, Any]:
-    """The payload fields an edit changes, with their new values."""
+    """The payload fields an edit changes, with their new values (None: cleared)."""
     stored = payload.to_payload()
     current = {name: stored.get(name) for name in EDITABLE}
-    return changed_fields(current, edited(current, edit))
+    after = edited(current, edit)
+    return {name: after.get(name) for name in EDITABLE if after.get(name) != current[name]}
 
 
 def class_name_of(fields: dict[str, Any]) -> str | None:

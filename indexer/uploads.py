@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from carembed.atomic import write_atomically
+from indexer import merge_patch
 from indexer.files import locked
 from indexer.layout import DataLayout
 from indexer.payload import CarPayload, edited, photo_id, point_id
@@ -127,12 +128,7 @@ class UploadLedger:
     def edit(self, car_id: str, patch: dict[str, Any]) -> dict[str, Any]:
         """Record ``patch`` (a merge patch of car fields, external id and attributes) on top
         of the car's earlier edits (call within ``writing(car_id)``); returns the whole edit."""
-        whole = self.edit_of(car_id) or {}
-        merged = {k: v for k, v in whole.items() if k != "attributes"}
-        merged |= {k: v for k, v in patch.items() if k != "attributes"}
-        attributes = whole.get("attributes", {}) | patch.get("attributes", {})
-        if attributes:
-            merged["attributes"] = attributes
+        merged = merge_patch.compose(self.edit_of(car_id) or {}, patch)
         self.set_edit(car_id, merged)
         return merged
 
