@@ -74,3 +74,27 @@ def test_no_module_imports_itself_round_a_cycle() -> None:
 
     cycles = [c for m in sorted(imports) if (c := cycle_from(m, []))]
     assert not cycles, cycles[0]
+
+
+@pytest.mark.slow
+def test_every_module_imports_first() -> None:
+    """Each module imports in an interpreter that has loaded none of the project's modules yet
+    (a cycle that one import order hides fails another)."""
+    code = (
+        "import importlib, pkgutil, sys\n"
+        "ours = ('carembed', 'indexer', 'app', 'carsearch', 'training')\n"
+        "names = [m.name for p in ours for m in pkgutil.walk_packages("
+        "importlib.import_module(p).__path__, p + '.') if not m.name.endswith('__main__')]\n"
+        "failed = []\n"
+        "for name in names:\n"
+        "    for loaded in [m for m in sys.modules if m.split('.')[0] in ours]:\n"
+        "        del sys.modules[loaded]\n"
+        "    try:\n"
+        "        importlib.import_module(name)\n"
+        "    except ImportError as exc:\n"
+        "        failed.append(f'{name}: {exc}')\n"
+        "assert len(names) > 100, names\n"
+        "assert not failed, failed\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]

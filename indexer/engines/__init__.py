@@ -3,8 +3,11 @@ two that provide it, each in its own package (``edge``: embedded; ``qdrant_serve
 
 from __future__ import annotations
 
-from indexer.engines.base import Engine
-from indexer.settings import StoreSettings
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the engines' modules import this package first: it imports none of theirs
+    from indexer.engines.base import Engine
+    from indexer.settings import StoreSettings
 
 
 def open_engine(settings: StoreSettings) -> Engine:
