@@ -29,9 +29,17 @@ from carembed.embedder import load_for_model
 from carembed.images import ImageLimits, load_image_with_size
 from carembed.preprocess import Preprocessing
 from carembed.region import Box
-from indexer.cars import Added, NewPhoto, OnReused
-from indexer.copies import CopySignal, signal_of
-from indexer.payload import MAX_VIEW, CarFields, Listing, photo_id
+from indexer import (
+    MAX_VIEW,
+    Added,
+    CarFields,
+    CopySignal,
+    Listing,
+    NewPhoto,
+    OnReused,
+    photo_id,
+    signal_of,
+)
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,16 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict
 
-from indexer.cars import Added
-from indexer.covers import IndexedCar
-from indexer.fields import MAX_EXTERNAL_ID, AttributeValue
-from indexer.payload import CarFields, Listing, StoredCar
-from indexer.reuse import Reused
+from indexer import (
+    MAX_EXTERNAL_ID,
+    Added,
+    AttributeValue,
+    CarFields,
+    IndexedCar,
+    Listing,
+    Reused,
+    StoredCar,
+)
 
 
 def car_image_url(car_id: str, photo_id: str, size: Literal["full", "thumb"]) -> str:

@@ -29,9 +29,7 @@ from carembed.images import (
     decoded_pixels,
 )
 from carembed.region import Box
-from indexer.covers import IndexedCar
-from indexer.engines.base import single_attempt
-from indexer.fields import Condition
+from indexer import Condition, IndexedCar, single_attempt
 
 T = TypeVar("T")
 P = ParamSpec("P")

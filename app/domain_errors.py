@@ -7,12 +7,19 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from app.problems import Problem, problem_response, unavailable
-from indexer.cars import NoSuchCar, NoSuchPhoto, TooManyPhotos
-from indexer.engines.base import CollectionMissing, StoreError
-from indexer.fields import FieldError
-from indexer.listing import CursorError, ExternalIdTaken, UnknownCars
-from indexer.reuse import PhotoReused
-from indexer.served import IndexNotReady
+from indexer import (
+    CollectionMissing,
+    CursorError,
+    ExternalIdTaken,
+    FieldError,
+    IndexNotReady,
+    NoSuchCar,
+    NoSuchPhoto,
+    PhotoReused,
+    StoreError,
+    TooManyPhotos,
+    UnknownCars,
+)
 
 _AS_PROBLEMS: dict[type[Exception], tuple[int, str, str]] = {
     FieldError: (422, "invalid-request", "Invalid request"),

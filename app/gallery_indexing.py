@@ -8,8 +8,7 @@ import logging
 import threading
 
 from app.services import Services
-from indexer.engines.base import StoreError
-from indexer.gate import GateRefused
+from indexer import GateRefused, StoreError
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from app.settings import AppSettings
 from carembed.calibration import Calibration
 from carembed.identify import Identification as Found
 from carembed.identify import Neighbour, identify
-from indexer.payload import StoredCar
+from indexer import StoredCar
 
 AbsentPrior = Annotated[
     float,

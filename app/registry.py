@@ -28,7 +28,7 @@ from carembed.engines import MissingGraph
 from carembed.identity import Precision, parse_embedding_version
 from carembed.int8_files import int8_check, int8_graph_path
 from carembed.model import CarEmbeddingModel
-from indexer.index import CarIndex
+from indexer import CarIndex
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")

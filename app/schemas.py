@@ -17,7 +17,7 @@ from app.car_schemas import (
 )
 from app.identification import IDENTIFICATION_EXAMPLE, AbsentPrior, Identification
 from app.problems import Problem
-from indexer.payload import CarFields, Listing
+from indexer import CarFields, Listing
 
 MAX_EXAMPLES = 10
 """Most car ids in ``positive`` and in ``negative``."""

@@ -22,10 +22,8 @@ from app.schemas import (
     Timings,
 )
 from app.services import Services
-from indexer.engines.base import Query as StoreQuery
-from indexer.engines.base import Recommend
-from indexer.fields import CAR_ID
-from indexer.payload import DENSITY, CarFilter, StoredCar
+from indexer import CAR_ID, DENSITY, CarFilter, Recommend, StoredCar
+from indexer import Query as StoreQuery
 
 
 def _filter(services: Services, params: SearchParams, exclude: set[str]) -> CarFilter:

@@ -25,7 +25,7 @@ from app.single_flight import SingleFlight
 from carembed.artifact import load_or_default
 from carembed.datasets import dataset_root
 from carembed.embedder import Embedder
-from indexer.index import CarIndex
+from indexer import CarIndex
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")

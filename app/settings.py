@@ -9,8 +9,7 @@ from pydantic_settings import SettingsConfigDict
 
 from carembed.calibration import DEFAULT_ABSENT_PRIOR
 from carembed.settings import ModelSettings
-from indexer.cars import OnReused
-from indexer.settings import StoreSettings
+from indexer import OnReused, StoreSettings
 
 
 class AppSettings(StoreSettings, ModelSettings):

@@ -340,10 +340,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from carembed.artifact import ArtifactError
     from carembed.backbones import BackboneError
     from carembed.datasets import DatasetError
-    from indexer.build import IndexBuildError
-    from indexer.dataset_export import ExportError
-    from indexer.engines.base import StoreError
-    from indexer.gate import GateError
+    from indexer import ExportError, GateError, IndexBuildError, StoreError
 
     try:
         return int(args.handler(args))

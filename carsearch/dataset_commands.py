@@ -31,7 +31,7 @@ def add_from_index_args(parser: argparse.ArgumentParser) -> None:
 
 def export(args: argparse.Namespace, out: Path) -> Path:
     """Write the index's cars as a manifest folder at ``out``; returns the manifest."""
-    from indexer.dataset_export import export_dataset
+    from indexer import export_dataset
 
     index = open_index(args)
     try:

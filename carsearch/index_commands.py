@@ -60,8 +60,7 @@ def _index_snapshot(args: argparse.Namespace) -> int:
 
 def _index_build(args: argparse.Namespace) -> int:
     from carembed.artifact import load_or_default
-    from indexer.errors_report import write_skipped
-    from indexer.gate import GateRefused
+    from indexer import GateRefused, write_skipped
 
     model = model_settings(args)
     layout = store_settings(args).layout

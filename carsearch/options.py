@@ -12,8 +12,7 @@ if TYPE_CHECKING:
     from pydantic_settings import BaseSettings
 
     from carembed.settings import ModelSettings
-    from indexer.index import CarIndex
-    from indexer.settings import StoreSettings
+    from indexer import CarIndex, StoreSettings
 
 
 def emit(text: str = "") -> None:
@@ -60,20 +59,20 @@ def model_settings(args: argparse.Namespace) -> ModelSettings:
 
 
 def store_settings(args: argparse.Namespace) -> StoreSettings:
-    from indexer.settings import StoreSettings
+    from indexer import StoreSettings
 
     return settings_of(args, StoreSettings)
 
 
 def onnx_dir(given_dir: Path | None) -> Path:
     """Where ONNX graphs are cached: ``--onnx-dir``, else the data folder's (the service's)."""
-    from indexer.settings import StoreSettings
+    from indexer import StoreSettings
 
     return given_dir or StoreSettings().layout.onnx
 
 
 def open_index(args: argparse.Namespace) -> CarIndex:
-    from indexer.index import CarIndex
+    from indexer import CarIndex
 
     return CarIndex.open(store_settings(args))
 
@@ -81,7 +80,7 @@ def open_index(args: argparse.Namespace) -> CarIndex:
 def add_qdrant_args(parser: argparse.ArgumentParser) -> None:
     """The store's settings as flags (``--qdrant-url``, ``--qdrant-path``, ``--alias``,
     ``--data-dir``, the gate's, the collections')."""
-    from indexer.settings import StoreSettings
+    from indexer import StoreSettings
 
     add_settings(parser, StoreSettings)
 

@@ -26,8 +26,7 @@ COLUMNS = (
 
 
 def _from_store(args: argparse.Namespace) -> list[dict[str, Any]]:
-    from indexer.engines.base import CollectionHeld, StoreError
-    from indexer.reuse import audit
+    from indexer import CollectionHeld, StoreError, audit
 
     index = open_index(args)
     try:
@@ -62,7 +61,7 @@ def _from_store(args: argparse.Namespace) -> list[dict[str, Any]]:
 def _from_service(url: str) -> list[dict[str, Any]]:
     import httpx
 
-    from indexer.engines.base import StoreError
+    from indexer import StoreError
 
     key = os.environ.get("CARSEARCH_API_KEY", "")
     response = httpx.get(

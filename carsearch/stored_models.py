@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from indexer.index import CarIndex
+    from indexer import CarIndex
 
 logger = logging.getLogger(__name__)
 
@@ -20,7 +20,7 @@ Emitter = Callable[[str], None]
 
 def _gate(index: CarIndex, collection: str) -> str:
     """The quality gate's verdict that let ``collection`` go live, in short."""
-    from indexer.gate import GATE_KEY
+    from indexer import GATE_KEY
 
     record = index.engine.metadata(collection).get(GATE_KEY)
     if not record:
@@ -37,7 +37,7 @@ def model_list(index: CarIndex, emit: Emitter) -> int:
     quality gate's verdict)."""
     from carembed.artifact import INT8_FILE
     from carembed.identity import parse_embedding_version
-    from indexer.versions import parse_collection_name
+    from indexer import parse_collection_name
 
     state = index.state()
     roles = {state.live: "live", state.previous: "previous"}

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -34,6 +36,37 @@ def test_the_model_package_knows_no_vector_store() -> None:
     for path in root.rglob("*.py"):
         text = path.read_text()
         assert not re.search(r"^\s*(from|import) (qdrant|indexer|app)", text, re.M), path
+
+
+def _imports(path: Path) -> list[tuple[str, list[str]]]:
+    """(module, names) of each import in the file: ``from m import a, b`` and ``import m``."""
+    found: list[tuple[str, list[str]]] = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.append((node.module, [a.name for a in node.names]))
+        elif isinstance(node, ast.Import):
+            found += [(a.name, []) for a in node.names]
+    return found
+
+
+def test_the_index_is_used_through_its_public_api() -> None:
+    """``app``, ``carsearch`` and ``training`` import what ``indexer/__init__.py`` names, never
+    its modules; the index's own modules never import that facade."""
+    import indexer
+
+    root = Path(__file__).parent.parent
+    used: set[str] = set()
+    for package in ("app", "carsearch", "training"):
+        for path in (root / package).rglob("*.py"):
+            for module, names in _imports(path):
+                assert not module.startswith("indexer."), (path, module)
+                if module == "indexer":
+                    used.update(names)
+    assert used, "no use of the index found"
+    assert used <= set(indexer.__all__), used - set(indexer.__all__)
+    for path in (root / "indexer").rglob("*.py"):
+        for module, names in _imports(path):
+            assert module != "indexer" or not set(names) & set(indexer.__all__), (path, names)
 
 
 def test_the_layers_hold() -> None:

@@ -17,8 +17,7 @@ from carembed.datasets import CarDataset, CarRecord
 from carembed.hashing import sha256_file
 from carembed.images import load_image
 from carembed.preprocess import Preprocessing
-from indexer.dataset_export import HOLDOUT
-from indexer.payload import point_id
+from indexer import HOLDOUT, point_id
 
 logger = logging.getLogger(__name__)
 

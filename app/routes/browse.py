@@ -11,8 +11,7 @@ from app.car_schemas import Car, CarList
 from app.deps import ServicesDep, conditions, on_serving, require_read_key
 from app.problems import Problem
 from app.schemas import FacetResponse, FacetValue, FieldInfo, FieldsResponse
-from indexer.fields import BUILT_IN, MAX_EXTERNAL_ID
-from indexer.payload import CarFilter
+from indexer import BUILT_IN, MAX_EXTERNAL_ID, CarFilter
 
 router = APIRouter(prefix="/api/v1", tags=["browse"], dependencies=[Depends(require_read_key)])
 

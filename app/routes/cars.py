@@ -38,8 +38,7 @@ from app.problems import Problem
 from app.registry import ServingModel
 from app.schemas import BatchAddResponse, ProblemDetail
 from app.services import Services
-from indexer.cars import OnReused
-from indexer.payload import MAX_VIEW
+from indexer import MAX_VIEW, OnReused
 
 router = APIRouter(prefix="/api/v1", tags=["cars"])
 

@@ -17,7 +17,7 @@ from app.problems import Problem
 from app.services import Services
 from carembed.atomic import write_atomically
 from carembed.images import ImageError, ImageLimits, decoded_pixels, load_image_with_size
-from indexer.payload import CarPayload, StoredCar
+from indexer import CarPayload, StoredCar
 
 router = APIRouter(prefix="/api/v1", tags=["cars"])
 

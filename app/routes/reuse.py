@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from app.car_schemas import CarReuse, PhotoReuse, ReusedPhoto, reused_photos
 from app.deps import ServicesDep, check_id, on_serving, require_key, require_read_key
 from app.problems import Problem
-from indexer.reuse import audit, reused_by_car
+from indexer import audit, reused_by_car
 
 router = APIRouter(prefix="/api/v1", tags=["cars"])
 
