@@ -38,7 +38,7 @@ from indexer.engines.base import (
     in_batches,
     scrolled,
 )
-from indexer.engines.edge import filters as requests
+from indexer.engines.edge import filters as translated
 from indexer.engines.edge.aliases import EdgeAliases
 from indexer.engines.edge.model_copies import EdgeModelCopies
 from indexer.fields import CAR_ID
@@ -253,7 +253,7 @@ class EdgeEngine:
         self, name: str, where: CarFilter, limit: int, after: str | None
     ) -> tuple[list[StoredCar], str | None]:
         request = self._qe.ScrollRequest(
-            offset=after, limit=limit, filter=requests.filter_of(self._qe, where), with_payload=True
+            offset=after, limit=limit, filter=translated.filter_of(self._qe, where), with_payload=True
         )
         with self._shard(name) as shard:
             records, following = shard.scroll(request)
@@ -262,7 +262,7 @@ class EdgeEngine:
 
     def facet(self, name: str, key: str, where: CarFilter, limit: int) -> list[tuple[Any, int]]:
         request = self._qe.FacetRequest(
-            key, limit=limit, exact=True, filter=requests.filter_of(self._qe, where)
+            key, limit=limit, exact=True, filter=translated.filter_of(self._qe, where)
         )
         with self._shard(name) as shard:
             hits = shard.facet(request).hits
@@ -283,10 +283,10 @@ class EdgeEngine:
         request = qe.QueryRequest(
             limit=limit,
             offset=offset or None,
-            query=requests.query_of(self._qe, vector),
-            filter=requests.filter_of(self._qe, where),
+            query=translated.query_of(self._qe, vector),
+            filter=translated.filter_of(self._qe, where),
             score_threshold=score_threshold,
-            params=requests.search_params(self._qe, self._settings, beam),
+            params=translated.search_params(self._qe, self._settings, beam),
             with_payload=True if fields is None else list(fields),
         )
         with self._shard(name) as shard:

@@ -21,7 +21,7 @@ from indexer.engines.base import (
     in_batches,
     scrolled,
 )
-from indexer.engines.qdrant_server import filters as requests
+from indexer.engines.qdrant_server import filters as translated
 from indexer.engines.qdrant_server.aliases import ServerAliases
 from indexer.engines.qdrant_server.connection import ServerConnection
 from indexer.engines.qdrant_server.model_copies import ServerModelCopies
@@ -175,7 +175,7 @@ class ServerEngine:
             name,
             self.client.scroll,
             name,
-            scroll_filter=requests.filter_of(where),
+            scroll_filter=translated.filter_of(where),
             limit=limit,
             offset=after,
             with_payload=True,
@@ -190,7 +190,7 @@ class ServerEngine:
             self.client.facet,
             name,
             key,
-            facet_filter=requests.filter_of(where),
+            facet_filter=translated.filter_of(where),
             limit=limit,
             exact=True,
         )
@@ -211,12 +211,12 @@ class ServerEngine:
             name,
             self.client.query_points,
             name,
-            query=requests.query_of(vector),
-            query_filter=requests.filter_of(where),
+            query=translated.query_of(vector),
+            query_filter=translated.filter_of(where),
             limit=limit,
             offset=offset,
             score_threshold=score_threshold,
-            search_params=requests.search_params(self._settings, beam),
+            search_params=translated.search_params(self._settings, beam),
             with_payload=True if fields is None else list(fields),
         )
         return [StoredCar.from_point(p.id, p.payload, p.score) for p in result.points]
@@ -240,12 +240,12 @@ class ServerEngine:
             self.client.query_points_groups,
             name,
             group_by=key,
-            query=requests.query_of(vector),
-            query_filter=requests.filter_of(where),
+            query=translated.query_of(vector),
+            query_filter=translated.filter_of(where),
             limit=groups,
             group_size=size if key == CAR_ID else size * per_car,
             score_threshold=score_threshold,
-            search_params=requests.search_params(
+            search_params=translated.search_params(
                 self._settings, car_beam(key, groups, self._settings.page_beam)
             ),
             with_payload=True if fields is None else list(dict.fromkeys([*fields, key, CAR_ID])),
