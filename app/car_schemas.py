@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 from pydantic.config import JsonDict
 
 from indexer import (
@@ -51,7 +51,7 @@ EXAMPLE_CAR: JsonDict = {
     "width": 640,
     "height": 480,
     "source": "upload",
-    "model_version": EXAMPLE_VERSION,
+    "embedding_version": EXAMPLE_VERSION,
     "indexed_at": "2026-12-02T10:00:00+00:00",
     "image_url": car_image_url(EXAMPLE_ID, EXAMPLE_PHOTO, "full"),
     "thumb_url": car_image_url(EXAMPLE_ID, EXAMPLE_PHOTO, "thumb"),
@@ -83,14 +83,33 @@ class Photo(BaseModel):
         )
 
 
-class Car(CarFields, Listing):
+EMBEDDING_VERSION_DESCRIPTION = (
+    "the embedding version: model version and precision (f32 or int8) of the vectors"
+)
+MODEL_VERSION_DEPRECATION = "deprecated: the embedding_version under its old name"
+
+
+class EmbeddedBy(BaseModel):
+    """Says which vectors answered: ``embedding_version``, and under its old name the
+    deprecated ``model_version`` (it always held the embedding version)."""
+
+    embedding_version: str | None = Field(None, description=EMBEDDING_VERSION_DESCRIPTION)
+
+    @computed_field(  # type: ignore[prop-decorator]
+        description=MODEL_VERSION_DEPRECATION, json_schema_extra={"deprecated": True}
+    )
+    @property
+    def model_version(self) -> str | None:
+        return self.embedding_version
+
+
+class Car(CarFields, Listing, EmbeddedBy):
     """A car: its fields, and its photos (the first is its cover: the one shown for it)."""
 
     id: str
     width: int | None = Field(None, description="the cover photo's")
     height: int | None = None
     source: str | None = None
-    model_version: str | None = None
     indexed_at: str | None = None
     image_url: str = Field(description="the cover photo")
     thumb_url: str
@@ -109,7 +128,7 @@ class Car(CarFields, Listing):
             width=payload.width,
             height=payload.height,
             source=payload.source,
-            model_version=payload.model_version,
+            embedding_version=payload.model_version,
             indexed_at=payload.indexed_at,
             photos_count=len(car.photos),
             photos=[Photo.of(car.id, p) for p in car.photos],

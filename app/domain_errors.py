@@ -15,6 +15,7 @@ from indexer import (
     IndexNotReady,
     NoSuchCar,
     NoSuchPhoto,
+    OlderStore,
     PhotoReused,
     StoreError,
     TooManyPhotos,
@@ -30,6 +31,7 @@ _AS_PROBLEMS: dict[type[Exception], tuple[int, str, str]] = {
     NoSuchPhoto: (404, "not-found", "No such photo"),
     ExternalIdTaken: (409, "external-id-taken", "External id in use"),
     PhotoReused: (409, "photo-reused", "Photo already in another car"),
+    OlderStore: (503, "older-index", "Index written by an older carsearch"),
 }
 _UNAVAILABLE: dict[type[Exception], str] = {
     IndexNotReady: "the index for this model is being built",

@@ -29,7 +29,7 @@ def _index_gallery(services: Services, stop: threading.Event, gated: bool) -> st
 
     index, embedder = services.index, services.models.configured
     live_version = index.state().live_version
-    if live_version is not None and live_version != embedder.version:
+    if live_version is not None and (live_version != embedder.version or index.live_is_older()):
         # The live model keeps answering until the new collection is complete.
         report = index.build(
             embedder,

@@ -13,6 +13,7 @@ from app.car_schemas import (
     EXAMPLE_PHOTO,
     EXAMPLE_VERSION,
     AddedCar,
+    EmbeddedBy,
     car_image_url,
 )
 from app.identification import IDENTIFICATION_EXAMPLE, AbsentPrior, Identification
@@ -21,9 +22,6 @@ from indexer import CarFields, Listing
 
 MAX_EXAMPLES = 10
 """Most car ids in ``positive`` and in ``negative``."""
-EMBEDDING_VERSION = Field(
-    description="the embedding version: model version and precision (f32 or int8) of the vectors"
-)
 
 
 class Hit(CarFields, Listing):
@@ -52,15 +50,14 @@ class Group(CarFields):
     hits: list[Hit]
 
 
-class SearchResponse(BaseModel):
+class SearchResponse(EmbeddedBy):
     hits: list[Hit]
     timings: Timings
-    model_version: str = EMBEDDING_VERSION
     identification: Identification | None = None
     groups: list[Group] | None = None
 
-    model_config = {
-        "json_schema_extra": {
+    model_config = ConfigDict(
+        json_schema_extra={
             "examples": [
                 {
                     "hits": [
@@ -80,13 +77,13 @@ class SearchResponse(BaseModel):
                         }
                     ],
                     "timings": {"decode_ms": 6.1, "embed_ms": 41.0, "search_ms": 3.2},
-                    "model_version": EXAMPLE_VERSION,
+                    "embedding_version": EXAMPLE_VERSION,
                     "identification": IDENTIFICATION_EXAMPLE,
                     "groups": None,
                 }
             ]
         }
-    }
+    )
 
 
 class FacetValue(BaseModel):
@@ -222,7 +219,7 @@ class BatchResponse(BaseModel):
                         {
                             "hits": [],
                             "timings": {"decode_ms": 0, "embed_ms": 0, "search_ms": 2.1},
-                            "model_version": EXAMPLE_VERSION,
+                            "embedding_version": EXAMPLE_VERSION,
                         },
                         {
                             "type": "/problems/unreadable-image",
@@ -237,14 +234,15 @@ class BatchResponse(BaseModel):
     }
 
 
-class EmbedResponse(BaseModel):
+class EmbedResponse(EmbeddedBy):
     vector: list[float]
     dim: int
-    model_version: str = EMBEDDING_VERSION
 
     model_config = ConfigDict(
         json_schema_extra={
-            "examples": [{"vector": [0.012, -0.034], "dim": 2, "model_version": EXAMPLE_VERSION}]
+            "examples": [
+                {"vector": [0.012, -0.034], "dim": 2, "embedding_version": EXAMPLE_VERSION}
+            ]
         }
     )
 

@@ -238,5 +238,5 @@ async def answer(
         groups=groups,
         identification=identification,
         timings=Timings(),
-        model_version=model.version,
+        embedding_version=model.version,
     )

@@ -69,7 +69,7 @@ def main() -> None:
                 if i:
                     times.append((time.perf_counter() - start) * 1e3)
             browser.close()
-        model = httpx.get(service.url + "/readyz").json()["model_version"]
+        model = httpx.get(service.url + "/readyz").json()["embedding_version"]
     ms = np.asarray(times)
     figures = {
         "model": model,

@@ -61,7 +61,7 @@ async def _query_loop(
                 continue
             if r.status_code == 200:
                 ok += 1
-                version = r.json()["model_version"]
+                version = r.json()["embedding_version"]
                 if not versions or versions[-1] != version:
                     versions.append(version)
             else:
@@ -120,7 +120,7 @@ async def _rollout(
             raise RuntimeError(f"the build failed: {err.decode()[-2000:]}")
         moved = time.monotonic()
         new_version = json.loads((new_dir / "config.json").read_text())["model_version"]
-        while (await http.get("/readyz")).json()["model_version"] != new_version:
+        while (await http.get("/readyz")).json()["embedding_version"] != new_version:
             if time.monotonic() - moved > 60:
                 raise RuntimeError("the service did not switch within 60 s")
             await asyncio.sleep(0.1)

@@ -17,7 +17,7 @@ from typing import Any
 
 from carembed.calibration import DENSITY_K
 from carembed.embedder import Embedder
-from carembed.identity import parse_embedding_version
+from indexer import store_format
 from indexer.build_plan import Desired, PayloadFor, gallery_digest, plan_sync, still_current
 from indexer.covers import settle_all
 from indexer.dataset_export import GALLERY_ROOT_KEY
@@ -40,10 +40,6 @@ logger = logging.getLogger(__name__)
 
 SKIPPED_KEY = "carsearch_skipped_sha256"
 GALLERY_KEY = "carsearch_gallery_digest"
-CARS_KEY = "carsearch_cars"
-CARS_FORMAT = 2
-"""Collection metadata (``CARS_KEY``): its photos name their cars, each car has its cover, and
-each photo its copy signal (``indexer.copies``)."""
 
 
 Join = Callable[[str, Embedder], Reconciled]
@@ -68,8 +64,6 @@ def _unchanged(
     if SKIPPED_KEY not in metadata or metadata.get(GALLERY_KEY) != gallery_digest(scan, schema):
         return None
     if metadata.get(DENSITIES_KEY) != DENSITY_K:  # built before densities, or of another k
-        return None
-    if metadata.get(CARS_KEY) != CARS_FORMAT:  # built when a photo was a car, or unhashed
         return None
     desired = Desired.of(scan, ledger, schema)
     recorded = set(metadata[SKIPPED_KEY])
@@ -160,17 +154,18 @@ def _sync(
     engine.delete(collection, gone)
     report.deleted = len(gone)
     settle_all(engine, collection, ledger.writing if ledger is not None else None)
-    engine.set_metadata(collection, engine.metadata(collection) | {CARS_KEY: CARS_FORMAT})
     report.total_points = engine.count(collection)
     report.seconds = time.perf_counter() - start
     return report, wanted
 
 
 def _reusable_live(engine: VectorStore, live: str | None, version: str) -> str | None:
-    """The live collection when it holds this model's vectors and this process can read it."""
+    """The live collection when it holds this model's vectors, of this store format, and this
+    process can read it."""
     if live is None or embedding_version_of(live) != version:
         return None
     try:
+        store_format.check(live, engine.metadata(live))
         engine.count(live)
     except StoreError as exc:
         logger.warning("%s: its vectors are not reused, every photo is embedded again", exc)
@@ -187,15 +182,15 @@ def _held(engine: VectorStore, name: str) -> bool:
     return False
 
 
-def _judged(live: str, version: str) -> bool:
+def _judged(engine: VectorStore, live: str, version: str) -> bool:
     """Whether a build of ``version`` replacing ``live`` goes past the quality gate: when the
-    live collection holds other vectors that a service can serve. One named by a model version
-    alone (before embedding versions) cannot be served any more: anything beats it."""
+    live collection holds other vectors that a service can serve. One written by an older
+    carsearch cannot be served any more: anything beats it."""
     live_version = embedding_version_of(live)
     if live_version is None or live_version == version:
         return False
-    if parse_embedding_version(live_version) is None:
-        logger.info("%s predates embedding versions: replaced without the quality gate", live)
+    if store_format.is_older(engine.metadata(live)):
+        logger.info("%s: replaced without the quality gate", store_format.OlderStore(live))
         return False
     return True
 
@@ -280,7 +275,7 @@ def build_full(
             report.indexed + caught_up.added,
             report.deleted + caught_up.deleted,
         )
-    if gate and state.live is not None and _judged(state.live, embedder.version):
+    if gate and state.live is not None and _judged(engine, state.live, embedder.version):
         verdict = gate(state.live, target)
         engine.set_metadata(target, engine.metadata(target) | {GATE_KEY: verdict})
     report.total_points = engine.count(target)
@@ -332,6 +327,7 @@ def update_incremental(
     live = engine.aliases.state(alias).live
     if live is None:
         raise IndexBuildError(f"no collection behind the alias {alias!r}: run a full build first")
+    store_format.check(live, engine.metadata(live))
     version = embedding_version_of(live)
     if version != embedder.version:
         raise IndexBuildError(

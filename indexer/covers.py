@@ -73,21 +73,14 @@ def settle(store: VectorStore, collection: str, car_id: str) -> None:
 
 
 def settle_all(store: VectorStore, collection: str, locking: Locking | None) -> int:
-    """Settle every car of ``collection`` whose cover flags are not right; a point stored
-    without a car id becomes a car of its own. Each car is settled under its lock
-    (``locking``; None: no other writer). Returns how many cars were settled."""
+    """Settle every car of ``collection`` whose cover flags are not right, each under its
+    lock (``locking``; None: no other writer). Returns how many cars were settled."""
     cars: dict[str, dict[str, bool | None]] = defaultdict(dict)
-    orphans = []
     for pid, payload in store.scroll(collection, [CAR_ID, COVER]):
-        car = payload.get(CAR_ID)
-        if car is None:
-            orphans.append(pid)
-        cars[car or pid][pid] = payload.get(COVER)
+        cars[payload[CAR_ID]][pid] = payload.get(COVER)
     wrong = sorted(car for car, covers in cars.items() if _changes(covers))
     for car in wrong:
         with locking(car) if locking else contextlib.nullcontext():
-            if car in orphans:
-                store.set_payload(collection, car, {CAR_ID: car})
             settle(store, collection, car)
     if wrong:
         logger.info("%s: the covers of %d cars settled", collection, len(wrong))

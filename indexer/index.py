@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from carembed.embedder import Embedder
-from indexer import build
+from indexer import build, store_format
 from indexer.cars import CarWrites, NewPhoto
 from indexer.copies import signal_of
 from indexer.covers import IndexedCar, photos_of
@@ -75,6 +75,12 @@ class CarIndex:
     # -- versions --------------------------------------------------------------------------
     def state(self) -> AliasState:
         return self.served.state()
+
+    def live_is_older(self) -> bool:
+        """Whether the live collection was written by an older carsearch (a full build
+        replaces it; ``indexer.store_format``)."""
+        live = self.state().live
+        return live is not None and store_format.is_older(self.engine.metadata(live))
 
     def serving(self, version: str) -> str:
         """The collection to read these vectors from (``ServedCollections.serving``)."""

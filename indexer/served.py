@@ -22,10 +22,12 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from carembed.embedder import Embedder
+from indexer import store_format
 from indexer.covers import photos_of
 from indexer.engines.base import CollectionHeld, CollectionMissing, Engine
 from indexer.payload import StoredCar
 from indexer.reconcile import Reconciled, reconcile
+from indexer.store_format import OlderStore
 from indexer.uploads import UploadLedger
 from indexer.versions import AliasState, embedding_version_of, stale_collections
 
@@ -46,6 +48,8 @@ class ServedCollections:
         self._joined: dict[str, bool] = {}
         """Joined collections -> whether their adds were caught up too (by this process)."""
         self._serving: dict[str, tuple[float, str]] = {}
+        self._older: set[str] = set()
+        """Collections found written by an older carsearch: never served."""
         self._lock = threading.Lock()
 
     def state(self) -> AliasState:
@@ -68,7 +72,14 @@ class ServedCollections:
     def join(self, name: str, embedder: Embedder | None) -> Reconciled:
         """Make writes reach ``name``, give it the payload indexes of the declared fields, then
         bring it up to date with the ledger (adds only with an ``embedder`` of its vectors).
-        CollectionMissing or CollectionHeld: not joined."""
+        CollectionMissing, CollectionHeld or OlderStore (written by an older carsearch): not
+        joined."""
+        try:
+            store_format.check(name, self.engine.metadata(name))
+        except OlderStore:
+            with self._lock:
+                self._older.add(name)
+            raise
         with self._lock:
             self._joined.setdefault(name, False)
         try:
@@ -98,6 +109,8 @@ class ServedCollections:
                 self.join(name, own)
             except (CollectionMissing, CollectionHeld) as exc:
                 logger.debug("%s not joined yet: %s", name, exc)
+            except OlderStore as exc:
+                logger.warning("%s", exc)
         for name in self.joined - set(candidates):
             self._leave(name)
         self.engine.release(set(candidates) | self.joined)
@@ -140,7 +153,8 @@ class ServedCollections:
     def serving(self, version: str) -> str:
         """The collection to read these vectors from: the live one, or the previous one (during
         a rollout, or until this process has joined the new live one). Looked up at most every
-        ``SERVING_TTL_S``; IndexNotReady when none holds them."""
+        ``SERVING_TTL_S``; IndexNotReady when none holds them, OlderStore when the one that does
+        was written by an older carsearch."""
         now = time.monotonic()
         cached = self._serving.get(version)
         if cached is not None and now - cached[0] < SERVING_TTL_S:
@@ -151,6 +165,8 @@ class ServedCollections:
             raise IndexNotReady(f"no collection holds vectors of {version}")
         joined = self.joined
         name = next((n for n in holding if n in joined), holding[0])
+        if name in self._older:
+            raise OlderStore(name)
         with self._lock:
             if cached is not None and cached[1] != name:
                 logger.info("vectors %s now served from %s", version, name)

@@ -11,7 +11,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app import problems
 from app.deps import store
+from app.domain_errors import ANSWERED, problem_of
 from app.services import Services
+from indexer import OlderStore
 
 router = APIRouter(tags=["health"])
 
@@ -29,20 +31,25 @@ async def readyz(request: Request) -> JSONResponse:
     model = services.model
     body: dict[str, Any] = {
         "model_loaded": True,
-        "model_version": model.version,
-        "model_engine": model.embedder.engine_name,
+        "embedding_version": model.version,
+        "inference_backend": model.embedder.engine_name,
+        "model_version": model.version,  # deprecated: embedding_version's old name
+        "model_engine": model.embedder.engine_name,  # deprecated: inference_backend's
         "int8_check": model.int8_check,
         "indexing": services.indexing.snapshot(),
         "uptime_s": round(time.time() - services.started, 1),
     }
     try:  # one store call
         status = await store(services, services.index.status, model.version)
-        body |= {"engine": status.engine, "live_collection": status.live}
+        body |= {"store_engine": status.engine, "live_collection": status.live}
+        body["engine"] = status.engine  # deprecated: store_engine's old name
         body["gate"] = {"live": status.live_gate, "previous": status.previous_gate}
         body |= {"store_reachable": True, "collection": status.serving}
         body["points"] = status.points if status.serving is not None else 0
-    except problems.Problem:
-        body |= {"store_reachable": False, "collection": None, "points": None}
+    except ANSWERED as exc:
+        reachable = isinstance(exc, OlderStore)  # it answered: with a collection not served
+        body |= {"store_reachable": reachable, "collection": None, "points": None}
+        body["store_problem"] = problem_of(exc).detail
     ready = body["store_reachable"] and body["collection"] is not None
     body["ready"] = ready
     headers = None if ready else {"Retry-After": "5"}

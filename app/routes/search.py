@@ -141,7 +141,7 @@ async def embed(
     model = services.model
     vector = await embed_upload(services, model, image, region(box))
     return EmbedResponse(
-        vector=[float(v) for v in vector], dim=len(vector), model_version=model.version
+        vector=[float(v) for v in vector], dim=len(vector), embedding_version=model.version
     )
 
 

@@ -529,7 +529,7 @@ async function refreshStatus() {
     if (idx.state === "running") text += " · indexing " + idx.done + "/" + idx.total;
     if (idx.state === "waiting") text += " · waiting for the vector store";
     if (body.store_reachable === false) text += " · vector store unreachable";
-    if (body.model_version) text += " · model " + body.model_version;
+    if (body.embedding_version) text += " · model " + body.embedding_version;
     $("#status").textContent = text;
     if (idx.state === "running" || idx.state === "waiting" || !body.ready) {
       setTimeout(() => { refreshStatus(); refreshFacets(); }, 2000);

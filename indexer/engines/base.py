@@ -145,7 +145,7 @@ class VectorStore(Protocol):
     def create(self, name: str, dim: int, bulk: bool = False) -> None:
         """A collection for ``dim``-d unit vectors with the payload indexes of the settings'
         fields (``bulk``: an engine may build them at ``seal`` instead, after the bulk of the
-        writes)."""
+        writes), its metadata stamped with the store format (``indexer.store_format``)."""
 
     def index_fields(self, name: str) -> None:
         """Add the payload indexes the collection lacks (attributes declared since it was

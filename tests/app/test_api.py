@@ -241,7 +241,7 @@ def test_health_ready_metrics_and_page(served: tuple[TestClient, Path]) -> None:
     client, _ = served
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz").json()
-    assert ready["ready"] and ready["model_version"].startswith("efficientnetlite0")
+    assert ready["ready"] and ready["embedding_version"].startswith("efficientnetlite0")
     page = client.get("/")
     assert page.status_code == 200 and "carsearch" in page.text
     assert "http" not in page.text.replace("http-equiv", "")  # no CDN: every asset is local
@@ -305,8 +305,8 @@ def test_a_replica_started_after_a_rollout(tmp_path: Path, follow: bool) -> None
         ready = client.get("/readyz").json()
         assert ready["live_collection"] == new_collection
         expected = (new.version, new_collection) if follow else (old.version, old_collection)
-        assert (ready["model_version"], ready["collection"]) == expected
+        assert (ready["embedding_version"], ready["collection"]) == expected
         data = (gallery / "Audi_TTS_Coupe_2012" / "2.jpg").read_bytes()
         body = client.post("/api/v1/search", files={"image": ("q.jpg", data)}).json()
         assert body["hits"][0]["score"] == pytest.approx(1.0, abs=1e-3)
-        assert body["model_version"] == expected[0]
+        assert body["embedding_version"] == expected[0]

@@ -116,7 +116,7 @@ def test_embed_returns_the_vector_carsearch_embed_computes(served: tuple[TestCli
     body = client.post("/api/v1/embed", files={"image": ("q.jpg", data)}).json()
     local = Embedder(load_or_default(ModelSettings().model_dir), engine="torch").embed([data])[0]
     assert body["dim"] == len(body["vector"]) == 1280
-    assert body["model_version"] == client.get("/readyz").json()["model_version"]
+    assert body["embedding_version"] == client.get("/readyz").json()["embedding_version"]
     np.testing.assert_allclose(body["vector"], local, atol=1e-4)
 
 

@@ -34,7 +34,7 @@ def _wait(client: TestClient, engine: str, gated: list[Any]) -> dict[str, Any]:
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         ready = client.get("/readyz").json()
-        if ready["indexing"]["state"] == "done" and gated and ready["model_engine"] == engine:
+        if ready["indexing"]["state"] == "done" and gated and ready["inference_backend"] == engine:
             return ready  # type: ignore[no-any-return]
         time.sleep(0.5)
     raise AssertionError(f"no {engine} engine in time: {ready}")
@@ -68,13 +68,13 @@ def test_default_model_runs_the_gate_once_and_keeps_its_verdict(
         data = next(gallery.rglob("*.jpg")).read_bytes()
         r = client.post("/api/v1/search", files={"image": ("q.jpg", data)})
         assert r.status_code == 200 and r.json()["hits"]
-        assert r.json()["model_version"].endswith(f"-{precision}")
+        assert r.json()["embedding_version"].endswith(f"-{precision}")
     graph = int8_graph_path(build_model(), tmp_path / "d" / "onnx")
     assert graph.is_file() == faster and rejection_path(graph).is_file() != faster
     assert len(gated) == 1 and "gallery classes" in gated[0]
     with TestClient(create_app(settings)) as client:  # the next start: the verdict is known
         ready = client.get("/readyz").json()
-        assert ready["model_engine"] == engine
+        assert ready["inference_backend"] == engine
     assert len(gated) == 1  # not run again
 
 
@@ -109,9 +109,12 @@ def test_a_service_runs_the_live_collections_model_at_the_collections_precision(
     settings = AppSettings(**store, model_dir=Path("zero-shot"), int8=False)
     with TestClient(create_app(settings)) as client:
         ready = client.get("/readyz").json()
-        assert (ready["model_version"], ready["model_engine"]) == (built.version, "onnx-int8")
+        assert (ready["embedding_version"], ready["inference_backend"]) == (
+            built.version,
+            "onnx-int8",
+        )
         assert ready["live_collection"] == live and ready["points"] == 9
         data = next(gallery.rglob("*.jpg")).read_bytes()
         body = client.post("/api/v1/search", files={"image": ("q.jpg", data)}).json()
-        assert body["model_version"] == built.version
+        assert body["embedding_version"] == built.version
         assert body["hits"][0]["score"] == pytest.approx(1, abs=1e-3)

@@ -65,3 +65,15 @@ def test_every_multipart_body_is_flat_with_binary_files(tmp_path: Path) -> None:
     search = schemas["Body_search"]
     assert {"image", "limit", "make", "group_by"} <= set(search["properties"])
     assert search["required"] == []  # image, or images
+
+
+def test_model_version_is_a_deprecated_name_of_the_embedding_version(tmp_path: Path) -> None:
+    from app.schemas import EmbedResponse
+
+    schemas = _spec(tmp_path)["components"]["schemas"]
+    for name in ("SearchResponse", "EmbedResponse", "Car"):
+        properties = schemas[name]["properties"]
+        assert "deprecated" not in properties["embedding_version"], name
+        assert properties["model_version"]["deprecated"] is True, name
+    body = EmbedResponse(vector=[1.0], dim=1, embedding_version="m-1-2-int8").model_dump()
+    assert body["model_version"] == body["embedding_version"] == "m-1-2-int8"

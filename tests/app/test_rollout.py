@@ -116,7 +116,7 @@ def test_rollout_beside_the_service_loses_nothing_and_fails_no_query(
     service: tuple[TestClient, AppSettings, Path], tmp_path: Path
 ) -> None:
     client, settings, gallery = service
-    old_version = _ready(client)["model_version"]
+    old_version = _ready(client)["embedding_version"]
     new = save_model(build_model(head="linear", embedding_dim=1280), tmp_path / "new")
     new_version = embedding_version(new, "float32")  # the service runs PyTorch
     query = (gallery / "BMW_M3_Coupe_2012" / "1.jpg").read_bytes()
@@ -130,7 +130,7 @@ def test_rollout_beside_the_service_loses_nothing_and_fails_no_query(
             if r.status_code != 200:
                 failures.append(f"{r.status_code} {r.text[:200]}")
             else:
-                answered.append(r.json()["model_version"])
+                answered.append(r.json()["embedding_version"])
 
     def add(seed: int) -> str:
         r = client.post(
@@ -164,7 +164,7 @@ def test_rollout_beside_the_service_loses_nothing_and_fails_no_query(
         _, err = build.communicate(timeout=240)
         assert build.returncode == 0, err
         moved = time.monotonic()
-        body = _wait(client, lambda b: b["model_version"] == new_version, seconds=10)
+        body = _wait(client, lambda b: b["embedding_version"] == new_version, seconds=10)
         switch_s = time.monotonic() - moved
         after = add(7004)
         deadline = time.monotonic() + 30  # more queries on the new model
@@ -188,7 +188,7 @@ def test_rollout_beside_the_service_loses_nothing_and_fails_no_query(
     assert body["collection"] == body["live_collection"] and body["points"] == 9 - 1 + 3
     for seed, car in ((7001, before), (7003, during), (7004, after)):
         hit = client.post("/api/v1/search", files={"image": ("q.jpg", _jpeg(seed))}).json()
-        assert hit["model_version"] == new_version
+        assert hit["embedding_version"] == new_version
         assert hit["hits"][0]["id"] == car and hit["hits"][0]["score"] == pytest.approx(1, abs=1e-3)
     for gone in (doomed, gallery_victim):
         assert client.get(f"/api/v1/cars/{gone}").status_code == 404
@@ -240,8 +240,8 @@ def test_a_killed_rollout_build_leaves_the_old_model_serving(
         assert time.monotonic() < deadline, "the model follower stopped"
         time.sleep(0.02)
     after = _ready(client)
-    assert (after["model_version"], after["collection"], after["points"]) == (
-        ready["model_version"],
+    assert (after["embedding_version"], after["collection"], after["points"]) == (
+        ready["embedding_version"],
         ready["collection"],
         9,
     )
@@ -254,7 +254,7 @@ def test_a_killed_rollout_build_leaves_the_old_model_serving(
     )
     assert rerun.returncode == 0, rerun.stderr
     assert "resuming" in rerun.stderr
-    _wait(client, lambda b: b["model_version"] == new_version and b["points"] == 9, seconds=10)
+    _wait(client, lambda b: b["embedding_version"] == new_version and b["points"] == 9, seconds=10)
 
 
 @pytest.mark.slow
@@ -278,10 +278,10 @@ def test_the_services_own_rebuild_after_a_model_change_keeps_answering(tmp_path:
             r = client.post("/api/v1/search", files={"image": ("q.jpg", query)})
             assert r.status_code == 200, r.text
             assert r.json()["hits"][0]["score"] == pytest.approx(1, abs=1e-3)
-            seen.add(r.json()["model_version"])
-            if r.json()["model_version"] == new_version:
+            seen.add(r.json()["embedding_version"])
+            if r.json()["embedding_version"] == new_version:
                 break
-        assert seen == {old["model_version"], new_version}
+        assert seen == {old["embedding_version"], new_version}
 
 
 def test_serve_without_a_model_keeps_the_live_model_for_its_gallery(tmp_path: Path) -> None:
@@ -306,26 +306,25 @@ def test_serve_without_a_model_keeps_the_live_model_for_its_gallery(tmp_path: Pa
     )
     with TestClient(create_app(settings)) as client:
         body = _wait(client, lambda b: b["indexing"]["state"] == "done")
-    assert (body["model_version"], body["live_collection"], body["points"]) == (
+    assert (body["embedding_version"], body["live_collection"], body["points"]) == (
         tuned.version,
         live,
         10,
     )
 
 
-def test_a_store_of_an_earlier_model_identity_is_rebuilt_at_start_keeping_its_uploads(
+def test_a_collection_of_an_older_store_format_is_rebuilt_at_start_keeping_its_uploads(
     tmp_path: Path,
 ) -> None:
-    """A live collection named by the model version alone (as carsearch named them before
-    embedding versions) cannot be served; a service started with ``--gallery`` rebuilds it
-    at start, past no quality gate, with the cars added through the API."""
+    """A live collection written by an older carsearch (another store format) is not served;
+    a service started with ``--gallery`` rebuilds it at start, past no quality gate, with the
+    cars added through the API."""
     from app.registry import make_embedder
     from carembed.artifact import load_or_default
     from carembed.images import load_image_with_size
-    from indexer.engines.base import NewPoint
     from indexer.index import CarIndex
     from indexer.payload import CarFields, Listing
-    from indexer.versions import AliasState, new_collection_name
+    from indexer.store_format import FORMAT_KEY, STORE_FORMAT
 
     gallery = make_gallery(tmp_path / "gallery")
     settings = AppSettings(gallery=gallery, qdrant_path=tmp_path / "q", data_dir=tmp_path / "d")
@@ -339,19 +338,14 @@ def test_a_store_of_an_earlier_model_identity_is_rebuilt_at_start_keeping_its_up
     vector = embedder.embed([photo])[0]
     car = CarFields(make="Audi", model="TT", year=2011)
     added = index.add_photo(embedder.version, photo, "jpg", size, vector, car, Listing())
-    legacy = new_collection_name(index.alias, embedder.model_version)
-    index.engine.create(legacy, embedder.dim)
-    ids = [pid for pid, _ in index.engine.scroll(current, [])]
-    cars = index.engine.retrieve(current, ids, with_vectors=True)
-    index.engine.upsert(legacy, [NewPoint(c.id, c.vector or [], c.payload) for c in cars])
-    index.engine.aliases.move(index.state(), AliasState(index.alias, legacy))
-    index.engine.drop(current)
+    older = index.engine.metadata(current) | {FORMAT_KEY: STORE_FORMAT - 1}
+    index.engine.set_metadata(current, older)
     index.close()
 
     with TestClient(create_app(settings)) as client:
         body = _wait(client, lambda b: b["indexing"]["state"] == "done")
-        assert body["live_collection"] != legacy and body["points"] == 10
-        assert body["model_version"] == embedder.version
+        assert body["live_collection"] != current and body["points"] == 10
+        assert body["embedding_version"] == embedder.version
         r = client.post("/api/v1/search", files={"image": ("q.jpg", photo)})
         assert r.status_code == 200 and r.json()["hits"][0]["id"] == added.id
 
@@ -363,7 +357,7 @@ def test_a_car_added_after_a_same_model_rollout_survives_the_rollback(
     """Serve; rebuild with the same model in another process (the alias moves); add a car,
     edit one and delete one; roll back in another process: all three writes hold."""
     client, settings, gallery = service
-    version = _ready(client)["model_version"]
+    version = _ready(client)["embedding_version"]
     store = _cli(settings, gallery, tmp_path)[-6:]  # the store, alias and data dir arguments
     assert store[0] in ("--qdrant-url", "--qdrant-path")
     scene(4242).save(gallery / "BMW_M3_Coupe_2012" / "new.jpg")  # the rebuild makes a new one
@@ -374,7 +368,7 @@ def test_a_car_added_after_a_same_model_rollout_survives_the_rollback(
     )
     assert built.returncode == 0, built.stderr
     moved = _wait(client, lambda b: b["collection"] == b["live_collection"] and b["points"] == 10)
-    assert moved["model_version"] == version
+    assert moved["embedding_version"] == version
     r = client.post(
         "/api/v1/cars",
         files={"image": ("c.jpg", _jpeg(8001))},

@@ -49,15 +49,15 @@ def test_a_zero_shot_store_keeps_its_model_until_rebuilt_with_the_shipped_one(
     shipped = embedding_version(load_model(shipped_model_dir()).version(), "float32")
     with TestClient(create_app(AppSettings(model_dir=Path(ZERO_SHOT), **common))) as client:
         _wait(client, lambda b: b["indexing"]["state"] == "done" and b["points"] == 9)
-        assert client.get("/readyz").json()["model_version"] == zero_shot
+        assert client.get("/readyz").json()["embedding_version"] == zero_shot
 
     with TestClient(create_app(AppSettings(model_dir=None, **common))) as client:
         body = _wait(client, lambda b: b["indexing"]["state"] == "done")
-        assert body["model_version"] == zero_shot
+        assert body["embedding_version"] == zero_shot
         assert body["points"] == 9
         photo = (gallery / "BMW_M3_Coupe_2012" / "1.jpg").read_bytes()
         hits = client.post("/api/v1/search", files={"image": ("q.jpg", photo, "image/jpeg")})
-        assert hits.status_code == 200 and hits.json()["model_version"] == zero_shot
+        assert hits.status_code == 200 and hits.json()["embedding_version"] == zero_shot
 
         env = {k: v for k, v in os.environ.items() if k != "CARSEARCH_MODEL_DIR"}
         command = [sys.executable, "-m", "carsearch", "index", "--gallery", str(gallery)]
@@ -66,7 +66,7 @@ def test_a_zero_shot_store_keeps_its_model_until_rebuilt_with_the_shipped_one(
         data += ["--no-gate"]  # the shipped model trained on these classes: nothing to judge on
         subprocess.run([*command, *store, *data], env=env, check=True, timeout=600)
 
-        body = _wait(client, lambda b: b["model_version"] == shipped)
+        body = _wait(client, lambda b: b["embedding_version"] == shipped)
         assert body["points"] == 9
         hits = client.post("/api/v1/search", files={"image": ("q.jpg", photo, "image/jpeg")})
-        assert hits.status_code == 200 and hits.json()["model_version"] == shipped
+        assert hits.status_code == 200 and hits.json()["embedding_version"] == shipped

@@ -72,7 +72,7 @@ def test_the_readme_loop_beside_a_running_service_with_the_gate_on(
     train = quick_train_args(shapes, tmp_path / "better", tmp_path / "c", tmp_path / "runs", 3)
     trained = _carsearch(env, *train)
     assert trained.returncode == 0, trained.stderr
-    better = json.loads((tmp_path / "better" / "config.json").read_text())["model_version"]
+    better = json.loads((tmp_path / "better" / "config.json").read_text())["embedding_version"]
     settings = AppSettings(
         **store,  # type: ignore[arg-type]
         data_dir=tmp_path / "d",
@@ -86,10 +86,12 @@ def test_the_readme_loop_beside_a_running_service_with_the_gate_on(
 
         def serving(version: str) -> dict[str, Any] | None:
             body: dict[str, Any] = client.get("/readyz").json()
-            return body if body["model_version"] == version and body["ready"] else None
+            return body if body["embedding_version"] == version and body["ready"] else None
 
         shipped = client.get("/readyz").json()
-        assert shipped["model_engine"] == "onnx-int8" and shipped["model_version"].endswith("-int8")
+        assert shipped["inference_backend"] == "onnx-int8" and shipped[
+            "embedding_version"
+        ].endswith("-int8")
         car = client.post(
             "/api/v1/cars",
             files={"image": ("c.png", (gallery / "Shape19 Sedan 2012" / "0.png").read_bytes())},
@@ -123,7 +125,7 @@ def test_the_readme_loop_beside_a_running_service_with_the_gate_on(
 
         back = _carsearch(env, "index", "rollback")
         assert back.returncode == 0, back.stderr
-        wait_until(lambda: serving(shipped["model_version"]), what="the rolled-back model")
+        wait_until(lambda: serving(shipped["embedding_version"]), what="the rolled-back model")
 
         passed = _carsearch(env, *index, "--model", str(tmp_path / "better"))
         assert passed.returncode == 0, passed.stderr

@@ -599,25 +599,29 @@ def test_a_recalibrated_model_keeps_its_collection_and_its_stored_copy_follows(
     assert config is not None and config["training"]["calibration"]["temperature"] == 0.05
 
 
-def test_a_collection_of_an_earlier_model_identity_is_rebuilt_not_served(
+def test_a_collection_of_an_older_store_format_is_refused_and_rebuilt_whole(
     index: CarIndex, gallery: Path, small_embedder: Embedder
 ) -> None:
-    """A collection named by the model version alone (before embedding versions): no model is
-    loaded for it, and a full build replaces it."""
-    from indexer.versions import new_collection_name
+    """A collection stamped with another store format is neither joined, served, synced in
+    place nor reused: a full build embeds every photo again and replaces it without the
+    quality gate."""
+    from indexer.build import update_incremental
+    from indexer.store_format import FORMAT_KEY, STORE_FORMAT, OlderStore
 
-    legacy = new_collection_name(index.alias, small_embedder.model_version)
-    index.engine.create(legacy, small_embedder.dim)
-    state = index.state()
-    index.engine.aliases.move(state, state.promoted(legacy))
-    with pytest.raises(IndexNotReady):
+    older = index.build(small_embedder, gallery, progress=False).collection
+    assert index.engine.metadata(older)[FORMAT_KEY] == STORE_FORMAT
+    index.engine.set_metadata(older, index.engine.metadata(older) | {FORMAT_KEY: 2})
+    with pytest.raises(OlderStore, match="older carsearch: rebuild with `carsearch index"):
+        index.served.join(older, small_embedder)
+    with pytest.raises(OlderStore):
         index.serving(small_embedder.version)
-    # No quality gate either: it would judge a collection nothing can serve any more (and
-    # refuse this gallery, too small to judge).
-    built = index.build(small_embedder, gallery, progress=False, gate=GatePolicy()).collection
-    assert index.state().live == built != legacy
+    with pytest.raises(OlderStore):
+        update_incremental(index.engine, small_embedder, gallery, index.alias, progress=False)
+    report = index.build(small_embedder, gallery, progress=False, gate=GatePolicy())
+    assert index.state().live == report.collection != older
+    assert report.indexed == report.total_points > 0 and report.unchanged == 0  # none copied
     assert index.status().live_gate is None
-    assert index.serving(small_embedder.version) == built
+    assert index.serving(small_embedder.version) == report.collection
 
 
 def test_a_snapshot_is_the_servers_file_or_a_clear_refusal(

@@ -45,6 +45,7 @@ from indexer.fields import CAR_ID
 from indexer.grouping import Grouped, car_beam, groups_by_fetching
 from indexer.payload import CarFilter, StoredCar
 from indexer.settings import StoreSettings
+from indexer.store_format import stamp
 
 logger = logging.getLogger(__name__)
 
@@ -111,10 +112,11 @@ class EdgeEngine:
         """``bulk``: the payload indexes are built at ``seal``, before HNSW (writes are faster
         without them)."""
         shard = self._qe.EdgeShard.create(str(self._path(name)), self._config(dim))
-        with self._lock:
-            self._shards[name] = shard
         if not bulk:
             self._index_payload(shard)
+        self.set_metadata(name, stamp())
+        with self._lock:  # from here on another thread may let it go (``release``)
+            self._shards[name] = shard
 
     def _index_payload(self, shard: Any) -> None:
         types = self._qe.PayloadSchemaType
@@ -253,7 +255,10 @@ class EdgeEngine:
         self, name: str, where: CarFilter, limit: int, after: str | None
     ) -> tuple[list[StoredCar], str | None]:
         request = self._qe.ScrollRequest(
-            offset=after, limit=limit, filter=translated.filter_of(self._qe, where), with_payload=True
+            offset=after,
+            limit=limit,
+            filter=translated.filter_of(self._qe, where),
+            with_payload=True,
         )
         with self._shard(name) as shard:
             records, following = shard.scroll(request)

@@ -29,6 +29,7 @@ from indexer.fields import CAR_ID
 from indexer.grouping import Grouped, car_beam, group_by
 from indexer.payload import CarFilter, StoredCar
 from indexer.settings import StoreSettings
+from indexer.store_format import stamp
 
 if TYPE_CHECKING:
     from qdrant_client import QdrantClient
@@ -83,6 +84,7 @@ class ServerEngine:
             ),
             **params,
         )
+        self.set_metadata(name, stamp())
         self._index(name, set())
 
     def index_fields(self, name: str) -> None:
