@@ -16,10 +16,10 @@ from typing import Any, TypeVar
 
 import numpy as np
 from PIL import Image
-from pydantic import Field
+from pydantic import Field, Json, TypeAdapter
 
 from app.car_schemas import AddedCar, NewCar
-from app.deps import decoding, json_field, store
+from app.deps import JSON_OBJECT, decoding, json_field, store
 from app.problems import Problem
 from app.registry import ServingModel
 from app.routes.images import jpeg_thumbnail
@@ -107,9 +107,9 @@ def checked(services: Services, car: C) -> C:
 
 def new_car(services: Services, fields: dict[str, Any], attributes: str | None) -> NewCar:
     """A car from form fields and an ``attributes`` field holding a JSON object."""
-    given = json_field("attributes", attributes)
+    given = json_field("attributes", attributes, JSON_OBJECT)
     try:
-        car = NewCar.model_validate(fields | {"attributes": {} if given is None else given})
+        car = NewCar.model_validate(fields | {"attributes": given or {}})
     except ValueError as exc:
         raise Problem(422, "invalid-request", "Invalid car", str(exc)) from exc
     return checked(services, car)
@@ -122,22 +122,18 @@ class BatchCar(NewCar):
     views: list[str | None] | None = None
 
 
+BATCH_CARS: TypeAdapter[list[BatchCar]] = TypeAdapter(Json[list[BatchCar]])
+
+
 def new_cars(services: Services, text: str | None, photos: int) -> list[BatchCar]:
     """The ``cars`` field of a batch add: a JSON array of car objects, each taking the next
     ``photos`` (default 1) of the photos sent, in order; without it, one car per photo."""
-    given = json_field("cars", text)
+    given = json_field("cars", text, BATCH_CARS)
     if given is None:
         return [BatchCar() for _ in range(photos)]
-    if not isinstance(given, list) or not given:
+    if not given:
         raise Problem(422, "invalid-request", "Invalid cars", "cars is a JSON array of cars")
-    cars = []
-    for position, entry in enumerate(given):
-        try:
-            cars.append(checked(services, BatchCar.model_validate(entry)))
-        except ValueError as exc:
-            raise Problem(
-                422, "invalid-request", "Invalid car", f"cars[{position}]: {exc}"
-            ) from exc
+    cars = [checked(services, car) for car in given]
     if sum(c.photos for c in cars) != photos:
         raise Problem(
             422,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 import time
 import uuid
 from collections.abc import Callable
@@ -15,6 +14,7 @@ from typing import Annotated, Any, Concatenate, ParamSpec, TypeVar
 
 import numpy as np
 from fastapi import Depends, File, Form, Header, Request, UploadFile
+from pydantic import Json, TypeAdapter, ValidationError
 
 from app.identification import MAX_QUERY_PHOTOS
 from app.problems import Problem, unavailable
@@ -118,19 +118,31 @@ async def store(services: Services, call: Callable[P, T], *args: P.args, **kwarg
         raise unavailable("the vector store did not answer in time") from exc
 
 
-def json_field(name: str, text: str | None) -> Any:
-    """A form or query field that holds JSON, parsed (None when not sent)."""
+JSON_OBJECT: TypeAdapter[dict[str, Any]] = TypeAdapter(Json[dict[str, Any]])
+
+
+def json_field(name: str, text: str | None, shape: TypeAdapter[T]) -> T | None:
+    """A form or query field that holds JSON, parsed and validated by ``shape`` (an adapter of
+    pydantic's ``Json[...]``; None when not sent); a 422 that names the field otherwise."""
     if text is None or not text.strip():
         return None
     try:
-        return json.loads(text)
-    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
-        raise Problem(422, "invalid-request", "Invalid JSON", f"{name} is not valid JSON") from exc
+        parsed = shape.validate_python(text)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"])
+        if error["type"] == "json_invalid":
+            detail = f"{name} is not valid JSON ({error['msg']})"
+        else:
+            detail = f"{name}{where}: {error['msg']}"
+        raise Problem(422, "invalid-request", f"Invalid {name}", detail) from exc
+    return parsed
 
 
 def conditions(services: Services, text: str | None) -> tuple[Condition, ...]:
     """The conditions of a ``filter`` field."""
-    return services.index.fields.parse_filter(json_field("filter", text))
+    given = json_field("filter", text, JSON_OBJECT)
+    return services.index.fields.parse_filter(given)
 
 
 async def on_serving(

@@ -288,3 +288,24 @@ def test_search_with_filters_and_refinement(api: tuple[TestClient, Path]) -> Non
     assert search(query, negative=",".join([MISSING] * 11)).status_code == 422
     assert search(query, positive="not-an-id").status_code == 422
     _problem(search(query, filter=json.dumps({"price": "x"})), 422, "price")
+
+
+def test_json_fields_are_validated_whole_and_name_the_bad_part(
+    api: tuple[TestClient, Path],
+) -> None:
+    client, _ = api
+    before = client.get("/api/v1/cars").json()["cars"]
+    photo = io.BytesIO()
+    scene(7100).save(photo, format="JPEG")
+    files = [("images", ("a.jpg", photo.getvalue(), "image/jpeg"))]
+    wrong_type = client.post(
+        "/api/v1/cars/batch", files=files, data={"cars": '[{"year": "old"}]'}, headers=WRITE
+    )
+    _problem(wrong_type, 422, "cars[0].year")
+    not_a_list = client.post(
+        "/api/v1/cars/batch", files=files, data={"cars": '{"make": "A"}'}, headers=WRITE
+    )
+    _problem(not_a_list, 422, "valid list")
+    not_an_object = client.get("/api/v1/cars", params={"filter": "[1, 2]"})
+    _problem(not_an_object, 422, "valid dictionary")
+    assert client.get("/api/v1/cars").json()["cars"] == before  # nothing added
