@@ -69,7 +69,7 @@ async def _gate(services: Services, stop: threading.Event) -> None:
     if not (
         settings.int8
         and settings.engine == "auto"
-        and embedder.engine_name == "onnx"  # the float32 graph on the CPU
+        and embedder.backend == "onnx"  # the float32 graph on the CPU
         and embedder.model.source_dir is None  # the zero-shot model: no folder
         and settings.gallery is not None
     ):

@@ -21,10 +21,10 @@ import numpy as np
 from app.batcher import MicroBatcher
 from app.metrics import Metrics
 from app.settings import AppSettings
+from carembed.backends import MissingGraph
 from carembed.calibration import Calibration, calibration_of
 from carembed.cpu import cpu_description
 from carembed.embedder import Embedder
-from carembed.engines import MissingGraph
 from carembed.identity import Precision, parse_embedding_version
 from carembed.int8_files import int8_check, int8_graph_path
 from carembed.model import CarEmbeddingModel
@@ -222,7 +222,7 @@ class ModelRegistry:
         async def stop_later() -> None:
             await asyncio.sleep(self.settings.model_retire_s)
             await model.batcher.stop()
-            logger.info("model %s (%s) unloaded", model.version, model.embedder.engine_name)
+            logger.info("model %s (%s) unloaded", model.version, model.embedder.backend)
 
         self._retiring.add(asyncio.ensure_future(stop_later()))
 

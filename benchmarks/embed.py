@@ -74,7 +74,7 @@ def main() -> None:
     for name, model in models:
         for engine in args.engines:
             embedder = Embedder(model, engine=engine, onnx_dir=onnx_dir)
-            engine = embedder.engine_name if engine == "auto" else engine
+            engine = embedder.backend if engine == "auto" else engine
             start = time.perf_counter()
             arrays = np.stack([embedder.prepare(p) for p in paths])
             decode = len(paths) / (time.perf_counter() - start)

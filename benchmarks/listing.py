@@ -60,13 +60,13 @@ def main() -> None:
     parser.add_argument("--page", type=int, default=1000, help="cars per browse page")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    engine_name = args.engine or ("server" if os.environ.get("QDRANT_URL") else "edge")
+    backend = args.engine or ("server" if os.environ.get("QDRANT_URL") else "edge")
 
     vectors, classes, queries, _ = synthetic_cars(args.points, args.queries, 0)
     rng = np.random.default_rng(1)
     prices = rng.uniform(1000, 60000, args.points).round(-2)
     work = Path(tempfile.mkdtemp(prefix="carsearch-listing-"))
-    index = CarIndex.open(_settings(engine_name, work))
+    index = CarIndex.open(_settings(backend, work))
     engine = index.engine
     name = new_collection_name("bench", "bench")
     engine.create(name, DIM, bulk=True)
@@ -130,7 +130,7 @@ def main() -> None:
         return round(float(np.percentile(ms, 50)), 2)
 
     figures = {
-        "engine": engine_name,
+        "engine": backend,
         "points": args.points,
         "facet_p50_ms": p50(facet_ms),
         "facet_p99_ms": round(float(np.percentile(facet_ms, 99)), 2),
@@ -144,7 +144,7 @@ def main() -> None:
     logger.info(
         "%s, %d cars: facets p50 %.2f ms, price-range search p50 %.2f ms, refined search p50 "
         "%.2f ms, walk of %d ids in %.1f s (each once: %s)",
-        engine_name,
+        backend,
         args.points,
         figures["facet_p50_ms"],
         figures["price_filtered_p50_ms"],

@@ -161,7 +161,7 @@ def main() -> None:
     service_env = {"CARSEARCH_INT8": "false" if args.float32 else "true"}  # graphs: its data dir
     if args.model is not None:
         service_env["CARSEARCH_MODEL_DIR"] = str(args.model)
-    if auto.engine_name == "onnx-int8":
+    if auto.backend == "onnx-int8":
         bare["int8"] = _bare_batch1(auto, one)
     for name, seconds in bare.items():
         logger.info(
@@ -170,7 +170,7 @@ def main() -> None:
             1e3 * seconds,
             1 / seconds,
         )
-    logger.info("the service runs the %s engine", auto.engine_name)
+    logger.info("the service runs the %s engine", auto.backend)
 
     store_args = ["--qdrant-path", str(work / "qdrant"), "--data-dir", str(work / "data")]
     runs: dict[str, Figures] = {}

@@ -100,11 +100,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    engine_name = args.engine or ("server" if os.environ.get("QDRANT_URL") else "edge")
+    backend = args.engine or ("server" if os.environ.get("QDRANT_URL") else "edge")
 
     vectors, classes, queries, query_classes = synthetic_cars(args.points, args.queries, args.seed)
     work = Path(tempfile.mkdtemp(prefix="carsearch-store-"))
-    if engine_name == "edge":
+    if backend == "edge":
         settings = StoreSettings(qdrant_path=work / "qdrant", alias="bench")
     else:
         settings = StoreSettings(
@@ -156,7 +156,7 @@ def main() -> None:
         engine.drop(name)
         index.close()
     figures = {
-        "engine": engine_name,
+        "engine": backend,
         "points": args.points,
         "dim": DIM,
         "insert_per_s": round(args.points / insert_s, 1),
@@ -170,7 +170,7 @@ def main() -> None:
     logger.info(
         "%s, %d points: insert %.0f pts/s, HNSW %.1f s, query p50 %.2f ms / p99 %.2f ms, "
         "filtered p50 %.2f ms, recall@10 %.3f",
-        engine_name,
+        backend,
         args.points,
         figures["insert_per_s"],
         hnsw_s,

@@ -20,8 +20,8 @@ from safetensors.torch import load_file, save_file
 
 from carembed.atomic import replace_durably
 from carembed.backbones import BackboneError, get_backbone
+from carembed.backends import graph_version
 from carembed.config import FORMAT_VERSION, ModelConfig
-from carembed.engines import graph_version
 from carembed.model import CarEmbeddingModel, build_model
 
 logger = logging.getLogger(__name__)

@@ -17,9 +17,9 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+from carembed.backends import Backend, BackendName, MissingGraph, OnnxBackend, TorchBackend
 from carembed.choices import EngineChoice
 from carembed.cpu import cpu_description, int8_sums
-from carembed.engines import Engine, EngineName, MissingGraph, OnnxEngine, TorchEngine
 from carembed.identity import Precision, embedding_version
 from carembed.images import ImageError, ImageLimits, ImageSource, load_image_with_size
 from carembed.int8_files import int8_check, int8_graph_path
@@ -103,7 +103,7 @@ def _collate(items: list[_Item]) -> _Collated:
     return [i for i, _ in good], torch.from_numpy(arrays), [p[1] for _, p in good], failures
 
 
-def resolve_engine(engine: EngineChoice, device: str | torch.device) -> EngineName:
+def resolve_backend(engine: EngineChoice, device: str | torch.device) -> BackendName:
     """``auto``: ONNX Runtime on CPU (the Embedder prefers the int8 graph when the model has
     one that passed the quality gate), PyTorch on a GPU."""
     if engine != "auto":
@@ -159,15 +159,15 @@ class Embedder:
         self.batch_size = batch_size
         self.limits = limits or ImageLimits()
         self.model_version = model.version()
-        self.engine_name = resolve_engine(engine, self.device)
-        self.engine = self._engine(engine, onnx_dir, threads, channels_last, int8, precision)
-        self.precision: Precision = "int8" if self.engine_name == "onnx-int8" else "float32"
+        self.backend = resolve_backend(engine, self.device)
+        self.runner = self._runner(engine, onnx_dir, threads, channels_last, int8, precision)
+        self.precision: Precision = "int8" if self.backend == "onnx-int8" else "float32"
         if precision is not None and precision != self.precision:
-            raise MissingGraph(f"{self.engine_name} on {self.device} makes no {precision} vectors")
+            raise MissingGraph(f"{self.backend} on {self.device} makes no {precision} vectors")
         self.version = embedding_version(self.model_version, self.precision)
         """The embedding version: which vectors this embedder makes (``carembed.identity``)."""
 
-    def _engine(
+    def _runner(
         self,
         engine: EngineChoice,
         onnx_dir: Path,
@@ -175,26 +175,26 @@ class Embedder:
         channels_last: bool,
         int8: bool,
         precision: Precision | None,
-    ) -> Engine:
-        if self.engine_name == "torch":
-            return TorchEngine(self.model, self.device, channels_last)
+    ) -> Backend:
+        if self.backend == "torch":
+            return TorchBackend(self.model, self.device, channels_last)
         if self.device.type != "cpu":
-            raise ValueError("the onnx engines run on the CPU; use --engine torch on a GPU")
+            raise ValueError("the onnx backends run on the CPU; use --engine torch on a GPU")
         required = engine == "onnx-int8" or precision == "int8"
         if required or (engine == "auto" and int8 and precision != "float32"):
             # An int8 graph exists only when it passed the quality gate.
             graph = int8_graph_path(self.model, onnx_dir)
             try:
-                found = OnnxEngine(self.model, self.model_version, onnx_dir, threads, graph)
+                found = OnnxBackend(self.model, self.model_version, onnx_dir, threads, graph)
             except MissingGraph:
                 if required:
                     raise
             else:
                 if required or _checked_here(graph):
-                    self.engine_name = "onnx-int8"
+                    self.backend = "onnx-int8"
                     return found
-        self.engine_name = "onnx"
-        return OnnxEngine(self.model, self.model_version, onnx_dir, threads)
+        self.backend = "onnx"
+        return OnnxBackend(self.model, self.model_version, onnx_dir, threads)
 
     @property
     def preprocessing(self) -> Preprocessing:
@@ -209,7 +209,7 @@ class Embedder:
         out = np.empty((len(batch), self.dim), dtype=np.float32)
         for start in range(0, len(batch), self.batch_size):
             chunk = batch[start : start + self.batch_size]
-            out[start : start + len(chunk)] = self.engine(chunk)
+            out[start : start + len(chunk)] = self.runner(chunk)
         return out
 
     def prepare(self, source: ImageSource | Image.Image) -> np.ndarray:

@@ -1,5 +1,5 @@
 """Where a model's int8 graph and a failed int8 check's figures are kept, and the check's
-figures recorded in the graph (read by the engines, written by ``carembed.quantize``)."""
+figures recorded in the graph (read by the inference backends, written by ``carembed.quantize``)."""
 
 from __future__ import annotations
 

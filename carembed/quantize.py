@@ -21,10 +21,10 @@ import numpy as np
 
 from carembed.artifact import load_or_default
 from carembed.atomic import replace_durably, write_atomically
+from carembed.backends import Backend, OnnxBackend
 from carembed.cpu import cpu_description, int8_sums
 from carembed.datasets import CarRecord, read_dataset
 from carembed.embedder import Embedder
-from carembed.engines import Engine, OnnxEngine
 from carembed.int8_files import (
     CHECK_KEY,
     QuantizationReport,
@@ -127,23 +127,23 @@ INT8_MARGIN = 0.005
 """The most R-Precision the int8 graph may lose against float32 on the check's photos."""
 
 
-def _embed(engine: Engine, arrays: np.ndarray, batch: int = 32) -> np.ndarray:
-    return np.concatenate([engine(arrays[i : i + batch]) for i in range(0, len(arrays), batch)])
+def _embed(backend: Backend, arrays: np.ndarray, batch: int = 32) -> np.ndarray:
+    return np.concatenate([backend(arrays[i : i + batch]) for i in range(0, len(arrays), batch)])
 
 
 def _score(
-    fp32: Embedder, int8: Engine, evaluation: Sequence[CarRecord], checked_on: str
+    fp32: Embedder, int8: Backend, evaluation: Sequence[CarRecord], checked_on: str
 ) -> QuantizationReport:
     """Both graphs' speed and R-Precision on ``evaluation``, here (no verdict yet)."""
     arrays = np.stack([fp32.prepare(r.path) for r in evaluation])
     _, labels = np.unique([r.class_name for r in evaluation], return_inverse=True)
     speed = arrays[:SPEED_BATCH]
     return QuantizationReport(
-        fp32_img_s=measure_rate(fp32.engine, speed),
+        fp32_img_s=measure_rate(fp32.runner, speed),
         int8_img_s=measure_rate(int8, speed),
-        fp32_batch1_img_s=measure_rate(fp32.engine, speed[:1], repeats=20),
+        fp32_batch1_img_s=measure_rate(fp32.runner, speed[:1], repeats=20),
         int8_batch1_img_s=measure_rate(int8, speed[:1], repeats=20),
-        fp32_r_precision=retrieval_metrics(_embed(fp32.engine, arrays), labels)["r_precision"],
+        fp32_r_precision=retrieval_metrics(_embed(fp32.runner, arrays), labels)["r_precision"],
         int8_r_precision=retrieval_metrics(_embed(int8, arrays), labels)["r_precision"],
         checked_on=checked_on,
         cpu=cpu_description(),
@@ -172,8 +172,8 @@ def check_int8(
     target = int8_graph_path(model, onnx_dir)
     staged = target.with_name(f".{target.name}.partial")
     logger.info("quantizing %s with %d calibration photos", fp32.version, len(calibration_arrays))
-    quantize_static_int8(fp32.engine.path, staged, calibration_arrays)  # type: ignore[attr-defined]
-    int8 = OnnxEngine(model, fp32.model_version, onnx_dir, None, int8_graph=staged)
+    quantize_static_int8(fp32.runner.path, staged, calibration_arrays)  # type: ignore[attr-defined]
+    int8 = OnnxBackend(model, fp32.model_version, onnx_dir, None, int8_graph=staged)
 
     report = _score(fp32, int8, evaluation, checked_on)
     report.decide(max_drop)
@@ -244,7 +244,7 @@ def recheck_int8(
     model = load_or_default(model_dir)
     fp32 = Embedder(model, engine="onnx", onnx_dir=onnx_dir)
     graph = int8_graph_path(model, onnx_dir)
-    int8 = OnnxEngine(model, fp32.model_version, onnx_dir, None, int8_graph=graph)
+    int8 = OnnxBackend(model, fp32.model_version, onnx_dir, None, int8_graph=graph)
     evaluation, _, checked_on = _evaluation(data, split)
     report = _score(fp32, int8, evaluation, checked_on)
     report.decide(max_drop)

@@ -90,7 +90,7 @@ def _model_flip(args: argparse.Namespace) -> int:
 
 
 def _model_quantize(args: argparse.Namespace) -> int:
-    from carembed.engines import MissingGraph
+    from carembed.backends import MissingGraph
     from carembed.quantize import INT8_MARGIN, quantize_and_check, recheck_int8
 
     margin = INT8_MARGIN if args.max_drop is None else args.max_drop

@@ -56,7 +56,7 @@ class RolloutGate:
         if live is None or model is None:
             return None
         # ONNX Runtime makes int8 vectors; float32 ones come from the engine this build uses.
-        on_torch = live.precision == "float32" and self.embedder.engine_name == "torch"
+        on_torch = live.precision == "float32" and self.embedder.backend == "torch"
         embedder = Embedder(
             model,
             device=self.embedder.device if on_torch else "cpu",

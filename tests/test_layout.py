@@ -15,7 +15,7 @@ def test_app_and_indexer_import_without_training_or_lightning() -> None:
     code = (
         "import sys, app.main, app.routes.cars, app.routes.search, app.routes.health, "
         "indexer.build, indexer.index, indexer.engines.edge.store, "
-        "indexer.engines.qdrant_server.store, carembed.artifact, carembed.engines, carsearch.cli\n"
+        "indexer.engines.qdrant_server.store, carembed.artifact, carembed.backends, carsearch.cli\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
         "('training', 'lightning', 'pytorch_lightning', 'pytorch_metric_learning'))\n"
         "assert not bad, bad\n"

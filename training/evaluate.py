@@ -84,7 +84,7 @@ def evaluate(
     report: dict[str, Any] = {
         **metrics,
         "model_version": embedder.version,
-        "engine": embedder.engine_name,
+        "engine": embedder.backend,
         "test_time_flip": embedder.model.config.test_time_flip,
         "model_dir": str(model_dir) if model_dir else None,
         "split": split,
@@ -105,7 +105,7 @@ def evaluate(
         report["zero_shot"] = {
             **retrieval_metrics(zs_vectors, zs_labels, ks=CURVE_KS),
             "model_version": zero_shot.version,
-            "engine": zero_shot.engine_name,
+            "engine": zero_shot.backend,
         }
         curves["zero-shot"] = report["zero_shot"]
     out.mkdir(parents=True, exist_ok=True)

@@ -65,7 +65,7 @@ def _forward(
         try:
             import onnxruntime as ort
 
-            from carembed.engines import export_module, session_options
+            from carembed.backends import export_module, session_options
 
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / "extractor.onnx"

@@ -32,9 +32,9 @@ async def readyz(request: Request) -> JSONResponse:
     body: dict[str, Any] = {
         "model_loaded": True,
         "embedding_version": model.version,
-        "inference_backend": model.embedder.engine_name,
+        "inference_backend": model.embedder.backend,
         "model_version": model.version,  # deprecated: embedding_version's old name
-        "model_engine": model.embedder.engine_name,  # deprecated: inference_backend's
+        "model_engine": model.embedder.backend,  # deprecated: inference_backend's
         "int8_check": model.int8_check,
         "indexing": services.indexing.snapshot(),
         "uptime_s": round(time.time() - services.started, 1),

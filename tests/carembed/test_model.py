@@ -12,8 +12,8 @@ from safetensors.torch import save_file
 from carembed.artifact import ArtifactError, load_model, load_or_default, save_model
 from carembed.backbones import OFFLINE, BackboneError, get_backbone
 from carembed.backbones.weights import file_sha256, read_state_dict
+from carembed.backends import MissingGraph
 from carembed.embedder import Embedder
-from carembed.engines import MissingGraph
 from carembed.identity import EmbeddingVersion, embedding_version, parse_embedding_version
 from carembed.model import CarEmbeddingModel, build_model
 from tests.conftest import scene

@@ -21,9 +21,9 @@ from carembed.artifact import (
     load_or_default,
     shipped_model_dir,
 )
+from carembed.backends import graph_version
 from carembed.cpu import int8_sums
 from carembed.embedder import Embedder
-from carembed.engines import graph_version
 from carembed.int8_files import CHECK_KEY, int8_check
 from carembed.model import build_model
 from carembed.quantize import INT8_MARGIN, recheck_int8, stamp
@@ -160,9 +160,9 @@ def test_its_int8_graph_keeps_within_the_margin_wherever_auto_runs_it(tmp_path: 
     assert match, report.checked_on
     auto = Embedder(load_or_default(None), engine="auto", onnx_dir=tmp_path)
     if not report.holds_here():
-        assert auto.engine_name == "onnx"
+        assert auto.backend == "onnx"
         return
-    assert auto.engine_name == "onnx-int8"
+    assert auto.backend == "onnx-int8"
     here = recheck_int8(None, DATASET, match.group(1), tmp_path)
     assert here.checked_on.endswith(f"({match.group(2)} photos)")
     assert here.fp32_r_precision - here.int8_r_precision < INT8_MARGIN
@@ -184,8 +184,8 @@ def test_auto_runs_float32_where_the_cpu_sums_int8_products_otherwise(
     )
     model = load_model(folder)
     with caplog.at_level("WARNING"):
-        assert Embedder(model, engine="auto", onnx_dir=tmp_path).engine_name == "onnx"
+        assert Embedder(model, engine="auto", onnx_dir=tmp_path).backend == "onnx"
     assert "--check-only" in caplog.text and other in caplog.text
-    assert Embedder(model, engine="onnx-int8", onnx_dir=tmp_path).engine_name == "onnx-int8"
+    assert Embedder(model, engine="onnx-int8", onnx_dir=tmp_path).backend == "onnx-int8"
     required = Embedder(model, engine="auto", onnx_dir=tmp_path, precision="int8")
-    assert required.engine_name == "onnx-int8"
+    assert required.backend == "onnx-int8"

@@ -651,7 +651,7 @@ def test_a_stored_model_copy_takes_the_int8_graph_its_model_gains(
     from onnx import helper
 
     from carembed.artifact import INT8_FILE, load_model, save_model
-    from carembed.engines import VERSION_KEY
+    from carembed.backends import VERSION_KEY
 
     folder = tmp_path / "model"
     version = save_model(build_model("mobilenet_v2", head="linear", embedding_dim=8), folder)

@@ -245,7 +245,7 @@ def test_int8_gate_keeps_the_graph_only_when_faster_and_as_accurate(
 ) -> None:
     from carembed import quantize as quantization
     from carembed.artifact import INT8_FILE, save_model
-    from carembed.engines import MissingGraph
+    from carembed.backends import MissingGraph
     from carembed.int8_files import int8_check
     from carembed.quantize import quantize_and_check
 
@@ -263,7 +263,7 @@ def test_int8_gate_keeps_the_graph_only_when_faster_and_as_accurate(
     assert check is not None and check.kept and check.int8_img_s == 200.0
     auto = Embedder(load_model(model_dir), engine="auto", onnx_dir=onnx)
     fp32 = Embedder(load_model(model_dir), engine="auto", onnx_dir=onnx, int8=False)
-    assert (auto.engine_name, fp32.engine_name) == ("onnx-int8", "onnx")
+    assert (auto.backend, fp32.backend) == ("onnx-int8", "onnx")
     import onnxruntime as ort
 
     arrays = np.stack([fp32.prepare(p) for p in images])
@@ -283,15 +283,15 @@ def test_int8_gate_keeps_the_graph_only_when_faster_and_as_accurate(
 
     copy = tmp_path / "copy"  # a copy of the model (as stored with the index) keeps its graph
     save_model(load_model(model_dir), copy)
-    assert Embedder(load_model(copy), engine="auto", onnx_dir=onnx).engine_name == "onnx-int8"
+    assert Embedder(load_model(copy), engine="auto", onnx_dir=onnx).backend == "onnx-int8"
     flipped = load_model(model_dir)  # another version: the graph is not its own
     flipped.update_config(test_time_flip=True)
-    assert Embedder(flipped, engine="auto", onnx_dir=onnx).engine_name == "onnx"
+    assert Embedder(flipped, engine="auto", onnx_dir=onnx).backend == "onnx"
 
     monkeypatch.setattr(quantization, "measure_rate", stub_rates(int8=90.0, fp32=100.0))
     assert not quantize_and_check(model_dir, shapes, "val", onnx, max_drop=1).kept
     assert not graph.exists()  # slower: removed
-    assert Embedder(load_model(model_dir), engine="auto", onnx_dir=onnx).engine_name == "onnx"
+    assert Embedder(load_model(model_dir), engine="auto", onnx_dir=onnx).backend == "onnx"
     monkeypatch.setattr(quantization, "measure_rate", stub_rates(int8=200.0, fp32=100.0))
     assert not quantize_and_check(model_dir, shapes, "val", onnx, max_drop=-1).kept
     assert not graph.exists()  # faster but less accurate than allowed

@@ -1,4 +1,5 @@
-"""Inference engines for the servable model: eager PyTorch, or ONNX Runtime on CPU.
+"""Inference backends for the servable model: eager PyTorch, or ONNX Runtime on CPU (the store
+engines are another thing: ``indexer.engines``).
 
 The ONNX graph holds the whole embedding (backbone, pooling, head, L2 normalisation) with a
 dynamic batch axis. It is built once from the model's weights and cached as
@@ -24,15 +25,15 @@ from carembed.model import CarEmbeddingModel
 
 logger = logging.getLogger(__name__)
 
-EngineName = Literal["torch", "onnx", "onnx-int8"]
+BackendName = Literal["torch", "onnx", "onnx-int8"]
 VERSION_KEY = "carsearch_model_version"
 
 
-class Engine(Protocol):
+class Backend(Protocol):
     def __call__(self, batch: np.ndarray) -> np.ndarray: ...
 
 
-class TorchEngine:
+class TorchBackend:
     """Eager PyTorch in ``inference_mode``; channels_last on CPU convolutions."""
 
     def __init__(self, model: CarEmbeddingModel, device: torch.device, channels_last: bool) -> None:
@@ -117,7 +118,7 @@ def graph_version(path: Path) -> str | None:
     return next((p.value for p in graph.metadata_props if p.key == VERSION_KEY), None)
 
 
-class OnnxEngine:
+class OnnxBackend:
     """ONNX Runtime, CPU execution provider; one session per engine (per process). The
     float32 graph is built on demand in ``onnx_dir``; an ``int8_graph`` is only ever read."""
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from carembed.backbones import OFFLINE
-from carembed.embedder import Embedder, resolve_engine
+from carembed.embedder import Embedder, resolve_backend
 from carembed.model import build_model
 from tests.conftest import scene
 
@@ -97,9 +97,9 @@ def test_corrupt_or_stale_onnx_is_rebuilt(tmp_path: Path) -> None:
 
 
 def test_engine_choice() -> None:
-    assert resolve_engine("auto", "cpu") == "onnx"
-    assert resolve_engine("auto", "cuda") == "torch"
-    assert resolve_engine("torch", "cpu") == "torch"
+    assert resolve_backend("auto", "cpu") == "onnx"
+    assert resolve_backend("auto", "cuda") == "torch"
+    assert resolve_backend("torch", "cpu") == "torch"
 
 
 def test_engine_by_cli_flag_and_setting(
