@@ -33,7 +33,7 @@ import httpx
 import numpy as np
 from service import Service
 
-from app.int8 import gate_photos
+from app.int8 import check_photos
 from carembed.artifact import load_or_default
 from carembed.datasets import read_dataset
 from carembed.embedder import Embedder
@@ -147,7 +147,7 @@ def main() -> None:
     model = load_or_default(args.model)
     fp32 = Embedder(model, engine="onnx", onnx_dir=onnx_dir)
     if not args.float32 and model.source_dir is None:  # as the service on its first start
-        scored, calibration = gate_photos(records)
+        scored, calibration = check_photos(records)
         check_int8(model, onnx_dir, scored, calibration, f"{len(scored)} gallery photos")
     # The gallery is indexed with the vectors the service makes (its embedding version).
     auto = Embedder(model, engine="auto", onnx_dir=onnx_dir, int8=not args.float32)

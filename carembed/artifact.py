@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
-INT8_FILE = "model.int8.onnx"  # optional: the int8 graph that passed the quality gate
+INT8_FILE = "model.int8.onnx"  # optional: the int8 graph that passed the int8 check
 ZERO_SHOT = "zero-shot"
 """The model name (``--model zero-shot``) of the ImageNet backbone without fine-tuning."""
 

@@ -105,7 +105,7 @@ def _collate(items: list[_Item]) -> _Collated:
 
 def resolve_backend(engine: EngineChoice, device: str | torch.device) -> BackendName:
     """``auto``: ONNX Runtime on CPU (the Embedder prefers the int8 graph when the model has
-    one that passed the quality gate), PyTorch on a GPU."""
+    one that passed the int8 check), PyTorch on a GPU."""
     if engine != "auto":
         return engine
     return "onnx" if torch.device(device).type == "cpu" else "torch"
@@ -151,7 +151,7 @@ class Embedder:
         """``precision``: the graph the vectors must come from (an index's collection of int8
         vectors is searched with int8 vectors: MissingGraph when the model has no int8 graph);
         None: ``engine`` auto on the CPU runs the int8 graph when ``int8`` and the graph passed
-        the quality gate, float32 otherwise."""
+        the int8 check, float32 otherwise."""
         if threads:
             torch.set_num_threads(threads)
         self.device = torch.device(device)
@@ -182,7 +182,7 @@ class Embedder:
             raise ValueError("the onnx backends run on the CPU; use --engine torch on a GPU")
         required = engine == "onnx-int8" or precision == "int8"
         if required or (engine == "auto" and int8 and precision != "float32"):
-            # An int8 graph exists only when it passed the quality gate.
+            # An int8 graph exists only when it passed the int8 check.
             graph = int8_graph_path(self.model, onnx_dir)
             try:
                 found = OnnxBackend(self.model, self.model_version, onnx_dir, threads, graph)

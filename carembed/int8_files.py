@@ -23,12 +23,12 @@ def int8_graph_path(model: CarEmbeddingModel, onnx_dir: Path) -> Path:
 
 
 def rejection_path(graph: Path) -> Path:
-    """Where a failed gate leaves its figures, so that it is not run again for this model."""
+    """Where a failed check leaves its figures, so that it is not run again for this model."""
     return graph.with_name(graph.name.removesuffix(".onnx") + ".rejected.json")
 
 
 class QuantizationReport(BaseModel):
-    """The quality gate's figures (photos/s at batch 1 and 16, R-Precision) and verdict."""
+    """The int8 check's figures (photos/s at batch 1 and 16, R-Precision) and verdict."""
 
     fp32_img_s: float
     int8_img_s: float
@@ -60,7 +60,7 @@ class QuantizationReport(BaseModel):
 
 
 def int8_check(path: Path) -> QuantizationReport | None:
-    """The gate's figures stored in an int8 graph (None: no graph, or none recorded)."""
+    """The int8 check's figures stored in an int8 graph (None: no graph, or none recorded)."""
     import onnx
 
     if not path.is_file():

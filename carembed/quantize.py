@@ -1,12 +1,12 @@
-"""Static int8 quantization of the ONNX graph, calibrated on real car photos, and its quality
-gate.
+"""Static int8 quantization of the ONNX graph, calibrated on real car photos, and its int8
+check.
 
-The int8 graph is kept only when it passed the quality gate: faster than the float32 graph at
+The int8 graph is kept only when it passed the int8 check: faster than the float32 graph at
 batch 1 and at batch 16, and less than ``max_drop`` R-Precision lost on class-labelled photos
 (``carsearch train`` checks at export, ``carsearch model quantize`` on demand). It lives beside
 the weights (``<model folder>/model.int8.onnx``, so it travels with the model and its copies in
 the index), or ``<onnx_dir>/<version>.int8.onnx`` for the zero-shot model; the graph carries the
-model version and the gate's figures. ``--engine auto`` runs it unless ``CARSEARCH_INT8=false``.
+model version and the check's figures. ``--engine auto`` runs it unless ``CARSEARCH_INT8=false``.
 """
 
 from __future__ import annotations
@@ -211,8 +211,8 @@ def quantize_and_check(
     calibration_images: int = 256,
     max_drop: float = INT8_MARGIN,
 ) -> QuantizationReport:
-    """``carsearch model quantize``: the gate on ``split`` of ``data``, calibrated on its other
-    photos."""
+    """``carsearch model quantize``: the int8 check on ``split`` of ``data``, calibrated on its
+    other photos."""
     evaluation, others, checked_on = _evaluation(data, split)
     return check_int8(
         load_or_default(model_dir),

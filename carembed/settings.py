@@ -33,8 +33,8 @@ class ModelSettings(BaseSettings):
     threads: int | None = None
     int8: bool = Field(
         True,
-        description="engine auto on CPU runs the model's int8 graph when it passed the quality "
-        "gate (carsearch train / carsearch model quantize); false: always float32",
+        description="engine auto on CPU runs the model's int8 graph when it passed the int8 "
+        "check (carsearch train / carsearch model quantize); false: always float32",
     )
     max_pixels: int = Field(
         40_000_000, gt=0, description="larger images are refused from their header, undecoded"
