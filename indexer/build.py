@@ -2,7 +2,7 @@
 the live collection. The alias rules are in ``indexer.versions``; the engine does the I/O.
 
 What a collection should hold is the gallery's usable photos plus the cars added through the
-API (``indexer.uploads``), minus what was deleted through the API, with payloads as the gallery
+API (``indexer.ledger``), minus what was deleted through the API, with payloads as the gallery
 describes them now. Point ids come from image contents, so an interrupted build is resumed by
 writing only what is missing.
 """
@@ -26,8 +26,8 @@ from indexer.engines.base import CollectionHeld, Engine, NewPoint, StoreError, V
 from indexer.fields import FieldSchema
 from indexer.gallery import GalleryItem, GalleryScan, scan_gallery
 from indexer.gate import GATE_KEY
+from indexer.ledger import Ledger
 from indexer.reconcile import Reconciled
-from indexer.uploads import UploadLedger
 from indexer.versions import (
     embedding_version_of,
     new_collection_name,
@@ -54,7 +54,7 @@ def _unchanged(
     engine: VectorStore,
     live: str,
     scan: GalleryScan,
-    ledger: UploadLedger | None,
+    ledger: Ledger | None,
     schema: FieldSchema,
 ) -> list[GalleryItem] | None:
     """If ``live`` holds exactly what it should (the gallery as it was described when it was
@@ -99,7 +99,7 @@ def _sync(
     collection: str,
     embedder: Embedder,
     scan: GalleryScan,
-    ledger: UploadLedger | None,
+    ledger: Ledger | None,
     schema: FieldSchema,
     *,
     num_workers: int,
@@ -200,7 +200,7 @@ def build_full(
     embedder: Embedder,
     gallery: Path,
     alias: str,
-    ledger: UploadLedger | None = None,
+    ledger: Ledger | None = None,
     schema: FieldSchema | None = None,
     *,
     num_workers: int = 0,
@@ -313,7 +313,7 @@ def update_incremental(
     embedder: Embedder,
     gallery: Path,
     alias: str,
-    ledger: UploadLedger | None = None,
+    ledger: Ledger | None = None,
     schema: FieldSchema | None = None,
     *,
     num_workers: int = 0,

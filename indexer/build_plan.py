@@ -17,6 +17,7 @@ from carembed.images import ImageError
 from indexer.copies import CopySignal, signal_of
 from indexer.fields import CAR_ID, FieldSchema
 from indexer.gallery import GalleryItem, GalleryScan
+from indexer.ledger import AddedPhoto, Ledger
 from indexer.payload import (
     EDITABLE,
     CarPayload,
@@ -27,7 +28,6 @@ from indexer.payload import (
     record_fields,
     reindexed,
 )
-from indexer.uploads import Upload, UploadLedger
 from indexer.writes import Todo, upload_todo
 
 PayloadFor = Callable[[StoredCar], CarPayload]
@@ -39,13 +39,13 @@ class Desired:
     """What a collection should hold."""
 
     items: list[GalleryItem]  # the gallery's photos, less those deleted or added through the API
-    uploads: dict[str, Upload]  # id -> car added through the API, still there (edited)
+    uploads: dict[str, AddedPhoto]  # id -> car added through the API, still there (edited)
     tombstones: set[str]
     edits: dict[str, dict[str, Any]]  # car id -> the car's edit
     schema: FieldSchema
 
     @classmethod
-    def of(cls, scan: GalleryScan, ledger: UploadLedger | None, schema: FieldSchema) -> Desired:
+    def of(cls, scan: GalleryScan, ledger: Ledger | None, schema: FieldSchema) -> Desired:
         dead = ledger.tombstones() if ledger else set()
         uploads = {u.id: u for u in (ledger.uploads() if ledger else []) if u.id not in dead}
         # A photo added through the API that the gallery also holds is the car added: its
@@ -110,7 +110,7 @@ def _copied_gallery(
     return gallery_payload(fields | signal, item.sha256, _size(car), version)
 
 
-def _copied_upload(upload: Upload, version: str, car: StoredCar) -> CarPayload:
+def _copied_upload(upload: AddedPhoto, version: str, car: StoredCar) -> CarPayload:
     return reindexed(upload.payload, _size(car), version)
 
 
@@ -119,7 +119,7 @@ LEDGER_FIELDS = (*EDITABLE, CAR_ID, "view", "source", "path", "sha256")
 collection's)."""
 
 
-def _ledger_fields(upload: Upload) -> dict[str, Any]:
+def _ledger_fields(upload: AddedPhoto) -> dict[str, Any]:
     stored = upload.payload.to_payload()
     return {name: stored.get(name) for name in LEDGER_FIELDS}
 
@@ -138,7 +138,7 @@ def plan_sync(
     vectors of ``version``; ``reusable`` (id -> source) lists the points of a collection of the
     same embedding version whose vectors are copied instead of embedded again.
 
-    Upload points the ledger has no record of are kept (never dropped silently) unless deleted
+    AddedPhoto points the ledger has no record of are kept (never dropped silently) unless deleted
     through the API; gallery points whose photo is gone are deleted."""
     plan = SyncPlan(keep={i.id for i in desired.items} | set(desired.uploads))
     plan.keep |= {

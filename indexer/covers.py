@@ -46,7 +46,7 @@ class IndexedCar:
 
 
 Locking = Callable[[str], contextlib.AbstractContextManager[None]]
-"""A car's write lock (``UploadLedger.writing``)."""
+"""A car's write lock (``Ledger.writing``)."""
 
 
 def photos_of(store: VectorStore, collection: str, car_ids: list[str]) -> list[StoredCar]:

@@ -21,13 +21,13 @@ from indexer.engines.base import CollectionHeld, CollectionMissing, Engine, Quer
 from indexer.fields import CAR_ID
 from indexer.gate import GATE_KEY, GatePolicy
 from indexer.grouping import Grouped
+from indexer.ledger import Ledger
 from indexer.listing import Listings
 from indexer.model_copies import ModelCopies
 from indexer.payload import CarFields, CarFilter, Listing, StoredCar
 from indexer.rollout_gate import RolloutGate
 from indexer.served import IndexNotReady, ServedCollections
 from indexer.settings import StoreSettings
-from indexer.uploads import UploadLedger
 from indexer.versions import AliasState, embedding_version_of
 from indexer.writes import BatchHook, IndexReport
 
@@ -56,7 +56,7 @@ class CarIndex:
 
     def __init__(self, engine: Engine, settings: StoreSettings) -> None:
         self.engine, self.settings, self.alias = engine, settings, settings.alias
-        self.ledger = UploadLedger(settings.layout)
+        self.ledger = Ledger(settings.layout)
         self.served = ServedCollections(engine, self.alias, self.ledger)
         self.models = ModelCopies(engine.model_copies, settings.layout.models)
         self.fields = settings.fields()

@@ -1,7 +1,7 @@
 """Every path under the data folder (``CARSEARCH_DATA_DIR``, default ``data``), shared by the
 service replicas and the commands: one owner, so the CLI and the service use the same caches.
 
-    uploads/<sha256>.<ext|json>   cars added through the API (``indexer.uploads``)
+    uploads/<sha256>.<ext|json>   cars added through the API (``indexer.ledger``)
     uploads/quarantine/           upload records found without their photo
     tombstones.json               cars deleted through the API
     edits/<car id>.json           edits made through the API

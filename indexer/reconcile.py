@@ -14,8 +14,8 @@ from indexer.covers import settle_all
 from indexer.density import with_density
 from indexer.engines.base import NewPoint, VectorStore, in_batches
 from indexer.fields import CAR_ID
+from indexer.ledger import Ledger
 from indexer.payload import edit_changes, reindexed
-from indexer.uploads import UploadLedger
 from indexer.versions import embedding_version_of
 
 logger = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ class Reconciled:
 
 
 def reconcile(
-    store: VectorStore, collection: str, ledger: UploadLedger, embedder: Embedder | None
+    store: VectorStore, collection: str, ledger: Ledger, embedder: Embedder | None
 ) -> Reconciled:
     """Delete the cars deleted through the API, give edited cars their edits and, when
     ``embedder`` makes this collection's vectors, add the cars added through the API that it
@@ -71,7 +71,7 @@ def reconcile(
 def _add_missing(
     store: VectorStore,
     collection: str,
-    ledger: UploadLedger,
+    ledger: Ledger,
     embedder: Embedder,
     known: set[str],
     done: Reconciled,

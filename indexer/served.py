@@ -25,10 +25,10 @@ from carembed.embedder import Embedder
 from indexer import store_format
 from indexer.covers import photos_of
 from indexer.engines.base import CollectionHeld, CollectionMissing, Engine
+from indexer.ledger import Ledger
 from indexer.payload import StoredCar
 from indexer.reconcile import Reconciled, reconcile
 from indexer.store_format import OlderStore
-from indexer.uploads import UploadLedger
 from indexer.versions import AliasState, embedding_version_of, stale_collections
 
 logger = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ class IndexNotReady(LookupError):
 
 
 class ServedCollections:
-    def __init__(self, engine: Engine, alias: str, ledger: UploadLedger) -> None:
+    def __init__(self, engine: Engine, alias: str, ledger: Ledger) -> None:
         self.engine, self.alias, self.ledger = engine, alias, ledger
         self._joined: dict[str, bool] = {}
         """Joined collections -> whether their adds were caught up too (by this process)."""

@@ -11,8 +11,8 @@ from pathlib import Path
 from carembed.embedder import Embedder
 from indexer.density import with_density
 from indexer.engines.base import NewPoint, VectorStore
+from indexer.ledger import AddedPhoto
 from indexer.payload import CarPayload, reindexed
-from indexer.uploads import Upload
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class Todo:
     upload: bool = False
 
 
-def upload_todo(upload: Upload, version: str) -> Todo:
+def upload_todo(upload: AddedPhoto, version: str) -> Todo:
     return Todo(
         upload.id,
         upload.photo,

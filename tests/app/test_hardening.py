@@ -175,9 +175,9 @@ def test_a_full_disk_is_a_clear_507_and_leaves_nothing_half_written(
         path.unlink()
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    import indexer.uploads
+    import indexer.ledger
 
-    monkeypatch.setattr(indexer.uploads, "write_atomically", full)
+    monkeypatch.setattr(indexer.ledger, "write_atomically", full)
     r = served.post(
         "/api/v1/cars", files={"image": ("c.jpg", _jpeg(77))}, headers={"X-API-Key": KEY}
     )

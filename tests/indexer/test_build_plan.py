@@ -11,6 +11,7 @@ from carembed.datasets import CarRecord
 from indexer.build_plan import Desired, plan_sync, still_current
 from indexer.fields import FieldSchema
 from indexer.gallery import GalleryItem
+from indexer.ledger import AddedPhoto
 from indexer.payload import (
     CarFields,
     Listing,
@@ -19,7 +20,6 @@ from indexer.payload import (
     record_fields,
     upload_payload,
 )
-from indexer.uploads import Upload
 
 V = "mobilenetv2-identity-000000000000-f32"
 
@@ -29,11 +29,13 @@ def _item(name: str, class_name: str = "BMW M3 Coupe 2012") -> GalleryItem:
     return GalleryItem(record, hashlib.sha256(name.encode()).hexdigest())
 
 
-def _upload(name: str) -> Upload:
+def _upload(name: str) -> AddedPhoto:
     sha = hashlib.sha256(name.encode()).hexdigest()
     car = CarFields(make="Audi", model="TT", year=2011)
     payload = upload_payload(point_id(sha), car, Listing(), sha, (10, 10), V)
-    return Upload(point_id(sha), Path(f"/u/{sha}.jpg"), payload.model_copy(update={"path": "u"}))
+    return AddedPhoto(
+        point_id(sha), Path(f"/u/{sha}.jpg"), payload.model_copy(update={"path": "u"})
+    )
 
 
 def _stored(item: GalleryItem, schema: FieldSchema) -> dict[str, Any]:
@@ -103,7 +105,7 @@ def test_desired_of_leaves_out_gallery_photos_added_through_the_api(tmp_path: Pa
     from carembed.datasets import read_dataset
     from indexer.gallery import scan_gallery
     from indexer.layout import DataLayout
-    from indexer.uploads import UploadLedger
+    from indexer.ledger import Ledger
     from tests.conftest import scene
 
     folder = tmp_path / "gallery" / "BMW_M3_Coupe_2012"
@@ -114,7 +116,7 @@ def test_desired_of_leaves_out_gallery_photos_added_through_the_api(tmp_path: Pa
     scan = scan_gallery(tmp_path / "gallery")
     data = (folder / "0.jpg").read_bytes()
     sha = hashlib.sha256(data).hexdigest()
-    ledger = UploadLedger(DataLayout(tmp_path / "data"))
+    ledger = Ledger(DataLayout(tmp_path / "data"))
     lada = upload_payload(point_id(sha), CarFields(make="Lada"), Listing(), sha, (1, 1), V)
     ledger.add(data, "jpg", lada)
     desired = Desired.of(scan, ledger, FieldSchema({}))

@@ -6,15 +6,15 @@ import hashlib
 from pathlib import Path
 
 from indexer.layout import DataLayout
+from indexer.ledger import Ledger
 from indexer.payload import CarFields, Listing, point_id, upload_payload
-from indexer.uploads import UploadLedger
 from tests.indexer.conftest import jpeg
 
 V = "mobilenetv2-identity-000000000000-f32"
 
 
-def _ledger_with(tmp_path: Path, seeds: list[int]) -> tuple[UploadLedger, list[str]]:
-    ledger, ids = UploadLedger(DataLayout(tmp_path / "data")), []
+def _ledger_with(tmp_path: Path, seeds: list[int]) -> tuple[Ledger, list[str]]:
+    ledger, ids = Ledger(DataLayout(tmp_path / "data")), []
     for seed in seeds:
         data = jpeg(seed)
         sha = hashlib.sha256(data).hexdigest()

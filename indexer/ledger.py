@@ -40,7 +40,7 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class Upload:
+class AddedPhoto:
     """A photo added through the API: its point id, its file, its payload (with its car id)."""
 
     id: str
@@ -61,17 +61,17 @@ def record_of(photo: Path) -> Path:
     return photo.with_suffix(".json")
 
 
-def _read(record: Path) -> Upload:
+def _read(record: Path) -> AddedPhoto:
     """The upload a record describes (a record without a car id is a car of its own photo);
     FileNotFoundError, or ValueError when unreadable."""
     payload = CarPayload.model_validate_json(record.read_bytes())
     sha = payload.sha256 or ""
     car_id = payload.car_id or point_id(sha)
     payload = payload.model_copy(update={"car_id": car_id})
-    return Upload(photo_id(car_id, sha), record.parent / (payload.path or ""), payload)
+    return AddedPhoto(photo_id(car_id, sha), record.parent / (payload.path or ""), payload)
 
 
-class UploadLedger:
+class Ledger:
     def __init__(self, layout: DataLayout) -> None:
         self.layout = layout
         self.uploads_dir = layout.uploads
@@ -95,7 +95,7 @@ class UploadLedger:
         digest = hashlib.sha256(external_id.encode()).hexdigest()
         return locked(self.layout.locks / f"external-{digest[:2]}.lock")
 
-    def add(self, data: bytes, suffix: str, payload: CarPayload) -> Upload:
+    def add(self, data: bytes, suffix: str, payload: CarPayload) -> AddedPhoto:
         """Keep a photo of the car ``payload.car_id`` (``suffix``: its format's file suffix)
         and its payload, both written atomically (call within ``writing(car_id)``), and lift a
         tombstone of the same photo of the same car."""
@@ -104,7 +104,7 @@ class UploadLedger:
         pid = photo_id(payload.car_id, payload.sha256)
         payload = payload.model_copy(update={"path": f"{pid}.{suffix}"})
         self.uploads_dir.mkdir(parents=True, exist_ok=True)
-        upload = Upload(pid, self.uploads_dir / f"{pid}.{suffix}", payload)
+        upload = AddedPhoto(pid, self.uploads_dir / f"{pid}.{suffix}", payload)
         write_atomically(upload.photo, data)
         write_atomically(upload.record, payload.model_dump_json().encode())
         with self._locked():
@@ -154,7 +154,7 @@ class UploadLedger:
         edits = {car_id: self.edit_of(car_id) for car_id in sorted(self.edited_ids())}
         return {car_id: edit for car_id, edit in edits.items() if edit is not None}
 
-    def uploads(self) -> list[Upload]:
+    def uploads(self) -> list[AddedPhoto]:
         """Every upload whose photo and payload are both there, with its edits applied. An
         unreadable record is logged and left on disk; a record whose photo is gone is moved to
         ``uploads/quarantine/`` (and logged once)."""
@@ -174,7 +174,7 @@ class UploadLedger:
         edits = self.edits()
         return [_edited(u, edit) if (edit := edits.get(u.car_id)) else u for u in found]
 
-    def current(self, upload: Upload) -> Upload | None:
+    def current(self, upload: AddedPhoto) -> AddedPhoto | None:
         """``upload`` as the ledger has it now, its car's edit applied (call within
         ``writing(upload.car_id)``): None when it was deleted since."""
         try:
@@ -189,7 +189,7 @@ class UploadLedger:
     def is_deleted(self, car_id: str) -> bool:
         return car_id in self.tombstones()
 
-    def _quarantine(self, meta: Path, upload: Upload) -> None:
+    def _quarantine(self, meta: Path, upload: AddedPhoto) -> None:
         with self.writing(upload.car_id):
             if not meta.is_file() or upload.photo.is_file():
                 return  # deleted or completed meanwhile
@@ -224,6 +224,6 @@ class UploadLedger:
                         path.unlink()
 
 
-def _edited(upload: Upload, edit: dict[str, Any]) -> Upload:
+def _edited(upload: AddedPhoto, edit: dict[str, Any]) -> AddedPhoto:
     payload = CarPayload.model_validate(edited(upload.payload.to_payload(), edit))
-    return Upload(upload.id, upload.photo, payload)
+    return AddedPhoto(upload.id, upload.photo, payload)
