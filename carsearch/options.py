@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args, get_origin
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
     from pydantic_settings import BaseSettings
 
     from carembed.settings import ModelSettings
@@ -44,6 +46,52 @@ def add_settings(parser: argparse.ArgumentParser, settings: type[BaseSettings]) 
     sources = dict(parser.get_default("settings_sources") or {})
     sources[settings] = source
     parser.set_defaults(settings_sources=sources)
+
+
+def add_model_flags(
+    parser: argparse.ArgumentParser,
+    model: type[BaseModel],
+    skip: Collection[str] = (),
+    aliases: Mapping[str, Sequence[str]] | None = None,
+) -> None:
+    """A flag for every field of ``model`` but ``skip`` (``--hidden-dim`` for ``hidden_dim``;
+    booleans as ``--x/--no-x``; literals as choices), with its description and default. Each
+    flag's dest is its field, None when not given (the field keeps its default)."""
+    for name, field in model.model_fields.items():
+        if name in skip:
+            continue
+        flags = [f"--{name.replace('_', '-')}", *(aliases or {}).get(name, ())]
+        described = f"{field.description} " if field.description else ""
+        shown = "" if field.default is None else f"(default {field.default})"
+        options: dict[str, Any] = {"dest": name, "default": None, "help": described + shown}
+        annotation: Any = field.annotation
+        kinds: list[Any] = [annotation]
+        if get_origin(annotation) is not Literal and get_args(annotation):
+            kinds = [k for k in get_args(annotation) if k is not type(None)]
+        if kinds == [bool]:
+            options["action"] = argparse.BooleanOptionalAction
+        elif len(kinds) == 1 and get_origin(kinds[0]) is Literal:
+            options["choices"] = get_args(kinds[0])
+        else:
+            options["type"] = _parser_of(kinds)
+            options["metavar"] = "|".join(k.__name__ for k in kinds)
+        parser.add_argument(*flags, **options)
+
+
+def _parser_of(kinds: list[Any]) -> Callable[[str], Any]:
+    """A flag value as the first of ``kinds`` (int, float, str, Path) that reads it."""
+
+    def parse(text: str) -> Any:
+        for kind in kinds:
+            try:
+                return kind(text)
+            except ValueError:
+                continue
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a {' or '.join(k.__name__ for k in kinds)}"
+        )
+
+    return parse
 
 
 def settings_of(args: argparse.Namespace, settings: type[S]) -> S:

@@ -5,25 +5,38 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
 from carembed.calibration import DEFAULT_ABSENT_PRIOR
-from carembed.choices import HeadKind, LossName, PoolingKind, Recipe
 from carsearch import dataset_commands
-from carsearch.options import add_model_args, add_qdrant_args, emit, model_settings
+from carsearch.options import (
+    add_model_args,
+    add_model_flags,
+    add_qdrant_args,
+    emit,
+    model_settings,
+)
+
+
+def config_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``TrainConfig`` fields the flags set (each flag's dest is its field; one not given
+    leaves the field's default)."""
+    from training.config import TrainConfig
+
+    return {
+        name: getattr(args, name)
+        for name in TrainConfig.model_fields
+        if getattr(args, name, None) is not None
+    }
 
 
 def _train(args: argparse.Namespace) -> int:
     from lightning.pytorch.utilities import rank_zero_only
 
-    from training.train import TrainConfig, train
+    from training.config import TrainConfig
+    from training.train import train
 
-    # Each flag's dest is the TrainConfig field it sets; a flag not given leaves its default.
-    options = {
-        name: getattr(args, name)
-        for name in TrainConfig.model_fields
-        if getattr(args, name, None) is not None
-    }
+    options = config_options(args)
     dataset = args.out.with_name(args.out.name + "-dataset")
     lead = (
         getattr(rank_zero_only, "rank", 0) == 0
@@ -143,11 +156,9 @@ def _figure(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
-def _devices(value: str) -> int | str:
-    return int(value) if value.isdigit() else value
-
-
 def add_parsers(commands: Any) -> None:
+    from training.config import TrainConfig
+
     tr = commands.add_parser("train", help="fine-tune the car similarity model (Lightning)")
     source = tr.add_mutually_exclusive_group(required=True)
     source.add_argument(
@@ -163,67 +174,7 @@ def add_parsers(commands: Any) -> None:
     dataset_commands.add_from_index_args(tr)
     add_qdrant_args(tr)
     tr.add_argument("--out", type=Path, required=True, help="servable model folder to write")
-    tr.add_argument(
-        "--recipe",
-        choices=get_args(Recipe),
-        default=None,
-        help="frozen: head on cached features; partial (default): last blocks + "
-        "head on cached maps; full: backbone from images with augmentation",
-    )
-    tr.add_argument("--backbone", default=None)
-    tr.add_argument(
-        "--loss",
-        default=None,
-        choices=get_args(LossName),
-    )
-    tr.add_argument("--head", choices=get_args(HeadKind), default=None)
-    tr.add_argument("--hidden-dim", type=int, default=None)
-    tr.add_argument(
-        "--int8-check",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="keep an int8 graph in the model folder when it passes the quality gate (default)",
-    )
-    tr.add_argument(
-        "--test-time-flip",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="the model averages each photo with its mirror (twice the compute per photo)",
-    )
-    tr.add_argument(
-        "--image-size", type=int, default=None, help="input side in pixels (default: backbone's)"
-    )
-    tr.add_argument("--embedding-dim", type=int, default=None)
-    tr.add_argument("--pooling", choices=get_args(PoolingKind), default=None)
-    tr.add_argument("--trainable-blocks", type=int, default=None)
-    tr.add_argument(
-        "--epochs", dest="max_epochs", type=int, default=None, help="most epochs (early stopping)"
-    )
-    tr.add_argument("--patience", type=int, default=None)
-    tr.add_argument(
-        "--no-refit",
-        dest="refit",
-        action="store_false",
-        default=None,
-        help="export the best checkpoint instead of refitting on all classes",
-    )
-    tr.add_argument("--lr", type=float, default=None)
-    tr.add_argument("--backbone-lr", type=float, default=None)
-    tr.add_argument("--classes-per-batch", type=int, default=None, help="P of P x K batches")
-    tr.add_argument("--per-class", type=int, default=None, help="K of P x K batches")
-    tr.add_argument("--seed", type=int, default=None)
-    tr.add_argument(
-        "--all-classes",
-        action="store_true",
-        default=None,
-        help="train on every photo, the evaluation split included (as the shipped model is)",
-    )
-    tr.add_argument("--deterministic", action="store_true", default=None)
-    tr.add_argument("--accelerator", default=None, help="auto, cpu, gpu")
-    tr.add_argument("--devices", type=_devices, default=None, help="auto or a count")
-    tr.add_argument("--workers", type=int, default=None)
-    tr.add_argument("--cache-dir", type=Path, default=None)
-    tr.add_argument("--work-dir", type=Path, default=None, help="logs and checkpoints")
+    add_model_flags(tr, TrainConfig, skip=("data", "out"), aliases={"max_epochs": ["--epochs"]})
     tr.set_defaults(handler=_train)
     dataset_commands.add_parser(commands)
 

@@ -18,17 +18,16 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 from torch.utils.data import Dataset
 
 from carembed.artifact import save_model
 from carembed.backbones import get_backbone
-from carembed.choices import HeadKind, LossName, PoolingKind, Recipe
 from carembed.datasets import CarDataset, read_dataset
 from carembed.model import CarEmbeddingModel, build_model
 from carembed.quantize import check_int8
 from training.backbone_split import split_backbone
+from training.config import TrainConfig
 from training.data import (
     FeatureSet,
     ImageSet,
@@ -46,75 +45,6 @@ from training.quiet import quiet_lightning
 from training.record import dataset_fingerprint, git_commit
 
 logger = logging.getLogger(__name__)
-
-
-class TrainConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    data: Path
-    out: Path
-    recipe: Recipe = "partial"
-    backbone: str = "efficientnet_lite0"
-    loss: LossName = "multi_similarity"
-    head: HeadKind = "skip"
-    hidden_dim: int = Field(512, ge=0)
-    int8_check: bool = Field(
-        True,
-        description="at export, build the int8 graph and keep it in the model folder when it "
-        "passes the quality gate on the held-out training classes",
-    )
-    test_time_flip: bool = Field(
-        True,
-        description="the exported model averages each photo with its mirror (+0.014 val "
-        "R-Precision for twice the compute per photo; README)",
-    )
-    image_size: int | None = Field(
-        256,
-        ge=32,
-        description="square input side (256: +0.013 val R-Precision over 224 for 1.4x the "
-        "compute); None: the backbone's own (224 for Lite0)",
-    )
-    embedding_dim: int | None = None
-    dropout: float = Field(0.0, ge=0, lt=1)
-    pooling: PoolingKind | None = Field(
-        None, description="None: average for the frozen recipe, GeM when blocks are trained"
-    )
-    trainable_blocks: int = Field(
-        3, ge=0, description="partial/full: last blocks trained; full 0 = all"
-    )
-    max_epochs: int = Field(30, ge=1)
-    patience: int = Field(3, ge=1)
-    refit: bool = True
-    lr: float = 1e-3
-    backbone_lr: float = 1e-4
-    weight_decay: float = 1e-4
-    margin: float = 0.2
-    classes_per_batch: int = Field(32, ge=2)
-    per_class: int = Field(8, ge=2)
-    select_fraction: float = Field(0.2, gt=0, lt=1)
-    eval_split: str = "val"
-    all_classes: bool = Field(
-        False,
-        description="train on every photo of the data, the evaluation split included (the "
-        "shipped model); its figures on that split then mean nothing",
-    )
-    seed: int = 0
-    deterministic: bool = False
-    accelerator: str = "auto"
-    devices: int | str = "auto"
-    workers: int = 1
-    cache_dir: Path = Path("data/cache")
-    work_dir: Path = Path("runs")
-
-    @model_validator(mode="after")
-    def _default_pooling(self) -> TrainConfig:
-        if self.pooling is None:
-            self.pooling = "avg" if self.recipe == "frozen" else "gem"
-        return self
-
-    @property
-    def pool(self) -> PoolingKind:
-        return self.pooling or "avg"
 
 
 class _Views:

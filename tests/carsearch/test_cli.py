@@ -198,3 +198,32 @@ def test_reused_writes_the_groups_of_cars_that_share_a_photo(tmp_path: Path) -> 
     assert len(rows) == 1 and rows[0]["kind"] == "exact" and rows[0]["group"] == "0"
     assert {rows[0]["car_id"], rows[0]["other_car_id"]} == set(added)
     assert {rows[0]["external_id"], rows[0]["other_external_id"]} == {"a", "b"}
+
+
+def test_every_training_option_is_a_flag_with_its_description() -> None:
+    from carsearch.cli import build_parser
+    from carsearch.train_commands import config_options
+    from training.config import TrainConfig
+
+    parser = build_parser()
+    flags = ["--epochs", "2", "--devices", "2", "--no-refit", "--pooling", "gem"]
+    flags += ["--image-size", "128", "--lr", "0.01", "--all-classes"]
+    args = parser.parse_args(["train", "--data", "d", "--out", "o", *flags])
+    config = TrainConfig(**config_options(args))
+    assert (config.max_epochs, config.devices, config.refit, config.pooling) == (2, 2, False, "gem")
+    assert (config.image_size, config.lr, config.all_classes) == (128, 0.01, True)
+    assert config.head == TrainConfig.model_fields["head"].default  # not given: its default
+    assert (
+        parser.parse_args(["train", "--data", "d", "--out", "o", "--devices", "auto"]).devices
+        == "auto"
+    )
+    train = next(
+        a.choices["train"]
+        for a in parser._subparsers._group_actions  # type: ignore[union-attr]
+        if getattr(a, "choices", None) and "train" in a.choices
+    )
+    by_dest = {a.dest: a for a in train._actions}
+    for name, field in TrainConfig.model_fields.items():
+        assert name in by_dest, name
+        if field.description:
+            assert field.description in (by_dest[name].help or ""), name
