@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import pytest
@@ -32,6 +32,19 @@ def wait_until(check: Callable[[], T | None], seconds: float = 120, what: str = 
         if time.monotonic() > deadline:
             raise AssertionError(f"not reached in {seconds} s: {what} (last: {value!r})")
         time.sleep(0.02)
+
+
+def readyz_when(
+    client: Any, check: Callable[[dict[str, Any]], object], seconds: float = 120
+) -> dict[str, Any]:
+    """``/readyz``'s body once ``check`` holds for it (``client``: a TestClient or an httpx
+    client of the running service)."""
+
+    def body() -> dict[str, Any] | None:
+        found: dict[str, Any] = client.get("/readyz").json()
+        return found if check(found) else None
+
+    return wait_until(body, seconds, what="/readyz")
 
 
 def scene(seed: int, size: tuple[int, int] = (160, 96)) -> Image.Image:

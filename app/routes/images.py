@@ -71,7 +71,7 @@ def jpeg_thumbnail(image: Image.Image, size: tuple[int, int], side: int) -> byte
     return buf.getvalue()
 
 
-def _thumbnail(source: Path, target: Path, side: int, limits: ImageLimits) -> None:
+def write_thumbnail(source: Path, target: Path, side: int, limits: ImageLimits) -> None:
     """The thumbnail of a stored photo, written atomically: readers see all of it or none."""
     image, size = load_image_with_size(source, limits, (side, side))
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -126,7 +126,7 @@ async def _photo_response(
             pixels = await asyncio.to_thread(decoded_pixels, path, (side, side))
             async with services.pixels.reserve(pixels):
                 await asyncio.get_running_loop().run_in_executor(
-                    services.decode_executor, _thumbnail, path, thumb, side, settings.limits
+                    services.decode_executor, write_thumbnail, path, thumb, side, settings.limits
                 )
 
         try:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from PIL import Image
 
 from app.main import create_app
 from app.settings import AppSettings
-from tests.conftest import scene
+from tests.conftest import readyz_when, scene
 from tests.indexer.conftest import make_gallery
 
 KEY = "test-key"
@@ -28,25 +27,14 @@ def _jpeg(img: Image.Image) -> bytes:
 
 
 def _wait_ready(client: TestClient) -> dict[str, object]:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        body: dict[str, object] = client.get("/readyz").json()
-        if body.get("ready"):
-            return body
-        time.sleep(0.1)
-    raise AssertionError(f"not ready: {client.get('/readyz').json()}")
+    return readyz_when(client, lambda b: b.get("ready"), 60)
 
 
 def _wait_indexed(client: TestClient, points: int) -> dict[str, object]:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        body = client.get("/readyz").json()
-        if body.get("indexing", {}).get("state") in ("done", "failed"):
-            assert body["indexing"]["state"] == "done", body
-            assert body["points"] == points
-            return body  # type: ignore[no-any-return]
-        time.sleep(0.2)
-    raise AssertionError("gallery was not indexed in time")
+    body = readyz_when(client, lambda b: b.get("indexing", {}).get("state") in ("done", "failed"))
+    assert body["indexing"]["state"] == "done", body
+    assert body["points"] == points
+    return body
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ from app.settings import AppSettings
 from carembed.artifact import save_model, shipped_model_dir
 from carembed.identity import embedding_version
 from carembed.model import build_model
-from tests.conftest import scene
+from tests.conftest import readyz_when, scene
 from tests.indexer.conftest import make_gallery
 
 KEY = "rollout-key"
@@ -39,13 +39,7 @@ def _ready(client: TestClient) -> dict[str, object]:
 
 
 def _wait(client: TestClient, check: object, seconds: float = 60) -> dict[str, object]:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        body = _ready(client)
-        if check(body):  # type: ignore[operator]
-            return body
-        time.sleep(0.2)
-    raise AssertionError(f"not reached in {seconds} s: {_ready(client)}")
+    return readyz_when(client, check, seconds)  # type: ignore[arg-type]
 
 
 def _store(kind: str, tmp_path: Path) -> dict[str, object]:

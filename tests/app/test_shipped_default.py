@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,17 +17,12 @@ from app.settings import AppSettings
 from carembed.artifact import ZERO_SHOT, load_model, shipped_model_dir
 from carembed.identity import embedding_version
 from carembed.model import build_model
+from tests.conftest import readyz_when
 from tests.indexer.conftest import make_gallery
 
 
 def _wait(client: TestClient, check: object, seconds: float = 120) -> dict[str, object]:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        body: dict[str, object] = client.get("/readyz").json()
-        if check(body):  # type: ignore[operator]
-            return body
-        time.sleep(0.2)
-    raise AssertionError(f"not reached in {seconds} s: {client.get('/readyz').json()}")
+    return readyz_when(client, check, seconds)  # type: ignore[arg-type]
 
 
 @pytest.mark.slow

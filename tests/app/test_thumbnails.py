@@ -24,14 +24,14 @@ def test_concurrent_first_thumbnails_share_one_decode(
     gallery = make_gallery(tmp_path / "gallery")
     settings = AppSettings(gallery=gallery, data_dir=tmp_path / "data", qdrant_path=tmp_path / "q")
     calls, release = [], threading.Event()
-    make = images._thumbnail
+    make = images.write_thumbnail
 
     def counted(*args: object) -> None:
         calls.append(args)
         assert release.wait(30)
         make(*args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(images, "_thumbnail", counted)
+    monkeypatch.setattr(images, "write_thumbnail", counted)
     with TestClient(create_app(settings)) as client:
         wait_until(
             lambda: client.get("/readyz").json()["indexing"]["state"] == "done",
@@ -70,7 +70,7 @@ def test_an_added_car_gets_its_thumbnail_from_the_add_decode(
     def no_decode(*args: object) -> None:
         raise AssertionError("the thumbnail was decoded again")
 
-    monkeypatch.setattr(images, "_thumbnail", no_decode)
+    monkeypatch.setattr(images, "write_thumbnail", no_decode)
     settings = AppSettings(data_dir=tmp_path / "data", qdrant_path=tmp_path / "q", api_key="k")
     photo = (make_gallery(tmp_path / "gallery") / "BMW_M3_Coupe_2012" / "1.jpg").read_bytes()
     with TestClient(create_app(settings)) as client:

@@ -72,7 +72,7 @@ def test_the_readme_loop_beside_a_running_service_with_the_gate_on(
     train = quick_train_args(shapes, tmp_path / "better", tmp_path / "c", tmp_path / "runs", 3)
     trained = _carsearch(env, *train)
     assert trained.returncode == 0, trained.stderr
-    better = json.loads((tmp_path / "better" / "config.json").read_text())["embedding_version"]
+    better = json.loads((tmp_path / "better" / "config.json").read_text())["model_version"]
     settings = AppSettings(
         **store,  # type: ignore[arg-type]
         data_dir=tmp_path / "d",

@@ -1,54 +1,51 @@
-"""The default model's int8 gate on first start: run once on the gallery, cached either way."""
+"""The default model's int8 check on first start: run once on the gallery, cached either way."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from app import int8 as gate
-from app.int8 import gate_photos
+from app import int8
+from app.int8 import check_photos
 from app.main import create_app
 from app.settings import AppSettings
 from carembed import quantize
 from carembed.datasets import CarRecord
 from carembed.int8_files import int8_graph_path, rejection_path
 from carembed.model import build_model
-from tests.conftest import stub_rates
+from tests.conftest import readyz_when, stub_rates
 from tests.indexer.conftest import make_gallery
 
 
-def test_gate_photos_score_labelled_classes_and_calibrate_on_the_rest() -> None:
+def test_the_int8_check_scores_labelled_classes_and_calibrates_on_the_rest() -> None:
     records = [CarRecord(Path(f"{c}/{i}.jpg"), f"{c}/{i}.jpg", c) for c in "abc" for i in range(3)]
     records.append(CarRecord(Path("d/0.jpg"), "d/0.jpg", "d"))  # alone: no query of its own
-    scored, calibration = gate_photos(records)
+    scored, calibration = check_photos(records)
     assert {r.class_name for r in scored} == {"a", "b", "c"} and len(scored) == 9
     assert [r.class_name for r in calibration] == ["d"]
-    assert gate_photos(records[:3] + records[-1:]) == ([], [])  # one usable class: no gate
+    assert check_photos(records[:3] + records[-1:]) == ([], [])  # one usable class: no check
 
 
-def _wait(client: TestClient, engine: str, gated: list[Any]) -> dict[str, Any]:
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        ready = client.get("/readyz").json()
-        if ready["indexing"]["state"] == "done" and gated and ready["inference_backend"] == engine:
-            return ready  # type: ignore[no-any-return]
-        time.sleep(0.5)
-    raise AssertionError(f"no {engine} engine in time: {ready}")
+def _wait(client: TestClient, backend: str, gated: list[Any]) -> dict[str, Any]:
+    return readyz_when(
+        client,
+        lambda b: b["indexing"]["state"] == "done" and gated and b["inference_backend"] == backend,
+        300,
+    )
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("faster", [True, False])
-def test_default_model_runs_the_gate_once_and_keeps_its_verdict(
+def test_default_model_runs_the_int8_check_once_and_keeps_its_verdict(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, faster: bool
 ) -> None:
     monkeypatch.setenv("CARSEARCH_INT8", "true")
     monkeypatch.setattr(quantize, "measure_rate", stub_rates(200.0 if faster else 50.0, 100.0))
     gated: list[Any] = []
-    real = gate.check_int8
+    real = int8.check_int8
 
     def counted(*args: Any, **kwargs: Any) -> Any:
         # The gate's decision itself is tested with the train recipe; here the generated
@@ -57,7 +54,7 @@ def test_default_model_runs_the_gate_once_and_keeps_its_verdict(
         gated.append(args[-1])  # checked_on, once the gate is done
         return report
 
-    monkeypatch.setattr(gate, "check_int8", counted)
+    monkeypatch.setattr(int8, "check_int8", counted)
     gallery = make_gallery(tmp_path / "gallery")
     settings = AppSettings(gallery=gallery, qdrant_path=tmp_path / "q", data_dir=tmp_path / "d")
     engine = "onnx-int8" if faster else "onnx"
@@ -96,7 +93,7 @@ def test_a_service_runs_the_live_collections_model_at_the_collections_precision(
     folder = tmp_path / "model"
     save_model(build_model("mobilenet_v2"), folder)
     model = load_model(folder)
-    scored, calibration = gate_photos(read_dataset(gallery).records)
+    scored, calibration = check_photos(read_dataset(gallery).records)
     onnx = tmp_path / "onnx"
     assert quantize.check_int8(model, onnx, scored, calibration, "gallery", max_drop=1).kept
     store = {"qdrant_path": tmp_path / "q", "data_dir": tmp_path / "d"}
