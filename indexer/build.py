@@ -18,9 +18,17 @@ from typing import Any
 from carembed.calibration import DENSITY_K
 from carembed.embedder import Embedder
 from indexer import store_format
-from indexer.build_plan import Desired, PayloadFor, gallery_digest, plan_sync, still_current
+from indexer.build_plan import (
+    GALLERY_KEY,
+    GALLERY_ROOT_KEY,
+    SKIPPED_KEY,
+    Desired,
+    PayloadFor,
+    gallery_digest,
+    plan_sync,
+    still_current,
+)
 from indexer.covers import settle_all
-from indexer.dataset_export import GALLERY_ROOT_KEY
 from indexer.density import DENSITIES_KEY, refresh_densities
 from indexer.engines.base import CollectionHeld, Engine, NewPoint, StoreError, VectorStore
 from indexer.fields import FieldSchema
@@ -37,9 +45,6 @@ from indexer.versions import (
 from indexer.writes import BatchHook, IndexReport, write
 
 logger = logging.getLogger(__name__)
-
-SKIPPED_KEY = "carsearch_skipped_sha256"
-GALLERY_KEY = "carsearch_gallery_digest"
 
 
 Join = Callable[[str, Embedder], Reconciled]

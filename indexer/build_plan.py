@@ -33,6 +33,13 @@ from indexer.writes import Todo, upload_todo
 PayloadFor = Callable[[StoredCar], CarPayload]
 """The payload a copied point gets, given the point it is copied from."""
 
+SKIPPED_KEY = "carsearch_skipped_sha256"
+"""Collection metadata: the gallery photos its build found unusable (by hash)."""
+GALLERY_KEY = "carsearch_gallery_digest"
+"""Collection metadata: the gallery as described when it was built (``gallery_digest``)."""
+GALLERY_ROOT_KEY = "carsearch_gallery_root"
+"""Collection metadata: the gallery folder its build read."""
+
 
 @dataclass(frozen=True)
 class Desired:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from indexer.build_plan import Desired
+from indexer.build_plan import GALLERY_ROOT_KEY, Desired
 from indexer.engines.base import CollectionHeld
 from indexer.fields import FieldSchema
 from indexer.gallery import scan_gallery
@@ -33,8 +33,6 @@ from indexer.served import ServedCollections
 
 logger = logging.getLogger(__name__)
 
-GALLERY_ROOT_KEY = "carsearch_gallery_root"
-"""Where a collection's metadata keeps the gallery folder its build read."""
 HOLDOUT = "holdout"
 COLUMNS = (
     "path",

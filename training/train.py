@@ -10,6 +10,7 @@ import json
 import logging
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -204,90 +205,133 @@ def _fresh(config: TrainConfig) -> CarEmbeddingModel:
     return model
 
 
-def train(config: TrainConfig) -> tuple[CarEmbeddingModel, dict[str, Any]]:
-    """Runs the whole recipe, exports to ``config.out``; returns the model and its metadata."""
-    started = time.perf_counter()
-    quiet_lightning()
-    L.seed_everything(config.seed, workers=True)
-    dataset = read_dataset(config.data)
-    if config.all_classes:
-        train_set = dataset
-    else:
-        train_set, _ = class_disjoint_split(dataset, config.eval_split, seed=config.seed)
-    fit_part, select_part = holdout_classes(train_set, config.select_fraction, config.seed)
-    logger.info(
-        "training classes %d (fit %d, selection %d), images %d",
-        len(train_set.class_names),
-        len(fit_part.class_names),
-        len(select_part.class_names),
-        len(train_set.records),
-    )
-    run_dir = config.work_dir / time.strftime("%Y%m%d-%H%M%S")
+@dataclass(frozen=True)
+class _Parts:
+    """The data of a run: all of it, the classes trained on, and those split into the fit
+    classes and the selection classes (never trained on before the refit)."""
 
+    dataset: CarDataset
+    train_set: CarDataset
+    fit_part: CarDataset
+    select_part: CarDataset
+
+    @classmethod
+    def of(cls, config: TrainConfig) -> _Parts:
+        dataset = read_dataset(config.data)
+        if config.all_classes:
+            train_set = dataset
+        else:
+            train_set, _ = class_disjoint_split(dataset, config.eval_split, seed=config.seed)
+        fit_part, select_part = holdout_classes(train_set, config.select_fraction, config.seed)
+        logger.info(
+            "training classes %d (fit %d, selection %d), images %d",
+            len(train_set.class_names),
+            len(fit_part.class_names),
+            len(select_part.class_names),
+            len(train_set.records),
+        )
+        return cls(dataset, train_set, fit_part, select_part)
+
+
+@dataclass
+class _Selected:
+    """The fit on the fit classes, at its best epoch on the selection classes."""
+
+    model: CarEmbeddingModel
+    views: _Views
+    trainer: L.Trainer
+    zero_shot: float
+    score: float
+    epoch: int  # 0-based
+
+
+def _select(config: TrainConfig, parts: _Parts, run_dir: Path) -> _Selected:
     model = _fresh(config)
-    views = _Views(config, model, train_set)
-    fit_data, fit_labels = views.subset(set(fit_part.class_names), augment=True)
-    select_data, _ = views.subset(set(select_part.class_names), augment=False)
+    views = _Views(config, model, parts.train_set)
+    fit_data, fit_labels = views.subset(set(parts.fit_part.class_names), augment=True)
+    select_data, _ = views.subset(set(parts.select_part.class_names), augment=False)
     zero_shot = _score(_module(config, views, model), select_data)
-
     module = _module(config, views, model)
     trainer = _trainer(config, run_dir, config.max_epochs, validate=True)
     trainer.fit(module, _data(config, fit_data, fit_labels, select_data))
     checkpoint = trainer.checkpoint_callback
     assert isinstance(checkpoint, ModelCheckpoint) and checkpoint.best_model_path
-    best_score = float(checkpoint.best_model_score or 0.0)
+    score = float(checkpoint.best_model_score or 0.0)
     best = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
-    best_epoch = int(best["epoch"])
+    epoch = int(best["epoch"])
     logger.info(
-        "selection R-Precision %.4f (zero-shot %.4f) at epoch %d",
-        best_score,
-        zero_shot,
-        best_epoch + 1,
+        "selection R-Precision %.4f (zero-shot %.4f) at epoch %d", score, zero_shot, epoch + 1
     )
-
     module.load_state_dict(best["state_dict"])  # the selection model, never trained on these
-    # With several processes (DDP) each holds the same weights: the calibration, the model
-    # folder and the int8 check are made once, by rank zero, while the others wait.
-    lead = trainer.is_global_zero
-    identification = calibrate(model, select_part) if lead else None
-    trainer.strategy.barrier("calibrated")
-    last = trainer
-    if config.refit:
-        model = _fresh(config)
-        views = _Views(config, model, train_set)  # cache hit: same files, same cut
-        all_data, all_labels = views.subset(set(train_set.class_names), augment=True)
-        module = _module(config, views, model)
-        last = _trainer(config, run_dir, best_epoch + 1, validate=False)
-        last.fit(module, _data(config, all_data, all_labels, None))
+    return _Selected(model, views, trainer, zero_shot, score, epoch)
 
-    trained = train_set if config.refit else fit_part
+
+def _refit(
+    config: TrainConfig, parts: _Parts, run_dir: Path, epochs: int
+) -> tuple[CarEmbeddingModel, _Views, L.Trainer]:
+    """A fresh model trained on every training class for the selected number of epochs."""
+    model = _fresh(config)
+    views = _Views(config, model, parts.train_set)  # cache hit: same files, same cut
+    all_data, all_labels = views.subset(set(parts.train_set.class_names), augment=True)
+    trainer = _trainer(config, run_dir, epochs, validate=False)
+    trainer.fit(_module(config, views, model), _data(config, all_data, all_labels, None))
+    return model, views, trainer
+
+
+def _metadata(
+    config: TrainConfig, parts: _Parts, views: _Views, selected: _Selected, started: float
+) -> dict[str, Any]:
+    trained = parts.train_set if config.refit else parts.fit_part
     metadata = {
         "recipe": config.recipe,
         "data": config.data.resolve().name,
-        "dataset_fingerprint": dataset_fingerprint(train_set),
+        "dataset_fingerprint": dataset_fingerprint(parts.train_set),
         # The classes the weights trained on: without the refit, not the selection classes.
         "class_names": trained.class_names,
         "classes": len(trained.class_names),
-        "selection_classes": select_part.class_names,
+        "selection_classes": parts.select_part.class_names,
         "photos": len(views.records),
         "seed": config.seed,
-        "metrics": {"selection_r_precision": best_score, "selection_zero_shot": zero_shot},
-        "best_epoch": best_epoch + 1,
+        "metrics": {
+            "selection_r_precision": selected.score,
+            "selection_zero_shot": selected.zero_shot,
+        },
+        "best_epoch": selected.epoch + 1,
         "refit": config.refit,
         "hyperparameters": json.loads(config.model_dump_json(exclude={"data", "out"})),
         "git_commit": git_commit(),
         "seconds": round(time.perf_counter() - started, 1),
         "feature_cache_hit": views.cache_hit,
     }
+    if held_out := held_out_ids(parts.dataset):
+        metadata["held_out"] = held_out
+    return metadata
+
+
+def train(config: TrainConfig) -> tuple[CarEmbeddingModel, dict[str, Any]]:
+    """Runs the whole recipe, exports to ``config.out``; returns the model and its metadata."""
+    started = time.perf_counter()
+    quiet_lightning()
+    L.seed_everything(config.seed, workers=True)
+    parts = _Parts.of(config)
+    run_dir = config.work_dir / time.strftime("%Y%m%d-%H%M%S")
+    selected = _select(config, parts, run_dir)
+    # With several processes (DDP) each holds the same weights: the calibration, the model
+    # folder and the int8 check are made once, by rank zero, while the others wait.
+    lead = selected.trainer.is_global_zero
+    identification = calibrate(selected.model, parts.select_part) if lead else None
+    selected.trainer.strategy.barrier("calibrated")
+    model, views, last = selected.model, selected.views, selected.trainer
+    if config.refit:
+        model, views, last = _refit(config, parts, run_dir, selected.epoch + 1)
+    metadata = _metadata(config, parts, views, selected, started)
     if identification is not None:
         metadata["identification"] = identification.model_dump(mode="json")
-    if held_out := held_out_ids(dataset):
-        metadata["held_out"] = held_out
     backbone = model.config.backbone.model_copy(update={"in_artifact": config.recipe != "frozen"})
     model.update_config(backbone=backbone, training=metadata)
     model = model.cpu().eval()
     if lead:
-        _export(config, model, select_part, fit_part, started)
+        _export(config, model, parts.select_part, parts.fit_part, started)
     last.strategy.barrier("exported")
     return model, metadata
 
