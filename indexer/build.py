@@ -37,6 +37,7 @@ from indexer.gate import GATE_KEY
 from indexer.ledger import Ledger
 from indexer.reconcile import Reconciled
 from indexer.versions import (
+    AliasState,
     embedding_version_of,
     new_collection_name,
     stale_collections,
@@ -231,26 +232,10 @@ def build_full(
     unusable = _unchanged(engine, reuse, scan, ledger, schema) if reuse is not None else None
     if reuse is not None and unusable is not None:
         logger.info("nothing changed since %s was built: it stays live", reuse)
-        skipped = [(i.record.relative, "unusable (recorded when it was indexed)") for i in unusable]
-        report = IndexReport(
-            reuse,
-            unchanged=len(scan.items) - len(unusable),
-            duplicates=len(scan.duplicates),
-            skipped=list(scan.unreadable) + skipped,
-            total_points=engine.count(reuse),
-            seconds=time.perf_counter() - started,
-        )
+        report = _kept(engine, reuse, scan, unusable, started)
         _check_failures(report, max_failure_share, alias, state.live)
         return report
-    target = unfinished_build(alias, embedder.version, engine.collections(), state)
-    if target is not None and _held(engine, target):
-        target = None
-    if target is None:
-        target = new_collection_name(alias, embedder.version)
-        engine.create(target, embedder.dim, bulk=True)
-        logger.info("building collection %s", target)
-    else:
-        logger.info("resuming the interrupted build of %s", target)
+    target = _target(engine, alias, embedder, state)
     report, wanted = _sync(
         engine,
         target,
@@ -290,15 +275,53 @@ def build_full(
     logger.info("alias %s -> %s (previous: %s)", alias, target, after.previous)
     if on_moved is not None:
         on_moved()
-    for name in stale_collections(alias, engine.collections(), after):
+    _drop_stale(engine, alias, after)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _kept(
+    engine: VectorStore,
+    live: str,
+    scan: GalleryScan,
+    unusable: list[GalleryItem],
+    started: float,
+) -> IndexReport:
+    """The report of a build that found ``live`` holding what it should: it stays."""
+    skipped = [(i.record.relative, "unusable (recorded when it was indexed)") for i in unusable]
+    return IndexReport(
+        live,
+        unchanged=len(scan.items) - len(unusable),
+        duplicates=len(scan.duplicates),
+        skipped=list(scan.unreadable) + skipped,
+        total_points=engine.count(live),
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _target(engine: Engine, alias: str, embedder: Embedder, state: AliasState) -> str:
+    """The collection a full build writes: an interrupted build of these vectors that no
+    other process holds (resumed), or a new one."""
+    target = unfinished_build(alias, embedder.version, engine.collections(), state)
+    if target is not None and not _held(engine, target):
+        logger.info("resuming the interrupted build of %s", target)
+        return target
+    target = new_collection_name(alias, embedder.version)
+    engine.create(target, embedder.dim, bulk=True)
+    logger.info("building collection %s", target)
+    return target
+
+
+def _drop_stale(engine: Engine, alias: str, state: AliasState) -> None:
+    """Drop this alias's collections that neither alias names (those another process still
+    holds are kept, and dropped by a later build)."""
+    for name in stale_collections(alias, engine.collections(), state):
         try:
             engine.drop(name)
         except CollectionHeld:
             logger.info("old collection %s is still open in another process: kept", name)
         else:
             logger.info("deleted old collection %s", name)
-    report.seconds = time.perf_counter() - started
-    return report
 
 
 def ensure_live(engine: Engine, alias: str, embedder: Embedder) -> str:

@@ -82,14 +82,14 @@ def test_batch_sizes_give_the_same_vectors(tmp_path: Path) -> None:
 def test_corrupt_or_stale_onnx_is_rebuilt(tmp_path: Path) -> None:
     model = build_model("mobilenet_v2")
     first = Embedder(model, engine="onnx", onnx_dir=tmp_path)
-    path = first.engine.path  # type: ignore[attr-defined]
+    path = first.runner.path  # type: ignore[attr-defined]
     expected = first.embed(_images(2))
     path.write_bytes(b"\x08\x07 not an onnx graph")
     again = Embedder(model, engine="onnx", onnx_dir=tmp_path)
     np.testing.assert_allclose(again.embed(_images(2)), expected, atol=1e-5)
     # A graph of another model under this model's name: detected by the version inside.
     other = build_model("mobilenet_v2", head="linear", embedding_dim=1280)
-    other_path = Embedder(other, engine="onnx", onnx_dir=tmp_path).engine.path  # type: ignore[attr-defined]
+    other_path = Embedder(other, engine="onnx", onnx_dir=tmp_path).runner.path  # type: ignore[attr-defined]
     path.write_bytes(other_path.read_bytes())
     rebuilt = Embedder(model, engine="onnx", onnx_dir=tmp_path)
     np.testing.assert_allclose(rebuilt.embed(_images(2)), expected, atol=1e-5)
