@@ -113,6 +113,13 @@ class AppSettings(StoreSettings, ModelSettings):
         return 8 if self.device == "cpu" else 16
 
     @model_validator(mode="after")
+    def _request_timeout_within_the_deadline(self) -> AppSettings:
+        """A store call a request makes gives up by the request's deadline (rounded up to the
+        client's whole seconds): no store thread keeps waiting long after the 503."""
+        self.qdrant_request_timeout_s = min(self.qdrant_request_timeout_s, self.store_deadline_s)
+        return self
+
+    @model_validator(mode="after")
     def _no_wildcard_cors(self) -> AppSettings:
         if "*" in self.cors_origins:
             raise ValueError("CORS with credentials never allows '*': list the origins")

@@ -30,7 +30,13 @@ class StoreSettings(BaseSettings):
     qdrant_path: Path = Field(Path("data/qdrant"), description="the embedded store's folder")
     qdrant_api_key: SecretStr | None = None
     qdrant_prefer_grpc: bool = Field(False, description="gRPC instead of REST (server only)")
-    qdrant_timeout_s: float = Field(10.0, gt=0)
+    qdrant_timeout_s: float = Field(10.0, gt=0, description="the client timeout of a store call")
+    qdrant_request_timeout_s: float = Field(
+        3.0,
+        gt=0,
+        description="the client timeout of a store call an HTTP request makes (the service "
+        "keeps it within its store deadline)",
+    )
     qdrant_retries: int = Field(3, ge=0, description="retries of transient server errors")
     qdrant_backoff_s: float = Field(0.5, ge=0, description="first retry delay, doubling")
     data_dir: Path = Field(

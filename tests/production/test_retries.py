@@ -197,3 +197,29 @@ def test_a_request_tries_once_and_background_work_retries(fake_qdrant: tuple[str
     script.plan, script.calls = [503, 503, 200], 0
     assert engine.collections() == []
     assert script.calls == 3
+
+
+def test_a_request_gives_up_on_a_slow_server_by_its_own_timeout(
+    fake_qdrant: tuple[str, Script],
+) -> None:
+    """A request's store call uses the client whose timeout fits the request's deadline; the
+    same call in background work waits for the slow answer (2.5 s)."""
+    from indexer.engines.base import StoreError, single_attempt
+
+    url, script = fake_qdrant
+    engine = _client(url, qdrant_timeout_s=5, qdrant_request_timeout_s=1, qdrant_retries=0)
+    script.plan = ["slow"]
+    start = time.monotonic()
+    with pytest.raises(StoreError, match="did not answer"):
+        single_attempt(engine.collections)
+    assert time.monotonic() - start < 2.4  # gave up before the answer came
+    script.plan, script.calls = ["slow"], 0
+    assert engine.collections() == []  # the background client waited for it
+
+
+def test_the_service_keeps_a_requests_store_timeout_within_its_deadline() -> None:
+    from app.settings import AppSettings
+
+    settings = AppSettings(store_deadline_s=2.0, qdrant_request_timeout_s=9.0)
+    assert settings.qdrant_request_timeout_s == 2.0
+    assert AppSettings(store_deadline_s=5.0).qdrant_request_timeout_s == 3.0

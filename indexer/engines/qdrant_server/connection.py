@@ -21,17 +21,37 @@ T = TypeVar("T")
 
 class ServerConnection:
     def __init__(self, settings: StoreSettings, client: QdrantClient | None = None) -> None:
+        """``client``: one client for every call (qdrant-client's local mode stands in for a
+        server in the tests); by default two for ``settings.qdrant_url``, one for background
+        work and one, with a timeout within a request's deadline, for requests."""
+        self._settings = settings
+        self._background = client or self._client(settings.qdrant_timeout_s)
+        self._request = client or self._client(settings.qdrant_request_timeout_s)
+
+    def _client(self, timeout_s: float) -> QdrantClient:
         from qdrant_client import QdrantClient
 
+        settings = self._settings
         key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
-        self._settings = settings
-        self.client: QdrantClient = client or QdrantClient(
+        return QdrantClient(
             url=settings.qdrant_url,
             api_key=key,
-            timeout=max(1, round(settings.qdrant_timeout_s)),
+            timeout=max(1, round(timeout_s)),
             prefer_grpc=settings.qdrant_prefer_grpc,
             check_compatibility=False,
         )
+
+    @property
+    def client(self) -> QdrantClient:
+        """The client of this call: inside ``single_attempt`` (a request) the one whose timeout
+        ends within the request's deadline, so no store call outlives its answer by much;
+        else the background one."""
+        return self._background if retries_allowed() else self._request
+
+    def close(self) -> None:
+        self._background.close()
+        if self._request is not self._background:
+            self._request.close()
 
     def call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """``fn(*args, **kwargs)``, retried on transient errors with jittered exponential

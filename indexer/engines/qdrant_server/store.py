@@ -48,10 +48,13 @@ class ServerEngine:
         tests); by default one for ``settings.qdrant_url``."""
         self._settings = settings
         self.connection = ServerConnection(settings, client)
-        self.client = self.connection.client
         self.call = self.connection.call
         self.aliases = ServerAliases(self.connection)
         self.model_copies = ServerModelCopies(self.connection)
+
+    @property
+    def client(self) -> QdrantClient:
+        return self.connection.client
 
     # -- collections -----------------------------------------------------------------------
     def collections(self) -> list[str]:
@@ -319,7 +322,7 @@ class ServerEngine:
         return target
 
     def close(self) -> None:
-        self.client.close()
+        self.connection.close()
 
 
 def open_server(settings: StoreSettings) -> ServerEngine:
