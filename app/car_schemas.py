@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field
+from annotated_types import Ge, Le
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, computed_field
 from pydantic.config import JsonDict
 
 from indexer import (
@@ -17,6 +18,12 @@ from indexer import (
     Reused,
     StoredCar,
 )
+
+CarText = Annotated[str, StringConstraints(max_length=100)]
+"""A make, model or body as the API takes it (a form field, a batch entry, a patch, a filter)."""
+ClassNameText = Annotated[str, StringConstraints(max_length=200)]
+Year = Annotated[int, Ge(1800), Le(2200)]
+ExternalIdText = Annotated[str, StringConstraints(max_length=MAX_EXTERNAL_ID)]
 
 
 def car_image_url(car_id: str, photo_id: str, size: Literal["full", "thumb"]) -> str:
@@ -208,11 +215,11 @@ class NewCar(CarFields, Listing):
 
     model_config = ConfigDict(extra="forbid")
 
-    make: str | None = Field(None, max_length=100)
-    model: str | None = Field(None, max_length=100)
-    year: int | None = Field(None, ge=1800, le=2200)
-    body: str | None = Field(None, max_length=100)
-    class_name: str | None = Field(None, max_length=200)
+    make: CarText | None = None
+    model: CarText | None = None
+    year: Year | None = None
+    body: CarText | None = None
+    class_name: ClassNameText | None = None
 
 
 class CarPatch(BaseModel):
@@ -226,12 +233,12 @@ class CarPatch(BaseModel):
         },
     )
 
-    make: str | None = Field(None, max_length=100)
-    model: str | None = Field(None, max_length=100)
-    year: int | None = Field(None, ge=1800, le=2200)
-    body: str | None = Field(None, max_length=100)
-    class_name: str | None = Field(None, max_length=200)
-    external_id: str | None = Field(None, max_length=MAX_EXTERNAL_ID)
+    make: CarText | None = None
+    model: CarText | None = None
+    year: Year | None = None
+    body: CarText | None = None
+    class_name: ClassNameText | None = None
+    external_id: ExternalIdText | None = None
     attributes: dict[str, AttributeValue | None] | None = None
 
 

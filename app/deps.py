@@ -14,7 +14,7 @@ from typing import Annotated, Any, Concatenate, ParamSpec, TypeVar
 
 import numpy as np
 from fastapi import Depends, File, Form, Header, Request, UploadFile
-from pydantic import Json, TypeAdapter, ValidationError
+from pydantic import Json, StringConstraints, TypeAdapter, ValidationError
 
 from app.identification import MAX_QUERY_PHOTOS
 from app.problems import Problem, unavailable
@@ -188,6 +188,8 @@ BOX_DESCRIPTION = (
     "only this region of the photo: x0,y0,x1,y1 as fractions of the photo as shown (EXIF "
     "orientation applied), e.g. 0.1,0.2,0.6,0.9"
 )
+BoxText = Annotated[str, StringConstraints(max_length=100)]
+"""A region as a form field takes it (``BOX_DESCRIPTION``)."""
 
 
 QueryImage = Annotated[UploadFile | None, File(description="a photo of a car (JPEG, PNG, WebP...)")]
@@ -198,9 +200,7 @@ QueryImages = Annotated[
         "side...), searched and identified together"
     ),
 ]
-QueryBox = Annotated[
-    str | None, Form(max_length=100, description=BOX_DESCRIPTION + " (with image)")
-]
+QueryBox = Annotated[BoxText | None, Form(description=BOX_DESCRIPTION + " (with image)")]
 """The form fields of a query by photo: one photo (and its region), or several of one car."""
 
 

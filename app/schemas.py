@@ -13,7 +13,9 @@ from app.car_schemas import (
     EXAMPLE_PHOTO,
     EXAMPLE_VERSION,
     AddedCar,
+    CarText,
     EmbeddedBy,
+    Year,
     car_image_url,
 )
 from app.identification import IDENTIFICATION_EXAMPLE, AbsentPrior, Identification
@@ -115,11 +117,11 @@ class SearchParams(BaseModel):
     limit: int = Field(10, ge=1, le=100)
     offset: int = Field(0, ge=0, le=10_000)
     score_threshold: float | None = Field(None, ge=-1.0, le=1.0)
-    make: str | None = Field(None, max_length=100)
-    model: str | None = Field(None, max_length=100)
-    body: str | None = Field(None, max_length=100)
-    year_min: int | None = Field(None, ge=1800, le=2200)
-    year_max: int | None = Field(None, ge=1800, le=2200)
+    make: CarText | None = None
+    model: CarText | None = None
+    body: CarText | None = None
+    year_min: Year | None = None
+    year_max: Year | None = None
     group_by: Literal["class"] | None = Field(
         None, description="class: one result per car model; limit then counts groups"
     )

@@ -93,25 +93,9 @@ def export_dataset(
     hold: the gallery, and the cars added, edited and deleted through the API."""
     if not 0 <= holdout < 1:
         raise ExportError(f"--holdout is a share of each class's photos in [0, 1), not {holdout}")
-    live = served.state().live
-    if live is None:
-        raise ExportError(f"no collection behind the alias {served.alias!r}: build one first")
-    recorded = served.engine.metadata(live).get(GALLERY_ROOT_KEY)
-    root = gallery or (Path(recorded) if recorded else None)
-    if root is not None and not root.is_dir():
-        raise ExportError(f"the gallery folder {root} does not exist: name it with --gallery")
-    try:
-        cars = list(served.engine.scroll(live, None))
-    except CollectionHeld:
-        if root is None:
-            raise ExportError(
-                f"{live} is open in another process and records no gallery folder: "
-                "name it with --gallery"
-            ) from None
-        logger.info("%s is held by another process: exporting the cars it was built to hold", live)
-        cars = _desired_cars(served, fields, root)
-    by_class: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
+    live, root, cars = _live_cars(served, fields, gallery)
     report = ExportReport(out / "manifest.csv")
+    by_class: dict[str, list[Member]] = defaultdict(list)
     for car_id, payload in cars:
         if payload.get("class_name"):
             by_class[str(payload["class_name"])].append((car_id, payload))
@@ -124,45 +108,21 @@ def export_dataset(
         )
     if root is None and any(p.get("source") != "upload" for c in by_class.values() for _, p in c):
         raise ExportError(f"{live} does not record its gallery folder: name it with --gallery")
-
-    def car_of(member: tuple[str, dict[str, Any]]) -> str:
-        return str(member[1].get("car_id") or member[0])
-
-    cars_of = {name: sorted({car_of(m) for m in members}) for name, members in by_class.items()}
+    cars_of = {name: sorted({_car_of(m) for m in members}) for name, members in by_class.items()}
     report.small_classes = sorted(c for c, cars in cars_of.items() if len(cars) < 2)
     (out / "photos").mkdir(parents=True, exist_ok=True)
     rows = []
     for class_name in sorted(set(by_class) - set(report.small_classes)):
-        members = by_class[class_name]
         held = _held_out(cars_of[class_name], holdout)
-        for photo_id, payload in sorted(members, key=lambda m: m[0]):
-            base = served.ledger.uploads_dir if payload.get("source") == "upload" else root
+        for member in sorted(by_class[class_name], key=lambda m: m[0]):
+            base = served.ledger.uploads_dir if member[1].get("source") == "upload" else root
             assert base is not None
-            source = base / str(payload.get("path") or "")
-            if not source.is_file():
-                report.missing.append(photo_id)
+            row = _photo_row(member, class_name, base, out, copy, held)
+            if row is None:
+                report.missing.append(member[0])
                 continue
-            target = out / "photos" / f"{photo_id}{source.suffix.lower()}"
-            target.unlink(missing_ok=True)
-            if copy:
-                shutil.copyfile(source, target)
-            else:
-                os.symlink(source.resolve(), target)
-            car_id = car_of((photo_id, payload))
-            split = HOLDOUT if car_id in held else "train"
-            report.held_out += split == HOLDOUT
-            rows.append(
-                {
-                    "path": f"photos/{target.name}",
-                    "class_name": class_name,
-                    **{k: payload.get(k) for k in ("make", "model", "year", "body")},
-                    "split": split,
-                    "car_id": car_id,
-                    "photo_id": photo_id,
-                    "external_id": payload.get("external_id"),
-                    "view": payload.get("view"),
-                }
-            )
+            report.held_out += row["split"] == HOLDOUT
+            rows.append(row)
     with report.manifest.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=COLUMNS)
         writer.writeheader()
@@ -176,3 +136,63 @@ def export_dataset(
     if report.missing:
         logger.warning("%d photos are gone: left out", len(report.missing))
     return report
+
+
+Member = tuple[str, dict[str, Any]]
+"""A photo of the collection: its id and payload."""
+
+
+def _car_of(member: Member) -> str:
+    return str(member[1].get("car_id") or member[0])
+
+
+def _live_cars(
+    served: ServedCollections, fields: FieldSchema, gallery: Path | None
+) -> tuple[str, Path | None, list[Member]]:
+    """The live collection, its gallery folder (``gallery``, else the one it records) and its
+    photos: as stored, or, where another process holds it, as it was built to hold them."""
+    live = served.state().live
+    if live is None:
+        raise ExportError(f"no collection behind the alias {served.alias!r}: build one first")
+    recorded = served.engine.metadata(live).get(GALLERY_ROOT_KEY)
+    root = gallery or (Path(recorded) if recorded else None)
+    if root is not None and not root.is_dir():
+        raise ExportError(f"the gallery folder {root} does not exist: name it with --gallery")
+    try:
+        return live, root, list(served.engine.scroll(live, None))
+    except CollectionHeld:
+        if root is None:
+            raise ExportError(
+                f"{live} is open in another process and records no gallery folder: "
+                "name it with --gallery"
+            ) from None
+        logger.info("%s is held by another process: exporting the cars it was built to hold", live)
+        return live, root, _desired_cars(served, fields, root)
+
+
+def _photo_row(
+    member: Member, class_name: str, base: Path, out: Path, copy: bool, held: set[str]
+) -> dict[str, Any] | None:
+    """The photo linked (or copied) into ``out/photos`` and its manifest row; None when its
+    file is gone."""
+    photo_id, payload = member
+    source = base / str(payload.get("path") or "")
+    if not source.is_file():
+        return None
+    target = out / "photos" / f"{photo_id}{source.suffix.lower()}"
+    target.unlink(missing_ok=True)
+    if copy:
+        shutil.copyfile(source, target)
+    else:
+        os.symlink(source.resolve(), target)
+    car_id = _car_of(member)
+    return {
+        "path": f"photos/{target.name}",
+        "class_name": class_name,
+        **{k: payload.get(k) for k in ("make", "model", "year", "body")},
+        "split": HOLDOUT if car_id in held else "train",
+        "car_id": car_id,
+        "photo_id": photo_id,
+        "external_id": payload.get("external_id"),
+        "view": payload.get("view"),
+    }

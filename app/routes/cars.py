@@ -19,9 +19,18 @@ from app.adding import (
     store_photos,
     views_of,
 )
-from app.car_schemas import AddedCar, Car, CarPatch
+from app.car_schemas import (
+    AddedCar,
+    Car,
+    CarPatch,
+    CarText,
+    ClassNameText,
+    ExternalIdText,
+    Year,
+)
 from app.deps import (
     BOX_DESCRIPTION,
+    BoxText,
     ServicesDep,
     check_batch,
     check_id,
@@ -126,13 +135,13 @@ async def add_car(
         bool,
         Form(description="with an external_id that exists: these photos replace the car's"),
     ] = False,
-    make: Annotated[str | None, Form(max_length=100)] = None,
-    model: Annotated[str | None, Form(max_length=100)] = None,
-    year: Annotated[int | None, Form(ge=1800, le=2200)] = None,
-    body: Annotated[str | None, Form(max_length=100)] = None,
-    class_name: Annotated[str | None, Form(max_length=200)] = None,
+    make: Annotated[CarText | None, Form()] = None,
+    model: Annotated[CarText | None, Form()] = None,
+    year: Annotated[Year | None, Form()] = None,
+    body: Annotated[CarText | None, Form()] = None,
+    class_name: Annotated[ClassNameText | None, Form()] = None,
     external_id: Annotated[
-        str | None, Form(max_length=200, description="your id of the car, unique in the index")
+        ExternalIdText | None, Form(description="your id of the car, unique in the index")
     ] = None,
     attributes: Annotated[
         str | None,
@@ -142,8 +151,7 @@ async def add_car(
         ),
     ] = None,
     box: Annotated[
-        str | None,
-        Form(max_length=100, description=BOX_DESCRIPTION + "; the region is what is stored"),
+        BoxText | None, Form(description=BOX_DESCRIPTION + "; the region is what is stored")
     ] = None,
 ) -> AddedCar:
     uploads = car_photos(services, image, images)

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
 
 from app.deps import (
     BOX_DESCRIPTION,
+    BoxText,
     QueryBox,
     QueryImage,
     QueryImages,
@@ -136,7 +137,7 @@ async def identify_car(
 async def embed(
     services: ServicesDep,
     image: Annotated[UploadFile, File(description="a photo of a car")],
-    box: Annotated[str | None, Form(max_length=100, description=BOX_DESCRIPTION)] = None,
+    box: Annotated[BoxText | None, Form(description=BOX_DESCRIPTION)] = None,
 ) -> EmbedResponse:
     model = services.model
     vector = await embed_upload(services, model, image, region(box))
