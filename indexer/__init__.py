@@ -7,6 +7,7 @@ from indexer.build import IndexBuildError
 from indexer.cars import Added, NewPhoto, NoSuchCar, NoSuchPhoto, OnReused, TooManyPhotos
 from indexer.copies import CopySignal, signal_of
 from indexer.covers import IndexedCar
+from indexer.cursor import CursorError
 from indexer.dataset_export import HOLDOUT, ExportError, export_dataset
 from indexer.engines.base import (
     CollectionHeld,
@@ -27,7 +28,7 @@ from indexer.fields import (
 )
 from indexer.gate import GATE_KEY, GateError, GateRefused
 from indexer.index import CarIndex
-from indexer.listing import CursorError, ExternalIdTaken, UnknownCars
+from indexer.listing import ExternalIdTaken, UnknownCars
 from indexer.payload import (
     DENSITY,
     MAX_VIEW,

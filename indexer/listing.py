@@ -11,27 +11,21 @@ walk sees every car that exists for the whole walk exactly once, also across rol
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import os
-from dataclasses import asdict, replace
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
-from itsdangerous import BadData, URLSafeSerializer
 
 from carembed.atomic import write_atomically
 from indexer.covers import IndexedCar, photos_of
+from indexer.cursor import Cursors
 from indexer.engines.base import CollectionMissing, Recommend, vectors_of
 from indexer.fields import MAX_ATTRIBUTES, FieldError, FieldSchema, Match, check_storable
 from indexer.files import locked
 from indexer.layout import DataLayout
 from indexer.payload import CarFilter, CarPayload, StoredCar, edit_changes
 from indexer.served import ServedCollections
-
-
-class CursorError(ValueError):
-    """A browse cursor this index did not give out for this filter."""
 
 
 class UnknownCars(LookupError):
@@ -46,19 +40,12 @@ class ExternalIdTaken(ValueError):
     """Another car has this external id."""
 
 
-def _filter_digest(where: CarFilter) -> str:
-    """The filter's conditions, in any order, as one hash."""
-    conditions = sorted(
-        json.dumps([type(c).__name__, asdict(c)], sort_keys=True) for c in where.conditions()
-    )
-    return hashlib.sha256(json.dumps(conditions).encode()).hexdigest()[:16]
-
-
 class Listings:
     def __init__(self, served: ServedCollections, fields: FieldSchema, layout: DataLayout) -> None:
         self._served, self._engine, self._ledger = served, served.engine, served.ledger
         self._fields, self._layout = fields, layout
         self._key: bytes | None = None
+        self._cursors = Cursors(self._cursor_key)
 
     def _match(self, field: str, value: str | int | bool) -> Match:
         """The condition ``field == value`` on its payload key."""
@@ -129,27 +116,12 @@ class Listings:
                 self._key = path.read_bytes()
         return self._key
 
-    def _signer(self) -> URLSafeSerializer:
-        return URLSafeSerializer(self._cursor_key(), salt="carsearch-cursor")
-
-    def _cursor(self, after: str, where: CarFilter) -> str:
-        return self._signer().dumps({"after": after, "filter": _filter_digest(where)})
-
-    def _after(self, cursor: str, where: CarFilter) -> str:
-        try:
-            content = self._signer().loads(cursor)
-        except BadData as exc:  # a bad signature, or not a cursor at all
-            raise CursorError("the cursor is not one this service gave out") from exc
-        if content["filter"] != _filter_digest(where):
-            raise CursorError("the cursor belongs to another filter: start again without one")
-        return str(content["after"])
-
     def page(
         self, collection: str, where: CarFilter, limit: int, cursor: str | None
     ) -> tuple[list[IndexedCar], str | None]:
         """One page of cars matching ``where`` (their covers do), with their photos, and the
         cursor of the next (None at the end)."""
-        after = self._after(cursor, where) if cursor else None
+        after = self._cursors.read(cursor, where) if cursor else None
         covers, following = self._engine.page(collection, replace(where, covers=True), limit, after)
         photos = photos_of(self._engine, collection, [c.car_id for c in covers])
         by_car: dict[str, list[StoredCar]] = {}
@@ -157,7 +129,7 @@ class Listings:
             by_car.setdefault(photo.car_id, []).append(photo)
         cars = [IndexedCar.of(c.car_id, by_car.get(c.car_id) or [c]) for c in covers]
         page = [car for car in cars if car is not None]
-        return page, None if following is None else self._cursor(following, where)
+        return page, None if following is None else self._cursors.give(following, where)
 
     # -- facets and refinement -------------------------------------------------------------
     def facet(

@@ -14,9 +14,10 @@ import pytest
 
 from carembed.embedder import Embedder
 from carembed.model import build_model
+from indexer.cursor import CursorError
 from indexer.fields import FieldError
 from indexer.index import CarIndex
-from indexer.listing import CursorError, ExternalIdTaken, UnknownCars
+from indexer.listing import ExternalIdTaken, UnknownCars
 from indexer.payload import CarFields, CarFilter, Listing
 from tests.indexer.conftest import jpeg, open_index
 
