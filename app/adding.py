@@ -79,7 +79,7 @@ async def cropped(services: Services, serving: ServingModel, data: bytes, box: B
     """The region ``box`` of a photo at its full resolution, as a JPEG: what an add with a box
     stores (every later build embeds that region, and the car's photo shows it)."""
     limits = serving.embedder.limits
-    return await decoding(services, serving, data, _crop, box, limits, box=box, whole=True)
+    return await decoding(services, serving, data, (box, True), _crop, box, limits)
 
 
 async def prepare(services: Services, serving: ServingModel, data: bytes) -> Prepared:
@@ -88,6 +88,7 @@ async def prepare(services: Services, serving: ServingModel, data: bytes) -> Pre
         services,
         serving,
         data,
+        (None, False),
         _prepare_with_thumbnail,
         embedder.preprocessing,
         embedder.limits,

@@ -261,7 +261,7 @@ async def decode(
     height) as shown (EXIF applied), decoded on the decode threads."""
     embedder = model.embedder
     return await decoding(
-        services, model, data, prepare, embedder.preprocessing, embedder.limits, box, box=box
+        services, model, data, (box, False), prepare, embedder.preprocessing, embedder.limits, box
     )
 
 
@@ -269,20 +269,23 @@ async def decoding(
     services: Services,
     model: ServingModel,
     data: bytes,
-    work: Callable[..., T],
-    *args: Any,
-    box: Box | None = None,
-    whole: bool = False,
+    reading: tuple[Box | None, bool],
+    work: Callable[Concatenate[bytes, P], T],
+    *args: P.args,
+    **kwargs: P.kwargs,
 ) -> T:
-    """``work(data, *args)`` on the decode threads, within the pixel budget (the photo's decode
-    size read from its header first: reduced for the model, within ``box``, unless ``whole``);
-    unusable images become their problem answers."""
+    """``work(data, *args, **kwargs)`` on the decode threads, within the pixel budget: the
+    photo's decode size is read from its header first, reduced for the model and within the
+    region, unless whole (``reading``: the region, and whether it is read whole); unusable
+    images become their problem answers."""
+    box, whole = reading
     loop = asyncio.get_running_loop()
     try:
         draft = None if whole else model.embedder.preprocessing.draft_size
         pixels = decoded_pixels(data, draft, box)
         async with services.pixels.reserve(pixels):
-            return await loop.run_in_executor(services.decode_executor, work, data, *args)
+            call = partial(work, data, *args, **kwargs)
+            return await loop.run_in_executor(services.decode_executor, call)
     except ImageTooLargeError as exc:
         raise Problem(422, "too-many-pixels", "Image has too many pixels", str(exc)) from exc
     except UnreadableImageError as exc:
