@@ -8,7 +8,8 @@ import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+
+import numpy as np
 
 from app.car_schemas import car_image_url
 from app.deps import conditions, on_serving
@@ -78,7 +79,7 @@ def one_per_car(photos: list[StoredCar]) -> list[StoredCar]:
 
 
 async def voters(
-    services: Services, model: ServingModel, vectors: Sequence[Any], exclude: str | None
+    services: Services, model: ServingModel, vectors: Sequence[np.ndarray], exclude: str | None
 ) -> list[list[StoredCar]]:
     """Each photo's nearest cars of all (no filter, no threshold; the car ``exclude`` left
     out), each as its best photo, with the fields the identification's votes read."""
@@ -121,7 +122,7 @@ class _Search:
         return [group[0] for group in found.groups], found.nearest or []
 
     async def best_of(
-        self, vectors: Sequence[Any], where: CarFilter
+        self, vectors: Sequence[np.ndarray], where: CarFilter
     ) -> tuple[list[StoredCar], list[StoredCar]]:
         """The page of cars best for any of ``vectors``, each scored by its best photo's best
         cosine: each vector's top ``offset + limit`` cars hold the top ``offset + limit`` of
@@ -184,7 +185,7 @@ async def _counted(services: Services, model: ServingModel, hits: list[Hit]) -> 
 async def answer(
     services: Services,
     model: ServingModel,
-    vectors: Sequence[Any],
+    vectors: Sequence[np.ndarray],
     params: SearchParams,
     exclude: str | None,
 ) -> SearchResponse:
