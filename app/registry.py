@@ -179,7 +179,7 @@ class ModelRegistry:
             )
             return None
         stored = await on_store(
-            MODEL_LOAD_S, self.index.models.load, parsed.model_version, self.settings.device
+            MODEL_LOAD_S, self.index.model_copies.load, parsed.model_version, self.settings.device
         )
         if stored is None:
             logger.warning(

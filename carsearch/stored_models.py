@@ -53,8 +53,8 @@ def model_list(index: CarIndex, emit: Emitter) -> int:
             stamp = f"{parsed.stamp[:4]}-{parsed.stamp[4:6]}-{parsed.stamp[6:8]}"
             created[version] = min(created.get(version, stamp), stamp)
     emit(f"{'version':42} {'created':10} {'backbone':20} {'flips':5} {'int8':4} collections")
-    for version in index.models.versions():
-        model = index.models.load(version)
+    for version in index.model_copies.versions():
+        model = index.model_copies.load(version)
         assert model is not None  # listed: stored whole
         source = model.source_dir
         int8 = "yes" if source is not None and (source / INT8_FILE).is_file() else "no"
@@ -67,7 +67,7 @@ def model_list(index: CarIndex, emit: Emitter) -> int:
 
 def model_export(index: CarIndex, version: str, out: Path, emit: Emitter) -> int:
     try:
-        written = index.models.export(version, out)
+        written = index.model_copies.export(version, out)
     except LookupError as exc:
         logger.error("%s", exc)
         return 2

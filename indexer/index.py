@@ -58,7 +58,7 @@ class CarIndex:
         self.engine, self.settings, self.alias = engine, settings, settings.alias
         self.ledger = Ledger(settings.layout)
         self.served = ServedCollections(engine, self.alias, self.ledger)
-        self.models = ModelCopies(engine.model_copies, settings.layout.models)
+        self.model_copies = ModelCopies(engine.model_copies, settings.layout.models)
         self.fields = settings.fields()
         self.listings = Listings(self.served, self.fields, settings.layout)
         self.cars = CarWrites(self.served, self.listings, settings.max_photos_per_car)
@@ -229,7 +229,7 @@ class CarIndex:
 
     # -- builds ------------------------------------------------------------------------------
     def ensure_live(self, embedder: Embedder) -> str:
-        self.models.save(embedder.model)
+        self.model_copies.save(embedder.model)
         live = build.ensure_live(self.engine, self.alias, embedder)
         self.served.forget_serving()
         return live
@@ -247,12 +247,12 @@ class CarIndex:
     ) -> IndexReport:
         """A full build; with ``gate``, a collection of another model goes live only when the
         quality gate passes it (``indexer.gate``; GateRefused otherwise)."""
-        self.models.save(embedder.model)  # before the alias can name its collection
+        self.model_copies.save(embedder.model)  # before the alias can name its collection
         check = None
         if gate is not None:
             layout = self.settings.layout
             judged = RolloutGate(
-                self.engine, self.models, layout.uploads, layout.onnx, embedder, gallery, gate
+                self.engine, self.model_copies, layout.uploads, layout.onnx, embedder, gallery, gate
             )
             check = judged.check
         try:
@@ -285,7 +285,7 @@ class CarIndex:
     ) -> IndexReport:
         """An incremental update of the live collection (same embedding version); the stored
         model copy takes the embedder's descriptive config (a re-fitted calibration)."""
-        self.models.save(embedder.model)
+        self.model_copies.save(embedder.model)
         return build.update_incremental(
             self.engine,
             embedder,

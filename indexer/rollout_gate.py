@@ -44,7 +44,7 @@ class RolloutGate:
     uploads in ``uploads``); ``models`` holds the live model's copy."""
 
     store: VectorStore
-    models: ModelCopies
+    model_copies: ModelCopies
     uploads: Path
     onnx_dir: Path
     embedder: Embedder
@@ -52,7 +52,7 @@ class RolloutGate:
     policy: GatePolicy
 
     def _embedded(self, live: EmbeddingVersion | None, new: str) -> VectorsOf | None:
-        model = None if live is None else self.models.load(live.model_version)
+        model = None if live is None else self.model_copies.load(live.model_version)
         if live is None or model is None:
             return None
         # ONNX Runtime makes int8 vectors; float32 ones come from the engine this build uses.
@@ -96,7 +96,7 @@ class RolloutGate:
         live_version = parse_embedding_version(embedding_version_of(live))
         trained = trained_on(
             self.embedder.model.config.model_dump(),
-            None if live_version is None else self.models.config(live_version.model_version),
+            None if live_version is None else self.model_copies.config(live_version.model_version),
         )
         vectors = None
         try:

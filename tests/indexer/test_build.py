@@ -567,7 +567,7 @@ def test_stored_models_are_listed_with_their_collections_and_exported(
     live = index.build(small_embedder, gallery, progress=False).collection
     version = small_embedder.model_version  # the collection: its embedding version
     assert live.split("__")[1] == f"{version}-f32" == small_embedder.version
-    assert index.models.versions() == [version]
+    assert index.model_copies.versions() == [version]
     lines: list[str] = []
     assert model_list(index, lines.append) == 0
     row = next(line for line in lines if line.startswith(version))
@@ -576,7 +576,7 @@ def test_stored_models_are_listed_with_their_collections_and_exported(
     assert model_export(index, version, tmp_path / "out", lines.append) == 0
     assert load_model(tmp_path / "out").version() == version
     with pytest.raises(LookupError, match=f"stored: {version}"):
-        index.models.export("efficientnetlite0-identity-000000000000", tmp_path / "none")
+        index.model_copies.export("efficientnetlite0-identity-000000000000", tmp_path / "none")
     missing = "efficientnetlite0-identity-000000000000"
     assert model_export(index, missing, tmp_path / "x", lines.append) == 2
 
@@ -593,9 +593,9 @@ def test_a_recalibrated_model_keeps_its_collection_and_its_stored_copy_follows(
     assert recalibrated.version == small_embedder.version  # no vector changed: no rebuild
     report = index.update(recalibrated, gallery, progress=False)
     assert index.state().live == live and report.indexed == 0 < report.unchanged
-    stored = index.models.load(model.version())
+    stored = index.model_copies.load(model.version())
     assert stored is not None and stored.config.training["calibration"]["k"] == 9
-    config = index.models.config(model.version())
+    config = index.model_copies.config(model.version())
     assert config is not None and config["training"]["calibration"]["temperature"] == 0.05
 
 
@@ -655,13 +655,13 @@ def test_a_stored_model_copy_takes_the_int8_graph_its_model_gains(
 
     folder = tmp_path / "model"
     version = save_model(build_model("mobilenet_v2", head="linear", embedding_dim=8), folder)
-    assert index.models.save(load_model(folder)) == version
+    assert index.model_copies.save(load_model(folder)) == version
     assert set(index.engine.model_copies.get(version) or {}) == {"config.json", "model.safetensors"}
     # ``carsearch model quantize`` leaves an int8 graph of this version beside the weights.
     graph = helper.make_model(helper.make_graph([], "g", [], []))
     graph.metadata_props.add(key=VERSION_KEY, value=version)
     onnx.save(graph, str(folder / INT8_FILE))
-    assert index.models.save(load_model(folder)) == version
+    assert index.model_copies.save(load_model(folder)) == version
     stored = index.engine.model_copies.get(version) or {}
     assert stored[INT8_FILE] == (folder / INT8_FILE).read_bytes()
     assert index.engine.model_copies.get(version, [INT8_FILE]) == {INT8_FILE: stored[INT8_FILE]}
