@@ -27,7 +27,7 @@ def _index_gallery(services: Services, stop: threading.Event, gated: bool) -> st
         if stop.is_set():
             raise Stopped
 
-    index, embedder = services.index, services.models.configured
+    index, embedder = services.index, services.registry.configured
     live_version = index.state().live_version
     if live_version is not None and (live_version != embedder.version or index.live_is_older()):
         # The live model keeps answering until the new collection is complete.
@@ -58,7 +58,7 @@ def prepare_index(services: Services, stop: threading.Event, gated: bool = True)
     while not stop.is_set():
         try:
             if services.settings.gallery is None:
-                services.index.ensure_live(services.models.configured)
+                services.index.ensure_live(services.registry.configured)
                 return
             message = _index_gallery(services, stop, gated)
             progress.update(state="done", message=message)

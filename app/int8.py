@@ -96,12 +96,16 @@ async def _check(services: Services, stop: threading.Event) -> None:
     if not report.kept:
         return
     int8 = await in_daemon_thread(loop, make_embedder, settings, embedder.model)
-    models = services.models
-    if models.serving is not serving or models.configured is not embedder:
+    registry = services.registry
+    if registry.serving is not serving or registry.configured is not embedder:
         return  # another model serves by now; the graph is cached for the next start
-    models.configured = int8
+    registry.configured = int8
     # A full build of int8 vectors, judged by the int8 check above rather than the rollout gate.
     await in_daemon_thread(loop, prepare_index, services, stop, False)
     state = await services.on_store(settings.store_deadline_s, services.index.state)
-    if state.live is not None and state.live_version == int8.version and models.serving is serving:
-        await models.adopt(models.serve(int8), state.live, services.on_store)
+    if (
+        state.live is not None
+        and state.live_version == int8.version
+        and registry.serving is serving
+    ):
+        await registry.adopt(registry.serve(int8), state.live, services.on_store)

@@ -38,7 +38,7 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
         loop = asyncio.get_running_loop()
         stop = threading.Event()
         preparing = in_daemon_thread(loop, prepare_index, services, stop)
-        follower = loop.create_task(services.models.follow(services.on_store), name="follower")
+        follower = loop.create_task(services.registry.follow(services.on_store), name="follower")
         int8_gate = loop.create_task(adopt_int8(services, preparing, stop), name="int8-gate")
         try:
             yield

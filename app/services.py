@@ -37,7 +37,7 @@ class Services:
     settings: AppSettings
     index: CarIndex
     metrics: Metrics
-    models: ModelRegistry
+    registry: ModelRegistry
     indexing: IndexingProgress = field(default_factory=IndexingProgress)
     started: float = field(default_factory=time.time)
     thumbnails: SingleFlight[None] = field(default_factory=SingleFlight, repr=False)
@@ -76,7 +76,7 @@ class Services:
     @property
     def model(self) -> ServingModel:
         """The model requests use now (a request keeps the one it started with)."""
-        return self.models.serving
+        return self.registry.serving
 
     async def on_store(
         self, seconds: float, call: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
@@ -89,7 +89,7 @@ class Services:
         return await asyncio.wait_for(work, seconds)
 
     async def close(self) -> None:
-        await self.models.close()
+        await self.registry.close()
         self.decode_executor.shutdown(wait=True, cancel_futures=True)
         self.store_executor.shutdown(wait=False, cancel_futures=True)  # a hung call stays behind
         self.index.close()
@@ -106,7 +106,7 @@ async def build_services(settings: AppSettings) -> Services:
         settings, index, metrics, ModelRegistry(settings, metrics, index, configured)
     )
     try:  # join what can go live; the live collection's model, if it is another one
-        await services.models.follow_once(services.on_store)
+        await services.registry.follow_once(services.on_store)
     except Exception as exc:  # a store that does not answer delays nothing
         logger.warning("the live collection's model is not known yet (%s)", exc)
     logger.info(

@@ -174,8 +174,8 @@ def test_rollout_beside_the_service_loses_nothing_and_fails_no_query(
     assert answered[0] == old_version and answered[-1] == new_version
     services = client.app.state.services  # type: ignore[attr-defined]
     deadline = time.monotonic() + 10  # model_retire_s is 0.3 s: the old model is unloaded
-    while set(services.models.loaded) != {new_version}:
-        assert time.monotonic() < deadline, set(services.models.loaded)
+    while set(services.registry.loaded) != {new_version}:
+        assert time.monotonic() < deadline, set(services.registry.loaded)
         time.sleep(0.05)
     assert switch_s < 10
     body = _ready(client)
@@ -229,8 +229,8 @@ def test_a_killed_rollout_build_leaves_the_old_model_serving(
         build.send_signal(signal.SIGKILL)
         build.wait()
     services = client.app.state.services  # type: ignore[attr-defined]
-    rounds, deadline = services.models.follow_rounds, time.monotonic() + 30
-    while services.models.follow_rounds < rounds + 3:  # three looks at the alias since the kill
+    rounds, deadline = services.registry.follow_rounds, time.monotonic() + 30
+    while services.registry.follow_rounds < rounds + 3:  # three looks at the alias since the kill
         assert time.monotonic() < deadline, "the model follower stopped"
         time.sleep(0.02)
     after = _ready(client)
