@@ -39,13 +39,13 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
         stop = threading.Event()
         preparing = in_daemon_thread(loop, prepare_index, services, stop)
         follower = loop.create_task(services.registry.follow(services.on_store), name="follower")
-        int8_gate = loop.create_task(adopt_int8(services, preparing, stop), name="int8-gate")
+        int8_check = loop.create_task(adopt_int8(services, preparing, stop), name="int8-check")
         try:
             yield
         finally:
             app.state.services = None
             stop.set()
-            for task in (follower, int8_gate):
+            for task in (follower, int8_check):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task

@@ -240,7 +240,7 @@ def test_bad_image_is_skipped_and_reported(shapes: Path, tmp_path: Path) -> None
 
 
 @pytest.mark.slow
-def test_int8_gate_keeps_the_graph_only_when_faster_and_as_accurate(
+def test_the_int8_check_keeps_the_graph_only_when_faster_and_as_accurate(
     shapes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from carembed import quantize as quantization

@@ -3,7 +3,7 @@ is quantized (calibrated on its fit classes) and scored against its float32 grap
 held-out training classes it chose its epochs on (re-derived from the seed and split its
 ``config.json`` records); the graph is kept in the model folder when it passes.
 
-    python benchmarks/int8_gate.py ../shared/datasets/stanford-cars-dev MODEL_DIR...
+    python benchmarks/int8_check.py ../shared/datasets/stanford-cars-dev MODEL_DIR...
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from carembed.datasets import read_dataset
 from carembed.quantize import check_int8
 from training.data import class_disjoint_split, holdout_classes
 
-logger = logging.getLogger("int8_gate")
+logger = logging.getLogger("int8_check")
 
 
 def main() -> None:
