@@ -22,8 +22,8 @@ from app.car_schemas import AddedCar, NewCar
 from app.deps import JSON_OBJECT, decoding, json_field, store
 from app.problems import Problem
 from app.registry import ServingModel
-from app.routes.images import jpeg_thumbnail
 from app.services import Services
+from app.thumbnails import jpeg_thumbnail
 from carembed.atomic import write_atomically
 from carembed.embedder import load_for_model
 from carembed.images import ImageLimits, load_image_with_size

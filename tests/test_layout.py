@@ -69,6 +69,17 @@ def test_the_index_is_used_through_its_public_api() -> None:
             assert module != "indexer" or not set(names) & set(indexer.__all__), (path, names)
 
 
+def test_route_modules_are_leaves_of_the_service() -> None:
+    """Routes use the service's modules; only ``app.main`` mounts them, and no service module
+    reaches into a route."""
+    root = Path(__file__).parent.parent / "app"
+    for path in root.rglob("*.py"):
+        if path.parent.name == "routes" or path.name == "main.py":
+            continue
+        for module, _ in _imports(path):
+            assert not module.startswith("app.routes"), (path, module)
+
+
 def test_the_layers_hold() -> None:
     """import-linter's contracts (pyproject.toml): carsearch > app | training > indexer >
     carembed, and the model's runtime never imports its quantization."""

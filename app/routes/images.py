@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import os
 from pathlib import Path
 from typing import Literal
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import FileResponse
-from PIL import Image
 
 from app.deps import ServicesDep, check_id, get_car, require_read_key
 from app.problems import Problem
 from app.services import Services
-from carembed.atomic import write_atomically
-from carembed.images import ImageError, ImageLimits, decoded_pixels, load_image_with_size
+from app.thumbnails import write_thumbnail
+from carembed.images import ImageError, decoded_pixels
 from indexer import CarPayload, StoredCar
 
 router = APIRouter(prefix="/api/v1", tags=["cars"])
@@ -59,23 +57,6 @@ def _links_stay_inside(root: Path, path: Path) -> bool:
         if current.is_symlink() and not current.resolve().is_relative_to(root):
             return False
     return True
-
-
-def jpeg_thumbnail(image: Image.Image, size: tuple[int, int], side: int) -> bytes:
-    """``image`` within ``side`` x ``side`` at the aspect of the photo as shown (``size``: an
-    early reduction for the model may have squashed it), never enlarged."""
-    scale = min(1.0, side / max(size))
-    target = (max(1, round(size[0] * scale)), max(1, round(size[1] * scale)))
-    buf = io.BytesIO()
-    image.resize(target, Image.Resampling.LANCZOS).save(buf, "JPEG", quality=85)
-    return buf.getvalue()
-
-
-def write_thumbnail(source: Path, target: Path, side: int, limits: ImageLimits) -> None:
-    """The thumbnail of a stored photo, written atomically: readers see all of it or none."""
-    image, size = load_image_with_size(source, limits, (side, side))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    write_atomically(target, jpeg_thumbnail(image, size, side))
 
 
 @router.get(
