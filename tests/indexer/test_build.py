@@ -162,6 +162,26 @@ def test_interrupted_build_leaves_alias_and_resumes_to_the_right_count(
     assert index.count(report.collection) == 9
 
 
+def test_an_interrupted_build_of_an_older_store_format_is_not_resumed(
+    index: CarIndex, small_embedder: Embedder, gallery: Path
+) -> None:
+    """A build left unfinished by an older carsearch is not written on: a new collection is
+    built, and the older one goes with the other stale collections."""
+    from indexer.store_format import FORMAT_KEY
+    from indexer.versions import new_collection_name
+
+    live = index.build(small_embedder, gallery, progress=False).collection
+    unfinished = new_collection_name(index.alias, small_embedder.version)
+    index.engine.create(unfinished, small_embedder.dim)
+    index.engine.set_metadata(unfinished, {FORMAT_KEY: 2})
+    index.engine.release({live})
+    (gallery / "BMW_M3_Coupe_2012" / "new.jpg").write_bytes(jpeg(4243))
+    report = index.build(small_embedder, gallery, progress=False)
+    assert report.collection not in (live, unfinished)
+    assert index.state() == AliasState(ALIAS, report.collection, live)
+    assert unfinished not in index.engine.collections()
+
+
 def test_bad_files_are_skipped_reported_and_fail_past_the_share(
     index: CarIndex, small_embedder: Embedder, gallery: Path
 ) -> None:
