@@ -303,8 +303,11 @@ def _target(engine: Engine, alias: str, embedder: Embedder, state: AliasState) -
     """The collection a full build writes: an interrupted build of these vectors, of this
     store format, that no other process holds (resumed), or a new one."""
     target = unfinished_build(alias, embedder.version, engine.collections(), state)
-    resumable = target is not None and not _held(engine, target)
-    if resumable and not store_format.is_older(engine.metadata(target)):
+    if (
+        target is not None
+        and not _held(engine, target)
+        and not store_format.is_older(engine.metadata(target))
+    ):
         logger.info("resuming the interrupted build of %s", target)
         return target
     target = new_collection_name(alias, embedder.version)
