@@ -114,8 +114,8 @@ class AppSettings(StoreSettings, ModelSettings):
 
     @model_validator(mode="after")
     def _request_timeout_within_the_deadline(self) -> AppSettings:
-        """A store call a request makes gives up by the request's deadline (rounded up to the
-        client's whole seconds): no store thread keeps waiting long after the 503."""
+        """A store call a request makes gives up by the request's deadline (the client counts
+        whole seconds, at least one): no store thread keeps waiting long after the 503."""
         self.qdrant_request_timeout_s = min(self.qdrant_request_timeout_s, self.store_deadline_s)
         return self
 

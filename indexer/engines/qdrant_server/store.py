@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
     from qdrant_client import QdrantClient
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
 OPTIMIZE_WAIT_S = 600
 
 
@@ -45,7 +44,7 @@ class ServerEngine:
 
     def __init__(self, settings: StoreSettings, client: QdrantClient | None = None) -> None:
         """``client``: another qdrant-client (its local mode stands in for a server in the
-        tests); by default one for ``settings.qdrant_url``."""
+        tests); by default ``ServerConnection``'s two for ``settings.qdrant_url``."""
         self._settings = settings
         self.connection = ServerConnection(settings, client)
         self.call = self.connection.call
