@@ -155,20 +155,22 @@ class ReusedPhoto(BaseModel):
     kind: Literal["exact", "near"]
     similarity: float = Field(description="of the two photos' perceptual hashes (1: the same)")
 
+    @classmethod
+    def of(cls, photo: str, reused: Reused) -> ReusedPhoto:
+        """The other car's photo that ``photo`` is."""
+        return cls(
+            photo=photo,
+            car_id=reused.car_id,
+            photo_id=reused.photo_id,
+            external_id=reused.external_id,
+            kind=reused.kind,
+            similarity=reused.similarity,
+        )
+
 
 def reused_photos(found: dict[str, list[Reused] | None]) -> list[ReusedPhoto]:
-    return [
-        ReusedPhoto(
-            photo=pid,
-            car_id=r.car_id,
-            photo_id=r.photo_id,
-            external_id=r.external_id,
-            kind=r.kind,
-            similarity=r.similarity,
-        )
-        for pid, reused in found.items()
-        for r in reused or []
-    ]
+    """Each photo's re-uses, photo by photo (None: none looked for)."""
+    return [ReusedPhoto.of(pid, r) for pid, reused in found.items() for r in reused or []]
 
 
 class AddedCar(Car):

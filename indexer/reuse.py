@@ -145,8 +145,8 @@ def _pairs(
                 sa, sb = signals[pair[0]], signals[pair[1]]
                 if key.startswith("sha:"):
                     close[pair] = 0
-                elif sa is not None and sb is not None and sa.bits_to(sb) <= NEAR_BITS:
-                    close[pair] = sa.bits_to(sb)
+                elif sa is not None and sb is not None and (bits := sa.bits_to(sb)) <= NEAR_BITS:
+                    close[pair] = bits
     borderline = sorted({pid for pair, bits in close.items() if bits > SAME_BITS for pid in pair})
     vectors = vectors_of(store, collection, borderline)
     for (a, b), _ in sorted(close.items()):

@@ -9,7 +9,7 @@ from functools import partial
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 
-from app.car_schemas import CarReuse, PhotoReuse, ReusedPhoto, reused_photos
+from app.car_schemas import CarReuse, PhotoReuse, ReusedPhoto
 from app.deps import ServicesDep, check_id, on_serving, require_key, require_read_key
 from app.problems import Problem
 from indexer import audit, reused_by_car
@@ -35,7 +35,7 @@ async def car_reused(services: ServicesDep, car_id: str) -> CarReuse:
         photos=[
             PhotoReuse(
                 photo_id=pid,
-                reused=None if others is None else reused_photos({pid: others}),
+                reused=None if others is None else [ReusedPhoto.of(pid, r) for r in others],
             )
             for pid, others in found.items()
         ],
@@ -75,7 +75,7 @@ async def reused_audit(services: ServicesDep) -> AuditResponse:
                 car_id=p.photo.car_id,
                 photo_id=p.photo.id,
                 external_id=p.photo.payload.external_id,
-                other=reused_photos({p.photo.id: [p.other]})[0],
+                other=ReusedPhoto.of(p.photo.id, p.other),
             )
             for p in pairs
         ]
