@@ -38,7 +38,7 @@ def reconcile(
     ``embedder`` makes this collection's vectors, add the cars added through the API that it
     lacks. Without such an embedder the adds are left to a process that has one."""
     done = Reconciled()
-    cars = {pid: p.get(CAR_ID) or pid for pid, p in store.scroll(collection, [CAR_ID])}
+    cars = {pid: p[CAR_ID] for pid, p in store.scroll(collection, [CAR_ID])}
     dead = ledger.tombstones()
     for pid in sorted(set(cars) & dead):
         with ledger.writing(cars[pid]):
