@@ -102,9 +102,9 @@ class ServedCollections:
         for name in candidates:
             own = embedder if embedder and embedder.version == embedding_version_of(name) else None
             with self._lock:
-                caught_up = self._joined.get(name)
-            if caught_up or (caught_up is not None and own is None):
-                continue
+                caught_up, older = self._joined.get(name), name in self._older
+            if older or caught_up or (caught_up is not None and own is None):
+                continue  # a collection's store format never changes: warned of once
             try:
                 self.join(name, own)
             except (CollectionMissing, CollectionHeld) as exc:

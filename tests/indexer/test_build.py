@@ -620,7 +620,7 @@ def test_a_recalibrated_model_keeps_its_collection_and_its_stored_copy_follows(
 
 
 def test_a_collection_of_an_older_store_format_is_refused_and_rebuilt_whole(
-    index: CarIndex, gallery: Path, small_embedder: Embedder
+    index: CarIndex, gallery: Path, small_embedder: Embedder, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A collection stamped with another store format is neither joined, served, synced in
     place nor reused: a full build embeds every photo again and replaces it without the
@@ -631,6 +631,11 @@ def test_a_collection_of_an_older_store_format_is_refused_and_rebuilt_whole(
     older = index.build(small_embedder, gallery, progress=False).collection
     assert index.engine.metadata(older)[FORMAT_KEY] == STORE_FORMAT
     index.engine.set_metadata(older, index.engine.metadata(older) | {FORMAT_KEY: 2})
+    another = CarIndex(index.engine, index.settings)  # another process's view of the store
+    for _ in range(3):  # the follower's rounds: the older collection is warned of once
+        another.served.join_all(small_embedder)
+    warned = [r for r in caplog.records if "older carsearch" in r.getMessage()]
+    assert len(warned) == 1 and older not in another.served.joined
     with pytest.raises(OlderStore, match="older carsearch: rebuild with `carsearch index"):
         index.served.join(older, small_embedder)
     with pytest.raises(OlderStore):
