@@ -9,6 +9,7 @@ writing only what is missing.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -36,6 +37,7 @@ from indexer.gallery import GalleryItem, GalleryScan, scan_gallery
 from indexer.gate import GATE_KEY
 from indexer.ledger import Ledger
 from indexer.reconcile import Reconciled
+from indexer.served import ServedCollections
 from indexer.versions import (
     AliasState,
     embedding_version_of,
@@ -215,15 +217,16 @@ def build_full(
     progress: bool = True,
     on_moved: Callable[[], None] | None = None,
     gate: Callable[[str, str], dict[str, Any]] | None = None,
-    join: Join | None = None,
+    served: ServedCollections | None = None,
 ) -> IndexReport:
     """Index the whole gallery (and the ledger's uploads) into a new collection, then move
     ``alias`` to it atomically (``on_moved`` runs then, before old collections are dropped).
     When the live collection holds another model's vectors, ``gate(live, new)`` runs before
     the move: it raises to keep the alias where it is (the new collection stays, for
-    inspection), or returns its verdict, kept in the new collection's metadata. ``join``
+    inspection), or returns its verdict, kept in the new collection's metadata. ``served``
     brings the new collection up to date with the ledger after the bulk writes and makes this
-    process's writes reach it (``ServedCollections.join``)."""
+    process's writes reach it (``ServedCollections.join``); again, with no write running, as
+    the alias moves (``ServedCollections.switching``)."""
     started = time.perf_counter()
     schema = schema or FieldSchema({})
     scan = scan_gallery(gallery)
@@ -259,25 +262,30 @@ def build_full(
             f"the alias {alias!r} still points to {state.live}"
         )
     _check_failures(report, max_failure_share, alias, state.live)
-    if join is not None:  # cars added, edited or deleted through the API while this ran
-        caught_up = join(target, embedder)
-        report.indexed, report.deleted = (
-            report.indexed + caught_up.added,
-            report.deleted + caught_up.deleted,
-        )
+    if served is not None:  # cars added, edited or deleted through the API while this ran
+        _count_caught_up(report, served.join(target, embedder))
     if gate and state.live is not None and _judged(engine, state.live, embedder.version):
         verdict = gate(state.live, target)
         engine.set_metadata(target, engine.metadata(target) | {GATE_KEY: verdict})
-    report.total_points = engine.count(target)
-    engine.seal(target)  # from here on, another process (the service) may hold it
+    engine.optimize(target)
     after = state.promoted(target)
-    engine.aliases.move(state, after)
-    logger.info("alias %s -> %s (previous: %s)", alias, target, after.previous)
-    if on_moved is not None:
-        on_moved()
-    _drop_stale(engine, alias, after)
+    with served.switching() if served is not None else contextlib.nullcontext():
+        if served is not None:  # the writes made since: none runs until the old ones are gone
+            _count_caught_up(report, served.join(target, embedder))
+        report.total_points = engine.count(target)
+        engine.hand_over(target)  # from here on, another process (the service) may hold it
+        engine.aliases.move(state, after)
+        logger.info("alias %s -> %s (previous: %s)", alias, target, after.previous)
+        if on_moved is not None:
+            on_moved()
+        _drop_stale(engine, alias, after)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _count_caught_up(report: IndexReport, caught_up: Reconciled) -> None:
+    report.indexed += caught_up.added
+    report.deleted += caught_up.deleted
 
 
 def _kept(

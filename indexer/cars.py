@@ -90,11 +90,6 @@ class CarWrites:
         self._served, self._engine, self._ledger = served, served.engine, served.ledger
         self._listings, self.max_photos = listings, max_photos
 
-    def _check_open(self, version: str) -> None:
-        self._served.ensure_joined()
-        if not any(embedding_version_of(n) == version for n in self._served.joined):
-            raise IndexNotReady(f"no collection of {version} is open for writes yet")
-
     def _check_count(self, count: int) -> None:
         if count > self.max_photos:
             raise TooManyPhotos(f"a car has at most {self.max_photos} photos ({count} asked)")
@@ -172,6 +167,8 @@ class CarWrites:
             settle(engine, name, car_id)
 
         self._served.for_each(apply)
+        if new:
+            self._served.added(version)
 
     def add(
         self,
@@ -187,15 +184,15 @@ class CarWrites:
         car has its external id, its fields are replaced and the photos are added to its own
         (``replace_photos``: they replace them). Each photo is looked for among the other cars'
         (``on_reused``; PhotoReused, with nothing written, when refused). IndexNotReady, with
-        nothing written, when this process serves no collection of those vectors."""
+        nothing written, when no collection of those vectors that can go live is joined."""
         if not photos:
             raise ValueError("a car has at least one photo")
         self._check_count(len(photos))
         first = upload_payload("", car, listing, photos[0].sha256, photos[0].size, version)
         check_storable(first.to_payload(), "car")
-        self._check_open(version)
         ledger, external = self._ledger, listing.external_id
-        with ledger.claiming(external):
+        with self._served.writes(), ledger.claiming(external):
+            self._served.check_open(version)
             found = self._listings.with_external_id(external) if external is not None else []
             car_id = found[0] if found else new_car_id(photos[0].sha256, external)
             with ledger.writing(car_id):
@@ -226,8 +223,8 @@ class CarWrites:
         for among the other cars' photos as ``add`` does."""
         if not photos:
             raise ValueError("at least one photo")
-        self._check_open(version)
-        with self._ledger.writing(car_id):
+        with self._served.writes(), self._ledger.writing(car_id):
+            self._served.check_open(version)
             before = self._served.car_photos(car_id)
             if not before:
                 raise NoSuchCar(car_id)
@@ -247,10 +244,11 @@ class CarWrites:
         """Delete a car for good: the ledger's tombstones of its photos (every later build and
         every collection joined later drops them), then every joined collection, its uploaded
         photos. Returns what was deleted, or None."""
-        self._served.ensure_joined()
-        with self._ledger.writing(car_id):
-            before = self._served.car_photos(car_id)
-            self._delete(car_id, before)
+        with self._served.writes():
+            self._served.ensure_joined()
+            with self._ledger.writing(car_id):
+                before = self._served.car_photos(car_id)
+                self._delete(car_id, before)
         return IndexedCar.of(car_id, list(before.values()))
 
     def _delete(self, car_id: str, photos: dict[str, StoredCar]) -> None:
@@ -268,7 +266,11 @@ class CarWrites:
     def delete_photo(self, car_id: str, photo: str) -> IndexedCar | None:
         """Delete one photo of a car: what is left of the car, or None when it was the last
         (the car is deleted). NoSuchCar, NoSuchPhoto: nothing deleted."""
-        self._served.ensure_joined()
+        with self._served.writes():
+            self._served.ensure_joined()
+            return self._delete_photo(car_id, photo)
+
+    def _delete_photo(self, car_id: str, photo: str) -> IndexedCar | None:
         with self._ledger.writing(car_id):
             before = self._served.car_photos(car_id)
             if not before:

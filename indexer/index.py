@@ -269,7 +269,7 @@ class CarIndex:
                 progress=progress,
                 on_moved=self.served.forget_serving,
                 gate=check,
-                join=self.served.join,
+                served=self.served,
             )
         finally:
             self.served.forget_serving()

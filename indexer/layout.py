@@ -7,6 +7,7 @@ service replicas and the commands: one owner, so the CLI and the service use the
     edits/<car id>.json           edits made through the API
     locks/                        one car's (or one external id's) writers at a time
     .ledger.lock                  the tombstone list's writers
+    .rollout.lock                 writes (shared) against a build's switch of the alias
     models/<version>/             model copies of the index, unpacked to be loaded
     onnx/                         ONNX graphs exported from the model (float32 and int8)
     thumbs/<car id>.jpg           thumbnails
@@ -48,6 +49,10 @@ class DataLayout:
     @property
     def ledger_lock(self) -> Path:
         return self.root / ".ledger.lock"
+
+    @property
+    def rollout_lock(self) -> Path:
+        return self.root / ".rollout.lock"
 
     @property
     def models(self) -> Path:

@@ -6,10 +6,18 @@ store that several processes write (a Qdrant server), builds under way. A proces
 a collection before it reads from it: it adds it to the ones its writes reach, then brings it up
 to date with the upload ledger car by car (``indexer.reconcile``). A write (add, edit, delete)
 is made under its car's lock: the ledger first, then every joined collection. So a write either
-finds a collection joined, or was in the ledger before that car was reconciled; and a build
-reconciles its collection after its bulk writes. A collection this process cannot write now
-(the embedded store: held by a build in another process) is left, and joined again, brought up
-to date, once it can be.
+finds a collection joined, or was in the ledger before that car was reconciled. A collection
+this process cannot write now (the embedded store: held by a build in another process) is left,
+and joined again, brought up to date, once it can be.
+
+An add writes its vectors only into the collections of its embedding version: the others learn
+of it when a process with their model reconciles them. So that every acknowledged car is always
+in the live or the previous collection, writes and a build's switch of the alias exclude each
+other (``writes`` is shared, ``switching`` exclusive, across processes): an add goes ahead only
+while a joined collection of its vectors can go live, and a build brings its collection up to
+date with the ledger, moves the alias and drops the old collections while no write runs. After
+an add, the joined collections of other vectors owe it: ``join_all`` with their model joins
+them again.
 """
 
 from __future__ import annotations
@@ -18,13 +26,14 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 from carembed.embedder import Embedder
 from indexer import store_format
 from indexer.covers import photos_of
 from indexer.engines.base import CollectionHeld, CollectionMissing, Engine
+from indexer.files import shared_or_exclusive
 from indexer.ledger import Ledger
 from indexer.payload import StoredCar
 from indexer.reconcile import Reconciled, reconcile
@@ -50,7 +59,22 @@ class ServedCollections:
         self._serving: dict[str, tuple[float, str]] = {}
         self._older: set[str] = set()
         """Collections found written by an older carsearch: never served."""
+        self._owed: dict[str, int] = {}
+        """Joined collections -> how many adds of other vectors were made since they joined."""
         self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def writes(self) -> Iterator[None]:
+        """Held (shared) by each add, edit and delete, from its checks to its last write."""
+        with shared_or_exclusive(self.ledger.layout.rollout_lock, "shared"):
+            yield
+
+    @contextlib.contextmanager
+    def switching(self) -> Iterator[None]:
+        """Held (exclusive) while a build's collection is brought up to date, the alias moved
+        and the old collections dropped: no write runs meanwhile."""
+        with shared_or_exclusive(self.ledger.layout.rollout_lock, "exclusive"):
+            yield
 
     def state(self) -> AliasState:
         return self.engine.aliases.state(self.alias)
@@ -82,6 +106,7 @@ class ServedCollections:
             raise
         with self._lock:
             self._joined.setdefault(name, False)
+            owed = self._owed.get(name, 0)
         try:
             self.engine.index_fields(name)  # the payload indexes of this process's fields
             done = reconcile(self.engine, name, self.ledger, embedder)
@@ -89,10 +114,27 @@ class ServedCollections:
             self._leave(name)
             raise
         if embedder is not None and embedder.version == embedding_version_of(name):
-            with self._lock:
-                if name in self._joined:
+            with self._lock:  # caught up, unless an add of other vectors ran meanwhile
+                if name in self._joined and self._owed.get(name, 0) == owed:
                     self._joined[name] = True
         return done
+
+    def check_open(self, version: str) -> None:
+        """Before an add of vectors ``version`` (within ``writes``): IndexNotReady unless a
+        joined collection of those vectors can go live."""
+        self.ensure_joined()
+        candidates = set(self.candidates())
+        if not any(embedding_version_of(n) == version for n in self.joined & candidates):
+            raise IndexNotReady(f"no collection of {version} is open for writes yet")
+
+    def added(self, version: str) -> None:
+        """After an add of vectors ``version``: the joined collections of other vectors owe it
+        (``join_all`` with their model joins them again)."""
+        with self._lock:
+            for name in self._joined:
+                if embedding_version_of(name) != version:
+                    self._joined[name] = False
+                    self._owed[name] = self._owed.get(name, 0) + 1
 
     def join_all(self, embedder: Embedder | None) -> None:
         """Join the candidates not joined yet (``embedder`` adds to those of its vectors), and
@@ -134,6 +176,7 @@ class ServedCollections:
     def _leave(self, name: str) -> None:
         with self._lock:
             self._joined.pop(name, None)
+            self._owed.pop(name, None)
 
     def for_each(self, write: Callable[[str], T], version: str | None = None) -> dict[str, T]:
         """``write(collection)`` on each joined collection (only those of the embedding

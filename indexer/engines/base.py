@@ -223,8 +223,12 @@ class VectorStore(Protocol):
         """Index what was written (HNSW, quantization); searches go on meanwhile."""
 
     def seal(self, name: str) -> None:
-        """Before a collection goes live: build its search index, make it durable, let it go
-        (another process may open it next)."""
+        """Before a collection goes live: build its search index (``optimize``) and hand it
+        over."""
+
+    def hand_over(self, name: str) -> None:
+        """Make what was written durable and let the collection go: another process may open
+        it next."""
 
     def release(self, keep: set[str]) -> None:
         """Let go of collections other than ``keep`` (they may be deleted by another process)."""

@@ -102,6 +102,22 @@ def index(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CarIndex]:
     car_index.close()
 
 
+@pytest.fixture(params=["edge", "server"])
+def handles(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[CarIndex, CarIndex]]:
+    """The service's handle on the store and a builder's: another process's on the embedded
+    store (it cannot write a collection the service holds); on a server, another client."""
+    service = open_index(request.param, tmp_path)
+    builder = (
+        open_index("edge", tmp_path)
+        if request.param == "edge"
+        else CarIndex(service.engine, service.settings)
+    )
+    yield service, builder
+    if builder is not service and request.param == "edge":
+        builder.close()
+    service.close()
+
+
 def jpeg(seed: int) -> bytes:
     """A generated photo as JPEG bytes (what an upload sends)."""
     import io

@@ -81,6 +81,7 @@ class EdgeEngine:
         self._shards: dict[str, Any] = {}
         self._users: dict[int, int] = {}  # id(shard) -> operations running on it
         self._closing: dict[int, Any] = {}  # let go while in use: closed by the last user
+        self._dropping: set[str] = set()  # being dropped by this process: missing already
         self._lock = threading.Lock()
 
     # -- collections -----------------------------------------------------------------------
@@ -139,6 +140,8 @@ class EdgeEngine:
         """The open shard of ``name`` for the duration of one operation: a shard let go
         meanwhile (an alias moved, the collection dropped) is closed by its last user."""
         with self._lock:
+            if name in self._dropping:
+                raise CollectionMissing(f"the collection {name} is being deleted")
             shard = self._shards.get(name)
             if shard is None:
                 shard = self._shards[name] = self._load(name)
@@ -188,18 +191,24 @@ class EdgeEngine:
     def drop(self, name: str) -> None:
         """Delete the collection; CollectionHeld (nothing deleted) while another process holds
         it. Its folder is moved away while this process holds its lock, so no other process
-        can open it half deleted."""
-        self._let_go([name])
-        path = self._path(name)
-        if not path.is_dir():
-            return
-        shard = self._load(name) if (path / "edge_config.json").is_file() else None
-        trash = path.with_name(f".dropped-{name}-{uuid.uuid4().hex}")
+        can open it half deleted; meanwhile it is missing to this process's other threads."""
+        with self._lock:
+            self._dropping.add(name)
         try:
-            os.replace(path, trash)
+            self._let_go([name])
+            path = self._path(name)
+            if not path.is_dir():
+                return
+            shard = self._load(name) if (path / "edge_config.json").is_file() else None
+            trash = path.with_name(f".dropped-{name}-{uuid.uuid4().hex}")
+            try:
+                os.replace(path, trash)
+            finally:
+                if shard is not None:
+                    shard.close()
         finally:
-            if shard is not None:
-                shard.close()
+            with self._lock:
+                self._dropping.discard(name)
         shutil.rmtree(trash, ignore_errors=True)
 
     def release(self, keep: set[str]) -> None:
@@ -346,9 +355,14 @@ class EdgeEngine:
             shard.flush()
 
     def seal(self, name: str) -> None:
-        """Build HNSW (and quantized vectors), flush, and close the shard: another process
-        (the service) opens it once the alias names it."""
         self.optimize(name)
+        self.hand_over(name)
+
+    def hand_over(self, name: str) -> None:
+        """Flush and close the shard: another process (the service) opens it once the alias
+        names it."""
+        with self._shard(name) as shard:
+            shard.flush()
         self._let_go([name])
 
     def snapshot(self, name: str, out: Path) -> Path:

@@ -289,6 +289,9 @@ class ServerEngine:
     def seal(self, name: str) -> None:
         self.optimize(name)
 
+    def hand_over(self, name: str) -> None:
+        """Nothing is held: the server owns its collections."""
+
     def snapshot(self, name: str, out: Path) -> Path:
         """Create a snapshot of the collection on the server and download it into ``out``."""
         import httpx
