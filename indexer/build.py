@@ -9,7 +9,6 @@ writing only what is missing.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -35,6 +34,7 @@ from indexer.engines.base import CollectionHeld, Engine, NewPoint, StoreError, V
 from indexer.fields import FieldSchema
 from indexer.gallery import GalleryItem, GalleryScan, scan_gallery
 from indexer.gate import GATE_KEY
+from indexer.go_live import go_live
 from indexer.ledger import Ledger
 from indexer.reconcile import Reconciled
 from indexer.served import ServedCollections
@@ -42,7 +42,6 @@ from indexer.versions import (
     AliasState,
     embedding_version_of,
     new_collection_name,
-    stale_collections,
     unfinished_build,
 )
 from indexer.writes import BatchHook, IndexReport, write
@@ -268,17 +267,8 @@ def build_full(
         verdict = gate(state.live, target)
         engine.set_metadata(target, engine.metadata(target) | {GATE_KEY: verdict})
     engine.optimize(target)
-    after = state.promoted(target)
-    with served.switching() if served is not None else contextlib.nullcontext():
-        if served is not None:  # the writes made since: none runs until the old ones are gone
-            _count_caught_up(report, served.join(target, embedder))
-        report.total_points = engine.count(target)
-        engine.hand_over(target)  # from here on, another process (the service) may hold it
-        engine.aliases.move(state, after)
-        logger.info("alias %s -> %s (previous: %s)", alias, target, after.previous)
-        if on_moved is not None:
-            on_moved()
-        _drop_stale(engine, alias, after)
+    caught_up, report.total_points = go_live(engine, state, target, embedder, served, on_moved)
+    _count_caught_up(report, caught_up)
     report.seconds = time.perf_counter() - started
     return report
 
@@ -322,18 +312,6 @@ def _target(engine: Engine, alias: str, embedder: Embedder, state: AliasState) -
     engine.create(target, embedder.dim, bulk=True)
     logger.info("building collection %s", target)
     return target
-
-
-def _drop_stale(engine: Engine, alias: str, state: AliasState) -> None:
-    """Drop this alias's collections that neither alias names (those another process still
-    holds are kept, and dropped by a later build)."""
-    for name in stale_collections(alias, engine.collections(), state):
-        try:
-            engine.drop(name)
-        except CollectionHeld:
-            logger.info("old collection %s is still open in another process: kept", name)
-        else:
-            logger.info("deleted old collection %s", name)
 
 
 def ensure_live(engine: Engine, alias: str, embedder: Embedder) -> str:
