@@ -25,7 +25,7 @@ import numpy as np
 
 from indexer.engines.base import NewPoint
 from indexer.index import CarIndex
-from indexer.payload import CarFields, gallery_payload
+from indexer.payload import CarFields, gallery_payload, point_id
 from indexer.settings import StoreSettings
 from indexer.versions import new_collection_name
 
@@ -44,10 +44,12 @@ def _index(root: Path, edited: int) -> tuple[CarIndex, list[str]]:
     ids, points = [], []
     for i in range(CARS):
         sha = hashlib.sha256(str(i).encode()).hexdigest()
-        payload = gallery_payload(CarFields(make="Audi").car_fields(), sha, (1, 1), VERSION)
+        car = point_id(sha)  # a car of one photo
+        fields = CarFields(make="Audi").car_fields() | {"car_id": car}
+        payload = gallery_payload(fields, sha, (1, 1), VERSION)
         vector = rng.normal(size=DIM).astype(np.float32)
         unit = vector / np.linalg.norm(vector)
-        point = NewPoint(str(uuid.uuid5(uuid.NAMESPACE_URL, sha)), unit, payload)
+        point = NewPoint(car, unit, payload)
         points.append(point)
         ids.append(point.id)
     index.engine.upsert(live, points)
