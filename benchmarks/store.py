@@ -65,8 +65,11 @@ def synthetic_cars(
 
 
 def car_payload(i: int, cls: int) -> CarPayload:
+    """The payload of the car of one photo ``i`` (its point id: ``point_id(f"{i:064x}")``)."""
     make = f"Make{cls % MAKES:02d}"
     return CarPayload(
+        car_id=point_id(f"{i:064x}"),
+        cover=True,
         make=make,
         model=f"Model{cls:03d}",
         year=1995 + cls % 18,
