@@ -103,6 +103,7 @@ async def _rollout(
             str(args.gallery),
             "--model",
             str(new_dir),
+            "--no-gate",  # the stand-in is no better a model: this measures the switch
             *_store_args(work),
         ]
         started = time.monotonic()

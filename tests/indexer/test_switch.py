@@ -1,8 +1,9 @@
 """A build's switch of the alias and the API's writes exclude each other
 (``ServedCollections.switching``): an add made with the vectors of a collection the switch
 drops is in the collection the build puts live, an add of vectors that no collection able to go
-live holds is refused with nothing kept, and a write within a request does not wait out a
-switch. Oracle: the car ids the adds were acknowledged with."""
+live holds is refused with nothing kept, a caught-up collection of other vectors gets an add at
+the next round, and a write within a request does not wait out a switch. Oracle: the car ids
+the adds were acknowledged with."""
 
 from __future__ import annotations
 
@@ -74,6 +75,23 @@ def test_an_add_of_vectors_the_switch_drops_is_in_the_collection_it_puts_live(
         _add(service, b, 7002)
     sha = hashlib.sha256(data).hexdigest()
     assert all(u.payload.sha256 != sha for u in service.ledger.uploads())
+
+
+@pytest.mark.slow
+def test_an_add_of_other_vectors_reaches_a_caught_up_collection_at_the_next_round(
+    handles: tuple[CarIndex, CarIndex], tmp_path: Path, small_embedder: Embedder
+) -> None:
+    service, builder = handles
+    gallery = make_gallery(tmp_path / "gallery", per_class=1)
+    a, b = small_embedder, _other_model()
+    builder.build(a, gallery, progress=False)
+    builder.build(b, gallery, progress=False)
+    state = service.state()
+    service.served.join_all(a)  # the service runs a: the previous collection, caught up
+    car = _add(service, b, 7004)  # made with b (a request that began before a switch)
+    assert service.listings.car(state.previous, car) is None
+    service.served.join_all(a)
+    assert service.listings.car(state.previous, car) is not None
 
 
 @pytest.mark.parametrize("kind", ["edge", "server"])
