@@ -32,10 +32,18 @@ from service import Service, mirrored
 
 from carembed.artifact import save_model
 from carembed.datasets import read_dataset
+from carembed.identity import parse_embedding_version
 from carembed.model import build_model
 
 logger = logging.getLogger("rollout")
 KEY = "rollout-benchmark"
+SWITCH_WAIT_S = 600
+
+
+def _model_of(embedding_version: str) -> str | None:
+    """The model version of a served embedding version (which also names its precision)."""
+    parsed = parse_embedding_version(embedding_version)
+    return parsed.model_version if parsed else None
 
 
 def _store_args(work: Path) -> list[str]:
@@ -121,9 +129,10 @@ async def _rollout(
             raise RuntimeError(f"the build failed: {err.decode()[-2000:]}")
         moved = time.monotonic()
         new_version = json.loads((new_dir / "config.json").read_text())["model_version"]
-        while (await http.get("/readyz")).json()["embedding_version"] != new_version:
-            if time.monotonic() - moved > 60:
-                raise RuntimeError("the service did not switch within 60 s")
+        while _model_of((await http.get("/readyz")).json()["embedding_version"]) != new_version:
+            if time.monotonic() - moved > SWITCH_WAIT_S:
+                log = (work / "service.log").read_text()[-3000:]
+                raise RuntimeError(f"no switch within {SWITCH_WAIT_S} s; the service said:\n{log}")
             await asyncio.sleep(0.1)
         switch_s = time.monotonic() - moved
         after = [await add(d) for d in extra[10:12]]
@@ -180,7 +189,7 @@ def main() -> None:
     if first.returncode != 0:
         raise RuntimeError(first.stderr[-2000:])
     env = {"CARSEARCH_API_KEY": KEY, "CARSEARCH_MODEL_POLL_S": "1"}
-    with Service(_store_args(work), env=env) as server:
+    with Service(_store_args(work), env=env, log=work / "service.log") as server:
         figures = asyncio.run(_rollout(args, work, server.url, new_dir))
     logger.info(
         "rollout: %d queries answered, %d failed; build %.0f s; switch %.2f s after the alias "

@@ -45,15 +45,18 @@ class Service:
         ready_path: str = "/readyz",
         timeout_s: float = 180,
         command: list[str] = CARSEARCH_SERVE,
+        log: Path | None = None,
     ) -> None:
+        """``log``: the file the service's log goes to (else nowhere)."""
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
-        self.process = subprocess.Popen(
-            [*command, "--port", str(port), *args],
-            env=os.environ | (env or {}),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        with log.open("ab") if log is not None else open(os.devnull, "wb") as sink:
+            self.process = subprocess.Popen(
+                [*command, "--port", str(port), *args],
+                env=os.environ | (env or {}),
+                stdout=subprocess.DEVNULL,
+                stderr=sink,
+            )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             try:
