@@ -244,11 +244,9 @@ class CarWrites:
         """Delete a car for good: the ledger's tombstones of its photos (every later build and
         every collection joined later drops them), then every joined collection, its uploaded
         photos. Returns what was deleted, or None."""
-        with self._served.writes():
-            self._served.ensure_joined()
-            with self._ledger.writing(car_id):
-                before = self._served.car_photos(car_id)
-                self._delete(car_id, before)
+        with self._served.writes(), self._ledger.writing(car_id):
+            before = self._served.car_photos(car_id)
+            self._delete(car_id, before)
         return IndexedCar.of(car_id, list(before.values()))
 
     def _delete(self, car_id: str, photos: dict[str, StoredCar]) -> None:
@@ -266,12 +264,7 @@ class CarWrites:
     def delete_photo(self, car_id: str, photo: str) -> IndexedCar | None:
         """Delete one photo of a car: what is left of the car, or None when it was the last
         (the car is deleted). NoSuchCar, NoSuchPhoto: nothing deleted."""
-        with self._served.writes():
-            self._served.ensure_joined()
-            return self._delete_photo(car_id, photo)
-
-    def _delete_photo(self, car_id: str, photo: str) -> IndexedCar | None:
-        with self._ledger.writing(car_id):
+        with self._served.writes(), self._ledger.writing(car_id):
             before = self._served.car_photos(car_id)
             if not before:
                 raise NoSuchCar(car_id)

@@ -77,14 +77,12 @@ class Listings:
         build and collection, then made in every collection this process writes. None when
         there is no such car; ExternalIdTaken when another car has the external id it sets;
         FieldError, with nothing written, when the edited car could not be stored."""
-        served = self._served
-        with served.writes():
-            served.ensure_joined()
-            return self._edit(car_id, patch)
-
-    def _edit(self, car_id: str, patch: dict[str, Any]) -> IndexedCar | None:
         served, ledger = self._served, self._ledger
-        with ledger.claiming(patch.get("external_id")), ledger.writing(car_id):
+        with (
+            served.writes(),
+            ledger.claiming(patch.get("external_id")),
+            ledger.writing(car_id),
+        ):
             photos = served.car_photos(car_id)
             if not photos:
                 return None

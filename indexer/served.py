@@ -65,8 +65,12 @@ class ServedCollections:
 
     @contextlib.contextmanager
     def writes(self) -> Iterator[None]:
-        """Held (shared) by each add, edit and delete, from its checks to its last write."""
+        """Held (shared) by each add, edit and delete, from its checks to its last write (call
+        outside any car's lock): when this process has joined nothing yet, it first joins what
+        can go live (edits and deletes only; adds come with ``join_all(embedder)``)."""
         with shared_or_exclusive(self.ledger.layout.rollout_lock, "shared"):
+            if not self.joined:
+                self.join_all(None)
             yield
 
     @contextlib.contextmanager
@@ -122,7 +126,6 @@ class ServedCollections:
     def check_open(self, version: str) -> None:
         """Before an add of vectors ``version`` (within ``writes``): IndexNotReady unless a
         joined collection of those vectors can go live."""
-        self.ensure_joined()
         candidates = set(self.candidates())
         if not any(embedding_version_of(n) == version for n in self.joined & candidates):
             raise IndexNotReady(f"no collection of {version} is open for writes yet")
@@ -166,12 +169,6 @@ class ServedCollections:
                 for photo in photos_of(self.engine, name, [car_id]):
                     found.setdefault(photo.id, photo)
         return found
-
-    def ensure_joined(self) -> None:
-        """Before a write (outside any car's lock): when this process has joined nothing yet,
-        join what can go live (edits and deletes only; adds come with ``join_all(embedder)``)."""
-        if not self.joined:
-            self.join_all(None)
 
     def _leave(self, name: str) -> None:
         with self._lock:
