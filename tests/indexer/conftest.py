@@ -36,6 +36,14 @@ def small_embedder() -> Embedder:
     return Embedder(build_model("mobilenet_v2"), batch_size=4)
 
 
+@pytest.fixture(scope="session")
+def flipped_embedder() -> Embedder:
+    """Another model: ``small_embedder``'s with test-time flip (other vectors, same size)."""
+    model = build_model("mobilenet_v2")
+    model.update_config(test_time_flip=True)
+    return Embedder(model, batch_size=4)
+
+
 ALIAS = "cars-test"
 
 

@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 
 from carembed.embedder import Embedder
-from carembed.model import build_model
 from indexer.engines.base import CollectionHeld, CollectionMissing
 from indexer.index import CarIndex
 from indexer.payload import CarFields, point_id
@@ -133,13 +132,14 @@ def _check(index: CarIndex, collection: str, oracle: dict[str, Any], adds: bool)
 
 @pytest.mark.slow
 def test_no_acknowledged_write_is_lost_across_builds_switches_and_rollbacks(
-    handles: tuple[CarIndex, CarIndex], tmp_path: Path, small_embedder: Embedder
+    handles: tuple[CarIndex, CarIndex],
+    tmp_path: Path,
+    small_embedder: Embedder,
+    flipped_embedder: Embedder,
 ) -> None:
     service, builder = handles
     gallery = make_gallery(tmp_path / "gallery")
-    other = build_model("mobilenet_v2")
-    other.update_config(test_time_flip=True)  # another model: other vectors, same size
-    models = {e.version: e for e in (small_embedder, Embedder(other, batch_size=4))}
+    models = {e.version: e for e in (small_embedder, flipped_embedder)}
     seeds = list(range(5000, 5120))
     photos = [jpeg(s) for s in seeds]
     vectors = {v: dict(zip(seeds, e.embed(photos), strict=True)) for v, e in models.items()}

@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from carembed.embedder import Embedder
-from carembed.model import build_model
 from indexer.engines.base import CollectionMissing, StoreError, single_attempt
 from indexer.index import CarIndex
 from indexer.payload import CarFields
@@ -24,11 +23,13 @@ from tests.conftest import scene
 from tests.indexer.conftest import jpeg, make_gallery, open_index
 
 
-def _other_model() -> Embedder:
-    """Another model: other vectors, same size."""
-    other = build_model("mobilenet_v2")
-    other.update_config(test_time_flip=True)
-    return Embedder(other, batch_size=4)
+def _built_with_a_then_b(builder: CarIndex, tmp_path: Path, a: Embedder, b: Embedder) -> Path:
+    """A gallery built with ``a``, then with ``b``: ``b``'s collection live, ``a``'s
+    previous."""
+    gallery = make_gallery(tmp_path / "gallery", per_class=1)
+    builder.build(a, gallery, progress=False)
+    builder.build(b, gallery, progress=False)
+    return gallery
 
 
 def _add(index: CarIndex, embedder: Embedder, seed: int) -> str:
@@ -43,13 +44,12 @@ def test_an_add_of_vectors_the_switch_drops_is_in_the_collection_it_puts_live(
     handles: tuple[CarIndex, CarIndex],
     tmp_path: Path,
     small_embedder: Embedder,
+    flipped_embedder: Embedder,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     service, builder = handles
-    gallery = make_gallery(tmp_path / "gallery", per_class=1)
-    a, b = small_embedder, _other_model()
-    builder.build(a, gallery, progress=False)
-    builder.build(b, gallery, progress=False)
+    a, b = small_embedder, flipped_embedder
+    gallery = _built_with_a_then_b(builder, tmp_path, a, b)
     service.served.join_all(b)  # the service serves b's collection, live
     builder.rollback()  # a's live again; the service has not followed yet: it adds with b
 
@@ -79,13 +79,14 @@ def test_an_add_of_vectors_the_switch_drops_is_in_the_collection_it_puts_live(
 
 @pytest.mark.slow
 def test_an_add_of_other_vectors_reaches_a_caught_up_collection_at_the_next_round(
-    handles: tuple[CarIndex, CarIndex], tmp_path: Path, small_embedder: Embedder
+    handles: tuple[CarIndex, CarIndex],
+    tmp_path: Path,
+    small_embedder: Embedder,
+    flipped_embedder: Embedder,
 ) -> None:
     service, builder = handles
-    gallery = make_gallery(tmp_path / "gallery", per_class=1)
-    a, b = small_embedder, _other_model()
-    builder.build(a, gallery, progress=False)
-    builder.build(b, gallery, progress=False)
+    a, b = small_embedder, flipped_embedder
+    _built_with_a_then_b(builder, tmp_path, a, b)
     state = service.state()
     service.served.join_all(a)  # the service runs a: the previous collection, caught up
     car = _add(service, b, 7004)  # made with b (a request that began before a switch)
